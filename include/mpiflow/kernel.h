@@ -1,0 +1,127 @@
+// The kernel interface: an OpKernel computes one node on one device; kernels are registered by
+// (op, device, dtype) and created once per node per Session. Not the op definitions (graph.h).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "mpiflow/graph.h"
+#include "mpiflow/status.h"
+#include "mpiflow/tensor.h"
+
+namespace mpiflow {
+
+class ThreadPool;
+
+// Variable storage of one Session, by variable node name. Slots are created on first use and
+// never move; a slot's tensor is unallocated until the variable is first assigned.
+class VariableStore {
+ public:
+  struct Slot {
+    std::string name;
+    Tensor value;  // (the variable's shape)
+  };
+  Slot* GetOrCreate(const std::string& name, DType dtype, const Shape& shape);
+  Slot* Find(const std::string& name);
+  std::vector<const Slot*> slots() const;
+  bool OwnsBuffer(const Buffer* b) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Slot>> slots_;
+};
+
+// What a kernel sees while it runs: inputs, outputs, the step, and an intra-op pool.
+class KernelContext {
+ public:
+  KernelContext(const Node* node, const Tensor* const* inputs, Tensor* outputs, int64_t step,
+                ThreadPool* intra_op_pool)
+      : node_(node), inputs_(inputs), outputs_(outputs), step_(step), pool_(intra_op_pool) {}
+
+  const Node& node() const { return *node_; }
+  int num_inputs() const { return node_->num_inputs(); }
+  const Tensor& input(int i) const { return *inputs_[i]; }
+  // Allocates output i with the node's inferred dtype and the given (fully defined) shape.
+  Tensor* allocate_output(int i, const Shape& shape) {
+    outputs_[i] = Tensor(node_->output_dtype(i), shape);
+    return &outputs_[i];
+  }
+  void set_output(int i, Tensor t) { outputs_[i] = std::move(t); }
+  int64_t step() const { return step_; }  // the Session's run counter: seeds per-step randomness
+  ThreadPool* intra_op_pool() const { return pool_; }
+
+  // InvalidArgument naming the op and node: "MatMul node 'dense/MatMul': <what>".
+  template <typename... Args>
+  Status Error(const Args&... what) const {
+    return InvalidArgument(node_->op(), " node '", node_->name(), "': ", what...);
+  }
+
+ private:
+  const Node* node_;
+  const Tensor* const* inputs_;
+  Tensor* outputs_;
+  int64_t step_;
+  ThreadPool* pool_;
+};
+
+class OpKernel {
+ public:
+  explicit OpKernel(const Node& node) : node_(node) {}
+  virtual ~OpKernel() = default;
+  virtual Status Compute(KernelContext* ctx) = 0;
+  const Node& node() const { return node_; }
+
+ protected:
+  const Node& node_;
+};
+
+// What a kernel factory gets: the node (attrs already checked by the shape function) and the
+// Session's variables.
+struct KernelInitContext {
+  const Node& node;
+  VariableStore* variables;
+};
+
+using KernelFactory =
+    std::function<StatusOr<std::unique_ptr<OpKernel>>(const KernelInitContext& ctx)>;
+
+inline constexpr const char* kCpu = "cpu";
+inline constexpr const char* kCuda = "cuda";
+
+class KernelRegistry {
+ public:
+  static KernelRegistry& Global();  // the built-in CPU kernels are registered on first use
+  // dtype kInvalid registers a kernel for every dtype of the op.
+  void Register(const std::string& op, const std::string& device, DType dtype,
+                KernelFactory factory);
+  StatusOr<std::unique_ptr<OpKernel>> Create(const std::string& device,
+                                             const KernelInitContext& ctx) const;
+  bool Has(const std::string& op, const std::string& device, DType dtype) const;
+
+ private:
+  std::map<std::tuple<std::string, std::string, DType>, KernelFactory> factories_;
+};
+
+// Threads the CPU kernels (OpenBLAS) may use; set by the Session from its intra-op count.
+void SetCpuKernelThreads(int num_threads);
+int CpuKernelThreads();
+
+// The dtype a node's kernel is chosen by: its first input's, else its first output's.
+DType KernelDType(const Node& node);
+
+// Registers kernel class K (constructible from KernelInitContext) for (op, device, dtype).
+template <typename K>
+void RegisterKernel(KernelRegistry& registry, const std::string& op, const std::string& device,
+                    DType dtype) {
+  registry.Register(
+      op, device, dtype, [](const KernelInitContext& c) -> StatusOr<std::unique_ptr<OpKernel>> {
+        return std::unique_ptr<OpKernel>(new K(c));
+      });
+}
+
+}  // namespace mpiflow

@@ -1,0 +1,138 @@
+// Graph-building functions, one per op: ops::MatMul(s, x, w). Each builder, its op definition,
+// shape function and gradient live together in src/ops/<family>.cc. Not kernels (kernels/).
+// A failed build records the error in the Scope and returns an invalid Output.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "mpiflow/graph.h"
+
+namespace mpiflow {
+namespace ops {
+
+// ---- array_ops.cc ----
+Output Placeholder(const Scope& s, DType dtype, const Shape& shape);
+Output Const(const Scope& s, const Tensor& value);
+Output ScalarConst(const Scope& s, double value, DType dtype = DType::kFloat32);
+Output Identity(const Scope& s, Output x);
+Node* NoOp(const Scope& s);                                // control dependencies only
+Node* Group(const Scope& s, const std::vector<Node*>& deps);  // NoOp depending on `deps`
+Output Reshape(const Scope& s, Output x, const std::vector<int64_t>& shape);  // one -1 allowed
+Output Transpose(const Scope& s, Output x, const std::vector<int64_t>& perm);
+Output Concat(const Scope& s, const std::vector<Output>& values, int64_t axis);
+// size -1: to the end of that dimension.
+Output Slice(const Scope& s, Output x, const std::vector<int64_t>& begin,
+             const std::vector<int64_t>& size);
+Output Cast(const Scope& s, Output x, DType dtype);
+Output Equal(const Scope& s, Output a, Output b);  // bool
+Output ArgMax(const Scope& s, Output x, int64_t axis);  // int64
+// params (rows, ...) indexed by int32/int64 indices (n) -> (n, ...). Its gradient is sparse.
+Output Gather(const Scope& s, Output params, Output indices);
+Output Zeros(const Scope& s, const Shape& shape, DType dtype = DType::kFloat32);
+// Sparse rows as a dense tensor shaped like `like`: out = 0; out[indices[i]] += values[i].
+// Gather's gradient is this node; optimizers read its (values, indices) inputs to update only
+// the touched rows, so the dense form is computed only if something else consumes it.
+Output IndexedSlices(const Scope& s, Output values, Output indices, Output like);
+
+// ---- math_ops.cc (binary ops broadcast numpy-style) ----
+Output Add(const Scope& s, Output a, Output b);
+Output Sub(const Scope& s, Output a, Output b);
+Output Mul(const Scope& s, Output a, Output b);
+Output Div(const Scope& s, Output a, Output b);
+Output AddN(const Scope& s, const std::vector<Output>& xs);
+Output Neg(const Scope& s, Output x);
+Output Exp(const Scope& s, Output x);
+Output Log(const Scope& s, Output x);
+Output Sqrt(const Scope& s, Output x);
+Output Square(const Scope& s, Output x);
+Output Relu(const Scope& s, Output x);
+Output Sigmoid(const Scope& s, Output x);
+Output Tanh(const Scope& s, Output x);
+Output Sum(const Scope& s, Output x, const std::vector<int64_t>& axes, bool keep_dims = false);
+Output Mean(const Scope& s, Output x, const std::vector<int64_t>& axes, bool keep_dims = false);
+Output Max(const Scope& s, Output x, const std::vector<int64_t>& axes, bool keep_dims = false);
+Output MatMul(const Scope& s, Output a, Output b, bool transpose_a = false,
+              bool transpose_b = false);
+// Gradient helpers (ops of their own, used by gradient functions).
+Output SumToShapeOf(const Scope& s, Output x, Output like);  // undo broadcasting
+Output ReluGrad(const Scope& s, Output dy, Output x);
+Output SigmoidGrad(const Scope& s, Output y, Output dy);
+Output TanhGrad(const Scope& s, Output y, Output dy);
+Output ReduceGrad(const Scope& s, Output dy, Output x, const std::vector<int64_t>& axes,
+                  bool mean);
+Output MaxGrad(const Scope& s, Output dy, Output x, Output y, const std::vector<int64_t>& axes);
+
+// ---- nn_ops.cc ----
+Output BiasAdd(const Scope& s, Output x, Output bias);  // bias over the last dimension
+Output BiasAddGrad(const Scope& s, Output dy);
+Output Softmax(const Scope& s, Output logits);  // over the last dimension
+Output LogSoftmax(const Scope& s, Output logits);
+Output SoftmaxGrad(const Scope& s, Output y, Output dy);
+Output LogSoftmaxGrad(const Scope& s, Output y, Output dy);
+// logits (batch, classes), labels (batch) int32/int64 -> {loss (batch), backprop (batch, classes)}.
+std::vector<Output> SparseSoftmaxCrossEntropyWithLogits(const Scope& s, Output logits,
+                                                        Output labels);
+// NHWC input, HWIO filter; strides {sh, sw}; padding "SAME" or "VALID".
+Output Conv2D(const Scope& s, Output input, Output filter, const std::vector<int64_t>& strides,
+              const std::string& padding);
+Output Conv2DBackpropInput(const Scope& s, Output input_like, Output filter, Output dy,
+                           const std::vector<int64_t>& strides, const std::string& padding);
+Output Conv2DBackpropFilter(const Scope& s, Output input, Output filter_like, Output dy,
+                            const std::vector<int64_t>& strides, const std::string& padding);
+Output MaxPool(const Scope& s, Output x, const std::vector<int64_t>& ksize,
+               const std::vector<int64_t>& strides, const std::string& padding);
+Output MaxPoolGrad(const Scope& s, Output x, Output y, Output dy, const std::vector<int64_t>& ksize,
+                   const std::vector<int64_t>& strides, const std::string& padding);
+Output AvgPool(const Scope& s, Output x, const std::vector<int64_t>& ksize,
+               const std::vector<int64_t>& strides, const std::string& padding);
+Output AvgPoolGrad(const Scope& s, Output x_like, Output dy, const std::vector<int64_t>& ksize,
+                   const std::vector<int64_t>& strides, const std::string& padding);
+// Inverted dropout: keeps each element with probability 1-rate and scales it by 1/(1-rate).
+// The mask is a pure function of (seed, step, element), so its gradient recomputes it.
+Output Dropout(const Scope& s, Output x, double rate, int64_t seed);
+Output DropoutGrad(const Scope& s, Output dy, double rate, int64_t seed);
+
+// ---- state_ops.cc ----
+// A variable; its initial value is `initial` (run the graph's init op, InitOp below).
+Output Variable(const Scope& s, Output initial, bool trainable = true);
+Output Assign(const Scope& s, Output var, Output value);
+Output AssignAdd(const Scope& s, Output var, Output value);
+Output AssignSub(const Scope& s, Output var, Output value);
+Node* InitOp(const Scope& s);  // groups every variable's initializer
+// Seeded initial values: uniform in [minval, maxval), normal truncated at 2 stddev.
+Output RandomUniform(const Scope& s, const Shape& shape, double minval, double maxval,
+                     int64_t seed, DType dtype = DType::kFloat32);
+Output TruncatedNormal(const Scope& s, const Shape& shape, double mean, double stddev,
+                       int64_t seed, DType dtype = DType::kFloat32);
+// Uniform in +-sqrt(6/(fan_in+fan_out)), fans from the last two dimensions and the rest.
+Output GlorotUniform(const Scope& s, const Shape& shape, int64_t seed,
+                     DType dtype = DType::kFloat32);
+
+// ---- train_ops.cc: optimizer updates, in place on the variable and its slots ----
+Output ApplyGradientDescent(const Scope& s, Output var, Output lr, Output grad);
+Output SparseApplyGradientDescent(const Scope& s, Output var, Output lr, Output values,
+                                  Output indices);
+Output ApplyMomentum(const Scope& s, Output var, Output accum, Output lr, Output grad,
+                     double momentum, bool nesterov);
+Output ApplyRMSProp(const Scope& s, Output var, Output ms, Output mom, Output lr, Output grad,
+                    double rho, double momentum, double epsilon);
+// `step` is the int64 global step before this update (bias correction uses step + 1).
+Output ApplyAdam(const Scope& s, Output var, Output m, Output v, Output lr, Output step,
+                 Output grad, double beta1, double beta2, double epsilon);
+
+// Learning rate at an int64 global step. kind: "constant", "step" (times decay_rate every
+// decay_steps), "cosine" (to alpha*base over decay_steps); linear warm-up over warmup_steps.
+struct LearningRateOptions {
+  std::string kind = "constant";
+  double base = 0.01;
+  int64_t warmup_steps = 0;
+  int64_t decay_steps = 1000;
+  double decay_rate = 0.1;
+  double alpha = 0.0;
+};
+Output LearningRate(const Scope& s, Output global_step, const LearningRateOptions& opts);
+Status ValidateLearningRateOptions(const LearningRateOptions& opts);
+
+}  // namespace ops
+}  // namespace mpiflow

@@ -1,0 +1,85 @@
+// Session: runs the part of a graph that the fetches and targets depend on, from execution plans
+// cached by (feeds, fetches, targets), and owns the variables' values.
+// Not a graph builder (graph.h) and not distributed: one process, one device.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mpiflow/graph.h"
+#include "mpiflow/kernel.h"
+#include "mpiflow/thread_pool.h"
+
+namespace mpiflow {
+
+struct SessionOptions {
+  int inter_op_threads = 1;  // nodes run concurrently (1: in topological order on the caller)
+  int intra_op_threads = 1;  // threads one kernel may use (OpenBLAS and ParallelFor)
+  std::string device = kCpu;
+};
+
+struct RunStats {
+  int64_t kernels_run = 0;      // kernel invocations in this run
+  bool plan_cache_hit = false;  // the plan for (feeds, fetches, targets) was reused
+};
+
+class Session {
+ public:
+  using Feed = std::pair<Output, Tensor>;
+
+  // The graph must outlive the Session; it may grow, nodes added later run in later plans.
+  explicit Session(const Graph* graph, SessionOptions options = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Runs what fetches and targets need, with feeds replacing the outputs they name.
+  // outputs receives one tensor per fetch; variables come back as copies.
+  Status Run(const std::vector<Feed>& feeds, const std::vector<Output>& fetches,
+             const std::vector<Node*>& targets, std::vector<Tensor>* outputs,
+             RunStats* stats = nullptr);
+  Status Run(const std::vector<Output>& fetches, std::vector<Tensor>* outputs) {
+    return Run({}, fetches, {}, outputs);
+  }
+  Status RunTargets(const std::vector<Node*>& targets) { return Run({}, {}, targets, nullptr); }
+
+  // Variable values by node name (copies), for checkpoints and tests.
+  StatusOr<Tensor> ReadVariable(const std::string& name);
+  Status WriteVariable(const std::string& name, const Tensor& value);
+
+  // The run counter: each Run takes the next value as its step (it seeds per-step randomness
+  // such as dropout masks). Restoring it reproduces a run exactly.
+  int64_t run_counter() const { return run_counter_.load(); }
+  void set_run_counter(int64_t v) { run_counter_.store(v); }
+  int num_cached_plans() const;
+  const SessionOptions& options() const { return options_; }
+
+ private:
+  struct Plan;
+  StatusOr<std::shared_ptr<Plan>> GetPlan(const std::vector<Feed>& feeds,
+                                          const std::vector<Output>& fetches,
+                                          const std::vector<Node*>& targets, bool* cache_hit);
+  StatusOr<std::shared_ptr<Plan>> BuildPlan(const std::vector<Feed>& feeds,
+                                            const std::vector<Output>& fetches,
+                                            const std::vector<Node*>& targets);
+  Status RunNode(const Plan& plan, int step_index, std::vector<Tensor>& values, int64_t step);
+  Status RunSequential(const Plan& plan, std::vector<Tensor>& values, int64_t step);
+  Status RunParallel(const Plan& plan, std::vector<Tensor>& values, int64_t step);
+
+  const Graph* graph_;
+  SessionOptions options_;
+  VariableStore variables_;
+  std::unique_ptr<ThreadPool> inter_op_pool_;
+  std::unique_ptr<ThreadPool> intra_op_pool_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Plan>> plans_;
+  std::map<int, std::unique_ptr<OpKernel>> kernels_;  // by node id
+  std::atomic<int64_t> run_counter_{0};
+};
+
+}  // namespace mpiflow

@@ -1,0 +1,159 @@
+// DType, Shape and Tensor: the typed n-dimensional values that flow along graph edges.
+// Not the graph or kernels: a Tensor is just dtype + shape + a ref-counted, 64-byte-aligned buffer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mpiflow/status.h"
+
+namespace mpiflow {
+
+enum class DType : uint8_t { kInvalid = 0, kFloat32, kFloat64, kInt32, kInt64, kFloat16, kBool };
+
+size_t DTypeSize(DType t);
+const char* DTypeName(DType t);
+StatusOr<DType> ParseDType(const std::string& name);
+bool IsFloating(DType t);  // float16 counts (it is storage only: kernels compute on float32/64)
+
+// IEEE binary16, a storage type: Cast converts to and from float32.
+struct Half {
+  uint16_t bits = 0;
+};
+Half FloatToHalf(float f);
+float HalfToFloat(Half h);
+
+template <typename T>
+struct DTypeOf;
+template <>
+struct DTypeOf<float> {
+  static constexpr DType value = DType::kFloat32;
+};
+template <>
+struct DTypeOf<double> {
+  static constexpr DType value = DType::kFloat64;
+};
+template <>
+struct DTypeOf<int32_t> {
+  static constexpr DType value = DType::kInt32;
+};
+template <>
+struct DTypeOf<int64_t> {
+  static constexpr DType value = DType::kInt64;
+};
+template <>
+struct DTypeOf<Half> {
+  static constexpr DType value = DType::kFloat16;
+};
+template <>
+struct DTypeOf<bool> {
+  static constexpr DType value = DType::kBool;
+};
+
+// Dimensions of a tensor; -1 marks a dimension unknown until run time (a batch dimension).
+class Shape {
+ public:
+  Shape() = default;
+  Shape(std::initializer_list<int64_t> dims) : dims_(dims) {}
+  explicit Shape(std::vector<int64_t> dims) : dims_(std::move(dims)) {}
+
+  int rank() const { return static_cast<int>(dims_.size()); }
+  int64_t dim(int i) const { return dims_[i]; }
+  const std::vector<int64_t>& dims() const { return dims_; }
+  void set_dim(int i, int64_t d) { dims_[i] = d; }
+  bool IsFullyDefined() const;
+  // Product of the dimensions; only meaningful when fully defined (1 for a scalar).
+  int64_t num_elements() const;
+  // True when every known dimension agrees (unknown matches anything).
+  bool IsCompatibleWith(const Shape& other) const;
+  std::string ToString() const;  // "[64,784]", "[?,784]"
+  bool operator==(const Shape& o) const { return dims_ == o.dims_; }
+  bool operator!=(const Shape& o) const { return dims_ != o.dims_; }
+
+ private:
+  std::vector<int64_t> dims_;
+};
+
+// A raw allocation from the CPU allocator; freed back to it when the last Tensor lets go.
+class Buffer {
+ public:
+  explicit Buffer(size_t bytes);
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* data_;
+  size_t bytes_;
+};
+
+class Tensor {
+ public:
+  Tensor() = default;  // an empty, invalid tensor (dtype kInvalid)
+  Tensor(DType dtype, const Shape& shape);  // allocates; contents uninitialised
+  // A tensor with a dtype and shape but no storage yet: an uninitialised variable.
+  static Tensor Unallocated(DType dtype, const Shape& shape);
+
+  template <typename T>
+  static Tensor Scalar(T v) {
+    Tensor t(DTypeOf<T>::value, Shape{});
+    *t.data<T>() = v;
+    return t;
+  }
+  template <typename T>
+  static Tensor FromVector(const Shape& shape, const std::vector<T>& values) {
+    Tensor t(DTypeOf<T>::value, shape);
+    MPIFLOW_CHECK(static_cast<int64_t>(values.size()) == t.num_elements());
+    if (!values.empty()) std::memcpy(t.raw(), values.data(), values.size() * sizeof(T));
+    return t;
+  }
+  template <typename T>
+  std::vector<T> ToVector() const {
+    const T* p = data<T>();
+    return std::vector<T>(p, p + num_elements());
+  }
+
+  DType dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  int64_t num_elements() const { return shape_.num_elements(); }
+  size_t bytes() const { return static_cast<size_t>(num_elements()) * DTypeSize(dtype_); }
+  bool valid() const { return dtype_ != DType::kInvalid; }
+  bool allocated() const { return buffer_ != nullptr; }
+  const Buffer* buffer() const { return buffer_.get(); }
+
+  template <typename T>
+  T* data() const {
+    return static_cast<T*>(raw());
+  }
+  void* raw() const { return buffer_ ? static_cast<char*>(buffer_->data()) : nullptr; }
+
+  // Same buffer, another shape with the same number of elements.
+  Tensor Reshaped(const Shape& shape) const;
+  Tensor DeepCopy() const;
+  void FillZero();
+  std::string DebugString(int max_values = 8) const;
+  // Bit-identical dtype, shape and contents.
+  bool BitEqual(const Tensor& other) const;
+
+ private:
+  DType dtype_ = DType::kInvalid;
+  Shape shape_;
+  std::shared_ptr<Buffer> buffer_;  // (num_elements * DTypeSize(dtype)) bytes, 64-byte aligned
+};
+
+// Allocator statistics, for benchmarks and tests of the buffer cache.
+struct AllocatorStats {
+  int64_t bytes_in_use = 0;
+  int64_t bytes_cached = 0;
+  int64_t allocations = 0;  // calls that reached the system allocator
+};
+AllocatorStats CpuAllocatorStats();
+
+}  // namespace mpiflow

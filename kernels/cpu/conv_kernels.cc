@@ -1,0 +1,209 @@
+// Conv2D and its two gradients on the CPU: im2col over a chunk of images, then one OpenBLAS GEMM
+// per chunk. Chunks bound the scratch to ~16 MiB while keeping GEMMs large. NHWC input, HWIO
+// filter. Not a direct or Winograd convolution.
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/cpu_util.h"
+#include "mpiflow/thread_pool.h"
+#include "mpiflow/window.h"
+
+namespace mpiflow {
+namespace {
+
+struct ConvGeom {
+  int64_t n, h, w, c;     // input (n, h, w, c)
+  int64_t kh, kw, oc;     // filter (kh, kw, c, oc)
+  int64_t oh, ow, sh, sw, ph, pw;
+  int64_t rows() const { return oh * ow; }    // im2col rows per image
+  int64_t depth() const { return kh * kw * c; }  // im2col columns
+  bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+};
+
+Status MakeConvGeom(KernelContext* ctx, const Shape& in, const Shape& f, ConvGeom* g) {
+  const auto& s = ctx->node().attr<std::vector<int64_t>>("strides");
+  const auto& pad = ctx->node().attr<std::string>("padding");
+  if (in.rank() != 4 || f.rank() != 4) {
+    return ctx->Error("input ", in.ToString(), " must be NHWC and filter ", f.ToString(), " HWIO");
+  }
+  if (in.dim(3) != f.dim(2)) {
+    return ctx->Error("input has ", in.dim(3), " channels, the filter expects ", f.dim(2));
+  }
+  *g = {in.dim(0), in.dim(1), in.dim(2), in.dim(3), f.dim(0), f.dim(1), f.dim(3), 0, 0, s[0], s[1],
+        0, 0};
+  Status st = WindowGeometry(g->h, g->kh, g->sh, pad, &g->oh, &g->ph);
+  if (st.ok()) st = WindowGeometry(g->w, g->kw, g->sw, pad, &g->ow, &g->pw);
+  if (!st.ok()) return ctx->Error(st.message());
+  return Status::OK();
+}
+
+int64_t ChunkImages(const ConvGeom& g) {
+  const int64_t per_image = std::max<int64_t>(1, g.rows() * g.depth());
+  return std::max<int64_t>(1, std::min<int64_t>(g.n, (int64_t{4} << 20) / per_image));
+}
+
+// col (images, oh*ow, kh*kw*c) <- x for images [b0, b0+nb); zero where the window is padding.
+template <typename T>
+void Im2Col(const ConvGeom& g, const T* x, int64_t b0, int64_t nb, T* col, ThreadPool* pool) {
+  MaybeParallelFor(pool, nb, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const T* img = x + (b0 + i) * g.h * g.w * g.c;
+      T* out = col + i * g.rows() * g.depth();
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+          T* row = out + (oy * g.ow + ox) * g.depth();
+          for (int64_t ky = 0; ky < g.kh; ++ky) {
+            const int64_t y = oy * g.sh - g.ph + ky;
+            T* dst = row + ky * g.kw * g.c;
+            if (y < 0 || y >= g.h) {
+              std::memset(dst, 0, sizeof(T) * g.kw * g.c);
+              continue;
+            }
+            const int64_t x0 = ox * g.sw - g.pw;
+            if (x0 >= 0 && x0 + g.kw <= g.w) {  // whole window row inside: one copy
+              std::memcpy(dst, img + (y * g.w + x0) * g.c, sizeof(T) * g.kw * g.c);
+              continue;
+            }
+            for (int64_t kx = 0; kx < g.kw; ++kx) {
+              const int64_t xx = x0 + kx;
+              if (xx < 0 || xx >= g.w) {
+                std::memset(dst + kx * g.c, 0, sizeof(T) * g.c);
+              } else {
+                std::memcpy(dst + kx * g.c, img + (y * g.w + xx) * g.c, sizeof(T) * g.c);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// dx += col2im(dcol) for images [b0, b0+nb).
+template <typename T>
+void Col2Im(const ConvGeom& g, const T* col, int64_t b0, int64_t nb, T* dx, ThreadPool* pool) {
+  MaybeParallelFor(pool, nb, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T* img = dx + (b0 + i) * g.h * g.w * g.c;
+      const T* in = col + i * g.rows() * g.depth();
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+          const T* row = in + (oy * g.ow + ox) * g.depth();
+          for (int64_t ky = 0; ky < g.kh; ++ky) {
+            const int64_t y = oy * g.sh - g.ph + ky;
+            if (y < 0 || y >= g.h) continue;
+            for (int64_t kx = 0; kx < g.kw; ++kx) {
+              const int64_t xx = ox * g.sw - g.pw + kx;
+              if (xx < 0 || xx >= g.w) continue;
+              T* dst = img + (y * g.w + xx) * g.c;
+              const T* src = row + (ky * g.kw + kx) * g.c;
+              for (int64_t ch = 0; ch < g.c; ++ch) dst[ch] += src[ch];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+class Conv2DKernel : public OpKernel {
+ public:
+  explicit Conv2DKernel(const KernelInitContext& c) : OpKernel(c.node) {}
+  Status Compute(KernelContext* ctx) override {
+    const Tensor &x = ctx->input(0), &f = ctx->input(1);
+    ConvGeom g;
+    MPIFLOW_RETURN_IF_ERROR(MakeConvGeom(ctx, x.shape(), f.shape(), &g));
+    Tensor* y = ctx->allocate_output(0, Shape{g.n, g.oh, g.ow, g.oc});  // (n, oh, ow, oc)
+    if (y->num_elements() == 0) return Status::OK();
+    if (g.pointwise()) {
+      cpu::Gemm(false, false, g.n * g.rows(), g.oc, g.c, T(1), x.data<T>(), f.data<T>(), T(0),
+                y->data<T>());
+      return Status::OK();
+    }
+    const int64_t chunk = ChunkImages(g);
+    Tensor col(x.dtype(), Shape{chunk * g.rows(), g.depth()});  // (chunk*oh*ow, kh*kw*c)
+    for (int64_t b0 = 0; b0 < g.n; b0 += chunk) {
+      const int64_t nb = std::min(chunk, g.n - b0);
+      Im2Col(g, x.data<T>(), b0, nb, col.data<T>(), ctx->intra_op_pool());
+      cpu::Gemm(false, false, nb * g.rows(), g.oc, g.depth(), T(1), col.data<T>(), f.data<T>(),
+                T(0), y->data<T>() + b0 * g.rows() * g.oc);
+    }
+    return Status::OK();
+  }
+};
+
+template <typename T>
+class Conv2DBackpropFilterKernel : public OpKernel {
+ public:
+  explicit Conv2DBackpropFilterKernel(const KernelInitContext& c) : OpKernel(c.node) {}
+  Status Compute(KernelContext* ctx) override {
+    const Tensor &x = ctx->input(0), &f = ctx->input(1), &dy = ctx->input(2);
+    ConvGeom g;
+    MPIFLOW_RETURN_IF_ERROR(MakeConvGeom(ctx, x.shape(), f.shape(), &g));
+    if (dy.shape() != Shape{g.n, g.oh, g.ow, g.oc}) {
+      return ctx->Error("dy ", dy.shape().ToString(), " does not match the convolution output");
+    }
+    Tensor* df = ctx->allocate_output(0, f.shape());  // (kh*kw*c, oc) as a matrix
+    df->FillZero();
+    if (g.n == 0) return Status::OK();
+    if (g.pointwise()) {
+      cpu::Gemm(true, false, g.c, g.oc, g.n * g.rows(), T(1), x.data<T>(), dy.data<T>(), T(0),
+                df->data<T>());
+      return Status::OK();
+    }
+    const int64_t chunk = ChunkImages(g);
+    Tensor col(x.dtype(), Shape{chunk * g.rows(), g.depth()});
+    for (int64_t b0 = 0; b0 < g.n; b0 += chunk) {
+      const int64_t nb = std::min(chunk, g.n - b0);
+      Im2Col(g, x.data<T>(), b0, nb, col.data<T>(), ctx->intra_op_pool());
+      cpu::Gemm(true, false, g.depth(), g.oc, nb * g.rows(), T(1), col.data<T>(),
+                dy.data<T>() + b0 * g.rows() * g.oc, T(1), df->data<T>());
+    }
+    return Status::OK();
+  }
+};
+
+template <typename T>
+class Conv2DBackpropInputKernel : public OpKernel {
+ public:
+  explicit Conv2DBackpropInputKernel(const KernelInitContext& c) : OpKernel(c.node) {}
+  Status Compute(KernelContext* ctx) override {
+    const Tensor &x = ctx->input(0), &f = ctx->input(1), &dy = ctx->input(2);
+    ConvGeom g;
+    MPIFLOW_RETURN_IF_ERROR(MakeConvGeom(ctx, x.shape(), f.shape(), &g));
+    if (dy.shape() != Shape{g.n, g.oh, g.ow, g.oc}) {
+      return ctx->Error("dy ", dy.shape().ToString(), " does not match the convolution output");
+    }
+    Tensor* dx = ctx->allocate_output(0, x.shape());
+    if (g.pointwise()) {
+      cpu::Gemm(false, true, g.n * g.rows(), g.c, g.oc, T(1), dy.data<T>(), f.data<T>(), T(0),
+                dx->data<T>());
+      return Status::OK();
+    }
+    dx->FillZero();
+    const int64_t chunk = ChunkImages(g);
+    Tensor dcol(x.dtype(), Shape{chunk * g.rows(), g.depth()});
+    for (int64_t b0 = 0; b0 < g.n; b0 += chunk) {
+      const int64_t nb = std::min(chunk, g.n - b0);
+      cpu::Gemm(false, true, nb * g.rows(), g.depth(), g.oc, T(1),
+                dy.data<T>() + b0 * g.rows() * g.oc, f.data<T>(), T(0), dcol.data<T>());
+      Col2Im(g, dcol.data<T>(), b0, nb, dx->data<T>(), ctx->intra_op_pool());
+    }
+    return Status::OK();
+  }
+};
+
+}  // namespace
+
+void RegisterConvKernels(KernelRegistry& r) {
+  RegisterKernel<Conv2DKernel<float>>(r, "Conv2D", kCpu, DType::kFloat32);
+  RegisterKernel<Conv2DKernel<double>>(r, "Conv2D", kCpu, DType::kFloat64);
+  RegisterKernel<Conv2DBackpropFilterKernel<float>>(r, "Conv2DBackpropFilter", kCpu, DType::kFloat32);
+  RegisterKernel<Conv2DBackpropFilterKernel<double>>(r, "Conv2DBackpropFilter", kCpu,
+                                                     DType::kFloat64);
+  RegisterKernel<Conv2DBackpropInputKernel<float>>(r, "Conv2DBackpropInput", kCpu, DType::kFloat32);
+  RegisterKernel<Conv2DBackpropInputKernel<double>>(r, "Conv2DBackpropInput", kCpu, DType::kFloat64);
+}
+
+}  // namespace mpiflow

@@ -1,0 +1,315 @@
+// CPU kernels for state ops (Variable, Assign*), seeded initializers, optimizer updates and the
+// learning-rate schedule. Updates write the variable's buffer in place: the Variable kernel
+// outputs the VariableStore's tensor itself, so input 0 of an Assign/Apply op *is* the variable.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/cpu_util.h"
+#include "mpiflow/random.h"
+
+namespace mpiflow {
+namespace {
+
+class VariableKernel : public OpKernel {
+ public:
+  explicit VariableKernel(const KernelInitContext& c)
+      : OpKernel(c.node),
+        slot_(c.variables->GetOrCreate(c.node.name(), c.node.output_dtype(0),
+                                       c.node.output_shape(0))) {}
+  Status Compute(KernelContext* ctx) override {
+    ctx->set_output(0, slot_->value);  // unallocated until first assigned
+    return Status::OK();
+  }
+
+ private:
+  VariableStore::Slot* slot_;
+};
+
+VariableStore::Slot* SlotOfInput0(const KernelInitContext& c) {
+  const Node* var = c.node.input(0).node;
+  if (var->op() != "Variable") return nullptr;
+  return c.variables->GetOrCreate(var->name(), var->output_dtype(0), var->output_shape(0));
+}
+
+class AssignKernel : public OpKernel {
+ public:
+  explicit AssignKernel(const KernelInitContext& c) : OpKernel(c.node), slot_(SlotOfInput0(c)) {}
+  Status Compute(KernelContext* ctx) override {
+    if (!slot_) return ctx->Error("input 0 must be a Variable node");
+    const Tensor& value = ctx->input(1);
+    if (value.shape() != node_.input(0).shape()) {
+      return ctx->Error("value shape ", value.shape().ToString(), " does not match variable '",
+                        slot_->name, "' of shape ", node_.input(0).shape().ToString());
+    }
+    if (slot_->value.allocated()) {
+      if (value.bytes()) std::memcpy(slot_->value.raw(), value.raw(), value.bytes());  // in place
+    } else {
+      slot_->value = value.DeepCopy();
+    }
+    ctx->set_output(0, slot_->value);
+    return Status::OK();
+  }
+
+ private:
+  VariableStore::Slot* slot_;
+};
+
+template <typename T, bool kAdd>
+class AssignUpdateKernel : public OpKernel {
+ public:
+  explicit AssignUpdateKernel(const KernelInitContext& c) : OpKernel(c.node) {}
+  Status Compute(KernelContext* ctx) override {
+    const Tensor &var = ctx->input(0), &value = ctx->input(1);
+    if (var.shape() != value.shape()) {
+      return ctx->Error("value shape ", value.shape().ToString(), " differs from the variable's ",
+                        var.shape().ToString());
+    }
+    T* p = var.data<T>();
+    const T* v = value.data<T>();
+    for (int64_t i = 0; i < var.num_elements(); ++i) p[i] = kAdd ? p[i] + v[i] : p[i] - v[i];
+    ctx->set_output(0, var);
+    return Status::OK();
+  }
+};
+
+template <typename T, bool kNormal>
+class RandomKernel : public OpKernel {
+ public:
+  explicit RandomKernel(const KernelInitContext& c)
+      : OpKernel(c.node),
+        seed_(static_cast<uint64_t>(c.node.attr<int64_t>("seed"))),
+        a_(c.node.attr<double>("a")),
+        b_(c.node.attr<double>("b")) {}
+  Status Compute(KernelContext* ctx) override {
+    Tensor* y = ctx->allocate_output(0, node_.output_shape(0));
+    T* p = y->data<T>();
+    for (int64_t i = 0; i < y->num_elements(); ++i) {
+      const uint64_t idx = static_cast<uint64_t>(i);
+      p[i] = kNormal ? static_cast<T>(a_ + b_ * RandomTruncatedNormal(seed_, 1, idx))
+                     : static_cast<T>(a_ + (b_ - a_) * RandomUniform01(seed_, 0, idx));
+    }
+    return Status::OK();
+  }
+
+ private:
+  uint64_t seed_;
+  double a_, b_;  // uniform: [a, b); normal: mean a, stddev b
+};
+
+// Shared checks of the dense Apply* kernels: slots and gradient shaped like the variable.
+Status CheckApply(KernelContext* ctx, int num_slots, int grad_index) {
+  const Shape& var = ctx->input(0).shape();
+  for (int i = 1; i <= num_slots; ++i) {
+    if (ctx->input(i).shape() != var) return ctx->Error("slot ", i, " does not match the variable");
+  }
+  if (ctx->input(grad_index).shape() != var) {
+    return ctx->Error("gradient ", ctx->input(grad_index).shape().ToString(),
+                      " does not match the variable ", var.ToString());
+  }
+  return Status::OK();
+}
+
+template <typename T>
+class ApplyGradientDescentKernel : public OpKernel {
+ public:
+  explicit ApplyGradientDescentKernel(const KernelInitContext& c) : OpKernel(c.node) {}
+  Status Compute(KernelContext* ctx) override {
+    MPIFLOW_RETURN_IF_ERROR(CheckApply(ctx, 0, 2));
+    const Tensor& var = ctx->input(0);
+    T* w = var.data<T>();
+    const T lr = *ctx->input(1).data<T>();
+    const T* g = ctx->input(2).data<T>();
+    for (int64_t i = 0; i < var.num_elements(); ++i) w[i] -= lr * g[i];
+    ctx->set_output(0, var);
+    return Status::OK();
+  }
+};
+
+template <typename T>
+class SparseApplyGradientDescentKernel : public OpKernel {
+ public:
+  explicit SparseApplyGradientDescentKernel(const KernelInitContext& c) : OpKernel(c.node) {}
+  Status Compute(KernelContext* ctx) override {
+    const Tensor &var = ctx->input(0), &values = ctx->input(2), &indices = ctx->input(3);
+    const int64_t rows = var.shape().dim(0), n = indices.num_elements();
+    const int64_t width = rows ? var.num_elements() / rows : 0;
+    if (values.shape().dim(0) != n || values.num_elements() != n * width) {
+      return ctx->Error("values ", values.shape().ToString(), " do not match ", n,
+                        " rows of the variable ", var.shape().ToString());
+    }
+    T* w = var.data<T>();
+    const T lr = *ctx->input(1).data<T>();
+    const T* v = values.data<T>();
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t row = indices.dtype() == DType::kInt32 ? indices.data<int32_t>()[i]
+                                                           : indices.data<int64_t>()[i];
+      if (row < 0 || row >= rows) {
+        return ctx->Error("index ", row, " at position ", i, " is out of range [0, ", rows, ")");
+      }
+      for (int64_t j = 0; j < width; ++j) w[row * width + j] -= lr * v[i * width + j];
+    }
+    ctx->set_output(0, var);
+    return Status::OK();
+  }
+};
+
+// accum = momentum*accum + g; var -= lr*accum, or with Nesterov var -= lr*(g + momentum*accum).
+template <typename T>
+class ApplyMomentumKernel : public OpKernel {
+ public:
+  explicit ApplyMomentumKernel(const KernelInitContext& c)
+      : OpKernel(c.node),
+        momentum_(static_cast<T>(c.node.attr<double>("momentum"))),
+        nesterov_(c.node.attr<bool>("nesterov")) {}
+  Status Compute(KernelContext* ctx) override {
+    MPIFLOW_RETURN_IF_ERROR(CheckApply(ctx, 1, 3));
+    const Tensor& var = ctx->input(0);
+    T *w = var.data<T>(), *a = ctx->input(1).data<T>();
+    const T lr = *ctx->input(2).data<T>();
+    const T* g = ctx->input(3).data<T>();
+    for (int64_t i = 0; i < var.num_elements(); ++i) {
+      a[i] = momentum_ * a[i] + g[i];
+      w[i] -= nesterov_ ? lr * (g[i] + momentum_ * a[i]) : lr * a[i];
+    }
+    ctx->set_output(0, var);
+    return Status::OK();
+  }
+
+ private:
+  T momentum_;
+  bool nesterov_;
+};
+
+// ms = rho*ms + (1-rho)*g^2; mom = momentum*mom + lr*g/sqrt(ms + eps); var -= mom.
+template <typename T>
+class ApplyRMSPropKernel : public OpKernel {
+ public:
+  explicit ApplyRMSPropKernel(const KernelInitContext& c)
+      : OpKernel(c.node),
+        rho_(static_cast<T>(c.node.attr<double>("rho"))),
+        momentum_(static_cast<T>(c.node.attr<double>("momentum"))),
+        eps_(static_cast<T>(c.node.attr<double>("epsilon"))) {}
+  Status Compute(KernelContext* ctx) override {
+    MPIFLOW_RETURN_IF_ERROR(CheckApply(ctx, 2, 4));
+    const Tensor& var = ctx->input(0);
+    T *w = var.data<T>(), *ms = ctx->input(1).data<T>(), *mom = ctx->input(2).data<T>();
+    const T lr = *ctx->input(3).data<T>();
+    const T* g = ctx->input(4).data<T>();
+    for (int64_t i = 0; i < var.num_elements(); ++i) {
+      ms[i] = rho_ * ms[i] + (T(1) - rho_) * g[i] * g[i];
+      mom[i] = momentum_ * mom[i] + lr * g[i] / std::sqrt(ms[i] + eps_);
+      w[i] -= mom[i];
+    }
+    ctx->set_output(0, var);
+    return Status::OK();
+  }
+
+ private:
+  T rho_, momentum_, eps_;
+};
+
+// t = step+1; lr_t = lr*sqrt(1-b2^t)/(1-b1^t); m,v moments; var -= lr_t*m/(sqrt(v)+eps).
+template <typename T>
+class ApplyAdamKernel : public OpKernel {
+ public:
+  explicit ApplyAdamKernel(const KernelInitContext& c)
+      : OpKernel(c.node),
+        b1_(c.node.attr<double>("beta1")),
+        b2_(c.node.attr<double>("beta2")),
+        eps_(static_cast<T>(c.node.attr<double>("epsilon"))) {}
+  Status Compute(KernelContext* ctx) override {
+    MPIFLOW_RETURN_IF_ERROR(CheckApply(ctx, 2, 5));
+    const Tensor& var = ctx->input(0);
+    T *w = var.data<T>(), *m = ctx->input(1).data<T>(), *v = ctx->input(2).data<T>();
+    const double lr = static_cast<double>(*ctx->input(3).data<T>());
+    const double t = static_cast<double>(*ctx->input(4).data<int64_t>() + 1);
+    const T lr_t =
+        static_cast<T>(lr * std::sqrt(1.0 - std::pow(b2_, t)) / (1.0 - std::pow(b1_, t)));
+    const T b1 = static_cast<T>(b1_), b2 = static_cast<T>(b2_);
+    const T* g = ctx->input(5).data<T>();
+    for (int64_t i = 0; i < var.num_elements(); ++i) {
+      m[i] = b1 * m[i] + (T(1) - b1) * g[i];
+      v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
+      w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps_);
+    }
+    ctx->set_output(0, var);
+    return Status::OK();
+  }
+
+ private:
+  double b1_, b2_;
+  T eps_;
+};
+
+class LearningRateKernel : public OpKernel {
+ public:
+  explicit LearningRateKernel(const KernelInitContext& c) : OpKernel(c.node) {
+    o_.kind = c.node.attr<std::string>("kind");
+    o_.base = c.node.attr<double>("base");
+    o_.warmup_steps = c.node.attr<int64_t>("warmup_steps");
+    o_.decay_steps = c.node.attr<int64_t>("decay_steps");
+    o_.decay_rate = c.node.attr<double>("decay_rate");
+    o_.alpha = c.node.attr<double>("alpha");
+  }
+  Status Compute(KernelContext* ctx) override {
+    const int64_t step = *ctx->input(0).data<int64_t>();
+    double lr = o_.base;
+    if (o_.warmup_steps > 0 && step < o_.warmup_steps) {
+      lr = o_.base * static_cast<double>(step + 1) / static_cast<double>(o_.warmup_steps);
+    } else {
+      const int64_t t = step - o_.warmup_steps;
+      if (o_.kind == "step") {
+        lr = o_.base * std::pow(o_.decay_rate, static_cast<double>(t / o_.decay_steps));
+      } else if (o_.kind == "cosine") {
+        const double p =
+            static_cast<double>(std::min(t, o_.decay_steps)) / static_cast<double>(o_.decay_steps);
+        const double cosine = 0.5 * (1.0 + std::cos(3.141592653589793 * p));
+        lr = o_.base * ((1.0 - o_.alpha) * cosine + o_.alpha);
+      }
+    }
+    *ctx->allocate_output(0, Shape{})->data<float>() = static_cast<float>(lr);
+    return Status::OK();
+  }
+
+ private:
+  struct {
+    std::string kind;
+    double base, decay_rate, alpha;
+    int64_t warmup_steps, decay_steps;
+  } o_;
+};
+
+}  // namespace
+
+void RegisterStateKernels(KernelRegistry& r) {
+  const DType any = DType::kInvalid;
+  RegisterKernel<VariableKernel>(r, "Variable", kCpu, any);
+  RegisterKernel<AssignKernel>(r, "Assign", kCpu, any);
+  RegisterKernel<LearningRateKernel>(r, "LearningRate", kCpu, any);
+  RegisterKernel<AssignUpdateKernel<float, true>>(r, "AssignAdd", kCpu, DType::kFloat32);
+  RegisterKernel<AssignUpdateKernel<double, true>>(r, "AssignAdd", kCpu, DType::kFloat64);
+  RegisterKernel<AssignUpdateKernel<int32_t, true>>(r, "AssignAdd", kCpu, DType::kInt32);
+  RegisterKernel<AssignUpdateKernel<int64_t, true>>(r, "AssignAdd", kCpu, DType::kInt64);
+  RegisterKernel<AssignUpdateKernel<float, false>>(r, "AssignSub", kCpu, DType::kFloat32);
+  RegisterKernel<AssignUpdateKernel<double, false>>(r, "AssignSub", kCpu, DType::kFloat64);
+  RegisterKernel<AssignUpdateKernel<int32_t, false>>(r, "AssignSub", kCpu, DType::kInt32);
+  RegisterKernel<AssignUpdateKernel<int64_t, false>>(r, "AssignSub", kCpu, DType::kInt64);
+  RegisterKernel<RandomKernel<float, false>>(r, "RandomUniform", kCpu, DType::kFloat32);
+  RegisterKernel<RandomKernel<double, false>>(r, "RandomUniform", kCpu, DType::kFloat64);
+  RegisterKernel<RandomKernel<float, true>>(r, "TruncatedNormal", kCpu, DType::kFloat32);
+  RegisterKernel<RandomKernel<double, true>>(r, "TruncatedNormal", kCpu, DType::kFloat64);
+  RegisterKernel<ApplyGradientDescentKernel<float>>(r, "ApplyGradientDescent", kCpu, DType::kFloat32);
+  RegisterKernel<ApplyGradientDescentKernel<double>>(r, "ApplyGradientDescent", kCpu, DType::kFloat64);
+  RegisterKernel<SparseApplyGradientDescentKernel<float>>(r, "SparseApplyGradientDescent", kCpu,
+                                                          DType::kFloat32);
+  RegisterKernel<SparseApplyGradientDescentKernel<double>>(r, "SparseApplyGradientDescent", kCpu,
+                                                           DType::kFloat64);
+  RegisterKernel<ApplyMomentumKernel<float>>(r, "ApplyMomentum", kCpu, DType::kFloat32);
+  RegisterKernel<ApplyMomentumKernel<double>>(r, "ApplyMomentum", kCpu, DType::kFloat64);
+  RegisterKernel<ApplyRMSPropKernel<float>>(r, "ApplyRMSProp", kCpu, DType::kFloat32);
+  RegisterKernel<ApplyRMSPropKernel<double>>(r, "ApplyRMSProp", kCpu, DType::kFloat64);
+  RegisterKernel<ApplyAdamKernel<float>>(r, "ApplyAdam", kCpu, DType::kFloat32);
+  RegisterKernel<ApplyAdamKernel<double>>(r, "ApplyAdam", kCpu, DType::kFloat64);
+}
+
+}  // namespace mpiflow

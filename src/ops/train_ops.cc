@@ -1,0 +1,148 @@
+// Optimizer update ops (ApplyGradientDescent, SparseApplyGradientDescent, ApplyMomentum,
+// ApplyRMSProp, ApplyAdam) and LearningRate. Definition, shape fn, builder. The Optimizer classes
+// that wire these into a graph are in src/train/optimizer.cc.
+#include <cmath>
+
+#include "src/ops/op_util.h"
+
+namespace mpiflow {
+namespace {
+
+// Inputs: var and its slots (same dtype and shape as var), then lr (scalar), then the gradient.
+ShapeFn ApplyShape(int num_slots, bool has_step) {
+  return [num_slots, has_step](InferenceContext& c) {
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
+    const Shape& var = c.input_shape(0);
+    for (int i = 1; i <= num_slots; ++i) {
+      MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, i));
+      if (c.input_shape(i) != var) {
+        return c.Error("slot ", i, " has shape ", c.input_shape(i).ToString(),
+                       ", the variable has ", var.ToString());
+      }
+    }
+    const int lr = num_slots + 1;
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, lr));
+    if (c.input_shape(lr).rank() != 0) return c.Error("lr must be a scalar");
+    int grad = lr + 1;
+    if (has_step) {
+      MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, grad, {DType::kInt64}));
+      ++grad;
+    }
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, grad));
+    if (!c.input_shape(grad).IsCompatibleWith(var)) {
+      return c.Error("gradient shape ", c.input_shape(grad).ToString(),
+                     " does not match the variable's ", var.ToString());
+    }
+    return op_util::UnchangedShape(c);
+  };
+}
+
+OpDef ApplyDef(const std::string& name, std::vector<std::string> inputs, ShapeFn fn) {
+  OpDef d;
+  d.name = name;
+  d.inputs = std::move(inputs);
+  d.outputs = {"var"};
+  d.shape_fn = std::move(fn);
+  d.stateful = true;
+  d.differentiable = false;
+  return d;
+}
+
+}  // namespace
+
+Status ops::ValidateLearningRateOptions(const LearningRateOptions& o) {
+  if (o.kind != "constant" && o.kind != "step" && o.kind != "cosine") {
+    return InvalidArgument("learning-rate schedule must be constant, step or cosine, got '",
+                           o.kind, "'");
+  }
+  if (!(o.base > 0) || !std::isfinite(o.base)) {
+    return InvalidArgument("learning rate must be positive, got ", o.base);
+  }
+  if (o.warmup_steps < 0) return InvalidArgument("warm-up steps must be >= 0");
+  if (o.kind != "constant" && o.decay_steps <= 0) {
+    return InvalidArgument("decay steps must be positive for the ", o.kind, " schedule");
+  }
+  return Status::OK();
+}
+
+void RegisterTrainOps(OpRegistry& r) {
+  r.Register(ApplyDef("ApplyGradientDescent", {"var", "lr", "grad"}, ApplyShape(0, false)));
+  r.Register(ApplyDef("SparseApplyGradientDescent", {"var", "lr", "values", "indices"},
+                      [](InferenceContext& c) {
+                        MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
+                        MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 1));
+                        MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 2));
+                        MPIFLOW_RETURN_IF_ERROR(
+                            op_util::CheckDType(c, 3, {DType::kInt32, DType::kInt64}));
+                        MPIFLOW_RETURN_IF_ERROR(op_util::CheckRank(c, 3, 1));
+                        const Shape &var = c.input_shape(0), &vals = c.input_shape(2);
+                        if (vals.rank() != var.rank()) {
+                          return c.Error("values ", vals.ToString(), " and variable ",
+                                         var.ToString(), " differ in rank");
+                        }
+                        return op_util::UnchangedShape(c);
+                      }));
+  r.Register(ApplyDef("ApplyMomentum", {"var", "accum", "lr", "grad"}, ApplyShape(1, false)));
+  r.Register(ApplyDef("ApplyRMSProp", {"var", "ms", "mom", "lr", "grad"}, ApplyShape(2, false)));
+  r.Register(ApplyDef("ApplyAdam", {"var", "m", "v", "lr", "step", "grad"}, ApplyShape(2, true)));
+  OpDef lr;
+  lr.name = "LearningRate";
+  lr.inputs = {"global_step"};
+  lr.outputs = {"lr"};
+  lr.differentiable = false;
+  lr.shape_fn = [](InferenceContext& c) {
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, {DType::kInt64}));
+    ops::LearningRateOptions o;
+    DType dtype = DType::kInvalid;
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("kind", &o.kind));
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("base", &o.base));
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("warmup_steps", &o.warmup_steps));
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("decay_steps", &o.decay_steps));
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("decay_rate", &o.decay_rate));
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("alpha", &o.alpha));
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("dtype", &dtype));
+    Status s = ops::ValidateLearningRateOptions(o);
+    if (!s.ok()) return c.Error(s.message());
+    c.set_output(0, dtype, Shape{});
+    return Status::OK();
+  };
+  r.Register(std::move(lr));
+}
+
+namespace ops {
+
+Output ApplyGradientDescent(const Scope& s, Output var, Output lr, Output grad) {
+  return s.AddOp("ApplyGradientDescent", {var, lr, grad});
+}
+Output SparseApplyGradientDescent(const Scope& s, Output var, Output lr, Output values,
+                                  Output indices) {
+  return s.AddOp("SparseApplyGradientDescent", {var, lr, values, indices});
+}
+Output ApplyMomentum(const Scope& s, Output var, Output accum, Output lr, Output grad,
+                     double momentum, bool nesterov) {
+  return s.AddOp("ApplyMomentum", {var, accum, lr, grad},
+                 {{"momentum", momentum}, {"nesterov", nesterov}});
+}
+Output ApplyRMSProp(const Scope& s, Output var, Output ms, Output mom, Output lr, Output grad,
+                    double rho, double momentum, double epsilon) {
+  return s.AddOp("ApplyRMSProp", {var, ms, mom, lr, grad},
+                 {{"rho", rho}, {"momentum", momentum}, {"epsilon", epsilon}});
+}
+Output ApplyAdam(const Scope& s, Output var, Output m, Output v, Output lr, Output step,
+                 Output grad, double beta1, double beta2, double epsilon) {
+  return s.AddOp("ApplyAdam", {var, m, v, lr, step, grad},
+                 {{"beta1", beta1}, {"beta2", beta2}, {"epsilon", epsilon}});
+}
+Output LearningRate(const Scope& s, Output global_step, const LearningRateOptions& o) {
+  return s.AddOp("LearningRate", {global_step},
+                 {{"kind", o.kind},
+                  {"base", o.base},
+                  {"warmup_steps", o.warmup_steps},
+                  {"decay_steps", o.decay_steps},
+                  {"decay_rate", o.decay_rate},
+                  {"alpha", o.alpha},
+                  {"dtype", DType::kFloat32}});
+}
+
+}  // namespace ops
+}  // namespace mpiflow

@@ -1,0 +1,397 @@
+// Session: prune -> order -> assign value slots -> create kernels, cached as a Plan per
+// (feeds, fetches, targets); then an executor runs the plan in order on the caller's thread, or
+// as a dataflow over the inter-op pool. Intermediate values are released after their last use.
+#include "mpiflow/session.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <queue>
+
+namespace mpiflow {
+
+struct Session::Plan {
+  struct Step {
+    Node* node = nullptr;
+    OpKernel* kernel = nullptr;
+    int out_base = 0;               // values[out_base + i] holds output i
+    std::vector<int> in_slots;      // value slot of each input
+    std::vector<int> successors;    // steps that wait on this one
+    int num_preds = 0;
+  };
+  std::vector<Step> steps;          // a topological order
+  int num_slots = 0;
+  std::vector<int> feed_slots;      // per feed
+  std::vector<int> fetch_slots;     // per fetch
+  std::vector<int> uses;            // per slot: how many step inputs read it
+  std::vector<char> keep;           // per slot: fetched or fed, never released early
+};
+
+Session::Session(const Graph* graph, SessionOptions options)
+    : graph_(graph), options_(std::move(options)) {
+  options_.inter_op_threads = std::max(1, options_.inter_op_threads);
+  options_.intra_op_threads = std::max(1, options_.intra_op_threads);
+  if (options_.inter_op_threads > 1) {
+    inter_op_pool_ = std::make_unique<ThreadPool>(options_.inter_op_threads);
+  }
+  if (options_.intra_op_threads > 1) {
+    intra_op_pool_ = std::make_unique<ThreadPool>(options_.intra_op_threads - 1);
+  }
+  SetCpuKernelThreads(options_.intra_op_threads);
+}
+
+Session::~Session() = default;
+
+int Session::num_cached_plans() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(plans_.size());
+}
+
+namespace {
+
+Status CheckInGraph(const Graph* g, const Node* n, const char* what, size_t i) {
+  if (!n) return InvalidArgument(what, " ", i, " is invalid (an op failed to build?)");
+  if (n->id() < 0 || n->id() >= g->num_nodes() || g->node(n->id()) != n) {
+    return InvalidArgument(what, " ", i, " ('", n->name(), "') is not a node of this graph");
+  }
+  return Status::OK();
+}
+
+std::string PlanKey(const std::vector<Session::Feed>& feeds, const std::vector<Output>& fetches,
+                    const std::vector<Node*>& targets) {
+  std::string key;
+  for (const auto& f : feeds) key += f.first.name() + ",";
+  key += "|";
+  for (const auto& f : fetches) key += (f.valid() ? f.name() : std::string("?")) + ",";
+  key += "|";
+  for (const Node* t : targets) key += (t ? t->name() : std::string("?")) + ",";
+  return key;
+}
+
+}  // namespace
+
+StatusOr<std::shared_ptr<Session::Plan>> Session::GetPlan(const std::vector<Feed>& feeds,
+                                                           const std::vector<Output>& fetches,
+                                                           const std::vector<Node*>& targets,
+                                                           bool* cache_hit) {
+  const std::string key = PlanKey(feeds, fetches, targets);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = plans_.find(key);
+  if (it != plans_.end()) {
+    *cache_hit = true;
+    return it->second;
+  }
+  *cache_hit = false;
+  StatusOr<std::shared_ptr<Plan>> plan = BuildPlan(feeds, fetches, targets);
+  if (plan.ok()) plans_[key] = *plan;
+  return plan;
+}
+
+StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Feed>& feeds,
+                                                            const std::vector<Output>& fetches,
+                                                            const std::vector<Node*>& targets) {
+  const int n = graph_->num_nodes();
+  std::map<Output, int> fed;  // output -> feed index
+  for (size_t i = 0; i < feeds.size(); ++i) {
+    MPIFLOW_RETURN_IF_ERROR(CheckInGraph(graph_, feeds[i].first.node, "feed", i));
+    if (!fed.emplace(feeds[i].first, static_cast<int>(i)).second) {
+      return InvalidArgument("'", feeds[i].first.name(), "' is fed twice");
+    }
+  }
+  for (size_t i = 0; i < fetches.size(); ++i) {
+    MPIFLOW_RETURN_IF_ERROR(CheckInGraph(graph_, fetches[i].node, "fetch", i));
+  }
+  for (size_t i = 0; i < targets.size(); ++i) {
+    MPIFLOW_RETURN_IF_ERROR(CheckInGraph(graph_, targets[i], "target", i));
+  }
+
+  // Prune: what the fetches and targets depend on, stopping at fed outputs.
+  std::vector<char> needed(n, 0);
+  std::vector<Node*> stack;
+  for (const Output& f : fetches) {
+    if (!fed.count(f)) stack.push_back(f.node);
+  }
+  stack.insert(stack.end(), targets.begin(), targets.end());
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    if (needed[node->id()]) continue;
+    needed[node->id()] = 1;
+    for (const Output& in : node->inputs()) {
+      if (!fed.count(in)) stack.push_back(in.node);
+    }
+    for (Node* c : node->control_inputs()) stack.push_back(c);
+  }
+
+  // Order (Kahn, smallest id first); what cannot be ordered sits on or behind a cycle.
+  std::vector<std::vector<int>> succ(n);
+  std::vector<int> preds(n, 0);
+  for (int id = 0; id < n; ++id) {
+    if (!needed[id]) continue;
+    Node* node = graph_->node(id);
+    if (node->op() == "Placeholder") {
+      return InvalidArgument("Placeholder '", node->name(), "' (",
+                             DTypeName(node->output_dtype(0)), node->output_shape(0).ToString(),
+                             ") must be fed: the fetches depend on it");
+    }
+    std::vector<int> from;
+    for (const Output& in : node->inputs()) {
+      if (!fed.count(in)) from.push_back(in.node->id());
+    }
+    for (Node* c : node->control_inputs()) from.push_back(c->id());
+    std::sort(from.begin(), from.end());
+    from.erase(std::unique(from.begin(), from.end()), from.end());
+    for (int p : from) succ[p].push_back(id);
+    preds[id] = static_cast<int>(from.size());
+  }
+  std::priority_queue<int, std::vector<int>, std::greater<int>> ready;
+  for (int id = 0; id < n; ++id) {
+    if (needed[id] && preds[id] == 0) ready.push(id);
+  }
+  std::vector<int> order;
+  std::vector<int> remaining = preds;
+  while (!ready.empty()) {
+    const int id = ready.top();
+    ready.pop();
+    order.push_back(id);
+    for (int s : succ[id]) {
+      if (--remaining[s] == 0) ready.push(s);
+    }
+  }
+  const int num_needed = static_cast<int>(std::count(needed.begin(), needed.end(), 1));
+  if (static_cast<int>(order.size()) != num_needed) {
+    std::string stuck;
+    int first = -1;
+    for (int id = 0; id < n; ++id) {
+      if (needed[id] && remaining[id] > 0) {
+        if (first < 0) first = id;
+        stuck += (stuck.empty() ? "" : ", ") + graph_->node(id)->name();
+      }
+    }
+    return InvalidArgument("the graph has a cycle through node '", graph_->node(first)->name(),
+                           "' (", graph_->node(first)->op(), "); nodes on or behind it: ", stuck);
+  }
+
+  auto plan = std::make_shared<Plan>();
+  std::vector<int> step_of(n, -1), out_base(n, -1);
+  int slots = 0;
+  for (size_t i = 0; i < feeds.size(); ++i) plan->feed_slots.push_back(slots++);
+  for (int id : order) {
+    out_base[id] = slots;
+    slots += graph_->node(id)->num_outputs();
+  }
+  plan->num_slots = slots;
+  plan->uses.assign(slots, 0);
+  plan->keep.assign(slots, 0);
+  for (int s : plan->feed_slots) plan->keep[s] = 1;
+  auto slot_of = [&](const Output& o) {
+    auto f = fed.find(o);
+    return f != fed.end() ? plan->feed_slots[f->second] : out_base[o.node->id()] + o.index;
+  };
+  for (int id : order) {
+    Node* node = graph_->node(id);
+    Plan::Step step;
+    step.node = node;
+    step.out_base = out_base[id];
+    step.num_preds = preds[id];
+    for (const Output& in : node->inputs()) {
+      step.in_slots.push_back(slot_of(in));
+      ++plan->uses[step.in_slots.back()];
+    }
+    auto k = kernels_.find(id);
+    if (k == kernels_.end()) {
+      StatusOr<std::unique_ptr<OpKernel>> kernel =
+          KernelRegistry::Global().Create(options_.device, KernelInitContext{*node, &variables_});
+      if (!kernel.ok()) return kernel.status();
+      k = kernels_.emplace(id, std::move(kernel).value()).first;
+    }
+    step.kernel = k->second.get();
+    step_of[id] = static_cast<int>(plan->steps.size());
+    plan->steps.push_back(std::move(step));
+  }
+  for (int id : order) {
+    for (int s : succ[id]) plan->steps[step_of[id]].successors.push_back(step_of[s]);
+  }
+  for (const Output& f : fetches) {
+    plan->fetch_slots.push_back(slot_of(f));
+    plan->keep[plan->fetch_slots.back()] = 1;
+  }
+  return plan;
+}
+
+Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& values,
+                        int64_t step) {
+  const Plan::Step& st = plan.steps[step_index];
+  const Node* node = st.node;
+  const int num_in = static_cast<int>(st.in_slots.size());
+  constexpr int kInline = 8;
+  const Tensor* inline_inputs[kInline];
+  std::vector<const Tensor*> heap_inputs;
+  const Tensor** inputs = inline_inputs;
+  if (num_in > kInline) {
+    heap_inputs.resize(num_in);
+    inputs = heap_inputs.data();
+  }
+  for (int i = 0; i < num_in; ++i) {
+    const Tensor& t = values[st.in_slots[i]];
+    if (!t.allocated() && !(i == 0 && node->def().reads_uninitialized_input0)) {
+      const Node* from = node->input(i).node;
+      if (from->op() == "Variable") {
+        return FailedPrecondition("node '", node->name(), "' (", node->op(), ") reads variable '",
+                                  from->name(),
+                                  "' before it was initialized: run the init op (ops::InitOp) "
+                                  "first, or restore a checkpoint");
+      }
+      return Internal("node '", node->name(), "' input ", i, " from '", from->name(),
+                      "' has no value");
+    }
+    inputs[i] = &t;
+  }
+  Tensor* outputs = values.data() + st.out_base;
+  KernelContext ctx(node, inputs, outputs, step, intra_op_pool_.get());
+  MPIFLOW_RETURN_IF_ERROR(st.kernel->Compute(&ctx));
+  for (int o = 0; o < node->num_outputs(); ++o) {
+    const Tensor& t = outputs[o];
+    if (t.dtype() != node->output_dtype(o) || !t.shape().IsCompatibleWith(node->output_shape(o))) {
+      return Internal("kernel for '", node->name(), "' (", node->op(), ") produced output ", o,
+                      " as ", DTypeName(t.dtype()), t.shape().ToString(), "; the graph says ",
+                      DTypeName(node->output_dtype(o)), node->output_shape(o).ToString());
+    }
+  }
+  return Status::OK();
+}
+
+Status Session::RunSequential(const Plan& plan, std::vector<Tensor>& values, int64_t step) {
+  std::vector<int> uses = plan.uses;
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    MPIFLOW_RETURN_IF_ERROR(RunNode(plan, static_cast<int>(i), values, step));
+    for (int s : plan.steps[i].in_slots) {
+      if (--uses[s] == 0 && !plan.keep[s]) values[s] = Tensor();
+    }
+  }
+  return Status::OK();
+}
+
+Status Session::RunParallel(const Plan& plan, std::vector<Tensor>& values, int64_t step) {
+  const int num_steps = static_cast<int>(plan.steps.size());
+  if (num_steps == 0) return Status::OK();
+  std::unique_ptr<std::atomic<int>[]> pending(new std::atomic<int>[num_steps]);
+  std::unique_ptr<std::atomic<int>[]> uses(new std::atomic<int>[plan.num_slots]);
+  for (int i = 0; i < num_steps; ++i) pending[i].store(plan.steps[i].num_preds);
+  for (int i = 0; i < plan.num_slots; ++i) uses[i].store(plan.uses[i]);
+  std::atomic<int> remaining(num_steps);
+  std::atomic<bool> failed(false);
+  std::mutex mu;
+  std::condition_variable done;
+  Status first_error;
+
+  std::function<void(int)> run = [&](int i) {
+    if (!failed.load()) {
+      Status s = RunNode(plan, i, values, step);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (first_error.ok()) first_error = s;
+        failed.store(true);
+      }
+    }
+    for (int s : plan.steps[i].in_slots) {
+      if (uses[s].fetch_sub(1) == 1 && !plan.keep[s]) values[s] = Tensor();
+    }
+    int inline_next = -1;
+    for (int succ : plan.steps[i].successors) {
+      if (pending[succ].fetch_sub(1) == 1) {
+        if (inline_next < 0) {
+          inline_next = succ;  // keep one on this thread: fewer hand-offs
+        } else {
+          inter_op_pool_->Schedule([&run, succ] { run(succ); });
+        }
+      }
+    }
+    if (remaining.fetch_sub(1) == 1) {
+      std::lock_guard<std::mutex> lock(mu);
+      done.notify_all();
+    }
+    if (inline_next >= 0) run(inline_next);
+  };
+  for (int i = 0; i < num_steps; ++i) {
+    if (plan.steps[i].num_preds == 0) inter_op_pool_->Schedule([&run, i] { run(i); });
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  done.wait(lock, [&] { return remaining.load() == 0; });
+  return first_error;
+}
+
+Status Session::Run(const std::vector<Feed>& feeds, const std::vector<Output>& fetches,
+                    const std::vector<Node*>& targets, std::vector<Tensor>* outputs,
+                    RunStats* stats) {
+  for (size_t i = 0; i < feeds.size(); ++i) {
+    const Output& o = feeds[i].first;
+    const Tensor& t = feeds[i].second;
+    MPIFLOW_RETURN_IF_ERROR(CheckInGraph(graph_, o.node, "feed", i));
+    if (!t.allocated()) return InvalidArgument("the value fed to '", o.name(), "' is empty");
+    if (t.dtype() != o.dtype()) {
+      return InvalidArgument("feed '", o.name(), "' expects dtype ", DTypeName(o.dtype()),
+                             " but was given ", DTypeName(t.dtype()));
+    }
+    if (!t.shape().IsCompatibleWith(o.shape())) {
+      return InvalidArgument("feed '", o.name(), "' expects shape ", o.shape().ToString(),
+                             " but was given ", t.shape().ToString());
+    }
+  }
+  bool hit = false;
+  StatusOr<std::shared_ptr<Plan>> plan_or = GetPlan(feeds, fetches, targets, &hit);
+  if (!plan_or.ok()) return plan_or.status();
+  const Plan& plan = **plan_or;
+  std::vector<Tensor> values(plan.num_slots);
+  for (size_t i = 0; i < feeds.size(); ++i) values[plan.feed_slots[i]] = feeds[i].second;
+  const int64_t step = run_counter_.fetch_add(1);
+  MPIFLOW_RETURN_IF_ERROR(inter_op_pool_ ? RunParallel(plan, values, step)
+                                         : RunSequential(plan, values, step));
+  if (stats) {
+    stats->kernels_run = static_cast<int64_t>(plan.steps.size());
+    stats->plan_cache_hit = hit;
+  }
+  if (outputs) {
+    outputs->clear();
+    for (size_t i = 0; i < fetches.size(); ++i) {
+      Tensor t = values[plan.fetch_slots[i]];
+      if (!t.allocated()) {
+        return FailedPrecondition("fetch '", fetches[i].name(),
+                                  "' has no value: it is an uninitialized variable");
+      }
+      if (variables_.OwnsBuffer(t.buffer())) t = t.DeepCopy();
+      outputs->push_back(std::move(t));
+    }
+  }
+  return Status::OK();
+}
+
+StatusOr<Tensor> Session::ReadVariable(const std::string& name) {
+  VariableStore::Slot* slot = variables_.Find(name);
+  if (!slot) {
+    const Node* node = graph_->FindNode(name);
+    if (!node || node->op() != "Variable") return NotFound("no variable named '", name, "'");
+    return FailedPrecondition("variable '", name, "' is not initialized");
+  }
+  if (!slot->value.allocated()) return FailedPrecondition("variable '", name, "' is not initialized");
+  return slot->value.DeepCopy();
+}
+
+Status Session::WriteVariable(const std::string& name, const Tensor& value) {
+  const Node* node = graph_->FindNode(name);
+  if (!node || node->op() != "Variable") return NotFound("no variable named '", name, "'");
+  if (value.dtype() != node->output_dtype(0) || value.shape() != node->output_shape(0)) {
+    return InvalidArgument("variable '", name, "' is ", DTypeName(node->output_dtype(0)),
+                           node->output_shape(0).ToString(), "; the value is ",
+                           DTypeName(value.dtype()), value.shape().ToString());
+  }
+  VariableStore::Slot* slot =
+      variables_.GetOrCreate(name, node->output_dtype(0), node->output_shape(0));
+  if (slot->value.allocated()) {
+    std::memcpy(slot->value.raw(), value.raw(), value.bytes());
+  } else {
+    slot->value = value.DeepCopy();
+  }
+  return Status::OK();
+}
+
+}  // namespace mpiflow
