@@ -1,0 +1,90 @@
+// Datasets for training: IDX files (gzipped or not, as Debian's dataset-fashion-mnist ships
+// them), a learnable synthetic set for tests and benchmarks, and a BatchStream that shuffles with
+// a seed, batches, and prefetches on a background thread. Not HDF5 (a later issue) and not
+// sharding across ranks (the distributed layer asks for a shard).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mpiflow/status.h"
+#include "mpiflow/tensor.h"
+
+namespace mpiflow {
+
+// Images as bytes, labels as class ids, in file order.
+struct ImageDataset {
+  int64_t count = 0;
+  int64_t rows = 0, cols = 0;
+  int num_classes = 10;
+  std::vector<uint8_t> images;  // (count, rows*cols)
+  std::vector<int32_t> labels;  // (count)
+  int64_t example_size() const { return rows * cols; }
+};
+
+// Reads an IDX3 ubyte images file and an IDX1 ubyte labels file (".gz" read through zlib).
+// Errors name the file and what is wrong: missing, wrong magic, truncated, counts differ.
+StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string& labels_path);
+
+// The train or test split of an MNIST-layout directory: {train,t10k}-{images-idx3,labels-idx1}-ubyte
+// with or without ".gz".
+StatusOr<ImageDataset> LoadMnistDirectory(const std::string& dir, bool train);
+
+// `count` 28x28 images in `num_classes` classes: each class has its own fixed pattern plus
+// per-image noise, so a model can learn it. Same seed, same bytes.
+ImageDataset SyntheticDataset(int64_t count, int num_classes, uint64_t seed);
+
+struct Batch {
+  Tensor images;  // (batch, rows*cols) float32 in [0, 1]
+  Tensor labels;  // (batch) int32
+  int64_t epoch = 0;
+  int64_t index = 0;  // batch index within the epoch
+};
+
+struct BatchStreamOptions {
+  int64_t batch_size = 64;
+  uint64_t seed = 0;
+  bool shuffle = true;          // a new permutation each epoch, from (seed, epoch)
+  bool drop_remainder = false;  // false: the last batch of an epoch may be smaller
+  int64_t first_epoch = 0;
+  int64_t num_epochs = 1;
+  int prefetch = 2;  // batches prepared ahead on a background thread (0: on the caller)
+};
+
+// Yields the batches of epochs [first_epoch, first_epoch + num_epochs).
+class BatchStream {
+ public:
+  BatchStream(const ImageDataset* data, BatchStreamOptions options);
+  ~BatchStream();
+  BatchStream(const BatchStream&) = delete;
+  BatchStream& operator=(const BatchStream&) = delete;
+
+  // False when the stream is exhausted.
+  bool Next(Batch* batch);
+  int64_t batches_per_epoch() const;
+
+  // The order of examples in `epoch` (identity when not shuffling).
+  static std::vector<int64_t> EpochOrder(int64_t count, uint64_t seed, int64_t epoch, bool shuffle);
+
+ private:
+  bool Make(int64_t ordinal, Batch* batch);  // ordinal: batch number across epochs
+  void Producer();
+
+  const ImageDataset* data_;
+  BatchStreamOptions opts_;
+  int64_t next_ = 0;  // next ordinal handed out (caller side)
+  std::vector<int64_t> order_;
+  int64_t order_epoch_ = -1;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Batch> queue_;
+  bool done_ = false, stop_ = false;
+  std::thread producer_;
+};
+
+}  // namespace mpiflow

@@ -1,0 +1,47 @@
+// Optimizers as graph ops: ApplyGradients adds one update op per variable (state in slot
+// variables), a learning-rate schedule on the global step, and the step increment.
+// Not a training loop (trainer.h) and not gradient synchronisation (that sits between
+// AddGradients and ApplyGradients in the distributed strategies).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "mpiflow/graph.h"
+#include "mpiflow/ops.h"
+
+namespace mpiflow {
+
+struct OptimizerOptions {
+  std::string name = "sgd";  // sgd, momentum, rmsprop, adam
+  double momentum = 0.9;     // momentum; rmsprop's momentum term is rmsprop_momentum
+  bool nesterov = false;
+  double rho = 0.9;  // rmsprop decay
+  double rmsprop_momentum = 0.0;
+  double epsilon = 1e-7;
+  double beta1 = 0.9, beta2 = 0.999;
+  ops::LearningRateOptions lr;
+};
+Status ValidateOptimizerOptions(const OptimizerOptions& o);
+
+struct TrainOp {
+  Node* train = nullptr;      // run this target once per step
+  Output global_step;         // int64 variable, incremented after every update
+  Output learning_rate;       // float32 scalar at the current step
+  std::vector<Output> variables;
+  std::vector<Output> gradients;  // gradients[i] of variables[i]
+};
+
+// Adds the update ops for (gradients[i], variables[i]). A gradient that is an IndexedSlices
+// node is applied to its rows only (SGD) or densified (the other optimizers). Each update runs
+// after every op that reads its variable in the same step, so results do not depend on thread
+// timing.
+StatusOr<TrainOp> ApplyGradients(const Scope& s, const std::vector<Output>& gradients,
+                                 const std::vector<Output>& variables,
+                                 const OptimizerOptions& opts);
+
+// AddGradients(loss, vars) then ApplyGradients. vars empty: every trainable variable.
+StatusOr<TrainOp> Minimize(const Scope& s, Output loss, const OptimizerOptions& opts,
+                           std::vector<Output> vars = {});
+
+}  // namespace mpiflow

@@ -1,0 +1,227 @@
+// IDX reading (plain or gzip through zlib), the synthetic dataset, and BatchStream.
+// Not a general image decoder: only the IDX ubyte layout MNIST-style datasets use.
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "mpiflow/data.h"
+#include "mpiflow/random.h"
+
+namespace mpiflow {
+namespace {
+
+bool FileExists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// The whole file, decompressed when it is gzip (zlib reads plain files through too).
+StatusOr<std::vector<uint8_t>> ReadAll(const std::string& path) {
+  if (!FileExists(path)) return NotFound("cannot open '", path, "': no such file");
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) return NotFound("cannot open '", path, "'");
+  std::vector<uint8_t> out;
+  uint8_t buf[1 << 16];
+  for (;;) {
+    const int n = gzread(f, buf, sizeof(buf));
+    if (n < 0) {
+      int err = 0;
+      const std::string msg = gzerror(f, &err);
+      gzclose(f);
+      return DataLoss("reading '", path, "' failed: ", msg, " (truncated or corrupt gzip?)");
+    }
+    if (n == 0) break;
+    out.insert(out.end(), buf, buf + n);
+  }
+  gzclose(f);
+  return out;
+}
+
+uint32_t BigEndian32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// Parses an IDX ubyte header of `rank` dims; returns the dims and the payload offset.
+Status ParseIdx(const std::string& path, const std::vector<uint8_t>& bytes, int rank,
+                std::vector<int64_t>* dims, size_t* offset) {
+  const size_t header = 4 + 4 * static_cast<size_t>(rank);
+  if (bytes.size() < header) {
+    return DataLoss("'", path, "' is truncated: ", bytes.size(), " bytes, the IDX header needs ",
+                    header);
+  }
+  const uint32_t magic = BigEndian32(bytes.data());
+  const uint32_t expected = 0x00000800u | static_cast<uint32_t>(rank);
+  if (magic != expected) {
+    char got[16], want[16];
+    std::snprintf(got, sizeof(got), "0x%08x", magic);
+    std::snprintf(want, sizeof(want), "0x%08x", expected);
+    return InvalidArgument("'", path, "' has IDX magic ", got, ", expected ", want,
+                           " (unsigned bytes, rank ", rank, "): not the right kind of IDX file");
+  }
+  dims->clear();
+  int64_t total = 1;
+  for (int i = 0; i < rank; ++i) {
+    dims->push_back(BigEndian32(bytes.data() + 4 + 4 * i));
+    total *= dims->back();
+  }
+  if (bytes.size() < header + static_cast<size_t>(total)) {
+    return DataLoss("'", path, "' is truncated: header promises ", total, " bytes of data, found ",
+                    bytes.size() - header);
+  }
+  *offset = header;
+  return Status::OK();
+}
+
+}  // namespace
+
+StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string& labels_path) {
+  StatusOr<std::vector<uint8_t>> img = ReadAll(images_path);
+  if (!img.ok()) return img.status();
+  StatusOr<std::vector<uint8_t>> lab = ReadAll(labels_path);
+  if (!lab.ok()) return lab.status();
+  std::vector<int64_t> idims, ldims;
+  size_t ioff = 0, loff = 0;
+  MPIFLOW_RETURN_IF_ERROR(ParseIdx(images_path, *img, 3, &idims, &ioff));
+  MPIFLOW_RETURN_IF_ERROR(ParseIdx(labels_path, *lab, 1, &ldims, &loff));
+  if (idims[0] != ldims[0]) {
+    return InvalidArgument("'", images_path, "' holds ", idims[0], " images but '", labels_path,
+                           "' holds ", ldims[0], " labels");
+  }
+  ImageDataset d;
+  d.count = idims[0];
+  d.rows = idims[1];
+  d.cols = idims[2];
+  d.images.assign(img->begin() + ioff, img->begin() + ioff + d.count * d.rows * d.cols);
+  d.labels.resize(d.count);
+  int max_label = 0;
+  for (int64_t i = 0; i < d.count; ++i) {
+    d.labels[i] = (*lab)[loff + i];
+    max_label = std::max(max_label, d.labels[i]);
+  }
+  d.num_classes = std::max(10, max_label + 1);
+  return d;
+}
+
+StatusOr<ImageDataset> LoadMnistDirectory(const std::string& dir, bool train) {
+  const std::string prefix = dir + "/" + (train ? "train" : "t10k");
+  std::string images = prefix + "-images-idx3-ubyte", labels = prefix + "-labels-idx1-ubyte";
+  if (!FileExists(images) && FileExists(images + ".gz")) images += ".gz";
+  if (!FileExists(labels) && FileExists(labels + ".gz")) labels += ".gz";
+  if (!FileExists(images)) {
+    return NotFound("no ", train ? "training" : "test", " images in '", dir, "' (looked for ",
+                    images, "[.gz]); install Debian's dataset-fashion-mnist or pass --data-dir");
+  }
+  StatusOr<ImageDataset> d = LoadIdx(images, labels);
+  return d;
+}
+
+ImageDataset SyntheticDataset(int64_t count, int num_classes, uint64_t seed) {
+  ImageDataset d;
+  d.count = count;
+  d.rows = 28;
+  d.cols = 28;
+  d.num_classes = num_classes;
+  d.images.resize(count * 784);
+  d.labels.resize(count);
+  for (int64_t i = 0; i < count; ++i) {
+    const int label = static_cast<int>(RandomBits(seed, 1, i) % num_classes);
+    d.labels[i] = label;
+    for (int64_t p = 0; p < 784; ++p) {
+      // class pattern: a fixed random half of the pixels is bright; noise on top
+      const bool on = (RandomBits(seed, 1000 + label, p) & 1) != 0;
+      const double noise = RandomUniform01(seed, 2, i * 784 + p);
+      d.images[i * 784 + p] = static_cast<uint8_t>(on ? 128 + 127 * noise : 96 * noise);
+    }
+  }
+  return d;
+}
+
+std::vector<int64_t> BatchStream::EpochOrder(int64_t count, uint64_t seed, int64_t epoch,
+                                             bool shuffle) {
+  std::vector<int64_t> order(count);
+  for (int64_t i = 0; i < count; ++i) order[i] = i;
+  if (!shuffle) return order;
+  for (int64_t i = count - 1; i > 0; --i) {  // Fisher-Yates with counter-based draws
+    const int64_t j = static_cast<int64_t>(RandomBits(seed, 0x5eed0000ull + epoch, i) %
+                                           static_cast<uint64_t>(i + 1));
+    std::swap(order[i], order[j]);
+  }
+  return order;
+}
+
+BatchStream::BatchStream(const ImageDataset* data, BatchStreamOptions options)
+    : data_(data), opts_(options) {
+  if (opts_.prefetch > 0) producer_ = std::thread([this] { Producer(); });
+}
+
+BatchStream::~BatchStream() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (producer_.joinable()) producer_.join();
+}
+
+int64_t BatchStream::batches_per_epoch() const {
+  const int64_t b = opts_.batch_size;
+  return opts_.drop_remainder ? data_->count / b : (data_->count + b - 1) / b;
+}
+
+bool BatchStream::Make(int64_t ordinal, Batch* batch) {
+  const int64_t per_epoch = batches_per_epoch();
+  if (per_epoch == 0 || ordinal >= per_epoch * opts_.num_epochs) return false;
+  const int64_t epoch = opts_.first_epoch + ordinal / per_epoch, index = ordinal % per_epoch;
+  if (epoch != order_epoch_) {
+    order_ = EpochOrder(data_->count, opts_.seed, epoch, opts_.shuffle);
+    order_epoch_ = epoch;
+  }
+  const int64_t begin = index * opts_.batch_size;
+  const int64_t n = std::min(opts_.batch_size, data_->count - begin);
+  const int64_t size = data_->example_size();
+  batch->images = Tensor(DType::kFloat32, Shape{n, size});
+  batch->labels = Tensor(DType::kInt32, Shape{n});
+  float* px = batch->images.data<float>();
+  int32_t* py = batch->labels.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t ex = order_[begin + i];
+    const uint8_t* src = data_->images.data() + ex * size;
+    for (int64_t p = 0; p < size; ++p) px[i * size + p] = src[p] * (1.0f / 255.0f);
+    py[i] = data_->labels[ex];
+  }
+  batch->epoch = epoch;
+  batch->index = index;
+  return true;
+}
+
+void BatchStream::Producer() {
+  for (int64_t ordinal = 0;; ++ordinal) {
+    Batch b;
+    const bool ok = Make(ordinal, &b);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!ok) {
+      done_ = true;
+      cv_.notify_all();
+      return;
+    }
+    cv_.wait(lock, [this] { return stop_ || static_cast<int>(queue_.size()) < opts_.prefetch; });
+    if (stop_) return;
+    queue_.push_back(std::move(b));
+    cv_.notify_all();
+  }
+}
+
+bool BatchStream::Next(Batch* batch) {
+  if (opts_.prefetch <= 0) return Make(next_++, batch);
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return !queue_.empty() || done_; });
+  if (queue_.empty()) return false;
+  *batch = std::move(queue_.front());
+  queue_.pop_front();
+  cv_.notify_all();
+  return true;
+}
+
+}  // namespace mpiflow

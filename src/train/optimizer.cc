@@ -1,0 +1,119 @@
+// ApplyGradients and Minimize: wiring the Apply* ops, their slot variables, the learning-rate
+// schedule and the global step into the graph. The update arithmetic is in the Apply* kernels.
+#include "mpiflow/optimizer.h"
+
+#include <algorithm>
+
+#include "mpiflow/gradients.h"
+
+namespace mpiflow {
+
+Status ValidateOptimizerOptions(const OptimizerOptions& o) {
+  if (o.name != "sgd" && o.name != "momentum" && o.name != "rmsprop" && o.name != "adam") {
+    return InvalidArgument("optimizer must be sgd, momentum, rmsprop or adam, got '", o.name, "'");
+  }
+  if (o.momentum < 0 || o.momentum >= 1) return InvalidArgument("momentum must be in [0, 1)");
+  if (o.beta1 < 0 || o.beta1 >= 1 || o.beta2 < 0 || o.beta2 >= 1) {
+    return InvalidArgument("adam betas must be in [0, 1)");
+  }
+  if (!(o.epsilon > 0)) return InvalidArgument("epsilon must be positive");
+  return ops::ValidateLearningRateOptions(o.lr);
+}
+
+namespace {
+
+bool IsUpdateOp(const std::string& op) {
+  return op == "Assign" || op == "AssignAdd" || op == "AssignSub" || op.rfind("Apply", 0) == 0 ||
+         op.rfind("SparseApply", 0) == 0;
+}
+
+// Nodes that read the variable's value in a step: every consumer except updates and the ops
+// that only look at its shape.
+std::vector<Node*> Readers(const Graph& g, const Node* var) {
+  std::vector<Node*> out;
+  for (Node* c : g.Consumers(var)) {
+    if (IsUpdateOp(c->op()) || c->op() == "IndexedSlices" || c->op() == "SumToShapeOf") continue;
+    out.push_back(c);
+  }
+  return out;
+}
+
+Output Slot(const Scope& s, const Output& var, const std::string& name) {
+  Output zeros = ops::Zeros(s.NewSubScope(var.node->name() + "/" + name), var.shape(), var.dtype());
+  return ops::Variable(s.WithAbsoluteOpName(var.node->name() + "/" + name), zeros, false);
+}
+
+}  // namespace
+
+StatusOr<TrainOp> ApplyGradients(const Scope& scope, const std::vector<Output>& gradients,
+                                 const std::vector<Output>& variables,
+                                 const OptimizerOptions& opts) {
+  MPIFLOW_RETURN_IF_ERROR(ValidateOptimizerOptions(opts));
+  if (gradients.size() != variables.size()) {
+    return InvalidArgument("ApplyGradients: ", gradients.size(), " gradients for ",
+                           variables.size(), " variables");
+  }
+  const Scope s = scope.NewSubScope("optimizer");
+  TrainOp t;
+  t.global_step = ops::Variable(scope.WithOpName("global_step"),
+                                ops::Zeros(s, Shape{}, DType::kInt64), false);
+  t.learning_rate = ops::LearningRate(s.WithOpName("learning_rate"), t.global_step, opts.lr);
+  std::vector<Node*> updates;
+  for (size_t i = 0; i < variables.size(); ++i) {
+    const Output& var = variables[i];
+    const Output& grad = gradients[i];
+    if (!var.valid() || var.node->op() != "Variable") {
+      return InvalidArgument("ApplyGradients: item ", i, " is not a Variable");
+    }
+    if (!grad.valid()) {
+      return InvalidArgument("ApplyGradients: variable '", var.node->name(),
+                             "' has no gradient (the loss does not depend on it)");
+    }
+    const Scope vs =
+        s.NewSubScope(var.node->name()).WithControlDependencies(Readers(*s.graph(), var.node));
+    Output lr = t.learning_rate;
+    if (var.dtype() != DType::kFloat32) lr = ops::Cast(vs, lr, var.dtype());
+    Output update;
+    const bool sparse = grad.node->op() == "IndexedSlices";
+    if (opts.name == "sgd") {
+      update = sparse ? ops::SparseApplyGradientDescent(vs, var, lr, grad.node->input(0),
+                                                        grad.node->input(1))
+                      : ops::ApplyGradientDescent(vs, var, lr, grad);
+    } else if (opts.name == "momentum") {
+      update = ops::ApplyMomentum(vs, var, Slot(s, var, "momentum"), lr, grad, opts.momentum,
+                                  opts.nesterov);
+    } else if (opts.name == "rmsprop") {
+      update = ops::ApplyRMSProp(vs, var, Slot(s, var, "rms"), Slot(s, var, "rms_momentum"), lr,
+                                 grad, opts.rho, opts.rmsprop_momentum, opts.epsilon);
+    } else {
+      update = ops::ApplyAdam(vs, var, Slot(s, var, "adam_m"), Slot(s, var, "adam_v"), lr,
+                              t.global_step, grad, opts.beta1, opts.beta2, opts.epsilon);
+    }
+    if (!update.valid()) break;
+    updates.push_back(update.node);
+  }
+  MPIFLOW_RETURN_IF_ERROR(s.status());
+  Output one = ops::Const(s, Tensor::Scalar<int64_t>(1));
+  Output incr = ops::AssignAdd(s.WithControlDependencies(updates).WithOpName("increment_step"),
+                               t.global_step, one);
+  MPIFLOW_RETURN_IF_ERROR(s.status());
+  t.train = incr.node;
+  t.variables = variables;
+  t.gradients = gradients;
+  return t;
+}
+
+StatusOr<TrainOp> Minimize(const Scope& s, Output loss, const OptimizerOptions& opts,
+                           std::vector<Output> vars) {
+  MPIFLOW_RETURN_IF_ERROR(s.status());
+  if (vars.empty()) {
+    for (const VariableInfo& v : s.graph()->variables()) {
+      if (v.trainable) vars.push_back(Output(v.variable));
+    }
+  }
+  std::vector<Output> grads;
+  MPIFLOW_RETURN_IF_ERROR(AddGradients(s, {loss}, vars, {}, &grads));
+  return ApplyGradients(s, grads, vars, opts);
+}
+
+}  // namespace mpiflow
