@@ -35,8 +35,9 @@ StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string
 // with or without ".gz".
 StatusOr<ImageDataset> LoadMnistDirectory(const std::string& dir, bool train);
 
-// `count` 28x28 images in `num_classes` classes: each class has its own fixed pattern plus
-// per-image noise, so a model can learn it. Same seed, same bytes.
+// `count` 28x28 images in `num_classes` classes: each class has its own fixed pattern (shared
+// by every seed, so a train and a test split agree) plus per-image noise; the seed picks labels
+// and noise. Same seed, same bytes.
 ImageDataset SyntheticDataset(int64_t count, int num_classes, uint64_t seed);
 
 struct Batch {

@@ -35,7 +35,7 @@ Output Zeros(const Scope& s, const Shape& shape, DType dtype = DType::kFloat32);
 // the touched rows, so the dense form is computed only if something else consumes it.
 Output IndexedSlices(const Scope& s, Output values, Output indices, Output like);
 
-// ---- math_ops.cc (binary ops broadcast numpy-style) ----
+// ---- math_ops.cc (binary ops broadcast numpy-style; reductions with no axes reduce all) ----
 Output Add(const Scope& s, Output a, Output b);
 Output Sub(const Scope& s, Output a, Output b);
 Output Mul(const Scope& s, Output a, Output b);

@@ -68,7 +68,11 @@ class Shape {
   void set_dim(int i, int64_t d) { dims_[i] = d; }
   bool IsFullyDefined() const;
   // Product of the dimensions; only meaningful when fully defined (1 for a scalar).
-  int64_t num_elements() const;
+  int64_t num_elements() const {
+    int64_t n = 1;
+    for (int64_t d : dims_) n *= d;
+    return n;
+  }
   // True when every known dimension agrees (unknown matches anything).
   bool IsCompatibleWith(const Shape& other) const;
   std::string ToString() const;  // "[64,784]", "[?,784]"
@@ -122,7 +126,7 @@ class Tensor {
 
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
-  int64_t num_elements() const { return shape_.num_elements(); }
+  int64_t num_elements() const { return num_elements_; }
   size_t bytes() const { return static_cast<size_t>(num_elements()) * DTypeSize(dtype_); }
   bool valid() const { return dtype_ != DType::kInvalid; }
   bool allocated() const { return buffer_ != nullptr; }
@@ -145,6 +149,7 @@ class Tensor {
  private:
   DType dtype_ = DType::kInvalid;
   Shape shape_;
+  int64_t num_elements_ = 0;  // shape_.num_elements(), cached for kernels' loops
   std::shared_ptr<Buffer> buffer_;  // (num_elements * DTypeSize(dtype)) bytes, 64-byte aligned
 };
 

@@ -37,7 +37,7 @@ class BinaryKernel : public OpKernel {
     const T *pa = a.data<T>(), *pb = b.data<T>();
     F f;
     if (std::is_integral<T>::value && std::is_same<F, DivF>::value) {
-      for (int64_t i = 0; i < b.num_elements(); ++i) {
+      for (int64_t i = 0, n_ = b.num_elements(); i < n_; ++i) {
         if (pb[i] == T(0)) return ctx->Error("integer division by zero at element ", i);
       }
     }

@@ -301,7 +301,7 @@ class DropoutKernel : public OpKernel {
     T* py = ctx->allocate_output(0, x.shape())->template data<T>();
     const T scale = static_cast<T>(1.0 / (1.0 - rate_));
     const uint64_t step = static_cast<uint64_t>(ctx->step());
-    for (int64_t i = 0; i < x.num_elements(); ++i) {
+    for (int64_t i = 0, n_ = x.num_elements(); i < n_; ++i) {
       const bool keep = RandomUniform01(seed_, step, static_cast<uint64_t>(i)) >= rate_;
       py[i] = keep ? px[i] * scale : T(0);
     }

@@ -66,7 +66,7 @@ class AssignUpdateKernel : public OpKernel {
     }
     T* p = var.data<T>();
     const T* v = value.data<T>();
-    for (int64_t i = 0; i < var.num_elements(); ++i) p[i] = kAdd ? p[i] + v[i] : p[i] - v[i];
+    for (int64_t i = 0, n_ = var.num_elements(); i < n_; ++i) p[i] = kAdd ? p[i] + v[i] : p[i] - v[i];
     ctx->set_output(0, var);
     return Status::OK();
   }
@@ -83,7 +83,7 @@ class RandomKernel : public OpKernel {
   Status Compute(KernelContext* ctx) override {
     Tensor* y = ctx->allocate_output(0, node_.output_shape(0));
     T* p = y->data<T>();
-    for (int64_t i = 0; i < y->num_elements(); ++i) {
+    for (int64_t i = 0, n_ = y->num_elements(); i < n_; ++i) {
       const uint64_t idx = static_cast<uint64_t>(i);
       p[i] = kNormal ? static_cast<T>(a_ + b_ * RandomTruncatedNormal(seed_, 1, idx))
                      : static_cast<T>(a_ + (b_ - a_) * RandomUniform01(seed_, 0, idx));
@@ -119,7 +119,7 @@ class ApplyGradientDescentKernel : public OpKernel {
     T* w = var.data<T>();
     const T lr = *ctx->input(1).data<T>();
     const T* g = ctx->input(2).data<T>();
-    for (int64_t i = 0; i < var.num_elements(); ++i) w[i] -= lr * g[i];
+    for (int64_t i = 0, n_ = var.num_elements(); i < n_; ++i) w[i] -= lr * g[i];
     ctx->set_output(0, var);
     return Status::OK();
   }
@@ -167,7 +167,7 @@ class ApplyMomentumKernel : public OpKernel {
     T *w = var.data<T>(), *a = ctx->input(1).data<T>();
     const T lr = *ctx->input(2).data<T>();
     const T* g = ctx->input(3).data<T>();
-    for (int64_t i = 0; i < var.num_elements(); ++i) {
+    for (int64_t i = 0, n_ = var.num_elements(); i < n_; ++i) {
       a[i] = momentum_ * a[i] + g[i];
       w[i] -= nesterov_ ? lr * (g[i] + momentum_ * a[i]) : lr * a[i];
     }
@@ -195,7 +195,7 @@ class ApplyRMSPropKernel : public OpKernel {
     T *w = var.data<T>(), *ms = ctx->input(1).data<T>(), *mom = ctx->input(2).data<T>();
     const T lr = *ctx->input(3).data<T>();
     const T* g = ctx->input(4).data<T>();
-    for (int64_t i = 0; i < var.num_elements(); ++i) {
+    for (int64_t i = 0, n_ = var.num_elements(); i < n_; ++i) {
       ms[i] = rho_ * ms[i] + (T(1) - rho_) * g[i] * g[i];
       mom[i] = momentum_ * mom[i] + lr * g[i] / std::sqrt(ms[i] + eps_);
       w[i] -= mom[i];
@@ -227,7 +227,7 @@ class ApplyAdamKernel : public OpKernel {
         static_cast<T>(lr * std::sqrt(1.0 - std::pow(b2_, t)) / (1.0 - std::pow(b1_, t)));
     const T b1 = static_cast<T>(b1_), b2 = static_cast<T>(b2_);
     const T* g = ctx->input(5).data<T>();
-    for (int64_t i = 0; i < var.num_elements(); ++i) {
+    for (int64_t i = 0, n_ = var.num_elements(); i < n_; ++i) {
       m[i] = b1 * m[i] + (T(1) - b1) * g[i];
       v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
       w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps_);

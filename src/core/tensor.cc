@@ -121,12 +121,6 @@ bool Shape::IsFullyDefined() const {
   return std::all_of(dims_.begin(), dims_.end(), [](int64_t d) { return d >= 0; });
 }
 
-int64_t Shape::num_elements() const {
-  int64_t n = 1;
-  for (int64_t d : dims_) n *= d;
-  return n;
-}
-
 bool Shape::IsCompatibleWith(const Shape& other) const {
   if (rank() != other.rank()) return false;
   for (int i = 0; i < rank(); ++i) {
@@ -207,7 +201,8 @@ AllocatorStats CpuAllocatorStats() { return GlobalCpuAllocator().stats(); }
 Buffer::Buffer(size_t bytes) : data_(GlobalCpuAllocator().Allocate(bytes)), bytes_(bytes) {}
 Buffer::~Buffer() { GlobalCpuAllocator().Free(data_, bytes_); }
 
-Tensor::Tensor(DType dtype, const Shape& shape) : dtype_(dtype), shape_(shape) {
+Tensor::Tensor(DType dtype, const Shape& shape)
+    : dtype_(dtype), shape_(shape), num_elements_(shape.num_elements()) {
   MPIFLOW_CHECK(shape.IsFullyDefined());
   buffer_ = std::make_shared<Buffer>(bytes());
 }
@@ -216,6 +211,7 @@ Tensor Tensor::Unallocated(DType dtype, const Shape& shape) {
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = shape;
+  t.num_elements_ = shape.IsFullyDefined() ? shape.num_elements() : 0;
   return t;
 }
 
@@ -223,6 +219,7 @@ Tensor Tensor::Reshaped(const Shape& shape) const {
   MPIFLOW_CHECK(shape.num_elements() == num_elements());
   Tensor t = *this;
   t.shape_ = shape;
+  t.num_elements_ = shape.num_elements();
   return t;
 }
 

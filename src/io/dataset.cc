@@ -118,6 +118,7 @@ StatusOr<ImageDataset> LoadMnistDirectory(const std::string& dir, bool train) {
 }
 
 ImageDataset SyntheticDataset(int64_t count, int num_classes, uint64_t seed) {
+  constexpr uint64_t kPatternSeed = 0x6d706966;
   ImageDataset d;
   d.count = count;
   d.rows = 28;
@@ -129,8 +130,9 @@ ImageDataset SyntheticDataset(int64_t count, int num_classes, uint64_t seed) {
     const int label = static_cast<int>(RandomBits(seed, 1, i) % num_classes);
     d.labels[i] = label;
     for (int64_t p = 0; p < 784; ++p) {
-      // class pattern: a fixed random half of the pixels is bright; noise on top
-      const bool on = (RandomBits(seed, 1000 + label, p) & 1) != 0;
+      // class pattern: a fixed random half of the pixels is bright (the same in every split,
+      // whatever the seed); per-image noise on top
+      const bool on = (RandomBits(kPatternSeed, 1000 + label, p) & 1) != 0;
       const double noise = RandomUniform01(seed, 2, i * 784 + p);
       d.images[i * 784 + p] = static_cast<uint8_t>(on ? 128 + 127 * noise : 96 * noise);
     }

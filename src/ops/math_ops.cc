@@ -78,6 +78,9 @@ Status ReduceShape(InferenceContext& c) {
   MPIFLOW_RETURN_IF_ERROR(c.GetAttr("axes", &axes_attr));
   MPIFLOW_RETURN_IF_ERROR(c.GetAttr("keep_dims", &keep_dims));
   const Shape& in = c.input_shape(0);
+  if (axes_attr.empty()) {  // no axes: reduce over all of them
+    for (int i = 0; i < in.rank(); ++i) axes_attr.push_back(i);
+  }
   MPIFLOW_RETURN_IF_ERROR(op_util::NormalizeAxes(c, axes_attr, in.rank(), &axes));
   std::vector<int64_t> dims;
   for (int i = 0; i < in.rank(); ++i) {

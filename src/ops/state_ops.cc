@@ -106,7 +106,7 @@ Output AssignSub(const Scope& s, Output var, Output value) {
 Node* InitOp(const Scope& s) {
   std::vector<Node*> inits;
   for (const VariableInfo& v : s.graph()->variables()) inits.push_back(v.initializer);
-  return Group(s.WithOpName("init"), inits);
+  return s.WithControlDependencies(inits).AddOp("NoOp", {}, {}, "init");
 }
 
 Output RandomUniform(const Scope& s, const Shape& shape, double minval, double maxval,

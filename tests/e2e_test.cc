@@ -1,0 +1,85 @@
+// End to end: the MLP learns Fashion-MNIST inside the test suite, and training is bit-for-bit
+// reproducible from the seed, also with a concurrent executor.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "mpiflow/trainer.h"
+
+namespace mpiflow {
+namespace {
+
+TrainConfig Base() {
+  TrainConfig c;
+  c.data_dir = MPIFLOW_FASHION_MNIST_DIR;
+  c.optimizer.name = "adam";
+  c.optimizer.lr.base = 0.001;
+  c.batch_size = 64;
+  c.log_every = 1000000;
+  return c;
+}
+
+TEST(EndToEnd, MlpLearnsFashionMnistInOneEpoch) {
+  TrainConfig c = Base();
+  c.epochs = 1;
+  std::ostringstream log;
+  StatusOr<TrainResult> r = Train(c, log);
+  ASSERT_TRUE(r.ok()) << r.status() << "\n(the dataset comes from Debian's dataset-fashion-mnist)";
+  EXPECT_EQ(r->steps, 938);
+  EXPECT_GE(r->test_accuracy, 0.80) << log.str();
+  EXPECT_LT(r->final_loss, 1.0);
+  EXPECT_NE(log.str().find("epoch 1/1  test_accuracy"), std::string::npos) << log.str();
+}
+
+std::vector<std::pair<std::string, Tensor>> Weights(TrainConfig c) {
+  std::ostringstream log;
+  StatusOr<TrainResult> r = Train(c, log);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? r->variables : std::vector<std::pair<std::string, Tensor>>{};
+}
+
+void ExpectBitIdentical(const std::vector<std::pair<std::string, Tensor>>& a,
+                        const std::vector<std::pair<std::string, Tensor>>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first);
+    EXPECT_TRUE(a[i].second.BitEqual(b[i].second)) << a[i].first << " differs";
+  }
+}
+
+TEST(EndToEnd, SameSeedGivesBitIdenticalWeights) {
+  TrainConfig c = Base();
+  c.epochs = 1;
+  c.max_steps = 150;
+  c.eval = false;
+  const auto first = Weights(c), second = Weights(c);
+  ExpectBitIdentical(first, second);
+  c.inter_op_threads = 3;  // a concurrent executor must not change a single bit
+  c.prefetch = 0;
+  ExpectBitIdentical(first, Weights(c));
+  c.inter_op_threads = 1;
+  c.seed = 43;
+  const auto other = Weights(c);
+  ASSERT_EQ(other.size(), first.size());
+  EXPECT_FALSE(other[0].second.BitEqual(first[0].second)) << "another seed, other weights";
+}
+
+TEST(EndToEnd, CnnTrainsAFewStepsDeterministically) {
+  TrainConfig c = Base();
+  c.model = "cnn";
+  c.dataset = "synthetic";
+  c.synthetic_train = 512;
+  c.synthetic_test = 128;
+  c.epochs = 2;
+  c.batch_size = 32;
+  std::ostringstream log;
+  StatusOr<TrainResult> r = Train(c, log);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GE(r->test_accuracy, 0.9) << log.str();  // the synthetic classes are easy
+  c.eval = false;
+  ExpectBitIdentical(Weights(c), Weights(c));
+}
+
+}  // namespace
+}  // namespace mpiflow

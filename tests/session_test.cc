@@ -1,0 +1,172 @@
+// Session: pruning (only what a fetch needs runs), plan caching, feeds, errors that name the
+// node, variables, and the parallel executor agreeing with the sequential one.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "mpiflow/gradients.h"
+#include "tests/test_util.h"
+
+namespace mpiflow {
+namespace {
+
+using testing::F32;
+
+TEST(SessionTest, RunsOnlyWhatTheFetchNeeds) {
+  Scope s = Scope::NewRootScope();
+  Output a = ops::Const(s, F32({2}, {1, 2}));
+  Output b = ops::Exp(s, a);                         // needed
+  Output unrelated = ops::Square(s, ops::Neg(s, a));  // not needed for b
+  (void)unrelated;
+  Session session(s.graph());
+  std::vector<Tensor> out;
+  RunStats stats;
+  ASSERT_TRUE(session.Run({}, {b}, {}, &out, &stats).ok());
+  EXPECT_EQ(stats.kernels_run, 2);  // Const and Exp
+  ASSERT_TRUE(session.Run({}, {unrelated}, {}, &out, &stats).ok());
+  EXPECT_EQ(stats.kernels_run, 3);  // Const, Neg, Square
+}
+
+TEST(SessionTest, FeedsCutTheGraph) {
+  Scope s = Scope::NewRootScope();
+  Output a = ops::Const(s, F32({2}, {1, 2}));
+  Output b = ops::Neg(s, a);
+  Output c = ops::Square(s, b);
+  Session session(s.graph());
+  std::vector<Tensor> out;
+  RunStats stats;
+  ASSERT_TRUE(session.Run({{b, F32({2}, {3, 4})}}, {c}, {}, &out, &stats).ok());
+  EXPECT_EQ(stats.kernels_run, 1);  // only Square: Const and Neg are cut off by the feed
+  testing::ExpectNear(out[0], {2}, {9, 16});
+}
+
+TEST(SessionTest, ReusesCachedPlans) {
+  Scope s = Scope::NewRootScope();
+  Output x = ops::Placeholder(s, DType::kFloat32, Shape{-1});
+  Output y = ops::Square(s, x);
+  Session session(s.graph());
+  std::vector<Tensor> out;
+  RunStats stats;
+  ASSERT_TRUE(session.Run({{x, F32({2}, {1, 2})}}, {y}, {}, &out, &stats).ok());
+  EXPECT_FALSE(stats.plan_cache_hit);
+  ASSERT_TRUE(session.Run({{x, F32({3}, {1, 2, 3})}}, {y}, {}, &out, &stats).ok());
+  EXPECT_TRUE(stats.plan_cache_hit);
+  testing::ExpectNear(out[0], {3}, {1, 4, 9});
+  EXPECT_EQ(session.num_cached_plans(), 1);
+  ASSERT_TRUE(session.Run({{x, F32({1}, {5})}}, {y, x}, {}, &out, &stats).ok());
+  EXPECT_FALSE(stats.plan_cache_hit);
+  EXPECT_EQ(session.num_cached_plans(), 2);
+}
+
+TEST(SessionTest, ErrorsNameTheNode) {
+  Scope s = Scope::NewRootScope();
+  Output x = ops::Placeholder(s.WithOpName("x"), DType::kFloat32, Shape{-1, 3});
+  Output y = ops::Exp(s.WithOpName("y"), x);
+  Session session(s.graph());
+  std::vector<Tensor> out;
+  EXPECT_EQ(session.Run({{x, Tensor::FromVector<int32_t>({1, 3}, {1, 2, 3})}}, {y}, {}, &out).message(),
+            "feed 'x:0' expects dtype float32 but was given int32");
+  EXPECT_EQ(session.Run({{x, F32({3}, {1, 2, 3})}}, {y}, {}, &out).message(),
+            "feed 'x:0' expects shape [?,3] but was given [3]");
+  EXPECT_EQ(session.Run({y}, &out).message(),
+            "Placeholder 'x' (float32[?,3]) must be fed: the fetches depend on it");
+  EXPECT_EQ(s.graph()->FindOutput("nope:0").status().message(), "no node named 'nope' in the graph");
+  EXPECT_EQ(s.graph()->FindOutput("y:3").status().message(), "node 'y' has no output 3 (it has 1)");
+  EXPECT_EQ(session.Run({Output()}, &out).message(), "fetch 0 is invalid (an op failed to build?)");
+  Scope other = Scope::NewRootScope();
+  Output foreign = ops::Const(other.WithOpName("foreign"), F32({1}, {1}));
+  EXPECT_EQ(session.Run({foreign}, &out).message(), "fetch 0 ('foreign') is not a node of this graph");
+}
+
+TEST(SessionTest, CycleIsAnErrorNamingTheNode) {
+  Scope s = Scope::NewRootScope();
+  Node* a = ops::NoOp(s.WithOpName("a"));
+  Node* b = ops::Group(s.WithOpName("b"), {a});
+  ASSERT_TRUE(s.graph()->AddControlEdge(b, a).ok());  // a -> b -> a
+  Session session(s.graph());
+  EXPECT_EQ(session.RunTargets({b}).message(),
+            "the graph has a cycle through node 'a' (NoOp); nodes on or behind it: a, b");
+}
+
+TEST(SessionTest, VariablesInitAssignAndCopiesOnFetch) {
+  Scope s = Scope::NewRootScope();
+  Output v = ops::Variable(s.WithOpName("v"), ops::Const(s, F32({2}, {1, 2})));
+  Output add = ops::AssignAdd(s, v, ops::Const(s, F32({2}, {10, 10})));
+  Session session(s.graph());
+  std::vector<Tensor> out;
+  Status st = session.Run({ops::Square(s, v)}, &out);
+  EXPECT_EQ(st.message(),
+            "node 'Square' (Square) reads variable 'v' before it was initialized: run the init op "
+            "(ops::InitOp) first, or restore a checkpoint");
+  ASSERT_TRUE(session.RunTargets({ops::InitOp(s)}).ok());
+  ASSERT_TRUE(session.Run({v}, &out).ok());
+  Tensor before = out[0];
+  ASSERT_TRUE(session.Run({add}, &out).ok());
+  testing::ExpectNear(out[0], {2}, {11, 12});
+  testing::ExpectNear(before, {2}, {1, 2});  // an earlier fetch is a copy, not a view
+  ASSERT_TRUE(session.WriteVariable("v", F32({2}, {5, 6})).ok());
+  testing::ExpectNear(*session.ReadVariable("v"), {2}, {5, 6});
+  EXPECT_EQ(session.WriteVariable("v", F32({3}, {1, 2, 3})).message(),
+            "variable 'v' is float32[2]; the value is float32[3]");
+  EXPECT_EQ(session.ReadVariable("w").status().message(), "no variable named 'w'");
+}
+
+TEST(SessionTest, ParallelExecutorMatchesSequentialBitForBit) {
+  Scope s = Scope::NewRootScope();
+  Output x = ops::Placeholder(s, DType::kFloat32, Shape{-1, 8});
+  std::vector<Output> branches;
+  for (int i = 0; i < 6; ++i) {
+    Output w = ops::Variable(s, ops::GlorotUniform(s, Shape{8, 8}, i));
+    branches.push_back(ops::Tanh(s, ops::MatMul(s, x, w)));
+  }
+  Output loss = ops::Sum(s, ops::Square(s, ops::AddN(s, branches)), {});
+  std::vector<Output> vars;
+  for (const VariableInfo& v : s.graph()->variables()) vars.push_back(Output(v.variable));
+  std::vector<Output> grads;
+  ASSERT_TRUE(AddGradients(s, {loss}, vars, {}, &grads).ok());
+  Tensor xv(DType::kFloat32, Shape{4, 8});
+  for (int i = 0; i < 32; ++i) xv.data<float>()[i] = 0.1f * (i % 7) - 0.3f;
+  std::vector<std::vector<Tensor>> results;
+  for (int threads : {1, 3}) {
+    SessionOptions o;
+    o.inter_op_threads = threads;
+    Session session(s.graph(), o);
+    ASSERT_TRUE(session.RunTargets({ops::InitOp(s)}).ok());
+    std::vector<Tensor> out;
+    ASSERT_TRUE(session.Run({{x, xv}}, grads, {}, &out).ok());
+    results.push_back(out);
+  }
+  for (size_t i = 0; i < grads.size(); ++i) EXPECT_TRUE(results[0][i].BitEqual(results[1][i]));
+}
+
+TEST(AutodiffTest, SumsFanInAndSkipsUnrelatedNodes) {
+  Scope s = Scope::NewRootScope();
+  Output x = ops::Placeholder(s, DType::kFloat64, Shape{2});
+  Output y = ops::Add(s, ops::Mul(s, x, x), ops::Exp(s, x));  // dy/dx = 2x + e^x
+  Output unrelated = ops::Placeholder(s, DType::kFloat64, Shape{2});
+  Output z = ops::Square(s, unrelated);
+  std::vector<Output> g;
+  const int before = s.graph()->num_nodes();
+  ASSERT_TRUE(AddGradients(s, {ops::Sum(s, y, {})}, {x, unrelated}, {}, &g).ok());
+  EXPECT_FALSE(g[1].valid()) << "no path from 'unrelated' to y";
+  for (int id = before; id < s.graph()->num_nodes(); ++id) {
+    EXPECT_NE(s.graph()->node(id)->op(), "Square") << "no gradient ops for nodes off the path";
+  }
+  (void)z;
+  Tensor out = testing::RunOne(s, g[0], {{x, testing::F64({2}, {0, 1})}});
+  testing::ExpectNear(out, {2}, {1, 2 + std::exp(1.0)}, 1e-12);
+}
+
+TEST(AutodiffTest, MissingGradientIsAnErrorNamingTheNode) {
+  Scope s = Scope::NewRootScope();
+  Output x = ops::Placeholder(s, DType::kFloat32, Shape{2, 2});
+  Output y = ops::Sum(s, ops::SumToShapeOf(s, x, x), {});
+  std::vector<Output> g;
+  Status st = AddGradients(s, {y}, {x}, {}, &g);
+  EXPECT_EQ(st.message(),
+            "no gradient is defined for op SumToShapeOf (node 'SumToShapeOf'), which lies on a "
+            "path from the xs to the ys");
+}
+
+}  // namespace
+}  // namespace mpiflow

@@ -1,0 +1,85 @@
+// Core types: Shape, Tensor, float16 conversion, allocator reuse, attr text encoding.
+#include <gtest/gtest.h>
+
+#include "mpiflow/graph.h"
+#include "mpiflow/tensor.h"
+
+namespace mpiflow {
+namespace {
+
+TEST(ShapeTest, ElementsCompatibilityAndText) {
+  EXPECT_EQ(Shape({2, 3, 4}).num_elements(), 24);
+  EXPECT_EQ(Shape({}).num_elements(), 1);
+  EXPECT_EQ(Shape({-1, 784}).ToString(), "[?,784]");
+  EXPECT_TRUE(Shape({-1, 784}).IsCompatibleWith(Shape({64, 784})));
+  EXPECT_FALSE(Shape({-1, 784}).IsCompatibleWith(Shape({64, 785})));
+  EXPECT_FALSE(Shape({64}).IsCompatibleWith(Shape({64, 1})));
+  EXPECT_FALSE(Shape({-1, 2}).IsFullyDefined());
+}
+
+TEST(TensorTest, BuffersAre64ByteAlignedAndShared) {
+  Tensor t(DType::kFloat32, Shape{3, 5});
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw()) % 64, 0u);
+  EXPECT_EQ(t.bytes(), 60u);
+  Tensor r = t.Reshaped(Shape{15});
+  EXPECT_EQ(r.raw(), t.raw());
+  EXPECT_EQ(r.num_elements(), 15);
+  Tensor c = t.DeepCopy();
+  EXPECT_NE(c.raw(), t.raw());
+  EXPECT_TRUE(c.BitEqual(t));
+}
+
+TEST(TensorTest, AllocatorReusesFreedBuffersOfTheSameSize) {
+  void* first;
+  {
+    Tensor t(DType::kFloat64, Shape{1000, 7});
+    first = t.raw();
+  }
+  const int64_t before = CpuAllocatorStats().allocations;
+  Tensor again(DType::kFloat64, Shape{7, 1000});
+  EXPECT_EQ(again.raw(), first);
+  EXPECT_EQ(CpuAllocatorStats().allocations, before);
+}
+
+TEST(HalfTest, RoundTripsAndRoundsToNearestEven) {
+  for (float f : {0.0f, 1.0f, -2.5f, 65504.0f, 0.000061035156f, 3.140625f}) {
+    EXPECT_EQ(HalfToFloat(FloatToHalf(f)), f) << f;
+  }
+  EXPECT_EQ(FloatToHalf(1.0f).bits, 0x3c00);
+  EXPECT_EQ(FloatToHalf(-2.0f).bits, 0xc000);
+  EXPECT_EQ(FloatToHalf(1e6f).bits, 0x7c00);             // overflow -> inf
+  EXPECT_EQ(HalfToFloat(Half{0x0001}), 5.9604645e-08f);  // smallest subnormal
+  // 1 + 2^-11 lies halfway between 1 and 1 + 2^-10: ties to even gives 1.
+  EXPECT_EQ(FloatToHalf(1.0f + 0.00048828125f).bits, 0x3c00);
+}
+
+TEST(AttrTest, EncodeDecodeRoundTripsEveryKind) {
+  const std::vector<AttrValue> values = {
+      AttrValue(int64_t{-7}), AttrValue(0.1), AttrValue(true), AttrValue(std::string("a b=c")),
+      AttrValue(DType::kInt64), AttrValue(Shape{-1, 28, 28, 1}),
+      AttrValue(std::vector<int64_t>{1, -1, 3}),
+      AttrValue(Tensor::FromVector<float>(Shape{2}, {1.5f, -2.0f}))};
+  for (const AttrValue& v : values) {
+    const std::string text = EncodeAttr(v);
+    StatusOr<AttrValue> back = DecodeAttr(text);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(EncodeAttr(*back), text);
+  }
+  EXPECT_EQ(std::get<double>(*DecodeAttr(EncodeAttr(AttrValue(0.1)))), 0.1);  // exact
+  EXPECT_FALSE(DecodeAttr("q:1").ok());
+  EXPECT_EQ(DecodeAttr("t:float128").status().message(),
+            "unknown dtype 'float128' (expected float32, float64, int32, int64, float16 or bool)");
+}
+
+TEST(StatusTest, CarriesCodeMessageAndContext) {
+  Status s = InvalidArgument("batch ", 5, " is odd");
+  EXPECT_EQ(s.ToString(), "INVALID_ARGUMENT: batch 5 is odd");
+  EXPECT_EQ(s.WithContext("file.ini").message(), "file.ini: batch 5 is odd");
+  StatusOr<int> v = 3;
+  EXPECT_EQ(*v, 3);
+  StatusOr<int> e = NotFound("x");
+  EXPECT_EQ(e.status().code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace mpiflow
