@@ -1,13 +1,13 @@
 // IDX reading (plain and gzip) and its error paths, the synthetic set, and BatchStream's
 // seeded shuffling, batching and prefetching.
+#include "mpiflow/data.h"
+
 #include <gtest/gtest.h>
 #include <zlib.h>
 
 #include <cstdio>
 #include <fstream>
 #include <set>
-
-#include "mpiflow/data.h"
 
 namespace mpiflow {
 namespace {
@@ -72,8 +72,9 @@ TEST(IdxTest, BadFilesGiveClearErrors) {
   Write(d + "/l", LabelsIdx(3));
   Write(d + "/magic", ImagesIdx(3, 2, 2, 0x801));
   EXPECT_EQ(LoadIdx(d + "/magic", d + "/l").status().message(),
-            "'" + d + "/magic' has IDX magic 0x00000801, expected 0x00000803 (unsigned bytes, "
-            "rank 3): not the right kind of IDX file");
+            "'" + d +
+                "/magic' has IDX magic 0x00000801, expected 0x00000803 (unsigned bytes, "
+                "rank 3): not the right kind of IDX file");
   std::string truncated = ImagesIdx(3, 2, 2);
   truncated.resize(truncated.size() - 1);
   Write(d + "/trunc", truncated);

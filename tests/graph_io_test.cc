@@ -1,7 +1,8 @@
 // Graph text format: round trip (structure, fingerprint, results), DOT, and error lines.
+#include "mpiflow/graph_io.h"
+
 #include <gtest/gtest.h>
 
-#include "mpiflow/graph_io.h"
 #include "mpiflow/models.h"
 #include "mpiflow/optimizer.h"
 #include "tests/test_util.h"

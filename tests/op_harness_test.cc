@@ -39,16 +39,25 @@ Tensor InitTensor(const Shape& shape, Init init, uint64_t seed) {
   for (int64_t i = 0; i < n; ++i) {
     const double u = RandomUniform01(seed, 0, i);
     switch (init) {
-      case Init::kNormal: p[i] = 2 * u - 1; break;
-      case Init::kPositive: p[i] = 0.5 + u; break;
-      case Init::kAwayFromZero: p[i] = (0.1 + 0.9 * u) * ((RandomBits(seed, 1, i) & 1) ? 1 : -1); break;
-      case Init::kDistinct: p[i] = 0.05 * static_cast<double>(i) - 1; break;
+      case Init::kNormal:
+        p[i] = 2 * u - 1;
+        break;
+      case Init::kPositive:
+        p[i] = 0.5 + u;
+        break;
+      case Init::kAwayFromZero:
+        p[i] = (0.1 + 0.9 * u) * ((RandomBits(seed, 1, i) & 1) ? 1 : -1);
+        break;
+      case Init::kDistinct:
+        p[i] = 0.05 * static_cast<double>(i) - 1;
+        break;
     }
   }
   if (init == Init::kDistinct) {  // shuffle the evenly spaced values
     std::vector<int64_t> order(n);
     for (int64_t i = 0; i < n; ++i) order[i] = i;
-    for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[RandomBits(seed, 2, i) % (i + 1)]);
+    for (int64_t i = n - 1; i > 0; --i)
+      std::swap(order[i], order[RandomBits(seed, 2, i) % (i + 1)]);
     Tensor s(DType::kFloat64, shape);
     for (int64_t i = 0; i < n; ++i) s.data<double>()[i] = p[order[i]];
     return s;
@@ -81,7 +90,8 @@ std::vector<GradCase> Cases() {
       {"Mul/rank3_vs_rank2", {{2, 2, 3}, {2, 1}}, binary(ops::Mul)},
       {"Div", {{2, 3}, {2, 3}}, binary(ops::Div), Init::kPositive},
       {"Div/broadcast", {{2, 3}, {3}}, binary(ops::Div), Init::kPositive},
-      {"AddN", {{2, 2}, {2, 2}, {2, 2}},
+      {"AddN",
+       {{2, 2}, {2, 2}, {2, 2}},
        [](const Scope& s, const O& x) { return ops::AddN(s, x); }},
       {"Neg", {{4}}, unary(ops::Neg)},
       {"Exp", {{2, 3}}, unary(ops::Exp)},
@@ -93,56 +103,99 @@ std::vector<GradCase> Cases() {
       {"Tanh", {{3, 4}}, unary(ops::Tanh)},
       {"Sum/axis1", {{2, 3, 4}}, [](const Scope& s, const O& x) { return ops::Sum(s, x[0], {1}); }},
       {"Sum/all", {{2, 3}}, [](const Scope& s, const O& x) { return ops::Sum(s, x[0], {}); }},
-      {"Mean/keep_dims", {{2, 3, 4}},
-       [](const Scope& s, const O& x) { return ops::Mean(s, x[0], {0, 2}, true); }},
-      {"Max/axis1", {{3, 4}}, [](const Scope& s, const O& x) { return ops::Max(s, x[0], {1}); },
+      {"Mean/keep_dims",
+       {{2, 3, 4}},
+       [](const Scope& s, const O& x) {
+         return ops::Mean(s, x[0], {0, 2}, true);
+       }},
+      {"Max/axis1",
+       {{3, 4}},
+       [](const Scope& s, const O& x) { return ops::Max(s, x[0], {1}); },
        Init::kDistinct},
       {"MatMul", {{3, 4}, {4, 2}}, matmul(false, false)},
       {"MatMul/transpose_a", {{4, 3}, {4, 2}}, matmul(true, false)},
       {"MatMul/transpose_b", {{3, 4}, {2, 4}}, matmul(false, true)},
       {"MatMul/transpose_both", {{4, 3}, {2, 4}}, matmul(true, true)},
-      {"Reshape", {{2, 6}}, [](const Scope& s, const O& x) { return ops::Reshape(s, x[0], {3, -1}); }},
-      {"Transpose", {{2, 3, 4}},
-       [](const Scope& s, const O& x) { return ops::Transpose(s, x[0], {2, 0, 1}); }},
+      {"Reshape",
+       {{2, 6}},
+       [](const Scope& s, const O& x) {
+         return ops::Reshape(s, x[0], {3, -1});
+       }},
+      {"Transpose",
+       {{2, 3, 4}},
+       [](const Scope& s, const O& x) {
+         return ops::Transpose(s, x[0], {2, 0, 1});
+       }},
       {"Concat", {{2, 2}, {2, 3}}, [](const Scope& s, const O& x) { return ops::Concat(s, x, 1); }},
-      {"Slice", {{4, 5}},
-       [](const Scope& s, const O& x) { return ops::Slice(s, x[0], {1, 1}, {2, -1}); }},
-      {"Cast/through_float32", {{5}},
+      {"Slice",
+       {{4, 5}},
+       [](const Scope& s, const O& x) {
+         return ops::Slice(s, x[0], {1, 1}, {2, -1});
+       }},
+      {"Cast/through_float32",
+       {{5}},
        [](const Scope& s, const O& x) {
          return ops::Cast(s, ops::Cast(s, x[0], DType::kFloat32), DType::kFloat64);
        },
-       Init::kNormal, {}, 1e-2, 1e-3},
-      {"Gather/repeated_indices", {{5, 3}},
+       Init::kNormal,
+       {},
+       1e-2,
+       1e-3},
+      {"Gather/repeated_indices",
+       {{5, 3}},
        [](const Scope& s, const O& x) {
          return ops::Gather(s, x[0], Ints(s, Shape{4}, {4, 0, 4, 2}));
        }},
-      {"IndexedSlices", {{3, 2}, {4, 2}},
+      {"IndexedSlices",
+       {{3, 2}, {4, 2}},
        [](const Scope& s, const O& x) {
          return ops::IndexedSlices(s, x[0], Ints(s, Shape{3}, {1, 1, 3}), x[1]);
        },
-       Init::kNormal, {0}},
+       Init::kNormal,
+       {0}},
       {"BiasAdd", {{2, 3, 4}, {4}}, binary(ops::BiasAdd)},
       {"Softmax", {{3, 5}}, unary(ops::Softmax)},
       {"LogSoftmax", {{3, 5}}, unary(ops::LogSoftmax)},
-      {"SparseSoftmaxCrossEntropyWithLogits", {{4, 5}},
+      {"SparseSoftmaxCrossEntropyWithLogits",
+       {{4, 5}},
        [](const Scope& s, const O& x) {
-         return ops::SparseSoftmaxCrossEntropyWithLogits(s, x[0], Ints(s, Shape{4}, {0, 3, 4, 1}))[0];
+         return ops::SparseSoftmaxCrossEntropyWithLogits(s, x[0],
+                                                         Ints(s, Shape{4}, {0, 3, 4, 1}))[0];
        }},
-      {"Conv2D/same", {{2, 5, 5, 3}, {3, 3, 3, 4}},
-       [](const Scope& s, const O& x) { return ops::Conv2D(s, x[0], x[1], {1, 1}, "SAME"); }},
-      {"Conv2D/valid_stride2", {{2, 7, 6, 2}, {3, 2, 2, 3}},
-       [](const Scope& s, const O& x) { return ops::Conv2D(s, x[0], x[1], {2, 2}, "VALID"); }},
-      {"Conv2D/pointwise", {{2, 3, 3, 4}, {1, 1, 4, 2}},
-       [](const Scope& s, const O& x) { return ops::Conv2D(s, x[0], x[1], {1, 1}, "VALID"); }},
-      {"MaxPool/valid", {{2, 4, 4, 3}},
-       [](const Scope& s, const O& x) { return ops::MaxPool(s, x[0], {2, 2}, {2, 2}, "VALID"); },
+      {"Conv2D/same",
+       {{2, 5, 5, 3}, {3, 3, 3, 4}},
+       [](const Scope& s, const O& x) {
+         return ops::Conv2D(s, x[0], x[1], {1, 1}, "SAME");
+       }},
+      {"Conv2D/valid_stride2",
+       {{2, 7, 6, 2}, {3, 2, 2, 3}},
+       [](const Scope& s, const O& x) {
+         return ops::Conv2D(s, x[0], x[1], {2, 2}, "VALID");
+       }},
+      {"Conv2D/pointwise",
+       {{2, 3, 3, 4}, {1, 1, 4, 2}},
+       [](const Scope& s, const O& x) {
+         return ops::Conv2D(s, x[0], x[1], {1, 1}, "VALID");
+       }},
+      {"MaxPool/valid",
+       {{2, 4, 4, 3}},
+       [](const Scope& s, const O& x) {
+         return ops::MaxPool(s, x[0], {2, 2}, {2, 2}, "VALID");
+       },
        Init::kDistinct},
-      {"MaxPool/same_overlapping", {{1, 5, 5, 2}},
-       [](const Scope& s, const O& x) { return ops::MaxPool(s, x[0], {3, 3}, {2, 2}, "SAME"); },
+      {"MaxPool/same_overlapping",
+       {{1, 5, 5, 2}},
+       [](const Scope& s, const O& x) {
+         return ops::MaxPool(s, x[0], {3, 3}, {2, 2}, "SAME");
+       },
        Init::kDistinct},
-      {"AvgPool/same", {{1, 5, 5, 2}},
-       [](const Scope& s, const O& x) { return ops::AvgPool(s, x[0], {3, 3}, {2, 2}, "SAME"); }},
-      {"Dropout", {{4, 6}},
+      {"AvgPool/same",
+       {{1, 5, 5, 2}},
+       [](const Scope& s, const O& x) {
+         return ops::AvgPool(s, x[0], {3, 3}, {2, 2}, "SAME");
+       }},
+      {"Dropout",
+       {{4, 6}},
        [](const Scope& s, const O& x) { return ops::Dropout(s, x[0], 0.3, 5); }},
   };
   return c;
@@ -308,7 +361,8 @@ TEST(ForwardTest, SoftmaxAndCrossEntropy) {
              {e1 / sum, e2 / sum, e3 / sum, 1.0 / 3, 1.0 / 3, 1.0 / 3}, 1e-12);
   ExpectNear(RunOne(s, ops::LogSoftmax(s, z)), {2, 3},
              {1 - std::log(sum), 2 - std::log(sum), 3 - std::log(sum), -std::log(3.0),
-              -std::log(3.0), -std::log(3.0)}, 1e-9);
+              -std::log(3.0), -std::log(3.0)},
+             1e-9);
   auto xent = ops::SparseSoftmaxCrossEntropyWithLogits(
       s, z, ops::Const(s, Tensor::FromVector<int64_t>({2}, {2, 0})));
   ExpectNear(RunOne(s, xent[0]), {2}, {std::log(sum) - 3, std::log(3.0)}, 1e-9);
@@ -340,8 +394,7 @@ TEST(ForwardTest, Conv2DAndPooling) {
   ExpectNear(RunOne(s, ops::MaxPool(s, x, {2, 2}, {1, 1}, "VALID")), {1, 2, 2, 1}, {5, 6, 8, 9});
   ExpectNear(RunOne(s, ops::MaxPool(s, x, {2, 2}, {2, 2}, "SAME")), {1, 2, 2, 1}, {5, 6, 8, 9});
   // AvgPool SAME counts only the valid cells: the corner window holds just 9.
-  ExpectNear(RunOne(s, ops::AvgPool(s, x, {2, 2}, {2, 2}, "SAME")), {1, 2, 2, 1},
-             {3, 4.5, 7.5, 9});
+  ExpectNear(RunOne(s, ops::AvgPool(s, x, {2, 2}, {2, 2}, "SAME")), {1, 2, 2, 1}, {3, 4.5, 7.5, 9});
 }
 
 TEST(ForwardTest, ArrayOps) {
@@ -352,8 +405,9 @@ TEST(ForwardTest, ArrayOps) {
   ExpectNear(RunOne(s, ops::Concat(s, {x, x}, 0)), {4, 3}, {1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6});
   ExpectNear(RunOne(s, ops::Concat(s, {x, x}, -1)), {2, 6}, {1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6});
   ExpectNear(RunOne(s, ops::Slice(s, x, {0, 1}, {2, 2})), {2, 2}, {2, 3, 5, 6});
-  ExpectNear(RunOne(s, ops::Gather(s, x, ops::Const(s, Tensor::FromVector<int64_t>({3}, {1, 0, 1})))),
-             {3, 3}, {4, 5, 6, 1, 2, 3, 4, 5, 6});
+  ExpectNear(
+      RunOne(s, ops::Gather(s, x, ops::Const(s, Tensor::FromVector<int64_t>({3}, {1, 0, 1})))),
+      {3, 3}, {4, 5, 6, 1, 2, 3, 4, 5, 6});
   ExpectNear(RunOne(s, ops::Equal(s, x, ops::Const(s, F64({3}, {1, 5, 0})))), {2, 3},
              {1, 0, 0, 0, 1, 0});
   ExpectNear(RunOne(s, ops::Cast(s, ops::Const(s, F64({3}, {1.7, -1.7, 0})), DType::kInt32)), {3},

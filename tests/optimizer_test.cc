@@ -1,10 +1,11 @@
 // Optimizers against their update rules computed here step by step, learning-rate schedules
 // against closed forms, and the sparse (Gather) path that updates only touched rows.
+#include "mpiflow/optimizer.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "mpiflow/optimizer.h"
 #include "tests/test_util.h"
 
 namespace mpiflow {
@@ -16,7 +17,8 @@ using testing::F64;
 std::vector<double> Train(const OptimizerOptions& o, int steps, int64_t* global_step) {
   Scope s = Scope::NewRootScope();
   Output w = ops::Variable(s.WithOpName("w"), ops::Const(s, F64({2}, {1.0, -2.0})));
-  Output loss = ops::Mul(s, ops::Sum(s, ops::Square(s, w), {}), ops::ScalarConst(s, 0.5, DType::kFloat64));
+  Output loss =
+      ops::Mul(s, ops::Sum(s, ops::Square(s, w), {}), ops::ScalarConst(s, 0.5, DType::kFloat64));
   StatusOr<TrainOp> t = Minimize(s, loss, o);
   EXPECT_TRUE(t.ok()) << t.status();
   Session session(s.graph());

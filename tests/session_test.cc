@@ -15,7 +15,7 @@ using testing::F32;
 TEST(SessionTest, RunsOnlyWhatTheFetchNeeds) {
   Scope s = Scope::NewRootScope();
   Output a = ops::Const(s, F32({2}, {1, 2}));
-  Output b = ops::Exp(s, a);                         // needed
+  Output b = ops::Exp(s, a);                          // needed
   Output unrelated = ops::Square(s, ops::Neg(s, a));  // not needed for b
   (void)unrelated;
   Session session(s.graph());
@@ -64,18 +64,21 @@ TEST(SessionTest, ErrorsNameTheNode) {
   Output y = ops::Exp(s.WithOpName("y"), x);
   Session session(s.graph());
   std::vector<Tensor> out;
-  EXPECT_EQ(session.Run({{x, Tensor::FromVector<int32_t>({1, 3}, {1, 2, 3})}}, {y}, {}, &out).message(),
-            "feed 'x:0' expects dtype float32 but was given int32");
+  EXPECT_EQ(
+      session.Run({{x, Tensor::FromVector<int32_t>({1, 3}, {1, 2, 3})}}, {y}, {}, &out).message(),
+      "feed 'x:0' expects dtype float32 but was given int32");
   EXPECT_EQ(session.Run({{x, F32({3}, {1, 2, 3})}}, {y}, {}, &out).message(),
             "feed 'x:0' expects shape [?,3] but was given [3]");
   EXPECT_EQ(session.Run({y}, &out).message(),
             "Placeholder 'x' (float32[?,3]) must be fed: the fetches depend on it");
-  EXPECT_EQ(s.graph()->FindOutput("nope:0").status().message(), "no node named 'nope' in the graph");
+  EXPECT_EQ(s.graph()->FindOutput("nope:0").status().message(),
+            "no node named 'nope' in the graph");
   EXPECT_EQ(s.graph()->FindOutput("y:3").status().message(), "node 'y' has no output 3 (it has 1)");
   EXPECT_EQ(session.Run({Output()}, &out).message(), "fetch 0 is invalid (an op failed to build?)");
   Scope other = Scope::NewRootScope();
   Output foreign = ops::Const(other.WithOpName("foreign"), F32({1}, {1}));
-  EXPECT_EQ(session.Run({foreign}, &out).message(), "fetch 0 ('foreign') is not a node of this graph");
+  EXPECT_EQ(session.Run({foreign}, &out).message(),
+            "fetch 0 ('foreign') is not a node of this graph");
 }
 
 TEST(SessionTest, CycleIsAnErrorNamingTheNode) {

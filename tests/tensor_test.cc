@@ -1,8 +1,9 @@
 // Core types: Shape, Tensor, float16 conversion, allocator reuse, attr text encoding.
+#include "mpiflow/tensor.h"
+
 #include <gtest/gtest.h>
 
 #include "mpiflow/graph.h"
-#include "mpiflow/tensor.h"
 
 namespace mpiflow {
 namespace {
@@ -55,8 +56,12 @@ TEST(HalfTest, RoundTripsAndRoundsToNearestEven) {
 
 TEST(AttrTest, EncodeDecodeRoundTripsEveryKind) {
   const std::vector<AttrValue> values = {
-      AttrValue(int64_t{-7}), AttrValue(0.1), AttrValue(true), AttrValue(std::string("a b=c")),
-      AttrValue(DType::kInt64), AttrValue(Shape{-1, 28, 28, 1}),
+      AttrValue(int64_t{-7}),
+      AttrValue(0.1),
+      AttrValue(true),
+      AttrValue(std::string("a b=c")),
+      AttrValue(DType::kInt64),
+      AttrValue(Shape{-1, 28, 28, 1}),
       AttrValue(std::vector<int64_t>{1, -1, 3}),
       AttrValue(Tensor::FromVector<float>(Shape{2}, {1.5f, -2.0f}))};
   for (const AttrValue& v : values) {

@@ -32,13 +32,26 @@ inline std::vector<double> AsDoubles(const Tensor& t) {
   std::vector<double> v;
   for (int64_t i = 0; i < t.num_elements(); ++i) {
     switch (t.dtype()) {
-      case DType::kFloat32: v.push_back(t.data<float>()[i]); break;
-      case DType::kFloat64: v.push_back(t.data<double>()[i]); break;
-      case DType::kInt32: v.push_back(t.data<int32_t>()[i]); break;
-      case DType::kInt64: v.push_back(static_cast<double>(t.data<int64_t>()[i])); break;
-      case DType::kBool: v.push_back(t.data<bool>()[i]); break;
-      case DType::kFloat16: v.push_back(HalfToFloat(t.data<Half>()[i])); break;
-      case DType::kInvalid: break;
+      case DType::kFloat32:
+        v.push_back(t.data<float>()[i]);
+        break;
+      case DType::kFloat64:
+        v.push_back(t.data<double>()[i]);
+        break;
+      case DType::kInt32:
+        v.push_back(t.data<int32_t>()[i]);
+        break;
+      case DType::kInt64:
+        v.push_back(static_cast<double>(t.data<int64_t>()[i]));
+        break;
+      case DType::kBool:
+        v.push_back(t.data<bool>()[i]);
+        break;
+      case DType::kFloat16:
+        v.push_back(HalfToFloat(t.data<Half>()[i]));
+        break;
+      case DType::kInvalid:
+        break;
     }
   }
   return v;

@@ -31,8 +31,8 @@ struct ImageDataset {
 // Errors name the file and what is wrong: missing, wrong magic, truncated, counts differ.
 StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string& labels_path);
 
-// The train or test split of an MNIST-layout directory: {train,t10k}-{images-idx3,labels-idx1}-ubyte
-// with or without ".gz".
+// The train or test split of an MNIST-layout directory:
+// {train,t10k}-{images-idx3,labels-idx1}-ubyte with or without ".gz".
 StatusOr<ImageDataset> LoadMnistDirectory(const std::string& dir, bool train);
 
 // `count` 28x28 images in `num_classes` classes: each class has its own fixed pattern (shared

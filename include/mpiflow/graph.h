@@ -41,8 +41,9 @@ struct Output {
 // What a shape function sees: input dtypes and shapes, attrs; it sets output dtypes and shapes.
 class InferenceContext {
  public:
-  InferenceContext(const std::string& node_name, const std::string& op, std::vector<DType> in_dtypes,
-                   std::vector<Shape> in_shapes, const AttrMap* attrs, int num_outputs);
+  InferenceContext(const std::string& node_name, const std::string& op,
+                   std::vector<DType> in_dtypes, std::vector<Shape> in_shapes, const AttrMap* attrs,
+                   int num_outputs);
   int num_inputs() const { return static_cast<int>(in_dtypes_.size()); }
   DType input_dtype(int i) const { return in_dtypes_[i]; }
   const Shape& input_shape(int i) const { return in_shapes_[i]; }
@@ -81,9 +82,9 @@ struct OpDef {
   int min_inputs = 0;
   std::vector<std::string> outputs;
   ShapeFn shape_fn;
-  GradFn grad_fn;             // null: an error if a gradient must pass through this op
-  bool differentiable = true; // false: outputs are constants to autodiff (ArgMax, Equal, ...)
-  bool stateful = false;      // reads or writes variables, or is random
+  GradFn grad_fn;              // null: an error if a gradient must pass through this op
+  bool differentiable = true;  // false: outputs are constants to autodiff (ArgMax, Equal, ...)
+  bool stateful = false;       // reads or writes variables, or is random
   bool reads_uninitialized_input0 = false;  // Assign: input 0 may be an uninitialised variable
 };
 
@@ -171,7 +172,7 @@ class Graph {
   Node* node(int id) const { return nodes_[id].get(); }
   Node* FindNode(const std::string& name) const;
   StatusOr<Output> FindOutput(const std::string& name) const;  // "node" or "node:1"
-  std::vector<Node*> Consumers(const Node* n) const;  // data and control consumers, by id
+  std::vector<Node*> Consumers(const Node* n) const;           // data and control consumers, by id
 
   void AddVariable(VariableInfo info) { variables_.push_back(info); }
   const std::vector<VariableInfo>& variables() const { return variables_; }

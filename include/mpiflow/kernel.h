@@ -118,10 +118,10 @@ DType KernelDType(const Node& node);
 template <typename K>
 void RegisterKernel(KernelRegistry& registry, const std::string& op, const std::string& device,
                     DType dtype) {
-  registry.Register(
-      op, device, dtype, [](const KernelInitContext& c) -> StatusOr<std::unique_ptr<OpKernel>> {
-        return std::unique_ptr<OpKernel>(new K(c));
-      });
+  registry.Register(op, device, dtype,
+                    [](const KernelInitContext& c) -> StatusOr<std::unique_ptr<OpKernel>> {
+                      return std::unique_ptr<OpKernel>(new K(c));
+                    });
 }
 
 }  // namespace mpiflow

@@ -16,7 +16,7 @@ Output Placeholder(const Scope& s, DType dtype, const Shape& shape);
 Output Const(const Scope& s, const Tensor& value);
 Output ScalarConst(const Scope& s, double value, DType dtype = DType::kFloat32);
 Output Identity(const Scope& s, Output x);
-Node* NoOp(const Scope& s);                                // control dependencies only
+Node* NoOp(const Scope& s);                                   // control dependencies only
 Node* Group(const Scope& s, const std::vector<Node*>& deps);  // NoOp depending on `deps`
 Output Reshape(const Scope& s, Output x, const std::vector<int64_t>& shape);  // one -1 allowed
 Output Transpose(const Scope& s, Output x, const std::vector<int64_t>& perm);
@@ -25,7 +25,7 @@ Output Concat(const Scope& s, const std::vector<Output>& values, int64_t axis);
 Output Slice(const Scope& s, Output x, const std::vector<int64_t>& begin,
              const std::vector<int64_t>& size);
 Output Cast(const Scope& s, Output x, DType dtype);
-Output Equal(const Scope& s, Output a, Output b);  // bool
+Output Equal(const Scope& s, Output a, Output b);       // bool
 Output ArgMax(const Scope& s, Output x, int64_t axis);  // int64
 // params (rows, ...) indexed by int32/int64 indices (n) -> (n, ...). Its gradient is sparse.
 Output Gather(const Scope& s, Output params, Output indices);
@@ -59,8 +59,7 @@ Output SumToShapeOf(const Scope& s, Output x, Output like);  // undo broadcastin
 Output ReluGrad(const Scope& s, Output dy, Output x);
 Output SigmoidGrad(const Scope& s, Output y, Output dy);
 Output TanhGrad(const Scope& s, Output y, Output dy);
-Output ReduceGrad(const Scope& s, Output dy, Output x, const std::vector<int64_t>& axes,
-                  bool mean);
+Output ReduceGrad(const Scope& s, Output dy, Output x, const std::vector<int64_t>& axes, bool mean);
 Output MaxGrad(const Scope& s, Output dy, Output x, Output y, const std::vector<int64_t>& axes);
 
 // ---- nn_ops.cc ----
@@ -101,10 +100,10 @@ Output AssignAdd(const Scope& s, Output var, Output value);
 Output AssignSub(const Scope& s, Output var, Output value);
 Node* InitOp(const Scope& s);  // groups every variable's initializer
 // Seeded initial values: uniform in [minval, maxval), normal truncated at 2 stddev.
-Output RandomUniform(const Scope& s, const Shape& shape, double minval, double maxval,
-                     int64_t seed, DType dtype = DType::kFloat32);
-Output TruncatedNormal(const Scope& s, const Shape& shape, double mean, double stddev,
-                       int64_t seed, DType dtype = DType::kFloat32);
+Output RandomUniform(const Scope& s, const Shape& shape, double minval, double maxval, int64_t seed,
+                     DType dtype = DType::kFloat32);
+Output TruncatedNormal(const Scope& s, const Shape& shape, double mean, double stddev, int64_t seed,
+                       DType dtype = DType::kFloat32);
 // Uniform in +-sqrt(6/(fan_in+fan_out)), fans from the last two dimensions and the rest.
 Output GlorotUniform(const Scope& s, const Shape& shape, int64_t seed,
                      DType dtype = DType::kFloat32);

@@ -25,9 +25,9 @@ struct OptimizerOptions {
 Status ValidateOptimizerOptions(const OptimizerOptions& o);
 
 struct TrainOp {
-  Node* train = nullptr;      // run this target once per step
-  Output global_step;         // int64 variable, incremented after every update
-  Output learning_rate;       // float32 scalar at the current step
+  Node* train = nullptr;  // run this target once per step
+  Output global_step;     // int64 variable, incremented after every update
+  Output learning_rate;   // float32 scalar at the current step
   std::vector<Output> variables;
   std::vector<Output> gradients;  // gradients[i] of variables[i]
 };

@@ -111,17 +111,17 @@ class [[nodiscard]] StatusOr {
 }  // namespace mpiflow
 
 // Returns the Status from the enclosing function if `expr` is not OK.
-#define MPIFLOW_RETURN_IF_ERROR(expr)                   \
-  do {                                                  \
-    ::mpiflow::Status _mpiflow_status = (expr);         \
-    if (!_mpiflow_status.ok()) return _mpiflow_status;  \
+#define MPIFLOW_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::mpiflow::Status _mpiflow_status = (expr);        \
+    if (!_mpiflow_status.ok()) return _mpiflow_status; \
   } while (0)
 
 // For programmer bugs only (broken invariants), never for user input.
-#define MPIFLOW_CHECK(cond)                                                                 \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
+#define MPIFLOW_CHECK(cond)                                                               \
+  do {                                                                                    \
+    if (!(cond)) {                                                                        \
       std::cerr << __FILE__ << ":" << __LINE__ << ": internal check failed: " #cond "\n"; \
-      std::abort();                                                                         \
-    }                                                                                       \
+      std::abort();                                                                       \
+    }                                                                                     \
   } while (0)

@@ -100,7 +100,7 @@ class Buffer {
 
 class Tensor {
  public:
-  Tensor() = default;  // an empty, invalid tensor (dtype kInvalid)
+  Tensor() = default;                       // an empty, invalid tensor (dtype kInvalid)
   Tensor(DType dtype, const Shape& shape);  // allocates; contents uninitialised
   // A tensor with a dtype and shape but no storage yet: an uninitialised variable.
   static Tensor Unallocated(DType dtype, const Shape& shape);
@@ -149,7 +149,7 @@ class Tensor {
  private:
   DType dtype_ = DType::kInvalid;
   Shape shape_;
-  int64_t num_elements_ = 0;  // shape_.num_elements(), cached for kernels' loops
+  int64_t num_elements_ = 0;        // shape_.num_elements(), cached for kernels' loops
   std::shared_ptr<Buffer> buffer_;  // (num_elements * DTypeSize(dtype)) bytes, 64-byte aligned
 };
 

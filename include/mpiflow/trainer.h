@@ -15,15 +15,15 @@
 namespace mpiflow {
 
 struct TrainConfig {
-  std::string model = "mlp";                             // mlp or cnn
-  std::string dataset = "fashion-mnist";                 // fashion-mnist or synthetic
+  std::string model = "mlp";              // mlp or cnn
+  std::string dataset = "fashion-mnist";  // fashion-mnist or synthetic
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   int64_t synthetic_train = 6000, synthetic_test = 1000;  // examples, for dataset=synthetic
   int64_t epochs = 5;
   int64_t batch_size = 64;
   int64_t max_steps = -1;  // stop early after this many steps (-1: all epochs)
   int64_t eval_batch_size = 1000;
-  bool eval = true;        // test accuracy after every epoch
+  bool eval = true;  // test accuracy after every epoch
   OptimizerOptions optimizer;
   int threads = 1;           // intra-op threads
   int inter_op_threads = 1;  // nodes run concurrently
@@ -38,8 +38,8 @@ struct TrainResult {
   int64_t steps = 0;
   int64_t epochs = 0;
   double final_loss = 0;
-  double test_accuracy = 0;   // after the last epoch (0 when eval is off)
-  double samples_per_sec = 0; // over training steps after the first 20, evaluation excluded
+  double test_accuracy = 0;    // after the last epoch (0 when eval is off)
+  double samples_per_sec = 0;  // over training steps after the first 20, evaluation excluded
   double train_seconds = 0;
   double peak_rss_mib = 0;
   double forward_flops_per_example = 0;

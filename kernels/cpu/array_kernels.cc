@@ -216,13 +216,14 @@ void CopyBox(const Tensor& big, const Tensor& small, const std::vector<int64_t>&
   }
   char* b = static_cast<char*>(big.raw()) + start * es;
   char* s = static_cast<char*>(small.raw());
-  cpu::ForEachStrided(small.shape().dims(), big_strides, zeros, [&](int64_t i, int64_t off, int64_t) {
-    if (to_small) {
-      std::memcpy(s + i * es, b + off * es, es);
-    } else {
-      std::memcpy(b + off * es, s + i * es, es);
-    }
-  });
+  cpu::ForEachStrided(small.shape().dims(), big_strides, zeros,
+                      [&](int64_t i, int64_t off, int64_t) {
+                        if (to_small) {
+                          std::memcpy(s + i * es, b + off * es, es);
+                        } else {
+                          std::memcpy(b + off * es, s + i * es, es);
+                        }
+                      });
 }
 
 class SliceKernel : public OpKernel {
@@ -442,14 +443,15 @@ class IndexedSlicesKernel : public OpKernel {
                         indices.shape().ToString(), " disagree on the number of rows");
     }
     const int64_t width = rows ? like.num_elements() / rows : 0;
-    if (indices.dtype() == DType::kInt32) return Scatter(ctx, values, indices.data<int32_t>(), n, rows, width, y);
+    if (indices.dtype() == DType::kInt32)
+      return Scatter(ctx, values, indices.data<int32_t>(), n, rows, width, y);
     return Scatter(ctx, values, indices.data<int64_t>(), n, rows, width, y);
   }
 
  private:
   template <typename Index>
-  Status Scatter(KernelContext* ctx, const Tensor& values, const Index* idx, int64_t n, int64_t rows,
-                 int64_t width, Tensor* y) {
+  Status Scatter(KernelContext* ctx, const Tensor& values, const Index* idx, int64_t n,
+                 int64_t rows, int64_t width, Tensor* y) {
     MPIFLOW_RETURN_IF_ERROR(CheckIndices(ctx, idx, n, rows));
     const T* v = values.data<T>();
     T* out = y->data<T>();

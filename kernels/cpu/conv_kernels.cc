@@ -12,10 +12,10 @@ namespace mpiflow {
 namespace {
 
 struct ConvGeom {
-  int64_t n, h, w, c;     // input (n, h, w, c)
-  int64_t kh, kw, oc;     // filter (kh, kw, c, oc)
+  int64_t n, h, w, c;  // input (n, h, w, c)
+  int64_t kh, kw, oc;  // filter (kh, kw, c, oc)
   int64_t oh, ow, sh, sw, ph, pw;
-  int64_t rows() const { return oh * ow; }    // im2col rows per image
+  int64_t rows() const { return oh * ow; }       // im2col rows per image
   int64_t depth() const { return kh * kw * c; }  // im2col columns
   bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
 };
@@ -29,8 +29,8 @@ Status MakeConvGeom(KernelContext* ctx, const Shape& in, const Shape& f, ConvGeo
   if (in.dim(3) != f.dim(2)) {
     return ctx->Error("input has ", in.dim(3), " channels, the filter expects ", f.dim(2));
   }
-  *g = {in.dim(0), in.dim(1), in.dim(2), in.dim(3), f.dim(0), f.dim(1), f.dim(3), 0, 0, s[0], s[1],
-        0, 0};
+  *g = {in.dim(0), in.dim(1), in.dim(2), in.dim(3), f.dim(0), f.dim(1), f.dim(3),
+        0,         0,         s[0],      s[1],      0,        0};
   Status st = WindowGeometry(g->h, g->kh, g->sh, pad, &g->oh, &g->ph);
   if (st.ok()) st = WindowGeometry(g->w, g->kw, g->sw, pad, &g->ow, &g->pw);
   if (!st.ok()) return ctx->Error(st.message());
@@ -199,11 +199,13 @@ class Conv2DBackpropInputKernel : public OpKernel {
 void RegisterConvKernels(KernelRegistry& r) {
   RegisterKernel<Conv2DKernel<float>>(r, "Conv2D", kCpu, DType::kFloat32);
   RegisterKernel<Conv2DKernel<double>>(r, "Conv2D", kCpu, DType::kFloat64);
-  RegisterKernel<Conv2DBackpropFilterKernel<float>>(r, "Conv2DBackpropFilter", kCpu, DType::kFloat32);
+  RegisterKernel<Conv2DBackpropFilterKernel<float>>(r, "Conv2DBackpropFilter", kCpu,
+                                                    DType::kFloat32);
   RegisterKernel<Conv2DBackpropFilterKernel<double>>(r, "Conv2DBackpropFilter", kCpu,
                                                      DType::kFloat64);
   RegisterKernel<Conv2DBackpropInputKernel<float>>(r, "Conv2DBackpropInput", kCpu, DType::kFloat32);
-  RegisterKernel<Conv2DBackpropInputKernel<double>>(r, "Conv2DBackpropInput", kCpu, DType::kFloat64);
+  RegisterKernel<Conv2DBackpropInputKernel<double>>(r, "Conv2DBackpropInput", kCpu,
+                                                    DType::kFloat64);
 }
 
 }  // namespace mpiflow

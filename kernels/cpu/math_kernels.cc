@@ -13,19 +13,27 @@ using cpu::ForEachStrided;
 
 struct AddF {
   template <typename T>
-  T operator()(T a, T b) const { return a + b; }
+  T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 struct SubF {
   template <typename T>
-  T operator()(T a, T b) const { return a - b; }
+  T operator()(T a, T b) const {
+    return a - b;
+  }
 };
 struct MulF {
   template <typename T>
-  T operator()(T a, T b) const { return a * b; }
+  T operator()(T a, T b) const {
+    return a * b;
+  }
 };
 struct DivF {
   template <typename T>
-  T operator()(T a, T b) const { return a / b; }
+  T operator()(T a, T b) const {
+    return a / b;
+  }
 };
 
 template <typename T, typename F>
@@ -107,35 +115,51 @@ class UnaryKernel : public OpKernel {
 
 struct NegF {
   template <typename T>
-  T operator()(T x) const { return -x; }
+  T operator()(T x) const {
+    return -x;
+  }
 };
 struct ExpF {
   template <typename T>
-  T operator()(T x) const { return std::exp(x); }
+  T operator()(T x) const {
+    return std::exp(x);
+  }
 };
 struct LogF {
   template <typename T>
-  T operator()(T x) const { return std::log(x); }
+  T operator()(T x) const {
+    return std::log(x);
+  }
 };
 struct SqrtF {
   template <typename T>
-  T operator()(T x) const { return std::sqrt(x); }
+  T operator()(T x) const {
+    return std::sqrt(x);
+  }
 };
 struct SquareF {
   template <typename T>
-  T operator()(T x) const { return x * x; }
+  T operator()(T x) const {
+    return x * x;
+  }
 };
 struct ReluF {
   template <typename T>
-  T operator()(T x) const { return x > T(0) ? x : T(0); }
+  T operator()(T x) const {
+    return x > T(0) ? x : T(0);
+  }
 };
 struct SigmoidF {
   template <typename T>
-  T operator()(T x) const { return T(1) / (T(1) + std::exp(-x)); }
+  T operator()(T x) const {
+    return T(1) / (T(1) + std::exp(-x));
+  }
 };
 struct TanhF {
   template <typename T>
-  T operator()(T x) const { return std::tanh(x); }
+  T operator()(T x) const {
+    return std::tanh(x);
+  }
 };
 
 // out[i] = f(a[i], b[i]) for two same-shape inputs.
@@ -159,15 +183,21 @@ class PairKernel : public OpKernel {
 
 struct ReluGradF {  // (dy, y)
   template <typename T>
-  T operator()(T dy, T y) const { return y > T(0) ? dy : T(0); }
+  T operator()(T dy, T y) const {
+    return y > T(0) ? dy : T(0);
+  }
 };
 struct SigmoidGradF {  // (y, dy)
   template <typename T>
-  T operator()(T y, T dy) const { return dy * y * (T(1) - y); }
+  T operator()(T y, T dy) const {
+    return dy * y * (T(1) - y);
+  }
 };
 struct TanhGradF {  // (y, dy)
   template <typename T>
-  T operator()(T y, T dy) const { return dy * (T(1) - y * y); }
+  T operator()(T y, T dy) const {
+    return dy * (T(1) - y * y);
+  }
 };
 
 // The input dims with reduced axes set to 1 (empty axes: all).
@@ -282,9 +312,8 @@ class MaxGradKernel : public OpKernel {
     std::vector<int64_t> ties(y.num_elements(), 0);
     const std::vector<int64_t> strides = BroadcastStrides(x.shape().dims(), kept);
     const std::vector<int64_t> zeros(kept.size(), 0);
-    ForEachStrided(x.shape().dims(), strides, zeros, [&](int64_t i, int64_t o, int64_t) {
-      ties[o] += px[i] == py[o];
-    });
+    ForEachStrided(x.shape().dims(), strides, zeros,
+                   [&](int64_t i, int64_t o, int64_t) { ties[o] += px[i] == py[o]; });
     ForEachStrided(x.shape().dims(), strides, zeros, [&](int64_t i, int64_t o, int64_t) {
       pdx[i] = px[i] == py[o] ? pdy[o] / static_cast<T>(ties[o]) : T(0);
     });

@@ -119,12 +119,12 @@ class XentKernel : public OpKernel {
       return ctx->Error("logits ", logits.shape().ToString(), " and labels ",
                         labels.shape().ToString(), " have different batch sizes");
     }
-    T* loss = ctx->allocate_output(0, Shape{batch})->template data<T>();      // (b)
+    T* loss = ctx->allocate_output(0, Shape{batch})->template data<T>();    // (b)
     T* back = ctx->allocate_output(1, logits.shape())->template data<T>();  // (b, k)
     const T* z = logits.data<T>();
     for (int64_t i = 0; i < batch; ++i) {
-      const int64_t label = labels.dtype() == DType::kInt32 ? labels.data<int32_t>()[i]
-                                                            : labels.data<int64_t>()[i];
+      const int64_t label =
+          labels.dtype() == DType::kInt32 ? labels.data<int32_t>()[i] : labels.data<int64_t>()[i];
       if (label < 0 || label >= classes) {
         return ctx->Error("label ", label, " at position ", i, " is out of range [0, ", classes,
                           ")");
@@ -328,7 +328,8 @@ void RegisterNnKernels(KernelRegistry& r) {
   RegisterKernel<SoftmaxGradKernel<double, false>>(r, "SoftmaxGrad", kCpu, DType::kFloat64);
   RegisterKernel<SoftmaxGradKernel<float, true>>(r, "LogSoftmaxGrad", kCpu, DType::kFloat32);
   RegisterKernel<SoftmaxGradKernel<double, true>>(r, "LogSoftmaxGrad", kCpu, DType::kFloat64);
-  RegisterKernel<XentKernel<float>>(r, "SparseSoftmaxCrossEntropyWithLogits", kCpu, DType::kFloat32);
+  RegisterKernel<XentKernel<float>>(r, "SparseSoftmaxCrossEntropyWithLogits", kCpu,
+                                    DType::kFloat32);
   RegisterKernel<XentKernel<double>>(r, "SparseSoftmaxCrossEntropyWithLogits", kCpu,
                                      DType::kFloat64);
   RegisterKernel<MaxPoolKernel<float>>(r, "MaxPool", kCpu, DType::kFloat32);

@@ -66,7 +66,8 @@ class AssignUpdateKernel : public OpKernel {
     }
     T* p = var.data<T>();
     const T* v = value.data<T>();
-    for (int64_t i = 0, n_ = var.num_elements(); i < n_; ++i) p[i] = kAdd ? p[i] + v[i] : p[i] - v[i];
+    for (int64_t i = 0, n_ = var.num_elements(); i < n_; ++i)
+      p[i] = kAdd ? p[i] + v[i] : p[i] - v[i];
     ctx->set_output(0, var);
     return Status::OK();
   }
@@ -298,8 +299,10 @@ void RegisterStateKernels(KernelRegistry& r) {
   RegisterKernel<RandomKernel<double, false>>(r, "RandomUniform", kCpu, DType::kFloat64);
   RegisterKernel<RandomKernel<float, true>>(r, "TruncatedNormal", kCpu, DType::kFloat32);
   RegisterKernel<RandomKernel<double, true>>(r, "TruncatedNormal", kCpu, DType::kFloat64);
-  RegisterKernel<ApplyGradientDescentKernel<float>>(r, "ApplyGradientDescent", kCpu, DType::kFloat32);
-  RegisterKernel<ApplyGradientDescentKernel<double>>(r, "ApplyGradientDescent", kCpu, DType::kFloat64);
+  RegisterKernel<ApplyGradientDescentKernel<float>>(r, "ApplyGradientDescent", kCpu,
+                                                    DType::kFloat32);
+  RegisterKernel<ApplyGradientDescentKernel<double>>(r, "ApplyGradientDescent", kCpu,
+                                                     DType::kFloat64);
   RegisterKernel<SparseApplyGradientDescentKernel<float>>(r, "SparseApplyGradientDescent", kCpu,
                                                           DType::kFloat32);
   RegisterKernel<SparseApplyGradientDescentKernel<double>>(r, "SparseApplyGradientDescent", kCpu,

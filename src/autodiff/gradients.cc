@@ -94,12 +94,13 @@ Status AddGradients(const Scope& scope, const std::vector<Output>& ys,
     }
     if (!needs_input_grad) continue;  // an x itself with no x upstream
     if (!node->def().grad_fn) {
-      return InvalidArgument("no gradient is defined for op ", node->op(), " (node '",
-                             node->name(), "'), which lies on a path from the xs to the ys");
+      return InvalidArgument("no gradient is defined for op ", node->op(), " (node '", node->name(),
+                             "'), which lies on a path from the xs to the ys");
     }
     std::vector<Output> dx(node->num_inputs());
     MPIFLOW_RETURN_IF_ERROR(node->def().grad_fn(s, *node, dy, &dx));
-    MPIFLOW_RETURN_IF_ERROR(s.status().WithContext("building the gradient of '" + node->name() + "'"));
+    MPIFLOW_RETURN_IF_ERROR(
+        s.status().WithContext("building the gradient of '" + node->name() + "'"));
     for (int i = 0; i < node->num_inputs(); ++i) {
       const Output& in = node->input(i);
       if (!dx[i].valid() || !from_x[in.node->id()]) continue;

@@ -1,14 +1,14 @@
 // DType helpers, Shape, and Tensor with the CPU allocator behind it.
 // The allocator caches freed buffers by exact size: a training step allocates the same sizes every
 // step, so after the first step no buffer reaches malloc (and no fresh page is faulted in).
+#include "mpiflow/tensor.h"
+
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <mutex>
 #include <new>
 #include <vector>
-
-#include "mpiflow/tensor.h"
 
 namespace mpiflow {
 

@@ -1,9 +1,9 @@
 // Graph, Node, Scope and attr encoding. Not op definitions (src/ops) nor execution (src/runtime).
+#include "mpiflow/graph.h"
+
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
-
-#include "mpiflow/graph.h"
 
 namespace mpiflow {
 
@@ -60,17 +60,17 @@ StatusOr<Node*> Graph::AddNode(NodeSpec spec) {
   }
   const int n = static_cast<int>(spec.inputs.size());
   if (def->variadic ? n < def->min_inputs : n != static_cast<int>(def->inputs.size())) {
-    return InvalidArgument(spec.op, " node '", spec.name, "': expected ",
-                           def->variadic ? "at least " : "",
-                           def->variadic ? def->min_inputs : static_cast<int>(def->inputs.size()),
-                           " inputs, got ", n);
+    return InvalidArgument(
+        spec.op, " node '", spec.name, "': expected ", def->variadic ? "at least " : "",
+        def->variadic ? def->min_inputs : static_cast<int>(def->inputs.size()), " inputs, got ", n);
   }
   std::vector<DType> dtypes;
   std::vector<Shape> shapes;
   for (int i = 0; i < n; ++i) {
     const Output& in = spec.inputs[i];
     if (!in.valid() || in.index < 0 || in.index >= in.node->num_outputs()) {
-      return InvalidArgument(spec.op, " node '", spec.name, "': input ", i, " is not a valid output");
+      return InvalidArgument(spec.op, " node '", spec.name, "': input ", i,
+                             " is not a valid output");
     }
     dtypes.push_back(in.dtype());
     shapes.push_back(in.shape());
@@ -137,8 +137,8 @@ StatusOr<Output> Graph::FindOutput(const std::string& name) const {
   Node* n = FindNode(node_name);
   if (!n) return NotFound("no node named '", node_name, "' in the graph");
   if (index < 0 || index >= n->num_outputs()) {
-    return NotFound("node '", node_name, "' has no output ", index, " (it has ",
-                    n->num_outputs(), ")");
+    return NotFound("node '", node_name, "' has no output ", index, " (it has ", n->num_outputs(),
+                    ")");
   }
   return Output(n, index);
 }
@@ -224,7 +224,8 @@ Node* Scope::AddOp(const std::string& op, const std::vector<Output>& inputs, Att
   if (!ok()) return nullptr;
   for (const Output& in : inputs) {
     if (!in.valid()) {
-      UpdateStatus(InvalidArgument("building ", op, ": an input is invalid (an earlier op failed)"));
+      UpdateStatus(
+          InvalidArgument("building ", op, ": an input is invalid (an earlier op failed)"));
       return nullptr;
     }
   }
@@ -374,8 +375,7 @@ StatusOr<AttrValue> DecodeAttr(const std::string& text) {
     Tensor t(*dt, shape);
     std::string bytes;
     if (!unhex(body.substr(c2 + 1), &bytes) || bytes.size() != t.bytes()) {
-      return InvalidArgument("tensor attr data does not match ", DTypeName(*dt),
-                             shape.ToString());
+      return InvalidArgument("tensor attr data does not match ", DTypeName(*dt), shape.ToString());
     }
     if (!bytes.empty()) std::memcpy(t.raw(), bytes.data(), bytes.size());
     return AttrValue(t);

@@ -150,7 +150,8 @@ Status GraphFromText(const std::string& text, Graph* g) {
   for (auto& [node, names] : controls) {
     for (const std::string& c : names) {
       Node* from = g->FindNode(c);
-      if (!from) return InvalidArgument("control input '", c, "' of '", node->name(), "' is not defined");
+      if (!from)
+        return InvalidArgument("control input '", c, "' of '", node->name(), "' is not defined");
       MPIFLOW_RETURN_IF_ERROR(g->AddControlEdge(from, node));
     }
   }

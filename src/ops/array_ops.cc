@@ -166,8 +166,8 @@ Status SliceShape(InferenceContext& c) {
 
 Status SliceGradFn(const Scope& s, const Node& n, const std::vector<Output>& dy,
                    std::vector<Output>* dx) {
-  Node* g = s.AddOp("SliceGrad", {n.input(0), dy[0]}, {{"begin", n.attr<std::vector<int64_t>>("begin")}},
-                    "SliceGrad");
+  Node* g = s.AddOp("SliceGrad", {n.input(0), dy[0]},
+                    {{"begin", n.attr<std::vector<int64_t>>("begin")}}, "SliceGrad");
   (*dx)[0] = Output(g, 0);
   return Status::OK();
 }
@@ -244,27 +244,27 @@ void RegisterArrayOps(OpRegistry& r) {
     c.set_output(0, dtype, shape);
     return Status::OK();
   }));
-  r.Register(Def("Identity", {"input"}, {"output"}, op_util::UnchangedShape,
-                 [](const Scope&, const Node&, const std::vector<Output>& dy,
-                    std::vector<Output>* dx) {
-                   (*dx)[0] = dy[0];
-                   return Status::OK();
-                 }));
+  r.Register(
+      Def("Identity", {"input"}, {"output"}, op_util::UnchangedShape,
+          [](const Scope&, const Node&, const std::vector<Output>& dy, std::vector<Output>* dx) {
+            (*dx)[0] = dy[0];
+            return Status::OK();
+          }));
   {
     OpDef d = Def("NoOp", {}, {}, [](InferenceContext&) { return Status::OK(); });
     d.stateful = true;  // never folded away: it exists for its control edges
     r.Register(std::move(d));
   }
   r.Register(Def("Reshape", {"input"}, {"output"}, ReshapeShape, ReshapeGrad));
-  r.Register(Def("Transpose", {"input"}, {"output"}, TransposeShape,
-                 [](const Scope& s, const Node& n, const std::vector<Output>& dy,
-                    std::vector<Output>* dx) {
-                   const auto& perm = n.attr<std::vector<int64_t>>("perm");
-                   std::vector<int64_t> inverse(perm.size());
-                   for (size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = static_cast<int64_t>(i);
-                   (*dx)[0] = ops::Transpose(s, dy[0], inverse);
-                   return Status::OK();
-                 }));
+  r.Register(Def(
+      "Transpose", {"input"}, {"output"}, TransposeShape,
+      [](const Scope& s, const Node& n, const std::vector<Output>& dy, std::vector<Output>* dx) {
+        const auto& perm = n.attr<std::vector<int64_t>>("perm");
+        std::vector<int64_t> inverse(perm.size());
+        for (size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = static_cast<int64_t>(i);
+        (*dx)[0] = ops::Transpose(s, dy[0], inverse);
+        return Status::OK();
+      }));
   {
     OpDef d = Def("Concat", {"values"}, {"output"}, ConcatShape, ConcatGrad);
     d.variadic = true;
@@ -283,25 +283,26 @@ void RegisterArrayOps(OpRegistry& r) {
     c.set_output(0, c.input_dtype(0), c.input_shape(0));
     return Status::OK();
   }));
-  r.Register(Def("Cast", {"input"}, {"output"},
-                 [](InferenceContext& c) {
-                   DType to = DType::kInvalid;
-                   MPIFLOW_RETURN_IF_ERROR(c.GetAttr("dtype", &to));
-                   c.set_output(0, to, c.input_shape(0));
-                   return Status::OK();
-                 },
-                 [](const Scope& s, const Node& n, const std::vector<Output>& dy,
-                    std::vector<Output>* dx) {
-                   if (IsFloating(n.input(0).dtype()) && IsFloating(n.output_dtype(0))) {
-                     (*dx)[0] = ops::Cast(s, dy[0], n.input(0).dtype());
-                   }
-                   return Status::OK();
-                 }));
+  r.Register(Def(
+      "Cast", {"input"}, {"output"},
+      [](InferenceContext& c) {
+        DType to = DType::kInvalid;
+        MPIFLOW_RETURN_IF_ERROR(c.GetAttr("dtype", &to));
+        c.set_output(0, to, c.input_shape(0));
+        return Status::OK();
+      },
+      [](const Scope& s, const Node& n, const std::vector<Output>& dy, std::vector<Output>* dx) {
+        if (IsFloating(n.input(0).dtype()) && IsFloating(n.output_dtype(0))) {
+          (*dx)[0] = ops::Cast(s, dy[0], n.input(0).dtype());
+        }
+        return Status::OK();
+      }));
   {
     OpDef d = Def("Equal", {"a", "b"}, {"output"}, [](InferenceContext& c) {
       MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 1));
       Shape out;
-      MPIFLOW_RETURN_IF_ERROR(op_util::BroadcastShapes(c, c.input_shape(0), c.input_shape(1), &out));
+      MPIFLOW_RETURN_IF_ERROR(
+          op_util::BroadcastShapes(c, c.input_shape(0), c.input_shape(1), &out));
       c.set_output(0, DType::kBool, out);
       return Status::OK();
     });

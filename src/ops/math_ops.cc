@@ -218,35 +218,36 @@ void RegisterMathOps(OpRegistry& r) {
   r.Register(Def("SigmoidGrad", {"y", "dy"}, FloatPairShape));
   r.Register(Def("TanhGrad", {"y", "dy"}, FloatPairShape));
 
-  r.Register(Def("Sum", {"x"}, ReduceShape, [](const Scope& s, const Node& n, const Grad& dy,
-                                                Grad* dx) {
-    (*dx)[0] = ops::ReduceGrad(s, dy[0], n.input(0), n.attr<std::vector<int64_t>>("axes"), false);
-    return Status::OK();
-  }));
-  r.Register(Def("Mean", {"x"}, ReduceShape, [](const Scope& s, const Node& n, const Grad& dy,
-                                                 Grad* dx) {
-    (*dx)[0] = ops::ReduceGrad(s, dy[0], n.input(0), n.attr<std::vector<int64_t>>("axes"), true);
-    return Status::OK();
-  }));
-  r.Register(Def("Max", {"x"}, ReduceShape, [](const Scope& s, const Node& n, const Grad& dy,
-                                                Grad* dx) {
-    (*dx)[0] = ops::MaxGrad(s, dy[0], n.input(0), Self(n), n.attr<std::vector<int64_t>>("axes"));
-    return Status::OK();
-  }));
+  r.Register(
+      Def("Sum", {"x"}, ReduceShape, [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
+        (*dx)[0] =
+            ops::ReduceGrad(s, dy[0], n.input(0), n.attr<std::vector<int64_t>>("axes"), false);
+        return Status::OK();
+      }));
+  r.Register(
+      Def("Mean", {"x"}, ReduceShape, [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
+        (*dx)[0] =
+            ops::ReduceGrad(s, dy[0], n.input(0), n.attr<std::vector<int64_t>>("axes"), true);
+        return Status::OK();
+      }));
+  r.Register(
+      Def("Max", {"x"}, ReduceShape, [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
+        (*dx)[0] =
+            ops::MaxGrad(s, dy[0], n.input(0), Self(n), n.attr<std::vector<int64_t>>("axes"));
+        return Status::OK();
+      }));
   // dy (the reduced shape, with or without kept dims) broadcast back to x's shape.
   r.Register(Def("ReduceGrad", {"dy", "x"}, ReduceGradShape));
   r.Register(Def("MaxGrad", {"dy", "x", "y"}, ReduceGradShape));
-  r.Register(Def(
-      "SumToShapeOf", {"x", "like"},
-      [](InferenceContext& c) {
-        MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 1));
-        if (c.input_shape(1).rank() > c.input_shape(0).rank()) {
-          return c.Error("cannot reduce ", c.input_shape(0).ToString(), " to the larger rank of ",
-                         c.input_shape(1).ToString());
-        }
-        c.set_output(0, c.input_dtype(1), c.input_shape(1));
-        return Status::OK();
-      }));
+  r.Register(Def("SumToShapeOf", {"x", "like"}, [](InferenceContext& c) {
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 1));
+    if (c.input_shape(1).rank() > c.input_shape(0).rank()) {
+      return c.Error("cannot reduce ", c.input_shape(0).ToString(), " to the larger rank of ",
+                     c.input_shape(1).ToString());
+    }
+    c.set_output(0, c.input_dtype(1), c.input_shape(1));
+    return Status::OK();
+  }));
   r.Register(Def("MatMul", {"a", "b"}, MatMulShape, MatMulGrad));
 }
 
@@ -284,9 +285,7 @@ Output SumToShapeOf(const Scope& s, Output x, Output like) {
   return s.AddOp("SumToShapeOf", {x, like});
 }
 Output ReluGrad(const Scope& s, Output dy, Output y) { return s.AddOp("ReluGrad", {dy, y}); }
-Output SigmoidGrad(const Scope& s, Output y, Output dy) {
-  return s.AddOp("SigmoidGrad", {y, dy});
-}
+Output SigmoidGrad(const Scope& s, Output y, Output dy) { return s.AddOp("SigmoidGrad", {y, dy}); }
 Output TanhGrad(const Scope& s, Output y, Output dy) { return s.AddOp("TanhGrad", {y, dy}); }
 Output ReduceGrad(const Scope& s, Output dy, Output x, const std::vector<int64_t>& axes,
                   bool mean) {

@@ -160,8 +160,8 @@ void RegisterNnOps(OpRegistry& r) {
         if (x.rank() < 1) return c.Error("x must have rank >= 1");
         const int64_t last = x.dim(x.rank() - 1), nb = c.input_shape(1).dim(0);
         if (last >= 0 && nb >= 0 && last != nb) {
-          return c.Error("bias ", c.input_shape(1).ToString(), " does not match the last dimension of x ",
-                         x.ToString());
+          return c.Error("bias ", c.input_shape(1).ToString(),
+                         " does not match the last dimension of x ", x.ToString());
         }
         return op_util::UnchangedShape(c);
       },
@@ -213,26 +213,24 @@ void RegisterNnOps(OpRegistry& r) {
                  }));
   r.Register(Def("Conv2DBackpropInput", {"input_like", "filter", "dy"}, ShapedLike(0, false)));
   r.Register(Def("Conv2DBackpropFilter", {"input", "filter_like", "dy"}, ShapedLike(1, false)));
-  r.Register(Def("MaxPool", {"x"}, PoolShape,
-                 [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
-                   (*dx)[0] = Output(s.AddOp("MaxPoolGrad", {n.input(0), Self(n), dy[0]},
-                                             WindowAttrs(n, true)));
-                   return Status::OK();
-                 }));
+  r.Register(
+      Def("MaxPool", {"x"}, PoolShape, [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
+        (*dx)[0] =
+            Output(s.AddOp("MaxPoolGrad", {n.input(0), Self(n), dy[0]}, WindowAttrs(n, true)));
+        return Status::OK();
+      }));
   r.Register(Def("MaxPoolGrad", {"x", "y", "dy"}, ShapedLike(0, true)));
-  r.Register(Def("AvgPool", {"x"}, PoolShape,
-                 [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
-                   (*dx)[0] = Output(s.AddOp("AvgPoolGrad", {n.input(0), dy[0]},
-                                             WindowAttrs(n, true)));
-                   return Status::OK();
-                 }));
+  r.Register(
+      Def("AvgPool", {"x"}, PoolShape, [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
+        (*dx)[0] = Output(s.AddOp("AvgPoolGrad", {n.input(0), dy[0]}, WindowAttrs(n, true)));
+        return Status::OK();
+      }));
   r.Register(Def("AvgPoolGrad", {"x_like", "dy"}, ShapedLike(0, true)));
-  r.Register(Def("Dropout", {"x"}, DropoutShape,
-                 [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
-                   (*dx)[0] = ops::DropoutGrad(s, dy[0], n.attr<double>("rate"),
-                                               n.attr<int64_t>("seed"));
-                   return Status::OK();
-                 }));
+  r.Register(Def(
+      "Dropout", {"x"}, DropoutShape, [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
+        (*dx)[0] = ops::DropoutGrad(s, dy[0], n.attr<double>("rate"), n.attr<int64_t>("seed"));
+        return Status::OK();
+      }));
   r.Register(Def("DropoutGrad", {"dy"}, DropoutShape));
 }
 
@@ -242,9 +240,7 @@ Output BiasAdd(const Scope& s, Output x, Output bias) { return s.AddOp("BiasAdd"
 Output BiasAddGrad(const Scope& s, Output dy) { return s.AddOp("BiasAddGrad", {dy}); }
 Output Softmax(const Scope& s, Output logits) { return s.AddOp("Softmax", {logits}); }
 Output LogSoftmax(const Scope& s, Output logits) { return s.AddOp("LogSoftmax", {logits}); }
-Output SoftmaxGrad(const Scope& s, Output y, Output dy) {
-  return s.AddOp("SoftmaxGrad", {y, dy});
-}
+Output SoftmaxGrad(const Scope& s, Output y, Output dy) { return s.AddOp("SoftmaxGrad", {y, dy}); }
 Output LogSoftmaxGrad(const Scope& s, Output y, Output dy) {
   return s.AddOp("LogSoftmaxGrad", {y, dy});
 }

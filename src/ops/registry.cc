@@ -63,8 +63,8 @@ Status CheckDType(const InferenceContext& c, int i, std::initializer_list<DType>
 
 Status CheckSameDType(const InferenceContext& c, int i, int j) {
   if (c.input_dtype(i) == c.input_dtype(j)) return Status::OK();
-  return c.Error("inputs ", i, " and ", j, " have different dtypes (",
-                 DTypeName(c.input_dtype(i)), " vs ", DTypeName(c.input_dtype(j)), ")");
+  return c.Error("inputs ", i, " and ", j, " have different dtypes (", DTypeName(c.input_dtype(i)),
+                 " vs ", DTypeName(c.input_dtype(j)), ")");
 }
 
 Status CheckRank(const InferenceContext& c, int i, int rank) {

@@ -93,9 +93,7 @@ Output Variable(const Scope& s, Output initial, bool trainable) {
   return Output(var);
 }
 
-Output Assign(const Scope& s, Output var, Output value) {
-  return s.AddOp("Assign", {var, value});
-}
+Output Assign(const Scope& s, Output var, Output value) { return s.AddOp("Assign", {var, value}); }
 Output AssignAdd(const Scope& s, Output var, Output value) {
   return s.AddOp("AssignAdd", {var, value});
 }
@@ -109,14 +107,15 @@ Node* InitOp(const Scope& s) {
   return s.WithControlDependencies(inits).AddOp("NoOp", {}, {}, "init");
 }
 
-Output RandomUniform(const Scope& s, const Shape& shape, double minval, double maxval,
-                     int64_t seed, DType dtype) {
-  return s.AddOp("RandomUniform", {},
-                 {{"shape", shape}, {"dtype", dtype}, {"seed", seed}, {"a", minval}, {"b", maxval}});
+Output RandomUniform(const Scope& s, const Shape& shape, double minval, double maxval, int64_t seed,
+                     DType dtype) {
+  return s.AddOp(
+      "RandomUniform", {},
+      {{"shape", shape}, {"dtype", dtype}, {"seed", seed}, {"a", minval}, {"b", maxval}});
 }
 
-Output TruncatedNormal(const Scope& s, const Shape& shape, double mean, double stddev,
-                       int64_t seed, DType dtype) {
+Output TruncatedNormal(const Scope& s, const Shape& shape, double mean, double stddev, int64_t seed,
+                       DType dtype) {
   return s.AddOp("TruncatedNormal", {},
                  {{"shape", shape}, {"dtype", dtype}, {"seed", seed}, {"a", mean}, {"b", stddev}});
 }

@@ -52,8 +52,8 @@ OpDef ApplyDef(const std::string& name, std::vector<std::string> inputs, ShapeFn
 
 Status ops::ValidateLearningRateOptions(const LearningRateOptions& o) {
   if (o.kind != "constant" && o.kind != "step" && o.kind != "cosine") {
-    return InvalidArgument("learning-rate schedule must be constant, step or cosine, got '",
-                           o.kind, "'");
+    return InvalidArgument("learning-rate schedule must be constant, step or cosine, got '", o.kind,
+                           "'");
   }
   if (!(o.base > 0) || !std::isfinite(o.base)) {
     return InvalidArgument("learning rate must be positive, got ", o.base);
@@ -67,21 +67,20 @@ Status ops::ValidateLearningRateOptions(const LearningRateOptions& o) {
 
 void RegisterTrainOps(OpRegistry& r) {
   r.Register(ApplyDef("ApplyGradientDescent", {"var", "lr", "grad"}, ApplyShape(0, false)));
-  r.Register(ApplyDef("SparseApplyGradientDescent", {"var", "lr", "values", "indices"},
-                      [](InferenceContext& c) {
-                        MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
-                        MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 1));
-                        MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 2));
-                        MPIFLOW_RETURN_IF_ERROR(
-                            op_util::CheckDType(c, 3, {DType::kInt32, DType::kInt64}));
-                        MPIFLOW_RETURN_IF_ERROR(op_util::CheckRank(c, 3, 1));
-                        const Shape &var = c.input_shape(0), &vals = c.input_shape(2);
-                        if (vals.rank() != var.rank()) {
-                          return c.Error("values ", vals.ToString(), " and variable ",
-                                         var.ToString(), " differ in rank");
-                        }
-                        return op_util::UnchangedShape(c);
-                      }));
+  r.Register(ApplyDef(
+      "SparseApplyGradientDescent", {"var", "lr", "values", "indices"}, [](InferenceContext& c) {
+        MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
+        MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 1));
+        MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 2));
+        MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 3, {DType::kInt32, DType::kInt64}));
+        MPIFLOW_RETURN_IF_ERROR(op_util::CheckRank(c, 3, 1));
+        const Shape &var = c.input_shape(0), &vals = c.input_shape(2);
+        if (vals.rank() != var.rank()) {
+          return c.Error("values ", vals.ToString(), " and variable ", var.ToString(),
+                         " differ in rank");
+        }
+        return op_util::UnchangedShape(c);
+      }));
   r.Register(ApplyDef("ApplyMomentum", {"var", "accum", "lr", "grad"}, ApplyShape(1, false)));
   r.Register(ApplyDef("ApplyRMSProp", {"var", "ms", "mom", "lr", "grad"}, ApplyShape(2, false)));
   r.Register(ApplyDef("ApplyAdam", {"var", "m", "v", "lr", "step", "grad"}, ApplyShape(2, true)));

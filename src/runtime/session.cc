@@ -13,17 +13,17 @@ struct Session::Plan {
   struct Step {
     Node* node = nullptr;
     OpKernel* kernel = nullptr;
-    int out_base = 0;               // values[out_base + i] holds output i
-    std::vector<int> in_slots;      // value slot of each input
-    std::vector<int> successors;    // steps that wait on this one
+    int out_base = 0;             // values[out_base + i] holds output i
+    std::vector<int> in_slots;    // value slot of each input
+    std::vector<int> successors;  // steps that wait on this one
     int num_preds = 0;
   };
-  std::vector<Step> steps;          // a topological order
+  std::vector<Step> steps;  // a topological order
   int num_slots = 0;
-  std::vector<int> feed_slots;      // per feed
-  std::vector<int> fetch_slots;     // per fetch
-  std::vector<int> uses;            // per slot: how many step inputs read it
-  std::vector<char> keep;           // per slot: fetched or fed, never released early
+  std::vector<int> feed_slots;   // per feed
+  std::vector<int> fetch_slots;  // per fetch
+  std::vector<int> uses;         // per slot: how many step inputs read it
+  std::vector<char> keep;        // per slot: fetched or fed, never released early
 };
 
 Session::Session(const Graph* graph, SessionOptions options)
@@ -70,9 +70,9 @@ std::string PlanKey(const std::vector<Session::Feed>& feeds, const std::vector<O
 }  // namespace
 
 StatusOr<std::shared_ptr<Session::Plan>> Session::GetPlan(const std::vector<Feed>& feeds,
-                                                           const std::vector<Output>& fetches,
-                                                           const std::vector<Node*>& targets,
-                                                           bool* cache_hit) {
+                                                          const std::vector<Output>& fetches,
+                                                          const std::vector<Node*>& targets,
+                                                          bool* cache_hit) {
   const std::string key = PlanKey(feeds, fetches, targets);
   std::lock_guard<std::mutex> lock(mu_);
   auto it = plans_.find(key);
@@ -129,8 +129,8 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
     if (!needed[id]) continue;
     Node* node = graph_->node(id);
     if (node->op() == "Placeholder") {
-      return InvalidArgument("Placeholder '", node->name(), "' (",
-                             DTypeName(node->output_dtype(0)), node->output_shape(0).ToString(),
+      return InvalidArgument("Placeholder '", node->name(), "' (", DTypeName(node->output_dtype(0)),
+                             node->output_shape(0).ToString(),
                              ") must be fed: the fetches depend on it");
     }
     std::vector<int> from;
@@ -372,7 +372,8 @@ StatusOr<Tensor> Session::ReadVariable(const std::string& name) {
     if (!node || node->op() != "Variable") return NotFound("no variable named '", name, "'");
     return FailedPrecondition("variable '", name, "' is not initialized");
   }
-  if (!slot->value.allocated()) return FailedPrecondition("variable '", name, "' is not initialized");
+  if (!slot->value.allocated())
+    return FailedPrecondition("variable '", name, "' is not initialized");
   return slot->value.DeepCopy();
 }
 

@@ -23,8 +23,7 @@ Output ConvRelu(const Scope& s, Output x, int64_t size, int64_t filters, int64_t
   return ops::Relu(s, ops::BiasAdd(s, ops::Conv2D(s, x, f, {1, 1}, "SAME"), b));
 }
 
-StatusOr<Model> BuildModel(const Scope& s, const std::string& name, int64_t seed,
-                           int num_classes) {
+StatusOr<Model> BuildModel(const Scope& s, const std::string& name, int64_t seed, int num_classes) {
   Model m;
   m.name = name;
   m.images = ops::Placeholder(s.WithOpName("images"), DType::kFloat32, Shape{-1, 784});
@@ -43,8 +42,8 @@ StatusOr<Model> BuildModel(const Scope& s, const std::string& name, int64_t seed
     x = ops::Reshape(s, x, {-1, 7 * 7 * 64});
     x = Dense(s.NewSubScope("dense_1"), x, 128, true, seed * 1000 + 3);
     m.logits = Dense(s.NewSubScope("dense_2"), x, num_classes, false, seed * 1000 + 4);
-    m.forward_flops_per_example = 2.0 * (28 * 28 * 32 * 25 * 1 + 14 * 14 * 64 * 25 * 32 +
-                                         3136 * 128 + 128 * num_classes);
+    m.forward_flops_per_example =
+        2.0 * (28 * 28 * 32 * 25 * 1 + 14 * 14 * 64 * 25 * 32 + 3136 * 128 + 128 * num_classes);
   } else {
     return InvalidArgument("unknown model '", name, "' (expected mlp or cnn)");
   }

@@ -55,8 +55,8 @@ StatusOr<TrainOp> ApplyGradients(const Scope& scope, const std::vector<Output>& 
   }
   const Scope s = scope.NewSubScope("optimizer");
   TrainOp t;
-  t.global_step = ops::Variable(scope.WithOpName("global_step"),
-                                ops::Zeros(s, Shape{}, DType::kInt64), false);
+  t.global_step =
+      ops::Variable(scope.WithOpName("global_step"), ops::Zeros(s, Shape{}, DType::kInt64), false);
   t.learning_rate = ops::LearningRate(s.WithOpName("learning_rate"), t.global_step, opts.lr);
   std::vector<Node*> updates;
   for (size_t i = 0; i < variables.size(); ++i) {

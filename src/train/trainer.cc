@@ -32,7 +32,8 @@ Status ValidateTrainConfig(const TrainConfig& c) {
   if (c.dataset != "fashion-mnist" && c.dataset != "synthetic") {
     return InvalidArgument("--dataset must be fashion-mnist or synthetic, got '", c.dataset, "'");
   }
-  if (c.batch_size <= 0) return InvalidArgument("--batch-size must be positive, got ", c.batch_size);
+  if (c.batch_size <= 0)
+    return InvalidArgument("--batch-size must be positive, got ", c.batch_size);
   if (c.epochs <= 0) return InvalidArgument("--epochs must be positive, got ", c.epochs);
   if (c.eval_batch_size <= 0) {
     return InvalidArgument("--eval-batch-size must be positive, got ", c.eval_batch_size);
@@ -181,9 +182,9 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
     const int64_t n = b.images.shape().dim(0);
     r.final_loss = *out[0].data<float>();
     if (!std::isfinite(r.final_loss)) {
-      return Status(Code::kAborted, StrCat("the loss became ", r.final_loss, " at step ",
-                                           r.steps + 1, " (epoch ", b.epoch + 1,
-                                           "): lower the learning rate (--lr)"));
+      return Status(Code::kAborted,
+                    StrCat("the loss became ", r.final_loss, " at step ", r.steps + 1, " (epoch ",
+                           b.epoch + 1, "): lower the learning rate (--lr)"));
     }
     ++r.steps;
     if (r.steps > kWarmupSteps) {
@@ -221,9 +222,10 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
         eval_seconds += es;
         r.test_accuracy = *acc;
         char line[160];
-        std::snprintf(line, sizeof(line), "epoch %lld/%lld  test_accuracy %.4f  (%lld images, %.1f s)\n",
-                      static_cast<long long>(b.epoch + 1), static_cast<long long>(cfg.epochs),
-                      *acc, static_cast<long long>(test.count), es);
+        std::snprintf(line, sizeof(line),
+                      "epoch %lld/%lld  test_accuracy %.4f  (%lld images, %.1f s)\n",
+                      static_cast<long long>(b.epoch + 1), static_cast<long long>(cfg.epochs), *acc,
+                      static_cast<long long>(test.count), es);
         log << line << std::flush;
         if (metrics) {
           *metrics << "{\"epoch\":" << b.epoch + 1 << ",\"test_accuracy\":" << *acc << "}\n";

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine (run as root, or with sudo available):
+#   bash scripts/run.sh train   install dependencies, build, train the MLP on Fashion-MNIST
+#   bash scripts/run.sh test    install dependencies, build, run the whole test suite, plus an
+#                               AddressSanitizer + UndefinedBehaviorSanitizer build of it
+#   bash scripts/run.sh deps | build   just those steps
+# Environment: JOBS (parallel build jobs, default: all cores), BUILD_DIR (default build),
+# MPIFLOW_SKIP_APT=1 (skip apt-get when the packages are known to be there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+JOBS=${JOBS:-$(nproc)}
+BUILD_DIR=${BUILD_DIR:-build}
+PACKAGES=(cmake g++ make ccache pkg-config zlib1g-dev libopenblas-dev
+          libboost-program-options-dev libgtest-dev libbenchmark-dev clang-format
+          dataset-fashion-mnist)
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+deps() {
+  if [ "${MPIFLOW_SKIP_APT:-0}" = 1 ]; then return; fi
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "run.sh: all ${#PACKAGES[@]} Debian packages are installed"
+    return
+  fi
+  echo "run.sh: installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" </dev/null
+}
+
+build() {  # build <dir> [cmake args...]
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@"
+  cmake --build "$dir" -j "$JOBS"
+}
+
+check_format() {
+  local bad
+  bad=$(git ls-files '*.h' '*.cc' 2>/dev/null | xargs -r clang-format --dry-run --Werror 2>&1 | grep -c "error:" || true)
+  if [ "$bad" != 0 ]; then
+    echo "run.sh: clang-format finds $bad unformatted places; run: clang-format -i \$(git ls-files '*.h' '*.cc')" >&2
+    git ls-files '*.h' '*.cc' | xargs -r clang-format --dry-run --Werror 2>&1 | head -20 >&2
+    return 1
+  fi
+  echo "run.sh: clang-format: every source file is formatted"
+}
+
+case "${1:-}" in
+  deps) deps ;;
+  build) deps; build "$BUILD_DIR" ;;
+  train)
+    deps
+    build "$BUILD_DIR"
+    "$BUILD_DIR/mpiflow-train" --config jobs/fashion_mlp.ini
+    ;;
+  test)
+    deps
+    check_format
+    build "$BUILD_DIR" -DMPIFLOW_WERROR=ON
+    (cd "$BUILD_DIR" && ctest --output-on-failure -j "$JOBS")
+    echo "run.sh: again under AddressSanitizer + UndefinedBehaviorSanitizer"
+    build "$BUILD_DIR-asan" -DMPIFLOW_WERROR=ON -DMPIFLOW_SANITIZE=ON -DMPIFLOW_BUILD_BENCHMARKS=OFF \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    (cd "$BUILD_DIR-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j "$JOBS")
+    ;;
+  *)
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
