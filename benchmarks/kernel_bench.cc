@@ -99,6 +99,32 @@ void BM_Conv2D(benchmark::State& state) {
 }
 BENCHMARK(BM_Conv2D)->Arg(64)->Unit(benchmark::kMillisecond);
 
+// Each convolution of the CNN at batch 64, forward and both gradients (mode 0, 1, 2).
+// conv 1: (64,28,28,1) * (5,5,1,32); conv 2: (64,14,14,32) * (5,5,32,64); SAME.
+void BM_CnnConv(benchmark::State& state) {
+  const int layer = state.range(0), mode = state.range(1);
+  const int64_t hw = layer == 1 ? 28 : 14, cin = layer == 1 ? 1 : 32, cout = layer == 1 ? 32 : 64;
+  Scope s = Scope::NewRootScope();
+  Output x = ops::Const(s, RandomF32({64, hw, hw, cin}, 7));
+  Output f = ops::Const(s, RandomF32({5, 5, cin, cout}, 8));
+  Output dy = ops::Const(s, RandomF32({64, hw, hw, cout}, 9));
+  Output y = mode == 0   ? ops::Conv2D(s, x, f, {1, 1}, "SAME")
+             : mode == 1 ? ops::Conv2DBackpropFilter(s, x, f, dy, {1, 1}, "SAME")
+                         : ops::Conv2DBackpropInput(s, x, f, dy, {1, 1}, "SAME");
+  Session session(s.graph());
+  std::vector<Tensor> out;
+  if (!session.Run({y}, &out).ok()) return Fail(state, "run failed");
+  for (auto _ : state) session.Run({y}, &out).IgnoreError();
+  const double flops = 2.0 * 64 * hw * hw * cout * 25 * cin;
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string("conv") + std::to_string(layer) +
+                 (mode == 0   ? " forward"
+                  : mode == 1 ? " filter grad"
+                              : " input grad"));
+}
+BENCHMARK(BM_CnnConv)->ArgsProduct({{1, 2}, {0, 1, 2}})->Unit(benchmark::kMillisecond);
+
 // Elementwise Add of two float32 vectors: 12 bytes moved per element.
 void BM_Add(benchmark::State& state) {
   const int64_t n = state.range(0);

@@ -186,15 +186,23 @@ class MaxPoolKernel : public OpKernel {
     const Tensor& x = ctx->input(0);  // (n, h, w, c)
     PoolGeom g;
     MPIFLOW_RETURN_IF_ERROR(MakePoolGeom(ctx, x.shape(), node_, &g));
-    T* py = ctx->allocate_output(0, Shape{g.n, g.oh, g.ow, g.c})->template data<T>();
+    const Shape pooled{g.n, g.oh, g.ow, g.c};
+    T* py = ctx->allocate_output(0, pooled)->template data<T>();               // (n, oh, ow, c)
+    int64_t* arg = ctx->allocate_output(1, pooled)->template data<int64_t>();  // (n, oh, ow, c)
     const T* px = x.data<T>();
     for (int64_t b = 0; b < g.n; ++b) {
       for (int64_t oy = 0; oy < g.oh; ++oy) {
         for (int64_t ox = 0; ox < g.ow; ++ox) {
-          T* out = py + ((b * g.oh + oy) * g.ow + ox) * g.c;
-          for (int64_t ch = 0; ch < g.c; ++ch) out[ch] = -std::numeric_limits<T>::infinity();
+          const int64_t o = ((b * g.oh + oy) * g.ow + ox) * g.c;
+          bool first = true;
           ForEachWindow(g, b, oy, ox, [&](int64_t in) {
-            for (int64_t ch = 0; ch < g.c; ++ch) out[ch] = std::max(out[ch], px[in + ch]);
+            for (int64_t ch = 0; ch < g.c; ++ch) {
+              if (first || px[in + ch] > py[o + ch]) {  // strict: the first maximum wins
+                py[o + ch] = px[in + ch];
+                arg[o + ch] = in + ch;
+              }
+            }
+            first = false;
           });
         }
       }
@@ -203,38 +211,29 @@ class MaxPoolKernel : public OpKernel {
   }
 };
 
-// dy goes to the first position in scan order that holds the window's maximum.
+// dx = 0; dx[argmax[i]] += dy[i].
 template <typename T>
 class MaxPoolGradKernel : public OpKernel {
  public:
   explicit MaxPoolGradKernel(const KernelInitContext& c) : OpKernel(c.node) {}
   Status Compute(KernelContext* ctx) override {
-    const Tensor &x = ctx->input(0), &y = ctx->input(1), &dy = ctx->input(2);
-    PoolGeom g;
-    MPIFLOW_RETURN_IF_ERROR(MakePoolGeom(ctx, x.shape(), node_, &g));
-    if (dy.shape() != Shape{g.n, g.oh, g.ow, g.c} || y.shape() != dy.shape()) {
-      return ctx->Error("dy ", dy.shape().ToString(), " does not match the pooled shape");
+    const Tensor &x = ctx->input(0), &argmax = ctx->input(1), &dy = ctx->input(2);
+    if (argmax.shape() != dy.shape()) {
+      return ctx->Error("argmax ", argmax.shape().ToString(), " and dy ", dy.shape().ToString(),
+                        " differ");
     }
     Tensor* dx = ctx->allocate_output(0, x.shape());
     dx->FillZero();
-    const T *px = x.data<T>(), *py = y.data<T>(), *pdy = dy.data<T>();
+    const int64_t* arg = argmax.data<int64_t>();
+    const T* pdy = dy.data<T>();
     T* pdx = dx->data<T>();
-    std::vector<int64_t> found(g.c);
-    for (int64_t b = 0; b < g.n; ++b) {
-      for (int64_t oy = 0; oy < g.oh; ++oy) {
-        for (int64_t ox = 0; ox < g.ow; ++ox) {
-          const int64_t o = ((b * g.oh + oy) * g.ow + ox) * g.c;
-          std::fill(found.begin(), found.end(), -1);
-          ForEachWindow(g, b, oy, ox, [&](int64_t in) {
-            for (int64_t ch = 0; ch < g.c; ++ch) {
-              if (found[ch] < 0 && px[in + ch] == py[o + ch]) found[ch] = in + ch;
-            }
-          });
-          for (int64_t ch = 0; ch < g.c; ++ch) {
-            if (found[ch] >= 0) pdx[found[ch]] += pdy[o + ch];
-          }
-        }
+    const int64_t limit = x.num_elements();
+    for (int64_t i = 0, n = dy.num_elements(); i < n; ++i) {
+      if (arg[i] < 0 || arg[i] >= limit) {
+        return ctx->Error("argmax ", arg[i], " at position ", i, " is outside the input ",
+                          x.shape().ToString());
       }
+      pdx[arg[i]] += pdy[i];
     }
     return Status::OK();
   }

@@ -117,9 +117,9 @@ class ApplyGradientDescentKernel : public OpKernel {
   Status Compute(KernelContext* ctx) override {
     MPIFLOW_RETURN_IF_ERROR(CheckApply(ctx, 0, 2));
     const Tensor& var = ctx->input(0);
-    T* w = var.data<T>();
+    T* __restrict__ w = var.data<T>();
     const T lr = *ctx->input(1).data<T>();
-    const T* g = ctx->input(2).data<T>();
+    const T* __restrict__ g = ctx->input(2).data<T>();
     for (int64_t i = 0, n_ = var.num_elements(); i < n_; ++i) w[i] -= lr * g[i];
     ctx->set_output(0, var);
     return Status::OK();
@@ -221,13 +221,15 @@ class ApplyAdamKernel : public OpKernel {
   Status Compute(KernelContext* ctx) override {
     MPIFLOW_RETURN_IF_ERROR(CheckApply(ctx, 2, 5));
     const Tensor& var = ctx->input(0);
-    T *w = var.data<T>(), *m = ctx->input(1).data<T>(), *v = ctx->input(2).data<T>();
+    T* __restrict__ w = var.data<T>();
+    T* __restrict__ m = ctx->input(1).data<T>();
+    T* __restrict__ v = ctx->input(2).data<T>();
     const double lr = static_cast<double>(*ctx->input(3).data<T>());
     const double t = static_cast<double>(*ctx->input(4).data<int64_t>() + 1);
     const T lr_t =
         static_cast<T>(lr * std::sqrt(1.0 - std::pow(b2_, t)) / (1.0 - std::pow(b1_, t)));
     const T b1 = static_cast<T>(b1_), b2 = static_cast<T>(b2_);
-    const T* g = ctx->input(5).data<T>();
+    const T* __restrict__ g = ctx->input(5).data<T>();
     for (int64_t i = 0, n_ = var.num_elements(); i < n_; ++i) {
       m[i] = b1 * m[i] + (T(1) - b1) * g[i];
       v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];

@@ -98,6 +98,21 @@ Status PoolShape(InferenceContext& c) {
   MPIFLOW_RETURN_IF_ERROR(SpatialOutput(c, c.input_shape(0), w.ksize[0], w.ksize[1], w, &dims));
   dims.push_back(c.input_shape(0).dim(3));
   c.set_output(0, c.input_dtype(0), Shape(dims));
+  if (c.out_dtypes().size() > 1) c.set_output(1, DType::kInt64, Shape(dims));  // MaxPool argmax
+  return Status::OK();
+}
+
+// MaxPoolGrad(x_like, argmax, dy): dx shaped like x.
+Status MaxPoolGradShape(InferenceContext& c) {
+  MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 2));
+  MPIFLOW_RETURN_IF_ERROR(CheckDType(c, 1, {DType::kInt64}));
+  if (!c.input_shape(1).IsCompatibleWith(c.input_shape(2))) {
+    return c.Error("argmax ", c.input_shape(1).ToString(), " and dy ", c.input_shape(2).ToString(),
+                   " differ");
+  }
+  Window w;
+  MPIFLOW_RETURN_IF_ERROR(GetWindow(c, true, &w));
+  c.set_output(0, c.input_dtype(0), c.input_shape(0));
   return Status::OK();
 }
 
@@ -213,13 +228,18 @@ void RegisterNnOps(OpRegistry& r) {
                  }));
   r.Register(Def("Conv2DBackpropInput", {"input_like", "filter", "dy"}, ShapedLike(0, false)));
   r.Register(Def("Conv2DBackpropFilter", {"input", "filter_like", "dy"}, ShapedLike(1, false)));
-  r.Register(
-      Def("MaxPool", {"x"}, PoolShape, [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
-        (*dx)[0] =
-            Output(s.AddOp("MaxPoolGrad", {n.input(0), Self(n), dy[0]}, WindowAttrs(n, true)));
-        return Status::OK();
-      }));
-  r.Register(Def("MaxPoolGrad", {"x", "y", "dy"}, ShapedLike(0, true)));
+  {
+    OpDef d = Def(
+        "MaxPool", {"x"}, PoolShape, [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
+          const Output argmax(const_cast<Node*>(&n), 1);
+          (*dx)[0] =
+              Output(s.AddOp("MaxPoolGrad", {n.input(0), argmax, dy[0]}, WindowAttrs(n, true)));
+          return Status::OK();
+        });
+    d.outputs = {"output", "argmax"};
+    r.Register(std::move(d));
+  }
+  r.Register(Def("MaxPoolGrad", {"x_like", "argmax", "dy"}, MaxPoolGradShape));
   r.Register(
       Def("AvgPool", {"x"}, PoolShape, [](const Scope& s, const Node& n, const Grad& dy, Grad* dx) {
         (*dx)[0] = Output(s.AddOp("AvgPoolGrad", {n.input(0), dy[0]}, WindowAttrs(n, true)));
@@ -268,9 +288,10 @@ Output MaxPool(const Scope& s, Output x, const std::vector<int64_t>& ksize,
                const std::vector<int64_t>& strides, const std::string& padding) {
   return s.AddOp("MaxPool", {x}, {{"ksize", ksize}, {"strides", strides}, {"padding", padding}});
 }
-Output MaxPoolGrad(const Scope& s, Output x, Output y, Output dy, const std::vector<int64_t>& ksize,
-                   const std::vector<int64_t>& strides, const std::string& padding) {
-  return s.AddOp("MaxPoolGrad", {x, y, dy},
+Output MaxPoolGrad(const Scope& s, Output x_like, Output argmax, Output dy,
+                   const std::vector<int64_t>& ksize, const std::vector<int64_t>& strides,
+                   const std::string& padding) {
+  return s.AddOp("MaxPoolGrad", {x_like, argmax, dy},
                  {{"ksize", ksize}, {"strides", strides}, {"padding", padding}});
 }
 Output AvgPool(const Scope& s, Output x, const std::vector<int64_t>& ksize,
