@@ -37,6 +37,16 @@ Status MakeConvGeom(KernelContext* ctx, const Shape& in, const Shape& f, ConvGeo
   return Status::OK();
 }
 
+// The gradients' inputs are (input or its shape, filter or its shape, dy).
+Status MakeBackpropGeom(KernelContext* ctx, ConvGeom* g) {
+  MPIFLOW_RETURN_IF_ERROR(MakeConvGeom(ctx, ctx->input(0).shape(), ctx->input(1).shape(), g));
+  const Shape& dy = ctx->input(2).shape();
+  if (dy != Shape{g->n, g->oh, g->ow, g->oc}) {
+    return ctx->Error("dy ", dy.ToString(), " does not match the convolution output");
+  }
+  return Status::OK();
+}
+
 // Images per im2col chunk: about 1 MiB of scratch, so the chunk is still in cache when OpenBLAS
 // packs it (measured on the CNN's conv2: 16 MiB chunks ran at ~35 GFLOP/s, 1 MiB at ~60).
 int64_t ChunkImages(const ConvGeom& g) {
@@ -143,10 +153,7 @@ class Conv2DBackpropFilterKernel : public OpKernel {
   Status Compute(KernelContext* ctx) override {
     const Tensor &x = ctx->input(0), &f = ctx->input(1), &dy = ctx->input(2);
     ConvGeom g;
-    MPIFLOW_RETURN_IF_ERROR(MakeConvGeom(ctx, x.shape(), f.shape(), &g));
-    if (dy.shape() != Shape{g.n, g.oh, g.ow, g.oc}) {
-      return ctx->Error("dy ", dy.shape().ToString(), " does not match the convolution output");
-    }
+    MPIFLOW_RETURN_IF_ERROR(MakeBackpropGeom(ctx, &g));
     Tensor* df = ctx->allocate_output(0, f.shape());  // (kh*kw*c, oc) as a matrix
     df->FillZero();
     if (g.n == 0) return Status::OK();
@@ -174,10 +181,7 @@ class Conv2DBackpropInputKernel : public OpKernel {
   Status Compute(KernelContext* ctx) override {
     const Tensor &x = ctx->input(0), &f = ctx->input(1), &dy = ctx->input(2);
     ConvGeom g;
-    MPIFLOW_RETURN_IF_ERROR(MakeConvGeom(ctx, x.shape(), f.shape(), &g));
-    if (dy.shape() != Shape{g.n, g.oh, g.ow, g.oc}) {
-      return ctx->Error("dy ", dy.shape().ToString(), " does not match the convolution output");
-    }
+    MPIFLOW_RETURN_IF_ERROR(MakeBackpropGeom(ctx, &g));
     Tensor* dx = ctx->allocate_output(0, x.shape());
     if (g.pointwise()) {
       cpu::Gemm(false, true, g.n * g.rows(), g.c, g.oc, T(1), dy.data<T>(), f.data<T>(), T(0),

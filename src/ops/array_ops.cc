@@ -8,18 +8,9 @@
 namespace mpiflow {
 namespace {
 
-using op_util::CheckDType;
+using op_util::Def;
 
-OpDef Def(const std::string& name, std::vector<std::string> inputs,
-          std::vector<std::string> outputs, ShapeFn shape_fn, GradFn grad_fn = nullptr) {
-  OpDef d;
-  d.name = name;
-  d.inputs = std::move(inputs);
-  d.outputs = std::move(outputs);
-  d.shape_fn = std::move(shape_fn);
-  d.grad_fn = std::move(grad_fn);
-  return d;
-}
+using op_util::CheckDType;
 
 Status ReshapeShape(InferenceContext& c) {
   std::vector<int64_t> target;
@@ -221,7 +212,7 @@ Status IndexedSlicesGrad(const Scope& s, const Node& n, const std::vector<Output
 }  // namespace
 
 void RegisterArrayOps(OpRegistry& r) {
-  r.Register(Def("Placeholder", {}, {"output"}, [](InferenceContext& c) {
+  r.Register(Def("Placeholder", {}, [](InferenceContext& c) {
     DType dtype = DType::kInvalid;
     Shape shape;
     MPIFLOW_RETURN_IF_ERROR(c.GetAttr("dtype", &dtype));
@@ -229,13 +220,13 @@ void RegisterArrayOps(OpRegistry& r) {
     c.set_output(0, dtype, shape);
     return Status::OK();
   }));
-  r.Register(Def("Const", {}, {"output"}, [](InferenceContext& c) {
+  r.Register(Def("Const", {}, [](InferenceContext& c) {
     Tensor value;
     MPIFLOW_RETURN_IF_ERROR(c.GetAttr("value", &value));
     c.set_output(0, value.dtype(), value.shape());
     return Status::OK();
   }));
-  r.Register(Def("Zeros", {}, {"output"}, [](InferenceContext& c) {
+  r.Register(Def("Zeros", {}, [](InferenceContext& c) {
     DType dtype = DType::kInvalid;
     Shape shape;
     MPIFLOW_RETURN_IF_ERROR(c.GetAttr("dtype", &dtype));
@@ -245,19 +236,20 @@ void RegisterArrayOps(OpRegistry& r) {
     return Status::OK();
   }));
   r.Register(
-      Def("Identity", {"input"}, {"output"}, op_util::UnchangedShape,
+      Def("Identity", {"input"}, op_util::UnchangedShape,
           [](const Scope&, const Node&, const std::vector<Output>& dy, std::vector<Output>* dx) {
             (*dx)[0] = dy[0];
             return Status::OK();
           }));
   {
-    OpDef d = Def("NoOp", {}, {}, [](InferenceContext&) { return Status::OK(); });
+    OpDef d = Def("NoOp", {}, [](InferenceContext&) { return Status::OK(); });
+    d.outputs = {};
     d.stateful = true;  // never folded away: it exists for its control edges
     r.Register(std::move(d));
   }
-  r.Register(Def("Reshape", {"input"}, {"output"}, ReshapeShape, ReshapeGrad));
+  r.Register(Def("Reshape", {"input"}, ReshapeShape, ReshapeGrad));
   r.Register(Def(
-      "Transpose", {"input"}, {"output"}, TransposeShape,
+      "Transpose", {"input"}, TransposeShape,
       [](const Scope& s, const Node& n, const std::vector<Output>& dy, std::vector<Output>* dx) {
         const auto& perm = n.attr<std::vector<int64_t>>("perm");
         std::vector<int64_t> inverse(perm.size());
@@ -266,13 +258,13 @@ void RegisterArrayOps(OpRegistry& r) {
         return Status::OK();
       }));
   {
-    OpDef d = Def("Concat", {"values"}, {"output"}, ConcatShape, ConcatGrad);
+    OpDef d = Def("Concat", {"values"}, ConcatShape, ConcatGrad);
     d.variadic = true;
     d.min_inputs = 1;
     r.Register(std::move(d));
   }
-  r.Register(Def("Slice", {"input"}, {"output"}, SliceShape, SliceGradFn));
-  r.Register(Def("SliceGrad", {"input_like", "dy"}, {"output"}, [](InferenceContext& c) {
+  r.Register(Def("Slice", {"input"}, SliceShape, SliceGradFn));
+  r.Register(Def("SliceGrad", {"input_like", "dy"}, [](InferenceContext& c) {
     MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 1));
     std::vector<int64_t> begin;
     MPIFLOW_RETURN_IF_ERROR(c.GetAttr("begin", &begin));
@@ -284,7 +276,7 @@ void RegisterArrayOps(OpRegistry& r) {
     return Status::OK();
   }));
   r.Register(Def(
-      "Cast", {"input"}, {"output"},
+      "Cast", {"input"},
       [](InferenceContext& c) {
         DType to = DType::kInvalid;
         MPIFLOW_RETURN_IF_ERROR(c.GetAttr("dtype", &to));
@@ -298,7 +290,7 @@ void RegisterArrayOps(OpRegistry& r) {
         return Status::OK();
       }));
   {
-    OpDef d = Def("Equal", {"a", "b"}, {"output"}, [](InferenceContext& c) {
+    OpDef d = Def("Equal", {"a", "b"}, [](InferenceContext& c) {
       MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 1));
       Shape out;
       MPIFLOW_RETURN_IF_ERROR(
@@ -310,7 +302,7 @@ void RegisterArrayOps(OpRegistry& r) {
     r.Register(std::move(d));
   }
   {
-    OpDef d = Def("ArgMax", {"input"}, {"output"}, [](InferenceContext& c) {
+    OpDef d = Def("ArgMax", {"input"}, [](InferenceContext& c) {
       MPIFLOW_RETURN_IF_ERROR(CheckDType(c, 0, op_util::kNumberTypes));
       int64_t axis = 0;
       MPIFLOW_RETURN_IF_ERROR(c.GetAttr("axis", &axis));
@@ -328,9 +320,9 @@ void RegisterArrayOps(OpRegistry& r) {
     d.differentiable = false;
     r.Register(std::move(d));
   }
-  r.Register(Def("Gather", {"params", "indices"}, {"output"}, GatherShape, GatherGrad));
-  r.Register(Def("IndexedSlices", {"values", "indices", "like"}, {"output"}, IndexedSlicesShape,
-                 IndexedSlicesGrad));
+  r.Register(Def("Gather", {"params", "indices"}, GatherShape, GatherGrad));
+  r.Register(
+      Def("IndexedSlices", {"values", "indices", "like"}, IndexedSlicesShape, IndexedSlicesGrad));
 }
 
 namespace ops {

@@ -5,19 +5,10 @@
 namespace mpiflow {
 namespace {
 
+using op_util::Def;
+
 using op_util::CheckDType;
 using op_util::SumToShapeIfNeeded;
-
-OpDef Def(const std::string& name, std::vector<std::string> inputs, ShapeFn shape_fn,
-          GradFn grad_fn = nullptr) {
-  OpDef d;
-  d.name = name;
-  d.inputs = std::move(inputs);
-  d.outputs = {"output"};
-  d.shape_fn = std::move(shape_fn);
-  d.grad_fn = std::move(grad_fn);
-  return d;
-}
 
 Status BinaryShape(InferenceContext& c) {
   MPIFLOW_RETURN_IF_ERROR(CheckDType(c, 0, op_util::kNumberTypes));

@@ -6,19 +6,10 @@
 namespace mpiflow {
 namespace {
 
+using op_util::Def;
+
 using Grad = std::vector<Output>;
 using op_util::CheckDType;
-
-OpDef Def(const std::string& name, std::vector<std::string> inputs, ShapeFn shape_fn,
-          GradFn grad_fn = nullptr) {
-  OpDef d;
-  d.name = name;
-  d.inputs = std::move(inputs);
-  d.outputs = {"output"};
-  d.shape_fn = std::move(shape_fn);
-  d.grad_fn = std::move(grad_fn);
-  return d;
-}
 
 Output Self(const Node& n) { return Output(const_cast<Node*>(&n), 0); }
 

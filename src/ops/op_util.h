@@ -18,6 +18,10 @@ void RegisterTrainOps(OpRegistry& r);
 
 namespace op_util {
 
+// An OpDef with one output named "output"; callers adjust the rest (outputs, flags).
+OpDef Def(const std::string& name, std::vector<std::string> inputs, ShapeFn shape_fn,
+          GradFn grad_fn = nullptr);
+
 // Output 0 takes input 0's dtype and shape.
 Status UnchangedShape(InferenceContext& c);
 // numpy broadcasting of two shapes (unknown dims stay unknown unless the other side fixes them).

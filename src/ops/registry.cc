@@ -22,6 +22,17 @@ OpRegistry& OpRegistry::Global() {
 
 namespace op_util {
 
+OpDef Def(const std::string& name, std::vector<std::string> inputs, ShapeFn shape_fn,
+          GradFn grad_fn) {
+  OpDef d;
+  d.name = name;
+  d.inputs = std::move(inputs);
+  d.outputs = {"output"};
+  d.shape_fn = std::move(shape_fn);
+  d.grad_fn = std::move(grad_fn);
+  return d;
+}
+
 Status UnchangedShape(InferenceContext& c) {
   c.set_output(0, c.input_dtype(0), c.input_shape(0));
   return Status::OK();

@@ -8,14 +8,7 @@
 namespace mpiflow {
 namespace {
 
-OpDef Def(const std::string& name, std::vector<std::string> inputs, ShapeFn shape_fn) {
-  OpDef d;
-  d.name = name;
-  d.inputs = std::move(inputs);
-  d.outputs = {"output"};
-  d.shape_fn = std::move(shape_fn);
-  return d;
-}
+using op_util::Def;
 
 Status AssignShape(InferenceContext& c) {
   MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 1));

@@ -38,11 +38,8 @@ ShapeFn ApplyShape(int num_slots, bool has_step) {
 }
 
 OpDef ApplyDef(const std::string& name, std::vector<std::string> inputs, ShapeFn fn) {
-  OpDef d;
-  d.name = name;
-  d.inputs = std::move(inputs);
+  OpDef d = op_util::Def(name, std::move(inputs), std::move(fn));
   d.outputs = {"var"};
-  d.shape_fn = std::move(fn);
   d.stateful = true;
   d.differentiable = false;
   return d;
@@ -84,9 +81,7 @@ void RegisterTrainOps(OpRegistry& r) {
   r.Register(ApplyDef("ApplyMomentum", {"var", "accum", "lr", "grad"}, ApplyShape(1, false)));
   r.Register(ApplyDef("ApplyRMSProp", {"var", "ms", "mom", "lr", "grad"}, ApplyShape(2, false)));
   r.Register(ApplyDef("ApplyAdam", {"var", "m", "v", "lr", "step", "grad"}, ApplyShape(2, true)));
-  OpDef lr;
-  lr.name = "LearningRate";
-  lr.inputs = {"global_step"};
+  OpDef lr = op_util::Def("LearningRate", {"global_step"}, nullptr);
   lr.outputs = {"lr"};
   lr.differentiable = false;
   lr.shape_fn = [](InferenceContext& c) {
