@@ -172,6 +172,11 @@ std::vector<GradCase> Cases() {
        [](const Scope& s, const O& x) {
          return ops::Conv2D(s, x[0], x[1], {2, 2}, "VALID");
        }},
+      {"Conv2D/im2col_same_stride2",
+       {{2, 5, 6, 8}, {3, 3, 8, 3}},  // depth 72: the GEMM path
+       [](const Scope& s, const O& x) {
+         return ops::Conv2D(s, x[0], x[1], {2, 2}, "SAME");
+       }},
       {"Conv2D/pointwise",
        {{2, 3, 3, 4}, {1, 1, 4, 2}},
        [](const Scope& s, const O& x) {
