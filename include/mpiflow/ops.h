@@ -129,7 +129,7 @@ struct LearningRateOptions {
   std::string kind = "constant";
   double base = 0.01;
   int64_t warmup_steps = 0;
-  int64_t decay_steps = 1000;
+  int64_t decay_steps = 1000;  // mpiflow-train resolves 0 to the length of the run
   double decay_rate = 0.1;
   double alpha = 0.0;
 };

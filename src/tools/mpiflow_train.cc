@@ -40,8 +40,8 @@ po::options_description Options(TrainConfig* c, std::string* config_file, std::s
      "constant, step or cosine")
     ("warmup-steps", po::value(&c->optimizer.lr.warmup_steps)->default_value(0),
      "linear learning-rate warm-up steps")
-    ("decay-steps", po::value(&c->optimizer.lr.decay_steps)->default_value(1000),
-     "step: steps between decays; cosine: steps to decay over")
+    ("decay-steps", po::value(&c->optimizer.lr.decay_steps)->default_value(0),
+     "step: steps between decays; cosine: steps to decay over; 0: the whole run")
     ("decay-rate", po::value(&c->optimizer.lr.decay_rate)->default_value(0.1),
      "step schedule: factor per decay")
     ("momentum", po::value(&c->optimizer.momentum)->default_value(c->optimizer.momentum),

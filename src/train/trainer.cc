@@ -47,7 +47,13 @@ Status ValidateTrainConfig(const TrainConfig& c) {
   if (c.dataset == "synthetic" && (c.synthetic_train <= 0 || c.synthetic_test <= 0)) {
     return InvalidArgument("synthetic dataset sizes must be positive");
   }
-  return ValidateOptimizerOptions(c.optimizer);
+  if (c.optimizer.lr.decay_steps < 0) {
+    return InvalidArgument("--decay-steps must be >= 0 (0: the whole run), got ",
+                           c.optimizer.lr.decay_steps);
+  }
+  OptimizerOptions o = c.optimizer;
+  if (o.lr.decay_steps == 0) o.lr.decay_steps = 1;  // resolved to the run's length in Train
+  return ValidateOptimizerOptions(o);
 }
 
 namespace {
@@ -123,11 +129,19 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
                            train.rows, "x", train.cols);
   }
 
+  const int64_t per_epoch = (train.count + cfg.batch_size - 1) / cfg.batch_size;
+  int64_t total_steps = per_epoch * cfg.epochs;
+  if (cfg.max_steps >= 0) total_steps = std::min(total_steps, cfg.max_steps);
+  OptimizerOptions optimizer = cfg.optimizer;
+  if (optimizer.lr.decay_steps == 0) {  // decay over the whole run, after any warm-up
+    optimizer.lr.decay_steps = std::max<int64_t>(1, total_steps - optimizer.lr.warmup_steps);
+  }
+
   Scope root = Scope::NewRootScope();
   StatusOr<Model> model = BuildModel(root, cfg.model, cfg.seed, train.num_classes);
   if (!model.ok()) return model.status();
   const Model& m = *model;
-  StatusOr<TrainOp> train_op = Minimize(root, m.loss, cfg.optimizer);
+  StatusOr<TrainOp> train_op = Minimize(root, m.loss, optimizer);
   if (!train_op.ok()) return train_op.status();
   Node* init = ops::InitOp(root);
   MPIFLOW_RETURN_IF_ERROR(root.status());
@@ -155,14 +169,15 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
   bo.num_epochs = cfg.epochs;
   bo.prefetch = cfg.prefetch;
   BatchStream stream(&train, bo);
-  const int64_t per_epoch = stream.batches_per_epoch();
-  int64_t total_steps = per_epoch * cfg.epochs;
-  if (cfg.max_steps >= 0) total_steps = std::min(total_steps, cfg.max_steps);
+  MPIFLOW_CHECK(stream.batches_per_epoch() == per_epoch);
 
   log << "mpiflow: training " << cfg.model << " on " << cfg.dataset << " (" << train.count
       << " train, " << test.count << " test images), " << cfg.epochs << " epochs x " << per_epoch
-      << " steps, batch " << cfg.batch_size << ", " << cfg.optimizer.name << " lr "
-      << cfg.optimizer.lr.base << ", " << cfg.threads << " thread(s)\n";
+      << " steps, batch " << cfg.batch_size << ", " << optimizer.name << " lr " << optimizer.lr.base
+      << " (" << optimizer.lr.kind
+      << (optimizer.lr.kind == "constant" ? ""
+                                          : StrCat(" over ", optimizer.lr.decay_steps, " steps"))
+      << "), " << cfg.threads << " thread(s)\n";
 
   TrainResult r;
   r.forward_flops_per_example = m.forward_flops_per_example;
