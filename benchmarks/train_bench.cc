@@ -76,18 +76,17 @@ int main(int argc, char** argv) {
       return 1;
     }
     rates.push_back(res->samples_per_sec);
-    flops_per_example = res->forward_flops_per_example;
+    flops_per_example = res->train_flops_per_example;
     std::printf("  run %d: %.1f samples/s\n", r + 1, res->samples_per_sec);
   }
   std::sort(rates.begin(), rates.end());
   const double median = rates[rates.size() / 2];
   const double peak = SgemmPeakGflops();
-  // training ~ 3x the forward FLOPs (forward, input gradients, weight gradients)
-  const double step_gflops = median * 3.0 * flops_per_example / 1e9;
+  const double step_gflops = median * flops_per_example / 1e9;
   std::printf(
       "train_bench: model=%s batch=%lld threads=%d optimizer=%s steps=%lld repeats=%d\n"
       "  median %.1f samples/s (min %.1f, max %.1f)\n"
-      "  %.1f GFLOP/s in the training step (3 x %.2f MFLOP forward per example) = %.0f%% of "
+      "  %.1f GFLOP/s in the training step (%.2f MFLOP per example) = %.0f%% of "
       "one-thread sgemm %.1f GFLOP/s (1024^3, same process)\n"
       "  peak RSS %.0f MiB\n",
       c.model.c_str(), static_cast<long long>(c.batch_size), c.threads, c.optimizer.name.c_str(),

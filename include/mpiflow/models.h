@@ -16,6 +16,9 @@ struct Model {
   Output loss;     // scalar: mean sparse softmax cross-entropy
   Output correct;  // scalar float32: how many of the batch are classified right
   double forward_flops_per_example = 0;  // 2 x multiply-adds of the forward pass
+  // forward + weight gradients + input gradients of every layer but the first (the images need
+  // none, and the Session prunes that op): what one training step computes per example
+  double train_flops_per_example = 0;
 };
 
 // "mlp" or "cnn". Variables are seeded from `seed` (one stream per layer).

@@ -42,7 +42,7 @@ struct TrainResult {
   double samples_per_sec = 0;  // over training steps after the first 20, evaluation excluded
   double train_seconds = 0;
   double peak_rss_mib = 0;
-  double forward_flops_per_example = 0;
+  double train_flops_per_example = 0;                     // see Model
   std::vector<std::pair<std::string, Tensor>> variables;  // final values, by name
 };
 

@@ -33,6 +33,7 @@ StatusOr<Model> BuildModel(const Scope& s, const std::string& name, int64_t seed
     h = Dense(s.NewSubScope("dense_2"), h, 256, true, seed * 1000 + 2);
     m.logits = Dense(s.NewSubScope("dense_3"), h, num_classes, false, seed * 1000 + 3);
     m.forward_flops_per_example = 2.0 * (784 * 256 + 256 * 256 + 256 * num_classes);
+    m.train_flops_per_example = 3 * m.forward_flops_per_example - 2.0 * 784 * 256;
   } else if (name == "cnn") {
     Output x = ops::Reshape(s, m.images, {-1, 28, 28, 1});
     x = ConvRelu(s.NewSubScope("conv_1"), x, 5, 32, seed * 1000 + 1);
@@ -44,6 +45,7 @@ StatusOr<Model> BuildModel(const Scope& s, const std::string& name, int64_t seed
     m.logits = Dense(s.NewSubScope("dense_2"), x, num_classes, false, seed * 1000 + 4);
     m.forward_flops_per_example =
         2.0 * (28 * 28 * 32 * 25 * 1 + 14 * 14 * 64 * 25 * 32 + 3136 * 128 + 128 * num_classes);
+    m.train_flops_per_example = 3 * m.forward_flops_per_example - 2.0 * 28 * 28 * 32 * 25;
   } else {
     return InvalidArgument("unknown model '", name, "' (expected mlp or cnn)");
   }

@@ -180,7 +180,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
       << "), " << cfg.threads << " thread(s)\n";
 
   TrainResult r;
-  r.forward_flops_per_example = m.forward_flops_per_example;
+  r.train_flops_per_example = m.train_flops_per_example;
   constexpr int64_t kWarmupSteps = 20;
   double timed_seconds = 0, window_seconds = 0;
   int64_t timed_samples = 0, window_samples = 0;
