@@ -27,6 +27,23 @@ TEST(SessionTest, RunsOnlyWhatTheFetchNeeds) {
   EXPECT_EQ(stats.kernels_run, 3);  // Const, Neg, Square
 }
 
+TEST(SessionTest, TimesEveryKernelWhenAsked) {
+  Scope s = Scope::NewRootScope();
+  Output a = ops::Const(s.WithOpName("a"), F32({2}, {1, 2}));
+  Output b = ops::Exp(s.WithOpName("b"), a);
+  Session session(s.graph());
+  std::vector<Tensor> out;
+  RunStats stats;
+  ASSERT_TRUE(session.Run({}, {b}, {}, &out, &stats).ok());
+  EXPECT_TRUE(stats.node_times.empty()) << "off unless asked";
+  stats.collect_node_times = true;
+  ASSERT_TRUE(session.Run({}, {b}, {}, &out, &stats).ok());
+  ASSERT_EQ(stats.node_times.size(), 2u);
+  EXPECT_EQ(stats.node_times[0].node->name(), "a");
+  EXPECT_EQ(stats.node_times[1].node->name(), "b");
+  EXPECT_GE(stats.node_times[1].seconds, 0.0);
+}
+
 TEST(SessionTest, FeedsCutTheGraph) {
   Scope s = Scope::NewRootScope();
   Output a = ops::Const(s, F32({2}, {1, 2}));

@@ -34,9 +34,10 @@ struct TrainOp {
 
 // Adds the update ops for (gradients[i], variables[i]). A gradient that is an IndexedSlices
 // node is applied to its rows only (SGD) or densified (the other optimizers). Each update runs
-// after every op that reads its variable in the same step (the readers present in the graph
-// when ApplyGradients is called: build the model, then the optimizer), so results do not depend
-// on thread timing.
+// after every op of the step that reads its variable (the readers among the gradients'
+// ancestors when ApplyGradients is called), so results do not depend on thread timing. Fetching
+// some other reader of a variable in the same Run as the update is not ordered: fetch it in a
+// Run of its own.
 StatusOr<TrainOp> ApplyGradients(const Scope& s, const std::vector<Output>& gradients,
                                  const std::vector<Output>& variables,
                                  const OptimizerOptions& opts);

@@ -24,8 +24,14 @@ struct SessionOptions {
 };
 
 struct RunStats {
-  int64_t kernels_run = 0;      // kernel invocations in this run
-  bool plan_cache_hit = false;  // the plan for (feeds, fetches, targets) was reused
+  bool collect_node_times = false;  // in: time every kernel (costs two clock reads per node)
+  int64_t kernels_run = 0;          // kernel invocations in this run
+  bool plan_cache_hit = false;      // the plan for (feeds, fetches, targets) was reused
+  struct NodeTime {
+    const Node* node;
+    double seconds;
+  };
+  std::vector<NodeTime> node_times;  // with collect_node_times: one per kernel run, in run order
 };
 
 class Session {
@@ -67,9 +73,11 @@ class Session {
   StatusOr<std::shared_ptr<Plan>> BuildPlan(const std::vector<Feed>& feeds,
                                             const std::vector<Output>& fetches,
                                             const std::vector<Node*>& targets);
-  Status RunNode(const Plan& plan, int step_index, std::vector<Tensor>& values, int64_t step);
-  Status RunSequential(const Plan& plan, std::vector<Tensor>& values, int64_t step);
-  Status RunParallel(const Plan& plan, std::vector<Tensor>& values, int64_t step);
+  Status RunNode(const Plan& plan, int step_index, std::vector<Tensor>& values, int64_t step,
+                 RunStats* timing);
+  Status RunSequential(const Plan& plan, std::vector<Tensor>& values, int64_t step,
+                       RunStats* timing);
+  Status RunParallel(const Plan& plan, std::vector<Tensor>& values, int64_t step, RunStats* timing);
 
   const Graph* graph_;
   SessionOptions options_;
@@ -77,6 +85,7 @@ class Session {
   std::unique_ptr<ThreadPool> inter_op_pool_;
   std::unique_ptr<ThreadPool> intra_op_pool_;
   mutable std::mutex mu_;
+  std::mutex timing_mu_;  // guards RunStats::node_times under the parallel executor
   std::map<std::string, std::shared_ptr<Plan>> plans_;
   std::map<int, std::unique_ptr<OpKernel>> kernels_;  // by node id
   std::atomic<int64_t> run_counter_{0};

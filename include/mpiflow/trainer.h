@@ -31,6 +31,7 @@ struct TrainConfig {
   int prefetch = 2;
   std::string output_dir;  // metrics.jsonl, graph.mpg; empty: write nothing
   int64_t log_every = 100;
+  bool profile = false;  // time every kernel after the first 20 steps; print a table per op type
 };
 Status ValidateTrainConfig(const TrainConfig& c);
 

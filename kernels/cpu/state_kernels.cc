@@ -209,6 +209,32 @@ class ApplyRMSPropKernel : public OpKernel {
   T rho_, momentum_, eps_;
 };
 
+// The Adam inner loop, cloned for AVX2 and chosen at load time (its sqrt and divide are what
+// bound the update; the default clone keeps the binary portable).
+template <typename T>
+inline void AdamLoop(int64_t n, T* __restrict__ w, T* __restrict__ m, T* __restrict__ v,
+                     const T* __restrict__ g, T lr_t, T b1, T b2, T eps) {
+  for (int64_t i = 0; i < n; ++i) {
+    m[i] = b1 * m[i] + (T(1) - b1) * g[i];
+    v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
+    w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps);
+  }
+}
+
+__attribute__((target_clones("avx2", "default"))) void AdamUpdate(int64_t n, float* w, float* m,
+                                                                  float* v, const float* g,
+                                                                  float lr_t, float b1, float b2,
+                                                                  float eps) {
+  AdamLoop(n, w, m, v, g, lr_t, b1, b2, eps);
+}
+
+__attribute__((target_clones("avx2", "default"))) void AdamUpdate(int64_t n, double* w, double* m,
+                                                                  double* v, const double* g,
+                                                                  double lr_t, double b1, double b2,
+                                                                  double eps) {
+  AdamLoop(n, w, m, v, g, lr_t, b1, b2, eps);
+}
+
 // t = step+1; lr_t = lr*sqrt(1-b2^t)/(1-b1^t); m,v moments; var -= lr_t*m/(sqrt(v)+eps).
 template <typename T>
 class ApplyAdamKernel : public OpKernel {
@@ -229,12 +255,8 @@ class ApplyAdamKernel : public OpKernel {
     const T lr_t =
         static_cast<T>(lr * std::sqrt(1.0 - std::pow(b2_, t)) / (1.0 - std::pow(b1_, t)));
     const T b1 = static_cast<T>(b1_), b2 = static_cast<T>(b2_);
-    const T* __restrict__ g = ctx->input(5).data<T>();
-    for (int64_t i = 0, n_ = var.num_elements(); i < n_; ++i) {
-      m[i] = b1 * m[i] + (T(1) - b1) * g[i];
-      v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
-      w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps_);
-    }
+    const T* g = ctx->input(5).data<T>();
+    AdamUpdate(var.num_elements(), w, m, v, g, lr_t, b1, b2, eps_);
     ctx->set_output(0, var);
     return Status::OK();
   }

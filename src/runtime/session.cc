@@ -4,6 +4,7 @@
 #include "mpiflow/session.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <queue>
 
@@ -218,8 +219,8 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
   return plan;
 }
 
-Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& values,
-                        int64_t step) {
+Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& values, int64_t step,
+                        RunStats* timing) {
   const Plan::Step& st = plan.steps[step_index];
   const Node* node = st.node;
   const int num_in = static_cast<int>(st.in_slots.size());
@@ -248,7 +249,15 @@ Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& v
   }
   Tensor* outputs = values.data() + st.out_base;
   KernelContext ctx(node, inputs, outputs, step, intra_op_pool_.get());
-  MPIFLOW_RETURN_IF_ERROR(st.kernel->Compute(&ctx));
+  if (timing) {
+    const auto t0 = std::chrono::steady_clock::now();
+    MPIFLOW_RETURN_IF_ERROR(st.kernel->Compute(&ctx));
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::lock_guard<std::mutex> lock(timing_mu_);
+    timing->node_times.push_back({node, dt});
+  } else {
+    MPIFLOW_RETURN_IF_ERROR(st.kernel->Compute(&ctx));
+  }
   for (int o = 0; o < node->num_outputs(); ++o) {
     const Tensor& t = outputs[o];
     if (t.dtype() != node->output_dtype(o) || !t.shape().IsCompatibleWith(node->output_shape(o))) {
@@ -260,10 +269,11 @@ Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& v
   return Status::OK();
 }
 
-Status Session::RunSequential(const Plan& plan, std::vector<Tensor>& values, int64_t step) {
+Status Session::RunSequential(const Plan& plan, std::vector<Tensor>& values, int64_t step,
+                              RunStats* timing) {
   std::vector<int> uses = plan.uses;
   for (size_t i = 0; i < plan.steps.size(); ++i) {
-    MPIFLOW_RETURN_IF_ERROR(RunNode(plan, static_cast<int>(i), values, step));
+    MPIFLOW_RETURN_IF_ERROR(RunNode(plan, static_cast<int>(i), values, step, timing));
     for (int s : plan.steps[i].in_slots) {
       if (--uses[s] == 0 && !plan.keep[s]) values[s] = Tensor();
     }
@@ -271,7 +281,8 @@ Status Session::RunSequential(const Plan& plan, std::vector<Tensor>& values, int
   return Status::OK();
 }
 
-Status Session::RunParallel(const Plan& plan, std::vector<Tensor>& values, int64_t step) {
+Status Session::RunParallel(const Plan& plan, std::vector<Tensor>& values, int64_t step,
+                            RunStats* timing) {
   const int num_steps = static_cast<int>(plan.steps.size());
   if (num_steps == 0) return Status::OK();
   std::unique_ptr<std::atomic<int>[]> pending(new std::atomic<int>[num_steps]);
@@ -286,7 +297,7 @@ Status Session::RunParallel(const Plan& plan, std::vector<Tensor>& values, int64
 
   std::function<void(int)> run = [&](int i) {
     if (!failed.load()) {
-      Status s = RunNode(plan, i, values, step);
+      Status s = RunNode(plan, i, values, step, timing);
       if (!s.ok()) {
         std::lock_guard<std::mutex> lock(mu);
         if (first_error.ok()) first_error = s;
@@ -344,8 +355,10 @@ Status Session::Run(const std::vector<Feed>& feeds, const std::vector<Output>& f
   std::vector<Tensor> values(plan.num_slots);
   for (size_t i = 0; i < feeds.size(); ++i) values[plan.feed_slots[i]] = feeds[i].second;
   const int64_t step = run_counter_.fetch_add(1);
-  MPIFLOW_RETURN_IF_ERROR(inter_op_pool_ ? RunParallel(plan, values, step)
-                                         : RunSequential(plan, values, step));
+  RunStats* timing = stats && stats->collect_node_times ? stats : nullptr;
+  if (timing) timing->node_times.clear();
+  MPIFLOW_RETURN_IF_ERROR(inter_op_pool_ ? RunParallel(plan, values, step, timing)
+                                         : RunSequential(plan, values, step, timing));
   if (stats) {
     stats->kernels_run = static_cast<int64_t>(plan.steps.size());
     stats->plan_cache_hit = hit;

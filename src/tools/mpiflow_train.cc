@@ -59,6 +59,8 @@ po::options_description Options(TrainConfig* c, std::string* config_file, std::s
     ("log-every", po::value(&c->log_every)->default_value(c->log_every),
      "progress line on stderr every N steps")
     ("eval", po::value(&c->eval)->default_value(true), "test accuracy after each epoch")
+    ("profile", po::value(&c->profile)->default_value(false),
+     "time every kernel after the first 20 steps and print ms/step per op type at the end")
     ("eval-batch-size", po::value(&c->eval_batch_size)->default_value(c->eval_batch_size),
      "examples per evaluation step")
     ("prefetch", po::value(&c->prefetch)->default_value(c->prefetch),

@@ -27,12 +27,35 @@ bool IsUpdateOp(const std::string& op) {
          op.rfind("SparseApply", 0) == 0;
 }
 
-// Nodes that read the variable's value in a step: every consumer except updates and the ops
-// that only look at its shape.
-std::vector<Node*> Readers(const Graph& g, const Node* var) {
+// Nodes a training step runs before its updates: the ancestors of the gradients (data and
+// control edges). Indexed by node id.
+std::vector<char> StepNodes(const Graph& g, const std::vector<Output>& gradients) {
+  std::vector<char> in_step(g.num_nodes(), 0);
+  std::vector<const Node*> stack;
+  for (const Output& grad : gradients) {
+    if (grad.valid()) stack.push_back(grad.node);
+  }
+  while (!stack.empty()) {
+    const Node* n = stack.back();
+    stack.pop_back();
+    if (in_step[n->id()]) continue;
+    in_step[n->id()] = 1;
+    for (const Output& in : n->inputs()) stack.push_back(in.node);
+    for (const Node* c : n->control_inputs()) stack.push_back(c);
+  }
+  return in_step;
+}
+
+// The nodes of the step that read the variable's value: consumers that the step runs anyway,
+// except updates and the ops that only look at its shape. Ordering an update after a consumer
+// the step would not otherwise run would make the step run it (a gradient nobody asked for).
+std::vector<Node*> Readers(const Graph& g, const Node* var, const std::vector<char>& in_step) {
   std::vector<Node*> out;
   for (Node* c : g.Consumers(var)) {
-    if (IsUpdateOp(c->op()) || c->op() == "IndexedSlices" || c->op() == "SumToShapeOf") continue;
+    if (!in_step[c->id()] || IsUpdateOp(c->op()) || c->op() == "IndexedSlices" ||
+        c->op() == "SumToShapeOf") {
+      continue;
+    }
     out.push_back(c);
   }
   return out;
@@ -59,6 +82,7 @@ StatusOr<TrainOp> ApplyGradients(const Scope& scope, const std::vector<Output>& 
       ops::Variable(scope.WithOpName("global_step"), ops::Zeros(s, Shape{}, DType::kInt64), false);
   t.learning_rate = ops::LearningRate(s.WithOpName("learning_rate"), t.global_step, opts.lr);
   std::vector<Node*> updates;
+  const std::vector<char> in_step = StepNodes(*s.graph(), gradients);
   for (size_t i = 0; i < variables.size(); ++i) {
     const Output& var = variables[i];
     const Output& grad = gradients[i];
@@ -69,8 +93,8 @@ StatusOr<TrainOp> ApplyGradients(const Scope& scope, const std::vector<Output>& 
       return InvalidArgument("ApplyGradients: variable '", var.node->name(),
                              "' has no gradient (the loss does not depend on it)");
     }
-    const Scope vs =
-        s.NewSubScope(var.node->name()).WithControlDependencies(Readers(*s.graph(), var.node));
+    const Scope vs = s.NewSubScope(var.node->name())
+                         .WithControlDependencies(Readers(*s.graph(), var.node, in_step));
     Output lr = t.learning_rate;
     if (var.dtype() != DType::kFloat32) lr = ops::Cast(vs, lr, var.dtype());
     Output update;

@@ -5,10 +5,12 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 
 #include "mpiflow/data.h"
@@ -189,10 +191,18 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
   int64_t epoch_done = -1;
   const auto train_start = Clock::now();
   double eval_seconds = 0;
+  RunStats stats;
+  std::map<std::string, std::pair<double, int64_t>> op_seconds;  // op -> (seconds, kernel runs)
   while (r.steps < total_steps && stream.Next(&b)) {
     const auto t0 = Clock::now();
+    stats.collect_node_times = cfg.profile && r.steps >= kWarmupSteps;
     MPIFLOW_RETURN_IF_ERROR(session.Run({{m.images, b.images}, {m.labels, b.labels}}, {m.loss},
-                                        {train_op->train}, &out));
+                                        {train_op->train}, &out, &stats));
+    for (const RunStats::NodeTime& t : stats.node_times) {
+      auto& entry = op_seconds[t.node->op()];
+      entry.first += t.seconds;
+      ++entry.second;
+    }
     const double dt = Seconds(Clock::now() - t0);
     const int64_t n = b.images.shape().dim(0);
     r.final_loss = *out[0].data<float>();
@@ -246,6 +256,27 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
           *metrics << "{\"epoch\":" << b.epoch + 1 << ",\"test_accuracy\":" << *acc << "}\n";
         }
       }
+    }
+  }
+  if (cfg.profile && timed_seconds > 0) {
+    std::vector<std::pair<double, std::string>> rows;
+    double kernel_seconds = 0;
+    for (const auto& [op, e] : op_seconds) {
+      rows.emplace_back(e.first, op);
+      kernel_seconds += e.first;
+    }
+    std::sort(rows.rbegin(), rows.rend());
+    const int64_t steps = r.steps - kWarmupSteps;
+    char line[160];
+    std::snprintf(
+        line, sizeof(line), "profile: %lld steps, %.3f ms/step, %.3f ms/step in kernels\n",
+        static_cast<long long>(steps), 1e3 * timed_seconds / steps, 1e3 * kernel_seconds / steps);
+    log << line;
+    for (const auto& [seconds, op] : rows) {
+      std::snprintf(line, sizeof(line), "  %-36s %9.3f ms/step %5.1f%%  (%lld runs/step)\n",
+                    op.c_str(), 1e3 * seconds / steps, 100 * seconds / timed_seconds,
+                    static_cast<long long>(op_seconds[op].second / steps));
+      log << line;
     }
   }
   r.train_seconds = Seconds(Clock::now() - train_start) - eval_seconds;
