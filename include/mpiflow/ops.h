@@ -79,8 +79,8 @@ Output Conv2DBackpropInput(const Scope& s, Output input_like, Output filter, Out
                            const std::vector<int64_t>& strides, const std::string& padding);
 Output Conv2DBackpropFilter(const Scope& s, Output input, Output filter_like, Output dy,
                             const std::vector<int64_t>& strides, const std::string& padding);
-// Output 0 is the pooled tensor; output 1 (int64, same shape) the flat index into x of each
-// maximum (the first in scan order), which MaxPoolGrad scatters dy to.
+// Output 0 is the pooled tensor; output 1 (int32, same shape) where in its window each maximum
+// was, ky*kw + kx (the first in scan order), which MaxPoolGrad scatters dy back to.
 Output MaxPool(const Scope& s, Output x, const std::vector<int64_t>& ksize,
                const std::vector<int64_t>& strides, const std::string& padding);
 Output MaxPoolGrad(const Scope& s, Output x_like, Output argmax, Output dy,

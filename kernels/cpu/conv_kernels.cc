@@ -74,7 +74,13 @@ void Im2Col(const ConvGeom& g, const T* x, int64_t b0, int64_t nb, T* col, Threa
             }
             const int64_t x0 = ox * g.sw - g.pw;
             if (x0 >= 0 && x0 + g.kw <= g.w) {  // whole window row inside: one copy
-              std::memcpy(dst, img + (y * g.w + x0) * g.c, sizeof(T) * g.kw * g.c);
+              const T* src = img + (y * g.w + x0) * g.c;
+              const int64_t len = g.kw * g.c;
+              if (len <= 16) {  // a first layer's 5 floats: a loop beats a memcpy call
+                for (int64_t j = 0; j < len; ++j) dst[j] = src[j];
+              } else {
+                std::memcpy(dst, src, sizeof(T) * len);
+              }
               continue;
             }
             for (int64_t kx = 0; kx < g.kw; ++kx) {

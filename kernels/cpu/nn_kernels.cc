@@ -188,22 +188,39 @@ class MaxPoolKernel : public OpKernel {
     MPIFLOW_RETURN_IF_ERROR(MakePoolGeom(ctx, x.shape(), node_, &g));
     const Shape pooled{g.n, g.oh, g.ow, g.c};
     T* py = ctx->allocate_output(0, pooled)->template data<T>();               // (n, oh, ow, c)
-    int64_t* arg = ctx->allocate_output(1, pooled)->template data<int64_t>();  // (n, oh, ow, c)
+    int32_t* arg = ctx->allocate_output(1, pooled)->template data<int32_t>();  // (n, oh, ow, c)
     const T* px = x.data<T>();
     for (int64_t b = 0; b < g.n; ++b) {
       for (int64_t oy = 0; oy < g.oh; ++oy) {
         for (int64_t ox = 0; ox < g.ow; ++ox) {
           const int64_t o = ((b * g.oh + oy) * g.ow + ox) * g.c;
+          T* __restrict__ best = py + o;
+          int32_t* __restrict__ where = arg + o;
           bool first = true;
-          ForEachWindow(g, b, oy, ox, [&](int64_t in) {
-            for (int64_t ch = 0; ch < g.c; ++ch) {
-              if (first || px[in + ch] > py[o + ch]) {  // strict: the first maximum wins
-                py[o + ch] = px[in + ch];
-                arg[o + ch] = in + ch;
+          for (int64_t ky = 0; ky < g.kh; ++ky) {
+            const int64_t y = oy * g.sh - g.ph + ky;
+            if (y < 0 || y >= g.h) continue;
+            for (int64_t kx = 0; kx < g.kw; ++kx) {
+              const int64_t xx = ox * g.sw - g.pw + kx;
+              if (xx < 0 || xx >= g.w) continue;
+              const T* __restrict__ in = px + ((b * g.h + y) * g.w + xx) * g.c;
+              const int32_t k = static_cast<int32_t>(ky * g.kw + kx);
+              if (first) {
+                for (int64_t ch = 0; ch < g.c; ++ch) {
+                  best[ch] = in[ch];
+                  where[ch] = k;
+                }
+                first = false;
+                continue;
+              }
+              for (int64_t ch = 0; ch < g.c; ++ch) {  // strict: the first maximum wins
+                // branch-free so that it vectorises: mask is all ones where in > best
+                const int32_t mask = -static_cast<int32_t>(in[ch] > best[ch]);
+                best[ch] = std::max(best[ch], in[ch]);
+                where[ch] = (where[ch] & ~mask) | (k & mask);
               }
             }
-            first = false;
-          });
+          }
         }
       }
     }
@@ -211,29 +228,40 @@ class MaxPoolKernel : public OpKernel {
   }
 };
 
-// dx = 0; dx[argmax[i]] += dy[i].
+// dx = 0; dy goes to the window position its argmax names.
 template <typename T>
 class MaxPoolGradKernel : public OpKernel {
  public:
   explicit MaxPoolGradKernel(const KernelInitContext& c) : OpKernel(c.node) {}
   Status Compute(KernelContext* ctx) override {
     const Tensor &x = ctx->input(0), &argmax = ctx->input(1), &dy = ctx->input(2);
-    if (argmax.shape() != dy.shape()) {
+    PoolGeom g;
+    MPIFLOW_RETURN_IF_ERROR(MakePoolGeom(ctx, x.shape(), node_, &g));
+    const Shape pooled{g.n, g.oh, g.ow, g.c};
+    if (argmax.shape() != pooled || dy.shape() != pooled) {
       return ctx->Error("argmax ", argmax.shape().ToString(), " and dy ", dy.shape().ToString(),
-                        " differ");
+                        " must both be ", pooled.ToString());
     }
     Tensor* dx = ctx->allocate_output(0, x.shape());
     dx->FillZero();
-    const int64_t* arg = argmax.data<int64_t>();
+    const int32_t* arg = argmax.data<int32_t>();
     const T* pdy = dy.data<T>();
     T* pdx = dx->data<T>();
-    const int64_t limit = x.num_elements();
-    for (int64_t i = 0, n = dy.num_elements(); i < n; ++i) {
-      if (arg[i] < 0 || arg[i] >= limit) {
-        return ctx->Error("argmax ", arg[i], " at position ", i, " is outside the input ",
-                          x.shape().ToString());
+    for (int64_t b = 0; b < g.n; ++b) {
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+          const int64_t o = ((b * g.oh + oy) * g.ow + ox) * g.c;
+          for (int64_t ch = 0; ch < g.c; ++ch) {
+            const int64_t k = arg[o + ch];
+            const int64_t y = oy * g.sh - g.ph + k / g.kw, xx = ox * g.sw - g.pw + k % g.kw;
+            if (k < 0 || k >= g.kh * g.kw || y < 0 || y >= g.h || xx < 0 || xx >= g.w) {
+              return ctx->Error("argmax ", k, " at position ", o + ch,
+                                " is not a valid window position");
+            }
+            pdx[((b * g.h + y) * g.w + xx) * g.c + ch] += pdy[o + ch];
+          }
+        }
       }
-      pdx[arg[i]] += pdy[i];
     }
     return Status::OK();
   }

@@ -89,14 +89,14 @@ Status PoolShape(InferenceContext& c) {
   MPIFLOW_RETURN_IF_ERROR(SpatialOutput(c, c.input_shape(0), w.ksize[0], w.ksize[1], w, &dims));
   dims.push_back(c.input_shape(0).dim(3));
   c.set_output(0, c.input_dtype(0), Shape(dims));
-  if (c.out_dtypes().size() > 1) c.set_output(1, DType::kInt64, Shape(dims));  // MaxPool argmax
+  if (c.out_dtypes().size() > 1) c.set_output(1, DType::kInt32, Shape(dims));  // MaxPool argmax
   return Status::OK();
 }
 
 // MaxPoolGrad(x_like, argmax, dy): dx shaped like x.
 Status MaxPoolGradShape(InferenceContext& c) {
   MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 2));
-  MPIFLOW_RETURN_IF_ERROR(CheckDType(c, 1, {DType::kInt64}));
+  MPIFLOW_RETURN_IF_ERROR(CheckDType(c, 1, {DType::kInt32}));
   if (!c.input_shape(1).IsCompatibleWith(c.input_shape(2))) {
     return c.Error("argmax ", c.input_shape(1).ToString(), " and dy ", c.input_shape(2).ToString(),
                    " differ");
