@@ -23,10 +23,6 @@ void KernelRegistry::Register(const std::string& op, const std::string& device, 
   factories_[{op, device, dtype}] = std::move(factory);
 }
 
-bool KernelRegistry::Has(const std::string& op, const std::string& device, DType dtype) const {
-  return factories_.count({op, device, dtype}) || factories_.count({op, device, DType::kInvalid});
-}
-
 DType KernelDType(const Node& node) {
   if (node.num_inputs() > 0) return node.input(0).dtype();
   if (node.num_outputs() > 0) return node.output_dtype(0);

@@ -101,7 +101,6 @@ class KernelRegistry {
                 KernelFactory factory);
   StatusOr<std::unique_ptr<OpKernel>> Create(const std::string& device,
                                              const KernelInitContext& ctx) const;
-  bool Has(const std::string& op, const std::string& device, DType dtype) const;
 
  private:
   std::map<std::tuple<std::string, std::string, DType>, KernelFactory> factories_;
@@ -109,7 +108,6 @@ class KernelRegistry {
 
 // Threads the CPU kernels (OpenBLAS) may use; set by the Session from its intra-op count.
 void SetCpuKernelThreads(int num_threads);
-int CpuKernelThreads();
 
 // The dtype a node's kernel is chosen by: its first input's, else its first output's.
 DType KernelDType(const Node& node);

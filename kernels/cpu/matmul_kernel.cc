@@ -7,7 +7,6 @@
 namespace mpiflow {
 
 void SetCpuKernelThreads(int num_threads) { openblas_set_num_threads(num_threads); }
-int CpuKernelThreads() { return openblas_get_num_threads(); }
 
 namespace cpu {
 
