@@ -1,0 +1,126 @@
+// Names of reduce ops and allreduce algorithms, the rule-list syntax that picks an algorithm per
+// call, and Work. Not the algorithms themselves (mpi_communicator.cc).
+#include <cstdlib>
+
+#include "mpiflow/communicator.h"
+
+namespace mpiflow {
+
+const char* ReduceOpName(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum:
+      return "sum";
+    case ReduceOp::kAverage:
+      return "average";
+    case ReduceOp::kMax:
+      return "max";
+    case ReduceOp::kMin:
+      return "min";
+  }
+  return "?";
+}
+
+const char* AllreduceAlgorithmName(AllreduceAlgorithm a) {
+  switch (a) {
+    case AllreduceAlgorithm::kAuto:
+      return "auto";
+    case AllreduceAlgorithm::kNative:
+      return "native";
+    case AllreduceAlgorithm::kRing:
+      return "ring";
+    case AllreduceAlgorithm::kHalvingDoubling:
+      return "hd";
+  }
+  return "?";
+}
+
+StatusOr<AllreduceAlgorithm> ParseAllreduceAlgorithm(const std::string& name) {
+  for (AllreduceAlgorithm a : {AllreduceAlgorithm::kAuto, AllreduceAlgorithm::kNative,
+                               AllreduceAlgorithm::kRing, AllreduceAlgorithm::kHalvingDoubling}) {
+    if (name == AllreduceAlgorithmName(a)) return a;
+  }
+  return InvalidArgument("unknown allreduce algorithm '", name,
+                         "': use auto, native (the MPI library's), ring or hd (halving-doubling)");
+}
+
+StatusOr<std::vector<AllreduceRule>> ParseAllreduceRules(const std::string& text) {
+  std::vector<AllreduceRule> rules;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(pos, comma - pos);
+    pos = comma + 1;
+    if (item.empty()) continue;
+    AllreduceRule rule;
+    std::string name = item;
+    size_t at = item.find_first_of(":@");
+    if (at != std::string::npos) name = item.substr(0, at);
+    StatusOr<AllreduceAlgorithm> a = ParseAllreduceAlgorithm(name);
+    if (!a.ok() || *a == AllreduceAlgorithm::kAuto) {
+      return InvalidArgument("allreduce rule '", item,
+                             "': the algorithm must be native, ring or hd; rules look like "
+                             "'native:<=65536,hd@>=4,ring'");
+    }
+    rule.algorithm = *a;
+    while (at != std::string::npos) {
+      size_t next = item.find_first_of(":@", at + 1);
+      std::string cond = item.substr(at, next == std::string::npos ? std::string::npos : next - at);
+      char* end = nullptr;
+      if (cond.rfind(":<=", 0) == 0) {
+        rule.max_bytes = std::strtoll(cond.c_str() + 3, &end, 10);
+      } else if (cond.rfind("@>=", 0) == 0) {
+        rule.min_ranks = static_cast<int>(std::strtol(cond.c_str() + 3, &end, 10));
+      }
+      if (!end || *end != '\0' || rule.max_bytes < -1 || rule.min_ranks < 1) {
+        return InvalidArgument("allreduce rule '", item, "': cannot read '", cond,
+                               "' (expected ':<=BYTES' or '@>=RANKS')");
+      }
+      at = next;
+    }
+    rules.push_back(rule);
+  }
+  if (rules.empty()) return InvalidArgument("the allreduce rule list '", text, "' is empty");
+  return rules;
+}
+
+std::string AllreduceRulesToString(const std::vector<AllreduceRule>& rules) {
+  std::string s;
+  for (const AllreduceRule& r : rules) {
+    if (!s.empty()) s += ",";
+    s += AllreduceAlgorithmName(r.algorithm);
+    if (r.max_bytes >= 0) s += StrCat(":<=", r.max_bytes);
+    if (r.min_ranks > 1) s += StrCat("@>=", r.min_ranks);
+  }
+  return s;
+}
+
+AllreduceAlgorithm ChooseAllreduce(const std::vector<AllreduceRule>& rules, int64_t bytes,
+                                   int ranks) {
+  for (const AllreduceRule& r : rules) {
+    if ((r.max_bytes < 0 || bytes <= r.max_bytes) && ranks >= r.min_ranks) return r.algorithm;
+  }
+  return AllreduceAlgorithm::kNative;
+}
+
+Status Work::Wait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return done_.load(std::memory_order_acquire); });
+  return status_;
+}
+
+Status Work::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+void Work::Finish(Status s) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_ = std::move(s);
+    done_.store(true, std::memory_order_release);
+  }
+  cv_.notify_all();
+}
+
+}  // namespace mpiflow

@@ -1,0 +1,841 @@
+// The MPI backend of Communicator: one communication thread, the allreduce algorithms (the MPI
+// library's own, a chunked pipelined ring, recursive halving-doubling), and the stall inspector.
+//
+// Why one thread owns MPI. Open MPI 4.1 as Debian builds it grants MPI_THREAD_MULTIPLE, but
+// concurrent calls from several threads serialise on internal locks, make progress only when
+// some thread polls, and would let two ranks issue collectives in different orders when two
+// session threads race. So the communication thread calls MPI_Init_thread (asking only for
+// MPI_THREAD_FUNNELED, and checking it), runs every MPI call in the order callers submitted
+// them, and calls MPI_Finalize at exit. Callers get a Work handle and never block in MPI. The
+// same FIFO is what makes the collective order identical on every rank: the gradient
+// synchroniser submits buckets in an order fixed by the graph.
+//
+// Collectives run one at a time to completion on that thread, polling nonblocking requests;
+// point-to-point calls stay in flight beside them. While polling, the thread answers progress
+// queries from other ranks and watches the clock: a collective that waits longer than
+// stall_warning_seconds asks every rank what it is doing and prints who has not arrived, and
+// after stall_abort_seconds aborts the job with that report.
+//
+// Not the gradient synchroniser (src/distributed) and not NCCL.
+#include <mpi.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <thread>
+
+#include "collectives/reduce.h"
+#include "mpiflow/communicator.h"
+#include "mpiflow/timeline.h"
+
+namespace mpiflow {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string MpiErrorString(int rc) {
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS) return StrCat("MPI error ", rc);
+  return std::string(text, len);
+}
+
+#define MPIFLOW_MPI(call)                                                                        \
+  do {                                                                                           \
+    const int mpiflow_rc = (call);                                                               \
+    if (mpiflow_rc != MPI_SUCCESS) {                                                             \
+      return Status(Code::kUnavailable, StrCat(#call, " failed: ", MpiErrorString(mpiflow_rc))); \
+    }                                                                                            \
+  } while (0)
+
+MPI_Datatype MpiType(DType t) {
+  switch (t) {
+    case DType::kFloat32:
+      return MPI_FLOAT;
+    case DType::kFloat64:
+      return MPI_DOUBLE;
+    case DType::kInt32:
+      return MPI_INT32_T;
+    case DType::kInt64:
+      return MPI_INT64_T;
+    default:
+      return MPI_DATATYPE_NULL;
+  }
+}
+
+MPI_Op MpiOp(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kMax:
+      return MPI_MAX;
+    case ReduceOp::kMin:
+      return MPI_MIN;
+    default:
+      return MPI_SUM;
+  }
+}
+
+Status CheckCollectiveDType(DType t, const char* what) {
+  if (t == DType::kFloat32 || t == DType::kFloat64 || t == DType::kInt32 || t == DType::kInt64 ||
+      t == DType::kFloat16) {
+    return Status::OK();
+  }
+  return InvalidArgument(what, " supports float32, float64, float16, int32 and int64, not ",
+                         DTypeName(t));
+}
+
+// What a rank tells a stalled peer about itself (sent as bytes).
+struct ProgressRecord {
+  int64_t seq = 0;     // collectives started on this rank so far
+  int32_t inside = 0;  // 1: inside collective `seq` now
+  int32_t rank = 0;
+  char name[112] = {};  // that collective
+};
+
+constexpr int kQueryTag = 101;
+constexpr int kReplyTag = 102;
+
+std::shared_ptr<Work> Done(Status s) {
+  auto w = std::make_shared<Work>();
+  w->Finish(std::move(s));
+  return w;
+}
+
+// The process-wide communication thread and the state only it touches.
+class Engine {
+ public:
+  explicit Engine(CollectiveOptions options) : options_(std::move(options)) {}
+
+  Status Start() {
+    thread_ = std::thread([this] { Loop(); });
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return started_; });
+    return init_status_;
+  }
+
+  // Runs `task` on the communication thread after every earlier task.
+  void Submit(std::function<void()> task) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+  }
+
+  void Shutdown() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      shutdown_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  [[noreturn]] void Abort(int code, const std::string& message) {
+    std::fprintf(stderr, "mpiflow: rank %d: %s\n", world_rank_, message.c_str());
+    std::fflush(stderr);
+    if (std::this_thread::get_id() == thread_.get_id()) DoAbort(code);
+    abort_code_.store(code);
+    cv_.notify_one();
+    // The communication thread aborts at its next poll; if it is stuck inside a blocking MPI
+    // call, abort from here rather than hang.
+    std::this_thread::sleep_for(std::chrono::seconds(10));
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::_Exit(code);
+  }
+
+  // --- communication thread only ---
+
+  // Polls until every request completes, serving queries and inspecting stalls.
+  Status WaitAll(MPI_Request* reqs, int n, const std::string& what) {
+    if (n == 0) return Status::OK();
+    const Clock::time_point start = Clock::now();
+    bool warned = false;
+    int64_t polls = 0;
+    while (true) {
+      int flag = 0;
+      MPIFLOW_MPI(MPI_Testall(n, reqs, &flag, MPI_STATUSES_IGNORE));
+      if (flag) return Status::OK();
+      ++polls;
+      if ((polls & 63) == 0) {
+        ServeQueries();
+        PollP2P();
+        if (abort_code_.load() >= 0) DoAbort(abort_code_.load());
+        const double waited = Since(start);
+        if (!warned && waited >= options_.stall_warning_seconds) {
+          warned = true;
+          ReportStall(what, waited, false);
+        } else if (warned && waited >= options_.stall_abort_seconds) {
+          ReportStall(what, waited, true);
+        }
+        // Past a short spin, let the compute threads of this process have the core.
+        if (waited > 50e-6) sched_yield();
+        if (waited > 20e-3) std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
+    }
+  }
+
+  void BeginCollective(const std::string& name) {
+    ++progress_.seq;
+    progress_.inside = 1;
+    std::snprintf(progress_.name, sizeof(progress_.name), "%s", name.c_str());
+  }
+  void EndCollective() { progress_.inside = 0; }
+
+  // A point-to-point request completing in the background.
+  void AddP2P(MPI_Request req, std::shared_ptr<Work> work, Tensor keep, int64_t expect_bytes,
+              std::string what) {
+    p2p_.push_back({req, std::move(work), std::move(keep), expect_bytes, std::move(what)});
+  }
+
+  int world_rank() const { return world_rank_; }
+  int world_size() const { return world_size_; }
+  const CollectiveOptions& options() const { return options_; }
+  Timeline* timeline() { return timeline_.get(); }
+
+ private:
+  struct P2P {
+    MPI_Request req;
+    std::shared_ptr<Work> work;
+    Tensor keep;           // the buffer stays alive until the request completes
+    int64_t expect_bytes;  // recv: the size the caller expects; -1 for sends
+    std::string what;
+  };
+
+  void Loop() {
+    int provided = 0;
+    Status init;
+    int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+    if (rc != MPI_SUCCESS) {
+      init = Status(Code::kUnavailable, StrCat("MPI_Init_thread failed: ", MpiErrorString(rc)));
+    } else if (provided < MPI_THREAD_FUNNELED) {
+      init = Status(Code::kUnavailable,
+                    StrCat("the MPI library grants thread level ", provided,
+                           ", below MPI_THREAD_FUNNELED, which mpiflow's communication thread "
+                           "needs; use an MPI built with thread support"));
+    } else {
+      MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+      MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_);
+      MPI_Comm_size(MPI_COMM_WORLD, &world_size_);
+      MPI_Comm_dup(MPI_COMM_WORLD, &control_);
+      if (!options_.timeline_path.empty()) {
+        timeline_ = std::make_unique<Timeline>(options_.timeline_path, world_rank_);
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      init_status_ = init;
+      started_ = true;
+    }
+    cv_.notify_all();
+    if (!init.ok()) return;
+
+    while (true) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (tasks_.empty() && !shutdown_ && abort_code_.load() < 0) {
+          // Idle: wake up now and then to answer stall queries and progress sends/recvs.
+          cv_.wait_for(lock, p2p_.empty() ? std::chrono::microseconds(20000)
+                                          : std::chrono::microseconds(50));
+        }
+        if (!tasks_.empty()) {
+          task = std::move(tasks_.front());
+          tasks_.pop_front();
+        } else if (shutdown_ && p2p_.empty()) {
+          break;
+        }
+      }
+      if (abort_code_.load() >= 0) DoAbort(abort_code_.load());
+      if (task) task();
+      PollP2P();
+      ServeQueries();
+    }
+    if (timeline_) (void)timeline_->Write();
+    MPI_Comm_free(&control_);
+    MPI_Finalize();
+  }
+
+  [[noreturn]] void DoAbort(int code) {
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::_Exit(code);
+  }
+
+  void PollP2P() {
+    for (size_t i = 0; i < p2p_.size();) {
+      P2P& p = p2p_[i];
+      int flag = 0;
+      MPI_Status st;
+      const int rc = MPI_Test(&p.req, &flag, &st);
+      if (rc != MPI_SUCCESS) {
+        p.work->Finish(Status(Code::kUnavailable, StrCat(p.what, " failed: ", MpiErrorString(rc))));
+      } else if (!flag) {
+        ++i;
+        continue;
+      } else if (p.expect_bytes >= 0) {
+        int got = 0;
+        MPI_Get_count(&st, MPI_BYTE, &got);
+        if (got != p.expect_bytes) {
+          p.work->Finish(
+              InvalidArgument(p.what, " received ", got, " bytes, expected ", p.expect_bytes));
+        } else {
+          p.work->Finish(Status::OK());
+        }
+      } else {
+        p.work->Finish(Status::OK());
+      }
+      p2p_.erase(p2p_.begin() + static_cast<long>(i));
+    }
+  }
+
+  // Answers "what are you doing?" from stalled peers, and collects their answers to ours.
+  void ServeQueries() {
+    while (true) {
+      int flag = 0;
+      MPI_Status st;
+      MPI_Iprobe(MPI_ANY_SOURCE, kQueryTag, control_, &flag, &st);
+      if (!flag) break;
+      int from = 0;
+      MPI_Recv(&from, 1, MPI_INT, st.MPI_SOURCE, kQueryTag, control_, MPI_STATUS_IGNORE);
+      replies_out_.push_back(progress_);
+      replies_out_.back().rank = world_rank_;
+      MPI_Request req;
+      MPI_Isend(&replies_out_.back(), sizeof(ProgressRecord), MPI_BYTE, st.MPI_SOURCE, kReplyTag,
+                control_, &req);
+      MPI_Request_free(&req);
+      if (replies_out_.size() > 64) replies_out_.pop_front();
+    }
+    while (true) {
+      int flag = 0;
+      MPI_Status st;
+      MPI_Iprobe(MPI_ANY_SOURCE, kReplyTag, control_, &flag, &st);
+      if (!flag) break;
+      ProgressRecord r;
+      MPI_Recv(&r, sizeof(r), MPI_BYTE, st.MPI_SOURCE, kReplyTag, control_, MPI_STATUS_IGNORE);
+      answers_[st.MPI_SOURCE] = r;
+    }
+  }
+
+  // Asks every rank where it is (waiting up to 3 s for answers), prints who has not arrived
+  // at this collective, and aborts the job when `abort` is set.
+  void ReportStall(const std::string& what, double waited, bool abort) {
+    answers_.clear();
+    static int query_payload = 0;
+    query_payload = world_rank_;
+    for (int r = 0; r < world_size_; ++r) {
+      if (r == world_rank_) continue;
+      MPI_Request req;
+      MPI_Isend(&query_payload, 1, MPI_INT, r, kQueryTag, control_, &req);
+      MPI_Request_free(&req);
+    }
+    const Clock::time_point asked = Clock::now();
+    while (static_cast<int>(answers_.size()) < world_size_ - 1 && Since(asked) < 3.0) {
+      ServeQueries();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::string missing, report;
+    for (int r = 0; r < world_size_; ++r) {
+      if (r == world_rank_) continue;
+      auto it = answers_.find(r);
+      if (it == answers_.end()) {
+        missing += StrCat(missing.empty() ? "" : ", ", r);
+        report += StrCat("\n  rank ", r, ": no answer (dead, or stuck outside mpiflow's ",
+                         "communication thread)");
+        continue;
+      }
+      const ProgressRecord& p = it->second;
+      const bool here = p.inside && p.seq == progress_.seq;
+      if (!here) missing += StrCat(missing.empty() ? "" : ", ", r);
+      report += StrCat("\n  rank ", r, ": ",
+                       here ? "waiting in this collective too"
+                            : StrCat(p.inside ? "inside" : "last finished", " collective #", p.seq,
+                                     " '", p.name, "'"));
+    }
+    std::string msg =
+        StrCat("stall: collective #", progress_.seq, " '", what, "' has waited ",
+               static_cast<int64_t>(waited), " s; ranks not in it: ",
+               missing.empty() ? "none (all are inside; a peer may be slow)" : missing, report);
+    if (abort) {
+      msg += StrCat("\n  aborting the job after ", options_.stall_abort_seconds,
+                    " s (--stall-abort-seconds)");
+    } else {
+      msg += StrCat("\n  the job aborts if it is still waiting after ",
+                    options_.stall_abort_seconds, " s (--stall-abort-seconds)");
+    }
+    std::fprintf(stderr, "mpiflow: rank %d: %s\n", world_rank_, msg.c_str());
+    std::fflush(stderr);
+    if (abort) DoAbort(3);
+  }
+
+  CollectiveOptions options_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool started_ = false, shutdown_ = false;
+  Status init_status_;
+  std::atomic<int> abort_code_{-1};
+
+  int world_rank_ = 0, world_size_ = 1;
+  MPI_Comm control_ = MPI_COMM_NULL;
+  std::deque<P2P> p2p_;
+  ProgressRecord progress_;
+  std::deque<ProgressRecord> replies_out_;  // send buffers of answers in flight
+  std::map<int, ProgressRecord> answers_;
+  std::unique_ptr<Timeline> timeline_;
+};
+
+class MpiCommunicator : public Communicator {
+ public:
+  // Takes ownership of `comm` (a communicator only the engine's thread uses).
+  MpiCommunicator(Engine* engine, MPI_Comm comm) : engine_(engine), coll_(comm) {
+    MPI_Comm_set_errhandler(coll_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(coll_, &rank_);
+    MPI_Comm_size(coll_, &size_);
+    MPI_Comm_dup(coll_, &p2p_);
+    rules_ = engine->options().allreduce_rules;
+    if (rules_.empty()) rules_ = *ParseAllreduceRules(kDefaultRules);
+  }
+  ~MpiCommunicator() override {
+    // Freed on the communication thread, after everything submitted before.
+    MPI_Comm coll = coll_, p2p = p2p_;
+    auto done = std::make_shared<Work>();
+    engine_->Submit([coll, p2p, done]() mutable {
+      MPI_Comm_free(&coll);
+      MPI_Comm_free(&p2p);
+      done->Finish(Status::OK());
+    });
+    (void)done->Wait();
+  }
+
+  // Measured on the 2-core development machine with benchmarks/mpiflow_allreduce_bench (2 and
+  // 4 ranks): see the README's collectives section.
+  static constexpr const char* kDefaultRules = "native:<=65536,ring";
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  Timeline* timeline() override { return engine_->timeline(); }
+  const CollectiveOptions& options() const override { return engine_->options(); }
+  [[noreturn]] void Abort(int exit_code, const std::string& message) override {
+    engine_->Abort(exit_code, message);
+  }
+
+  std::shared_ptr<Work> Allreduce(Tensor t, AllreduceOptions o) override {
+    Status s = CheckCollectiveDType(t.dtype(), "Allreduce");
+    if (!s.ok()) return Done(s);
+    auto work = std::make_shared<Work>();
+    engine_->Submit([this, t, o, work] { work->Finish(RunAllreduce(t, o)); });
+    return work;
+  }
+
+  std::shared_ptr<Work> ReduceScatter(Tensor in, Tensor out, ReduceOp op) override {
+    Status s = CheckCollectiveDType(in.dtype(), "ReduceScatter");
+    if (s.ok() && (in.dtype() != out.dtype() || in.num_elements() != out.num_elements() * size_)) {
+      s = InvalidArgument("ReduceScatter: the input has ", in.num_elements(), " ",
+                          DTypeName(in.dtype()), " elements, the output ", out.num_elements(), " ",
+                          DTypeName(out.dtype()), "; the input must hold size() = ", size_,
+                          " times the output");
+    }
+    if (!s.ok()) return Done(s);
+    auto work = std::make_shared<Work>();
+    engine_->Submit([this, in, out, op, work] {
+      work->Finish(Staged(in, out, "reduce-scatter", [&](const Tensor& a, const Tensor& b) {
+        MPI_Request req;
+        MPIFLOW_MPI(MPI_Ireduce_scatter_block(a.raw(), b.raw(), static_cast<int>(b.num_elements()),
+                                              MpiType(a.dtype()), MpiOp(op), coll_, &req));
+        MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(&req, 1, "reduce-scatter"));
+        if (op == ReduceOp::kAverage) collectives::DivideBy(b, size_);
+        return Status::OK();
+      }));
+    });
+    return work;
+  }
+
+  std::shared_ptr<Work> Allgather(Tensor in, Tensor out) override {
+    Status s = CheckCollectiveDType(in.dtype(), "Allgather");
+    if (s.ok() && (in.dtype() != out.dtype() || out.num_elements() != in.num_elements() * size_)) {
+      s = InvalidArgument("Allgather: the input has ", in.num_elements(), " ",
+                          DTypeName(in.dtype()), " elements, the output ", out.num_elements(), " ",
+                          DTypeName(out.dtype()), "; the output must hold size() = ", size_,
+                          " times the input");
+    }
+    if (!s.ok()) return Done(s);
+    auto work = std::make_shared<Work>();
+    engine_->Submit([this, in, out, work] {
+      engine_->BeginCollective("allgather");
+      MPI_Request req;
+      Status st = [&]() -> Status {
+        MPIFLOW_MPI(MPI_Iallgather(in.raw(), static_cast<int>(in.bytes()), MPI_BYTE, out.raw(),
+                                   static_cast<int>(in.bytes()), MPI_BYTE, coll_, &req));
+        return engine_->WaitAll(&req, 1, "allgather");
+      }();
+      engine_->EndCollective();
+      work->Finish(st);
+    });
+    return work;
+  }
+
+  std::shared_ptr<Work> Broadcast(Tensor t, int root) override {
+    if (root < 0 || root >= size_) {
+      return Done(InvalidArgument("Broadcast: root ", root, " is not a rank of this ", size_,
+                                  "-rank communicator"));
+    }
+    auto work = std::make_shared<Work>();
+    engine_->Submit([this, t, root, work] {
+      engine_->BeginCollective("broadcast");
+      MPI_Request req;
+      Status st = [&]() -> Status {
+        MPIFLOW_MPI(MPI_Ibcast(t.raw(), static_cast<int>(t.bytes()), MPI_BYTE, root, coll_, &req));
+        return engine_->WaitAll(&req, 1, "broadcast");
+      }();
+      engine_->EndCollective();
+      work->Finish(st);
+    });
+    return work;
+  }
+
+  std::shared_ptr<Work> Barrier() override {
+    auto work = std::make_shared<Work>();
+    engine_->Submit([this, work] {
+      engine_->BeginCollective("barrier");
+      MPI_Request req;
+      Status st = [&]() -> Status {
+        MPIFLOW_MPI(MPI_Ibarrier(coll_, &req));
+        return engine_->WaitAll(&req, 1, "barrier");
+      }();
+      engine_->EndCollective();
+      work->Finish(st);
+    });
+    return work;
+  }
+
+  std::shared_ptr<Work> Send(Tensor t, int dst, int tag) override {
+    if (dst < 0 || dst >= size_ || tag < 0) {
+      return Done(InvalidArgument("Send to rank ", dst, " tag ", tag, ": no such rank in this ",
+                                  size_, "-rank communicator, or a negative tag"));
+    }
+    auto work = std::make_shared<Work>();
+    engine_->Submit([this, t, dst, tag, work] {
+      MPI_Request req;
+      const int rc =
+          MPI_Isend(t.raw(), static_cast<int>(t.bytes()), MPI_BYTE, dst, tag, p2p_, &req);
+      if (rc != MPI_SUCCESS) return work->Finish(Status(Code::kUnavailable, MpiErrorString(rc)));
+      engine_->AddP2P(req, work, t, -1, StrCat("Send to rank ", dst, " tag ", tag));
+    });
+    return work;
+  }
+
+  std::shared_ptr<Work> Recv(Tensor t, int src, int tag) override {
+    if (src < 0 || src >= size_ || tag < 0) {
+      return Done(InvalidArgument("Recv from rank ", src, " tag ", tag, ": no such rank in this ",
+                                  size_, "-rank communicator, or a negative tag"));
+    }
+    auto work = std::make_shared<Work>();
+    engine_->Submit([this, t, src, tag, work] {
+      MPI_Request req;
+      const int rc =
+          MPI_Irecv(t.raw(), static_cast<int>(t.bytes()), MPI_BYTE, src, tag, p2p_, &req);
+      if (rc != MPI_SUCCESS) return work->Finish(Status(Code::kUnavailable, MpiErrorString(rc)));
+      engine_->AddP2P(req, work, t, static_cast<int64_t>(t.bytes()),
+                      StrCat("Recv from rank ", src, " tag ", tag));
+    });
+    return work;
+  }
+
+  StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) override {
+    MPI_Comm sub = MPI_COMM_NULL;
+    auto work = std::make_shared<Work>();
+    engine_->Submit([&] {
+      const int rc = MPI_Comm_split(coll_, color < 0 ? MPI_UNDEFINED : color, key, &sub);
+      work->Finish(rc == MPI_SUCCESS ? Status::OK()
+                                     : Status(Code::kUnavailable,
+                                              StrCat("MPI_Comm_split: ", MpiErrorString(rc))));
+    });
+    MPIFLOW_RETURN_IF_ERROR(work->Wait());
+    if (sub == MPI_COMM_NULL) {
+      return InvalidArgument("Split: color ", color, " is negative, so this rank joins no group");
+    }
+    // The constructor's MPI calls must also run on the communication thread.
+    std::unique_ptr<Communicator> result;
+    auto made = std::make_shared<Work>();
+    engine_->Submit([&] {
+      result = std::make_unique<MpiCommunicator>(engine_, sub);
+      made->Finish(Status::OK());
+    });
+    MPIFLOW_RETURN_IF_ERROR(made->Wait());
+    return result;
+  }
+
+ private:
+  // Runs `body` on float32 copies when the tensors are float16, then converts back.
+  template <typename Body>
+  Status Staged(const Tensor& a, const Tensor& b, const char* what, Body body) {
+    engine_->BeginCollective(what);
+    Status s;
+    if (a.dtype() == DType::kFloat16) {
+      Tensor fa = collectives::HalfToFloat(a);
+      Tensor fb = &a == &b ? fa : collectives::HalfToFloat(b);
+      s = body(fa, fb);
+      if (s.ok()) collectives::FloatToHalfInto(fb, b);
+    } else {
+      s = body(a, b);
+    }
+    engine_->EndCollective();
+    return s;
+  }
+
+  Status RunAllreduce(const Tensor& t, const AllreduceOptions& o) {
+    if (t.num_elements() == 0 || size_ == 1) return Status::OK();
+    AllreduceAlgorithm alg = o.algorithm;
+    if (alg == AllreduceAlgorithm::kAuto) alg = ChooseAllreduce(rules_, t.bytes(), size_);
+    const std::string what = StrCat(
+        "allreduce ", o.name.empty() ? std::string("") : StrCat("'", o.name, "' "),
+        t.num_elements(), " x ", DTypeName(t.dtype()), " (", AllreduceAlgorithmName(alg), ")");
+    const Clock::time_point start = Clock::now();
+    Status s = Staged(t, t, what.c_str(), [&](const Tensor& x, const Tensor&) -> Status {
+      switch (alg) {
+        case AllreduceAlgorithm::kRing:
+          MPIFLOW_RETURN_IF_ERROR(Ring(x, o.op, what));
+          break;
+        case AllreduceAlgorithm::kHalvingDoubling:
+          MPIFLOW_RETURN_IF_ERROR(HalvingDoubling(x, o.op, what));
+          break;
+        default: {
+          MPI_Request req;
+          MPIFLOW_MPI(MPI_Iallreduce(MPI_IN_PLACE, x.raw(), static_cast<int>(x.num_elements()),
+                                     MpiType(x.dtype()), MpiOp(o.op), coll_, &req));
+          MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(&req, 1, what));
+        }
+      }
+      if (o.op == ReduceOp::kAverage) collectives::DivideBy(x, size_);
+      return Status::OK();
+    });
+    if (Timeline* tl = engine_->timeline()) {
+      tl->Add(
+          o.name.empty() ? "allreduce" : o.name, "allreduce", start, Clock::now(),
+          Timeline::kCommunication,
+          StrCat("\"bytes\":", t.bytes(), ",\"algorithm\":\"", AllreduceAlgorithmName(alg), "\""));
+    }
+    return s;
+  }
+
+  // Ring allreduce: reduce-scatter then allgather around rank -> rank+1, each of the size()
+  // segments cut into chunks of ring_chunk_bytes. A chunk reduced in step s is forwarded in
+  // step s+1 at once, so sending, receiving and reducing overlap. Every segment is reduced by
+  // one rank in one fixed order and then copied, so all ranks hold the same bits.
+  Status Ring(const Tensor& x, ReduceOp op, const std::string& what) {
+    const int p = size_, r = rank_;
+    const int64_t n = x.num_elements();
+    const size_t es = DTypeSize(x.dtype());
+    char* data = static_cast<char*>(x.raw());
+    const MPI_Datatype type = MpiType(x.dtype());
+    std::vector<int64_t> off(p + 1, 0);
+    for (int i = 0; i < p; ++i) off[i + 1] = off[i] + n / p + (i < n % p ? 1 : 0);
+    const int64_t chunk = std::max<int64_t>(1, engine_->options().ring_chunk_bytes / es);
+    auto seg = [&](int i) { return ((i % p) + p) % p; };
+    auto chunks = [&](int s) {  // (offset, length) pairs of segment s
+      std::vector<std::pair<int64_t, int64_t>> c;
+      for (int64_t o = off[s]; o < off[s + 1]; o += chunk) {
+        c.emplace_back(o, std::min(chunk, off[s + 1] - o));
+      }
+      return c;
+    };
+    const int right = (r + 1) % p, left = (r + p - 1) % p;
+    int64_t max_seg = 0;
+    for (int i = 0; i < p; ++i) max_seg = std::max(max_seg, off[i + 1] - off[i]);
+    Tensor tmp[2] = {Tensor(x.dtype(), Shape{max_seg}), Tensor(x.dtype(), Shape{max_seg})};
+    std::vector<MPI_Request> sends;
+    std::vector<MPI_Request> recvs[2];
+    auto isend = [&](int64_t o, int64_t len) -> Status {
+      sends.emplace_back();
+      MPIFLOW_MPI(
+          MPI_Isend(data + o * es, static_cast<int>(len), type, right, 0, coll_, &sends.back()));
+      return Status::OK();
+    };
+    auto post_recvs = [&](int step) -> Status {  // reduce-scatter step `step` into tmp[step % 2]
+      const int s = seg(r - step - 1);
+      std::vector<MPI_Request>& rv = recvs[step % 2];
+      rv.clear();
+      char* base = static_cast<char*>(tmp[step % 2].raw());
+      for (auto [o, len] : chunks(s)) {
+        rv.emplace_back();
+        MPIFLOW_MPI(MPI_Irecv(base + (o - off[s]) * es, static_cast<int>(len), type, left, 0, coll_,
+                              &rv.back()));
+      }
+      return Status::OK();
+    };
+    // Reduce-scatter: after step s rank r holds segment r-s-1 reduced over s+2 ranks.
+    MPIFLOW_RETURN_IF_ERROR(post_recvs(0));
+    for (auto [o, len] : chunks(seg(r))) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
+    for (int step = 0; step < p - 1; ++step) {
+      if (step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(post_recvs(step + 1));
+      const int s = seg(r - step - 1);
+      const char* base = static_cast<const char*>(tmp[step % 2].raw());
+      const auto cs = chunks(s);
+      for (size_t c = 0; c < cs.size(); ++c) {
+        MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(&recvs[step % 2][c], 1, what));
+        collectives::ReduceInto(x.dtype(), data + cs[c].first * es,
+                                base + (cs[c].first - off[s]) * es, cs[c].second, op);
+        if (step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(cs[c].first, cs[c].second));
+      }
+    }
+    // Allgather: rank r owns segment r+1; in step s it receives segment r-s and forwards it.
+    std::vector<MPI_Request> ag;
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> ag_chunks;
+    for (int step = 0; step < p - 1; ++step) {
+      ag_chunks.push_back(chunks(seg(r - step)));
+      for (auto [o, len] : ag_chunks.back()) {
+        ag.emplace_back();
+        MPIFLOW_MPI(
+            MPI_Irecv(data + o * es, static_cast<int>(len), type, left, 0, coll_, &ag.back()));
+      }
+    }
+    for (auto [o, len] : chunks(seg(r + 1))) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
+    size_t k = 0;
+    for (int step = 0; step < p - 1; ++step) {
+      for (auto [o, len] : ag_chunks[step]) {
+        MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(&ag[k++], 1, what));
+        if (step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
+      }
+    }
+    return engine_->WaitAll(sends.data(), static_cast<int>(sends.size()), what);
+  }
+
+  // Recursive halving (reduce-scatter) then recursive doubling (allgather) over the largest
+  // power of two p2 <= size(); the first 2*(size()-p2) ranks pair up first, the even one of a
+  // pair handing its data to the odd one and getting the result back at the end.
+  Status HalvingDoubling(const Tensor& x, ReduceOp op, const std::string& what) {
+    const int p = size_, r = rank_;
+    const int64_t n = x.num_elements();
+    const size_t es = DTypeSize(x.dtype());
+    char* data = static_cast<char*>(x.raw());
+    const MPI_Datatype type = MpiType(x.dtype());
+    int p2 = 1;
+    while (p2 * 2 <= p) p2 *= 2;
+    const int extra = p - p2;
+    Tensor tmp(x.dtype(), Shape{n});
+    char* t = static_cast<char*>(tmp.raw());
+    MPI_Request req[2];
+    auto exchange = [&](int peer, int64_t send_off, int64_t send_len, int64_t recv_off,
+                        int64_t recv_len, char* recv_base) -> Status {
+      MPIFLOW_MPI(MPI_Irecv(recv_base + recv_off * es, static_cast<int>(recv_len), type, peer, 1,
+                            coll_, &req[0]));
+      MPIFLOW_MPI(MPI_Isend(data + send_off * es, static_cast<int>(send_len), type, peer, 1, coll_,
+                            &req[1]));
+      return engine_->WaitAll(req, 2, what);
+    };
+    int nr;  // rank among the p2
+    if (r < 2 * extra) {
+      if (r % 2 == 0) {  // hand everything to r+1, get the result back
+        MPIFLOW_MPI(MPI_Isend(data, static_cast<int>(n), type, r + 1, 1, coll_, &req[0]));
+        MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(req, 1, what));
+        MPIFLOW_MPI(MPI_Irecv(data, static_cast<int>(n), type, r + 1, 1, coll_, &req[0]));
+        return engine_->WaitAll(req, 1, what);
+      }
+      MPIFLOW_MPI(MPI_Irecv(t, static_cast<int>(n), type, r - 1, 1, coll_, &req[0]));
+      MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(req, 1, what));
+      collectives::ReduceInto(x.dtype(), data, t, n, op);
+      nr = r / 2;
+    } else {
+      nr = r - extra;
+    }
+    auto real = [&](int q) { return q < extra ? 2 * q + 1 : q + extra; };
+    std::vector<std::pair<int64_t, int64_t>> ranges;  // [lo, hi) before each halving
+    int64_t lo = 0, hi = n;
+    for (int mask = p2 / 2; mask >= 1; mask /= 2) {
+      const int peer = real(nr ^ mask);
+      const int64_t mid = lo + (hi - lo) / 2;
+      ranges.emplace_back(lo, hi);
+      const bool low = (nr & mask) == 0;
+      const int64_t keep_lo = low ? lo : mid, keep_hi = low ? mid : hi;
+      const int64_t give_lo = low ? mid : lo, give_hi = low ? hi : mid;
+      MPIFLOW_RETURN_IF_ERROR(
+          exchange(peer, give_lo, give_hi - give_lo, keep_lo, keep_hi - keep_lo, t));
+      collectives::ReduceInto(x.dtype(), data + keep_lo * es, t + keep_lo * es, keep_hi - keep_lo,
+                              op);
+      lo = keep_lo;
+      hi = keep_hi;
+    }
+    for (int mask = 1, level = static_cast<int>(ranges.size()) - 1; mask < p2; mask *= 2, --level) {
+      const int peer = real(nr ^ mask);
+      const auto [plo, phi] = ranges[level];
+      const int64_t other_lo = lo == plo ? hi : plo, other_hi = lo == plo ? phi : lo;
+      MPIFLOW_RETURN_IF_ERROR(exchange(peer, lo, hi - lo, other_lo, other_hi - other_lo, data));
+      lo = plo;
+      hi = phi;
+    }
+    if (r < 2 * extra) {  // odd partner: return the result
+      MPIFLOW_MPI(MPI_Isend(data, static_cast<int>(n), type, r - 1, 1, coll_, &req[0]));
+      MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(req, 1, what));
+    }
+    return Status::OK();
+  }
+
+  Engine* engine_;
+  MPI_Comm coll_, p2p_;
+  int rank_ = 0, size_ = 1;
+  std::vector<AllreduceRule> rules_;
+};
+
+Engine* g_engine = nullptr;
+MpiCommunicator* g_world = nullptr;
+
+void ShutdownAtExit() {
+  if (!g_engine) return;
+  delete g_world;
+  g_world = nullptr;
+  g_engine->Shutdown();
+}
+
+}  // namespace
+
+bool LaunchedWithSeveralRanks() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", "SLURM_NTASKS"}) {
+    const char* v = std::getenv(var);
+    if (v && std::atoi(v) > 1) {
+      // SLURM_NTASKS alone (sbatch's environment before srun) does not make this a rank.
+      if (std::string(var) == "SLURM_NTASKS" && !std::getenv("SLURM_STEP_ID")) continue;
+      return true;
+    }
+  }
+  return false;
+}
+
+StatusOr<Communicator*> WorldCommunicator(const CollectiveOptions& options) {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  if (g_world) return static_cast<Communicator*>(g_world);
+  if (options.stall_warning_seconds <= 0 ||
+      options.stall_abort_seconds <= options.stall_warning_seconds) {
+    return InvalidArgument("stall limits must satisfy 0 < warning (", options.stall_warning_seconds,
+                           " s) < abort (", options.stall_abort_seconds, " s)");
+  }
+  if (options.ring_chunk_bytes <= 0) {
+    return InvalidArgument("the ring chunk size must be positive, got ", options.ring_chunk_bytes);
+  }
+  auto engine = std::make_unique<Engine>(options);
+  MPIFLOW_RETURN_IF_ERROR(engine->Start());
+  g_engine = engine.release();
+  auto made = std::make_shared<Work>();
+  g_engine->Submit([&] {
+    MPI_Comm comm;
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+    g_world = new MpiCommunicator(g_engine, comm);
+    made->Finish(Status::OK());
+  });
+  MPIFLOW_RETURN_IF_ERROR(made->Wait());
+  std::atexit(ShutdownAtExit);
+  return static_cast<Communicator*>(g_world);
+}
+
+}  // namespace mpiflow

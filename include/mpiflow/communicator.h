@@ -1,0 +1,109 @@
+// Communicator: the collectives data-parallel training uses, every call asynchronous and
+// returning a Work handle. One backend today (MPI, collectives/mpi_communicator.cc), where a
+// single communication thread owns every MPI call; the interface leaves room for NCCL.
+// Not a gradient synchroniser (distributed.h) and not a general MPI wrapper: only what the
+// strategies need, on Tensors whose shared buffers keep data alive while a call is in flight.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "mpiflow/status.h"
+#include "mpiflow/tensor.h"
+
+namespace mpiflow {
+
+enum class ReduceOp { kSum, kAverage, kMax, kMin };
+const char* ReduceOpName(ReduceOp op);
+
+// kAuto picks from CollectiveOptions::allreduce_rules by size and rank count.
+enum class AllreduceAlgorithm { kAuto, kNative, kRing, kHalvingDoubling };
+const char* AllreduceAlgorithmName(AllreduceAlgorithm a);  // auto, native, ring, hd
+StatusOr<AllreduceAlgorithm> ParseAllreduceAlgorithm(const std::string& name);
+
+// One rule of the ordered candidate list: the first rule whose limits hold is used.
+struct AllreduceRule {
+  int64_t max_bytes = -1;  // -1: any size
+  int min_ranks = 1;
+  AllreduceAlgorithm algorithm = AllreduceAlgorithm::kRing;
+};
+// "hd:<=65536,ring" style: algorithm[:<=bytes][@>=ranks], comma-separated, first match wins.
+StatusOr<std::vector<AllreduceRule>> ParseAllreduceRules(const std::string& text);
+std::string AllreduceRulesToString(const std::vector<AllreduceRule>& rules);
+AllreduceAlgorithm ChooseAllreduce(const std::vector<AllreduceRule>& rules, int64_t bytes,
+                                   int ranks);
+
+// The handle of one asynchronous call. Thread-safe; Wait may be called from any thread.
+class Work {
+ public:
+  bool Completed() const { return done_.load(std::memory_order_acquire); }
+  Status Wait();          // blocks until completed; returns status()
+  Status status() const;  // OK until completed
+  void Finish(Status s);  // the backend's side: exactly once
+ private:
+  std::atomic<bool> done_{false};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  Status status_;
+};
+
+struct AllreduceOptions {
+  ReduceOp op = ReduceOp::kSum;
+  AllreduceAlgorithm algorithm = AllreduceAlgorithm::kAuto;
+  std::string name;  // what this is ("bucket 2"), for stall reports and the timeline
+};
+
+// Per-communicator settings; see CollectiveOptions in mpi_communicator.cc for defaults' reasons.
+struct CollectiveOptions {
+  std::vector<AllreduceRule> allreduce_rules;  // empty: the measured default table
+  int64_t ring_chunk_bytes = 1 << 20;          // pipelining unit of the ring
+  double stall_warning_seconds = 60;           // report who has not arrived
+  double stall_abort_seconds = 300;            // then abort the job with that report
+  std::string timeline_path;                   // Chrome-trace JSON of collectives (empty: off)
+};
+
+class Timeline;
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // In place: every rank passes a tensor of the same dtype and element count.
+  virtual std::shared_ptr<Work> Allreduce(Tensor t, AllreduceOptions options) = 0;
+  // in: size() * k elements; out: k elements, block rank() of the reduction.
+  virtual std::shared_ptr<Work> ReduceScatter(Tensor in, Tensor out, ReduceOp op) = 0;
+  // in: k elements; out: size() * k elements, block r from rank r.
+  virtual std::shared_ptr<Work> Allgather(Tensor in, Tensor out) = 0;
+  virtual std::shared_ptr<Work> Broadcast(Tensor t, int root) = 0;
+  virtual std::shared_ptr<Work> Barrier() = 0;
+  // Point to point; a Recv's tensor must have the sent element count and dtype.
+  virtual std::shared_ptr<Work> Send(Tensor t, int dst, int tag) = 0;
+  virtual std::shared_ptr<Work> Recv(Tensor t, int src, int tag) = 0;
+  // A sub-communicator of the ranks that pass the same color, ordered by key (blocking,
+  // collective over this communicator).
+  virtual StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) = 0;
+
+  // Ends the whole job now, from any thread: prints `message` and aborts every rank with
+  // `exit_code`. Use when one rank cannot go on and the others would wait for it forever.
+  [[noreturn]] virtual void Abort(int exit_code, const std::string& message) = 0;
+  // The timeline collectives are recorded on (null when off); ops may add their own events.
+  virtual Timeline* timeline() = 0;
+  virtual const CollectiveOptions& options() const = 0;
+};
+
+// The world communicator of this process: the first call starts the communication thread,
+// which initialises MPI (MPI_THREAD_FUNNELED, checked); MPI is finalised at exit. Under a
+// launcher that started one process (or none) size() is 1.
+StatusOr<Communicator*> WorldCommunicator(const CollectiveOptions& options = {});
+// True when this process was started by mpirun/mpiexec/srun with more than one rank, judged
+// from the launcher's environment without initialising MPI.
+bool LaunchedWithSeveralRanks();
+
+}  // namespace mpiflow
