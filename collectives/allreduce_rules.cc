@@ -30,17 +30,22 @@ const char* AllreduceAlgorithmName(AllreduceAlgorithm a) {
       return "ring";
     case AllreduceAlgorithm::kHalvingDoubling:
       return "hd";
+    case AllreduceAlgorithm::kRecursiveDoubling:
+      return "rd";
   }
   return "?";
 }
 
 StatusOr<AllreduceAlgorithm> ParseAllreduceAlgorithm(const std::string& name) {
-  for (AllreduceAlgorithm a : {AllreduceAlgorithm::kAuto, AllreduceAlgorithm::kNative,
-                               AllreduceAlgorithm::kRing, AllreduceAlgorithm::kHalvingDoubling}) {
+  for (AllreduceAlgorithm a :
+       {AllreduceAlgorithm::kAuto, AllreduceAlgorithm::kNative, AllreduceAlgorithm::kRing,
+        AllreduceAlgorithm::kHalvingDoubling, AllreduceAlgorithm::kRecursiveDoubling}) {
     if (name == AllreduceAlgorithmName(a)) return a;
   }
-  return InvalidArgument("unknown allreduce algorithm '", name,
-                         "': use auto, native (the MPI library's), ring or hd (halving-doubling)");
+  return InvalidArgument(
+      "unknown allreduce algorithm '", name,
+      "': use auto, native (the MPI library's), ring, hd (halving-doubling) or rd "
+      "(recursive doubling)");
 }
 
 StatusOr<std::vector<AllreduceRule>> ParseAllreduceRules(const std::string& text) {
@@ -59,7 +64,7 @@ StatusOr<std::vector<AllreduceRule>> ParseAllreduceRules(const std::string& text
     StatusOr<AllreduceAlgorithm> a = ParseAllreduceAlgorithm(name);
     if (!a.ok() || *a == AllreduceAlgorithm::kAuto) {
       return InvalidArgument("allreduce rule '", item,
-                             "': the algorithm must be native, ring or hd; rules look like "
+                             "': the algorithm must be native, ring, hd or rd; rules look like "
                              "'native:<=65536,hd@>=4,ring'");
     }
     rule.algorithm = *a;

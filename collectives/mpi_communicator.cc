@@ -420,7 +420,7 @@ class MpiCommunicator : public Communicator {
 
   // Measured on the 2-core development machine with benchmarks/mpiflow_allreduce_bench (2 and
   // 4 ranks): see the README's collectives section.
-  static constexpr const char* kDefaultRules = "native:<=65536,ring";
+  static constexpr const char* kDefaultRules = "rd:<=32768,ring";
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -607,15 +607,18 @@ class MpiCommunicator : public Communicator {
         case AllreduceAlgorithm::kRing:
           MPIFLOW_RETURN_IF_ERROR(Ring(x, o.op, what));
           break;
+        case AllreduceAlgorithm::kRecursiveDoubling:
+          MPIFLOW_RETURN_IF_ERROR(RecursiveDoubling(x, o.op, what));
+          break;
         case AllreduceAlgorithm::kHalvingDoubling:
           MPIFLOW_RETURN_IF_ERROR(HalvingDoubling(x, o.op, what));
           break;
-        default: {
-          MPI_Request req;
-          MPIFLOW_MPI(MPI_Iallreduce(MPI_IN_PLACE, x.raw(), static_cast<int>(x.num_elements()),
-                                     MpiType(x.dtype()), MpiOp(o.op), coll_, &req));
-          MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(&req, 1, what));
-        }
+        default:
+          // The library's own, tuned, blocking MPI_Allreduce: the stall inspector cannot watch
+          // it (MPI_Iallreduce can be watched but runs Open MPI's slower libnbc schedules),
+          // so the default rules use it for nothing; it is here as the baseline.
+          MPIFLOW_MPI(MPI_Allreduce(MPI_IN_PLACE, x.raw(), static_cast<int>(x.num_elements()),
+                                    MpiType(x.dtype()), MpiOp(o.op), coll_));
       }
       if (o.op == ReduceOp::kAverage) collectives::DivideBy(x, size_);
       return Status::OK();
@@ -651,43 +654,41 @@ class MpiCommunicator : public Communicator {
       return c;
     };
     const int right = (r + 1) % p, left = (r + p - 1) % p;
-    int64_t max_seg = 0;
-    for (int i = 0; i < p; ++i) max_seg = std::max(max_seg, off[i + 1] - off[i]);
-    Tensor tmp[2] = {Tensor(x.dtype(), Shape{max_seg}), Tensor(x.dtype(), Shape{max_seg})};
     std::vector<MPI_Request> sends;
-    std::vector<MPI_Request> recvs[2];
     auto isend = [&](int64_t o, int64_t len) -> Status {
       sends.emplace_back();
       MPIFLOW_MPI(
           MPI_Isend(data + o * es, static_cast<int>(len), type, right, 0, coll_, &sends.back()));
       return Status::OK();
     };
-    auto post_recvs = [&](int step) -> Status {  // reduce-scatter step `step` into tmp[step % 2]
-      const int s = seg(r - step - 1);
-      std::vector<MPI_Request>& rv = recvs[step % 2];
-      rv.clear();
-      char* base = static_cast<char*>(tmp[step % 2].raw());
-      for (auto [o, len] : chunks(s)) {
-        rv.emplace_back();
-        MPIFLOW_MPI(MPI_Irecv(base + (o - off[s]) * es, static_cast<int>(len), type, left, 0, coll_,
-                              &rv.back()));
-      }
+    // Reduce-scatter: after step s rank r holds segment r-s-1 reduced over s+2 ranks. Incoming
+    // chunks land in a window of kWindow chunk buffers, received just ahead of their reduction,
+    // so they are still in cache when added: only the local data goes through memory.
+    struct Incoming {
+      int step;
+      int64_t offset, length;
+    };
+    std::vector<Incoming> in;
+    for (int step = 0; step < p - 1; ++step) {
+      for (auto [o, len] : chunks(seg(r - step - 1))) in.push_back({step, o, len});
+    }
+    constexpr int kWindow = 4;
+    Tensor window(x.dtype(), Shape{kWindow * chunk});  // (kWindow, chunk) receive buffers
+    char* wbase = static_cast<char*>(window.raw());
+    MPI_Request recv_req[kWindow];
+    auto post = [&](size_t k) -> Status {
+      MPIFLOW_MPI(MPI_Irecv(wbase + (k % kWindow) * chunk * es, static_cast<int>(in[k].length),
+                            type, left, 0, coll_, &recv_req[k % kWindow]));
       return Status::OK();
     };
-    // Reduce-scatter: after step s rank r holds segment r-s-1 reduced over s+2 ranks.
-    MPIFLOW_RETURN_IF_ERROR(post_recvs(0));
+    for (size_t k = 0; k < in.size() && k < kWindow; ++k) MPIFLOW_RETURN_IF_ERROR(post(k));
     for (auto [o, len] : chunks(seg(r))) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
-    for (int step = 0; step < p - 1; ++step) {
-      if (step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(post_recvs(step + 1));
-      const int s = seg(r - step - 1);
-      const char* base = static_cast<const char*>(tmp[step % 2].raw());
-      const auto cs = chunks(s);
-      for (size_t c = 0; c < cs.size(); ++c) {
-        MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(&recvs[step % 2][c], 1, what));
-        collectives::ReduceInto(x.dtype(), data + cs[c].first * es,
-                                base + (cs[c].first - off[s]) * es, cs[c].second, op);
-        if (step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(cs[c].first, cs[c].second));
-      }
+    for (size_t k = 0; k < in.size(); ++k) {
+      MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(&recv_req[k % kWindow], 1, what));
+      collectives::ReduceInto(x.dtype(), data + in[k].offset * es,
+                              wbase + (k % kWindow) * chunk * es, in[k].length, op);
+      if (k + kWindow < in.size()) MPIFLOW_RETURN_IF_ERROR(post(k + kWindow));
+      if (in[k].step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(in[k].offset, in[k].length));
     }
     // Allgather: rank r owns segment r+1; in step s it receives segment r-s and forwards it.
     std::vector<MPI_Request> ag;
@@ -709,6 +710,46 @@ class MpiCommunicator : public Communicator {
       }
     }
     return engine_->WaitAll(sends.data(), static_cast<int>(sends.size()), what);
+  }
+
+  // Recursive doubling: in step k every rank swaps its whole buffer with rank ^ 2^k and adds.
+  // One round trip per step and no segmenting: the fastest for buffers that fit in cache. Both
+  // partners add the same two values (x + y == y + x exactly), so every rank ends with the same
+  // bits. Ranks beyond the largest power of two fold in first, as in HalvingDoubling.
+  Status RecursiveDoubling(const Tensor& x, ReduceOp op, const std::string& what) {
+    const int p = size_, r = rank_;
+    const int64_t n = x.num_elements();
+    char* data = static_cast<char*>(x.raw());
+    const MPI_Datatype type = MpiType(x.dtype());
+    int p2 = 1;
+    while (p2 * 2 <= p) p2 *= 2;
+    const int extra = p - p2;
+    Tensor tmp(x.dtype(), Shape{n});
+    MPI_Request req[2];
+    if (r < 2 * extra && r % 2 == 0) {  // hand everything to r+1, get the result back
+      MPIFLOW_MPI(MPI_Isend(data, static_cast<int>(n), type, r + 1, 2, coll_, &req[0]));
+      MPIFLOW_MPI(MPI_Irecv(data, static_cast<int>(n), type, r + 1, 2, coll_, &req[1]));
+      return engine_->WaitAll(req, 2, what);
+    }
+    if (r < 2 * extra) {
+      MPIFLOW_MPI(MPI_Irecv(tmp.raw(), static_cast<int>(n), type, r - 1, 2, coll_, &req[0]));
+      MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(req, 1, what));
+      collectives::ReduceInto(x.dtype(), data, tmp.raw(), n, op);
+    }
+    const int nr = r < 2 * extra ? r / 2 : r - extra;
+    auto real = [&](int q) { return q < extra ? 2 * q + 1 : q + extra; };
+    for (int mask = 1; mask < p2; mask *= 2) {
+      const int peer = real(nr ^ mask);
+      MPIFLOW_MPI(MPI_Irecv(tmp.raw(), static_cast<int>(n), type, peer, 2, coll_, &req[0]));
+      MPIFLOW_MPI(MPI_Isend(data, static_cast<int>(n), type, peer, 2, coll_, &req[1]));
+      MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(req, 2, what));
+      collectives::ReduceInto(x.dtype(), data, tmp.raw(), n, op);
+    }
+    if (r < 2 * extra) {
+      MPIFLOW_MPI(MPI_Isend(data, static_cast<int>(n), type, r - 1, 2, coll_, &req[0]));
+      MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(req, 1, what));
+    }
+    return Status::OK();
   }
 
   // Recursive halving (reduce-scatter) then recursive doubling (allgather) over the largest

@@ -147,6 +147,7 @@ TEST_P(AllreduceTest, RoundedSumsAgreeOnEveryRank) {
 INSTANTIATE_TEST_SUITE_P(Algorithms, AllreduceTest,
                          ::testing::Values(AllreduceAlgorithm::kNative, AllreduceAlgorithm::kRing,
                                            AllreduceAlgorithm::kHalvingDoubling,
+                                           AllreduceAlgorithm::kRecursiveDoubling,
                                            AllreduceAlgorithm::kAuto),
                          [](const auto& info) {
                            return std::string(AllreduceAlgorithmName(info.param));

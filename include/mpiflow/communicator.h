@@ -22,8 +22,8 @@ enum class ReduceOp { kSum, kAverage, kMax, kMin };
 const char* ReduceOpName(ReduceOp op);
 
 // kAuto picks from CollectiveOptions::allreduce_rules by size and rank count.
-enum class AllreduceAlgorithm { kAuto, kNative, kRing, kHalvingDoubling };
-const char* AllreduceAlgorithmName(AllreduceAlgorithm a);  // auto, native, ring, hd
+enum class AllreduceAlgorithm { kAuto, kNative, kRing, kHalvingDoubling, kRecursiveDoubling };
+const char* AllreduceAlgorithmName(AllreduceAlgorithm a);  // auto, native, ring, hd, rd
 StatusOr<AllreduceAlgorithm> ParseAllreduceAlgorithm(const std::string& name);
 
 // One rule of the ordered candidate list: the first rule whose limits hold is used.
@@ -61,7 +61,7 @@ struct AllreduceOptions {
 // Per-communicator settings; see CollectiveOptions in mpi_communicator.cc for defaults' reasons.
 struct CollectiveOptions {
   std::vector<AllreduceRule> allreduce_rules;  // empty: the measured default table
-  int64_t ring_chunk_bytes = 1 << 20;          // pipelining unit of the ring
+  int64_t ring_chunk_bytes = 256 << 10;        // pipelining unit of the ring
   double stall_warning_seconds = 60;           // report who has not arrived
   double stall_abort_seconds = 300;            // then abort the job with that report
   std::string timeline_path;                   // Chrome-trace JSON of collectives (empty: off)
