@@ -19,6 +19,7 @@
 // Not the gradient synchroniser (src/distributed) and not NCCL.
 #include <mpi.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -167,7 +168,7 @@ class Engine {
       MPIFLOW_MPI(MPI_Testall(n, reqs, &flag, MPI_STATUSES_IGNORE));
       if (flag) return Status::OK();
       ++polls;
-      if ((polls & 63) == 0) {
+      if ((polls & 15) == 0) {
         ServeQueries();
         PollP2P();
         if (abort_code_.load() >= 0) DoAbort(abort_code_.load());
@@ -178,9 +179,12 @@ class Engine {
         } else if (warned && waited >= options_.stall_abort_seconds) {
           ReportStall(what, waited, true);
         }
-        // Past a short spin, let the compute threads of this process have the core.
-        if (waited > 50e-6) sched_yield();
-        if (waited > 20e-3) std::this_thread::sleep_for(std::chrono::microseconds(20));
+        // Past a short spin, sleep between polls: a spinning thread takes a core (or its SMT
+        // sibling) from the compute threads, and with as many ranks as cores there is none
+        // to spare. Timer slack is 1 us on this thread, so a 5 us sleep costs ~10 us.
+        if (waited > options_.spin_seconds) {
+          std::this_thread::sleep_for(std::chrono::microseconds(waited > 20e-3 ? 100 : 5));
+        }
       }
     }
   }
@@ -213,6 +217,9 @@ class Engine {
   };
 
   void Loop() {
+    prctl(PR_SET_TIMERSLACK, 1000UL);  // 1 us: the short sleeps in WaitAll stay short
+    if (const char* spin = std::getenv("MPIFLOW_SPIN_US"))
+      options_.spin_seconds = std::atof(spin) * 1e-6;
     int provided = 0;
     Status init;
     int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
@@ -229,7 +236,10 @@ class Engine {
       MPI_Comm_size(MPI_COMM_WORLD, &world_size_);
       MPI_Comm_dup(MPI_COMM_WORLD, &control_);
       if (!options_.timeline_path.empty()) {
-        timeline_ = std::make_unique<Timeline>(options_.timeline_path, world_rank_);
+        std::string path = options_.timeline_path;
+        const size_t at = path.find("%r");
+        if (at != std::string::npos) path.replace(at, 2, std::to_string(world_rank_));
+        timeline_ = std::make_unique<Timeline>(path, world_rank_);
       }
     }
     {
@@ -598,9 +608,9 @@ class MpiCommunicator : public Communicator {
     if (t.num_elements() == 0 || size_ == 1) return Status::OK();
     AllreduceAlgorithm alg = o.algorithm;
     if (alg == AllreduceAlgorithm::kAuto) alg = ChooseAllreduce(rules_, t.bytes(), size_);
-    const std::string what = StrCat(
-        "allreduce ", o.name.empty() ? std::string("") : StrCat("'", o.name, "' "),
-        t.num_elements(), " x ", DTypeName(t.dtype()), " (", AllreduceAlgorithmName(alg), ")");
+    const std::string what =
+        StrCat(o.name.empty() ? std::string("allreduce") : o.name, " (", t.num_elements(), " x ",
+               DTypeName(t.dtype()), ", ", AllreduceAlgorithmName(alg), ")");
     const Clock::time_point start = Clock::now();
     Status s = Staged(t, t, what.c_str(), [&](const Tensor& x, const Tensor&) -> Status {
       switch (alg) {

@@ -13,6 +13,7 @@ KernelRegistry& KernelRegistry::Global() {
     RegisterNnKernels(*r);
     RegisterConvKernels(*r);
     RegisterStateKernels(*r);
+    RegisterCollectiveKernels(*r);
     return r;
   }();
   return *registry;
@@ -39,6 +40,17 @@ StatusOr<std::unique_ptr<OpKernel>> KernelRegistry::Create(const std::string& de
                     DTypeName(dtype), " (node '", ctx.node.name(), "')");
   }
   return it->second(ctx);
+}
+
+void CollectiveState::Put(const std::string& key, std::shared_ptr<Work> work) {
+  std::lock_guard<std::mutex> lock(mu_);
+  in_flight_[key] = std::move(work);
+}
+
+std::shared_ptr<Work> CollectiveState::Get(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = in_flight_.find(key);
+  return it == in_flight_.end() ? nullptr : it->second;
 }
 
 VariableStore::Slot* VariableStore::GetOrCreate(const std::string& name, DType dtype,

@@ -62,9 +62,10 @@ struct AllreduceOptions {
 struct CollectiveOptions {
   std::vector<AllreduceRule> allreduce_rules;  // empty: the measured default table
   int64_t ring_chunk_bytes = 256 << 10;        // pipelining unit of the ring
+  double spin_seconds = 20e-6;                 // poll MPI this long before sleeping between polls
   double stall_warning_seconds = 60;           // report who has not arrived
   double stall_abort_seconds = 300;            // then abort the job with that report
-  std::string timeline_path;                   // Chrome-trace JSON of collectives (empty: off)
+  std::string timeline_path;  // Chrome-trace JSON of this rank, "%r" -> its rank (empty: off)
 };
 
 class Timeline;

@@ -1,7 +1,7 @@
 // Datasets for training: IDX files (gzipped or not, as Debian's dataset-fashion-mnist ships
 // them), a learnable synthetic set for tests and benchmarks, and a BatchStream that shuffles with
-// a seed, batches, and prefetches on a background thread. Not HDF5 (a later issue) and not
-// sharding across ranks (the distributed layer asks for a shard).
+// a seed, batches, shards across ranks, and prefetches on a background thread. Not HDF5 (a
+// later issue).
 #pragma once
 
 #include <condition_variable>
@@ -44,20 +44,27 @@ struct Batch {
   Tensor images;  // (batch, rows*cols) float32 in [0, 1]
   Tensor labels;  // (batch) int32
   int64_t epoch = 0;
-  int64_t index = 0;  // batch index within the epoch
+  int64_t index = 0;            // batch index within the epoch
+  int64_t examples = 0;         // this shard's examples (0: a stand-in example that must not count)
+  int64_t global_examples = 0;  // in the whole global batch, over all shards
 };
 
 struct BatchStreamOptions {
-  int64_t batch_size = 64;
+  int64_t batch_size = 64;  // per shard: the global batch is batch_size * num_shards
   uint64_t seed = 0;
   bool shuffle = true;          // a new permutation each epoch, from (seed, epoch)
   bool drop_remainder = false;  // false: the last batch of an epoch may be smaller
   int64_t first_epoch = 0;
   int64_t num_epochs = 1;
   int prefetch = 2;  // batches prepared ahead on a background thread (0: on the caller)
+  // Data parallelism: every shard draws the same permutation (from seed and epoch) and takes its
+  // own disjoint part of each global batch, so epochs line up across shards and N shards of
+  // batch B see exactly the examples one shard of batch N*B would.
+  int64_t num_shards = 1;
+  int64_t shard_index = 0;
 };
 
-// Yields the batches of epochs [first_epoch, first_epoch + num_epochs).
+// Yields this shard's part of each global batch of epochs [first_epoch, first_epoch + num_epochs).
 class BatchStream {
  public:
   BatchStream(const ImageDataset* data, BatchStreamOptions options);

@@ -86,6 +86,10 @@ struct OpDef {
   bool differentiable = true;  // false: outputs are constants to autodiff (ArgMax, Equal, ...)
   bool stateful = false;       // reads or writes variables, or is random
   bool reads_uninitialized_input0 = false;  // Assign: input 0 may be an uninitialised variable
+  // Where the sequential executor puts the node among those ready to run: -1 at once (a
+  // collective's start, so communication overlaps the rest), +1 only when nothing else is
+  // ready (a collective's wait, so the wait comes as late as its consumers allow).
+  int schedule = 0;
 };
 
 class OpRegistry {

@@ -17,6 +17,23 @@
 namespace mpiflow {
 
 class ThreadPool;
+class Communicator;  // communicator.h
+class Work;
+
+// The collective ops' per-Session state: the communicator they run on and the Work in flight,
+// by key (a gradient bucket's name). Null in a Session without a communicator.
+class CollectiveState {
+ public:
+  explicit CollectiveState(Communicator* comm) : comm_(comm) {}
+  Communicator* communicator() const { return comm_; }
+  void Put(const std::string& key, std::shared_ptr<Work> work);
+  std::shared_ptr<Work> Get(const std::string& key) const;
+
+ private:
+  Communicator* comm_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Work>> in_flight_;
+};
 
 // Variable storage of one Session, by variable node name. Slots are created on first use and
 // never move; a slot's tensor is unallocated until the variable is first assigned.
@@ -80,11 +97,12 @@ class OpKernel {
   const Node& node_;
 };
 
-// What a kernel factory gets: the node (attrs already checked by the shape function) and the
-// Session's variables.
+// What a kernel factory gets: the node (attrs already checked by the shape function), the
+// Session's variables and its collective state.
 struct KernelInitContext {
   const Node& node;
   VariableStore* variables;
+  CollectiveState* collectives = nullptr;  // null without a communicator
 };
 
 using KernelFactory =

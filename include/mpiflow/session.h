@@ -1,6 +1,7 @@
 // Session: runs the part of a graph that the fetches and targets depend on, from execution plans
 // cached by (feeds, fetches, targets), and owns the variables' values.
-// Not a graph builder (graph.h) and not distributed: one process, one device.
+// Not a graph builder (graph.h) and not a distribution strategy: one process, one device; the
+// collective ops it may run reach other ranks through SessionOptions::communicator.
 #pragma once
 
 #include <atomic>
@@ -17,10 +18,16 @@
 
 namespace mpiflow {
 
+class Timeline;
+
 struct SessionOptions {
   int inter_op_threads = 1;  // nodes run concurrently (1: in topological order on the caller)
   int intra_op_threads = 1;  // threads one kernel may use (OpenBLAS and ParallelFor)
   std::string device = kCpu;
+  // For collective ops (gradient synchronisation); must outlive the Session. Null: none.
+  Communicator* communicator = nullptr;
+  // Records every kernel run ("op" events on the compute lane). Null: off.
+  Timeline* timeline = nullptr;
 };
 
 struct RunStats {
@@ -82,6 +89,7 @@ class Session {
   const Graph* graph_;
   SessionOptions options_;
   VariableStore variables_;
+  std::unique_ptr<CollectiveState> collectives_;  // with options_.communicator
   std::unique_ptr<ThreadPool> inter_op_pool_;
   std::unique_ptr<ThreadPool> intra_op_pool_;
   mutable std::mutex mu_;

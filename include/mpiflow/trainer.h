@@ -1,6 +1,7 @@
-// The single-process training loop behind mpiflow-train: build model + optimizer, stream
-// batches, run steps, report progress, evaluate each epoch, write metrics.
-// Not the command-line parsing (src/tools/mpiflow_train.cc) and not distributed (yet).
+// The training loop behind mpiflow-train: build model + optimizer, stream batches, run steps,
+// report progress, evaluate each epoch, write metrics; with a Communicator of several ranks,
+// synchronous data parallelism (each rank its own shard, gradients averaged by allreduce).
+// Not the command-line parsing (src/tools/mpiflow_train.cc) and not the collectives.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +33,14 @@ struct TrainConfig {
   std::string output_dir;  // metrics.jsonl, graph.mpg; empty: write nothing
   int64_t log_every = 100;
   bool profile = false;  // time every kernel after the first 20 steps; print a table per op type
+  // Distribution (with a Communicator of more than one rank).
+  std::string strategy = "auto";   // auto (allreduce under several ranks), allreduce, none
+  double bucket_mb = 1.0;          // gradient fusion bucket size, MiB
+  std::string allreduce = "auto";  // algorithm per bucket: auto (rule list), native, ring, hd, rd
 };
+
+// The options every rank must agree on (compared at start-up), as (name, value).
+std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainConfig& c);
 Status ValidateTrainConfig(const TrainConfig& c);
 
 struct TrainResult {
@@ -43,12 +51,21 @@ struct TrainResult {
   double samples_per_sec = 0;  // over training steps after the first 20, evaluation excluded
   double train_seconds = 0;
   double peak_rss_mib = 0;
-  double train_flops_per_example = 0;                     // see Model
+  double train_flops_per_example = 0;  // see Model
+  int ranks = 1;
   std::vector<std::pair<std::string, Tensor>> variables;  // final values, by name
 };
 
-// Trains; progress lines go to `log` (stderr in the CLI).
-StatusOr<TrainResult> Train(const TrainConfig& config, std::ostream& log);
+class Communicator;
+class Timeline;
+
+// Trains; progress lines go to `log` (stderr in the CLI) on rank 0 only. With `comm` of more
+// than one rank every rank must call Train with the same config (checked at start-up). An error
+// with code kAborted was reached by every rank together (a NaN gradient); any other error may be
+// this rank's alone, and the caller should end the job (Communicator::Abort). `timeline`
+// records kernel runs when not null.
+StatusOr<TrainResult> Train(const TrainConfig& config, std::ostream& log,
+                            Communicator* comm = nullptr, Timeline* timeline = nullptr);
 
 double PeakRssMiB();
 

@@ -15,6 +15,7 @@ void RegisterMatMulKernels(KernelRegistry& r);
 void RegisterNnKernels(KernelRegistry& r);
 void RegisterConvKernels(KernelRegistry& r);
 void RegisterStateKernels(KernelRegistry& r);
+void RegisterCollectiveKernels(KernelRegistry& r);
 
 namespace cpu {
 

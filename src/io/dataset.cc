@@ -155,6 +155,8 @@ std::vector<int64_t> BatchStream::EpochOrder(int64_t count, uint64_t seed, int64
 
 BatchStream::BatchStream(const ImageDataset* data, BatchStreamOptions options)
     : data_(data), opts_(options) {
+  MPIFLOW_CHECK(opts_.num_shards >= 1 && opts_.shard_index >= 0 &&
+                opts_.shard_index < opts_.num_shards && opts_.batch_size >= 1);
   if (opts_.prefetch > 0) producer_ = std::thread([this] { Producer(); });
 }
 
@@ -168,7 +170,7 @@ BatchStream::~BatchStream() {
 }
 
 int64_t BatchStream::batches_per_epoch() const {
-  const int64_t b = opts_.batch_size;
+  const int64_t b = opts_.batch_size * opts_.num_shards;  // the global batch
   return opts_.drop_remainder ? data_->count / b : (data_->count + b - 1) / b;
 }
 
@@ -180,15 +182,25 @@ bool BatchStream::Make(int64_t ordinal, Batch* batch) {
     order_ = EpochOrder(data_->count, opts_.seed, epoch, opts_.shuffle);
     order_epoch_ = epoch;
   }
-  const int64_t begin = index * opts_.batch_size;
-  const int64_t n = std::min(opts_.batch_size, data_->count - begin);
+  // The global batch is order_[index * G, index * G + R), G = batch_size * num_shards; shard r
+  // takes its r-th contiguous part, the parts as even as R allows. A shard whose part is empty
+  // (R < num_shards) gets one example with weight 0, so it still runs the step with the others.
+  const int64_t global = opts_.batch_size * opts_.num_shards;
+  const int64_t global_begin = index * global;
+  const int64_t total = std::min(global, data_->count - global_begin);
+  const int64_t shards = opts_.num_shards, r = opts_.shard_index;
+  const int64_t n_r = total / shards + (r < total % shards ? 1 : 0);
+  const int64_t begin = global_begin + r * (total / shards) + std::min(r, total % shards);
+  const int64_t n = std::max<int64_t>(n_r, 1);
+  batch->examples = n_r;
+  batch->global_examples = total;
   const int64_t size = data_->example_size();
   batch->images = Tensor(DType::kFloat32, Shape{n, size});
   batch->labels = Tensor(DType::kInt32, Shape{n});
   float* px = batch->images.data<float>();
   int32_t* py = batch->labels.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t ex = order_[begin + i];
+    const int64_t ex = order_[n_r > 0 ? begin + i : global_begin];
     const uint8_t* src = data_->images.data() + ex * size;
     for (int64_t p = 0; p < size; ++p) px[i * size + p] = src[p] * (1.0f / 255.0f);
     py[i] = data_->labels[ex];

@@ -15,6 +15,7 @@ void RegisterMathOps(OpRegistry& r);
 void RegisterNnOps(OpRegistry& r);
 void RegisterStateOps(OpRegistry& r);
 void RegisterTrainOps(OpRegistry& r);
+void RegisterCollectiveOps(OpRegistry& r);
 
 namespace op_util {
 

@@ -15,6 +15,7 @@ OpRegistry& OpRegistry::Global() {
     RegisterNnOps(*r);
     RegisterStateOps(*r);
     RegisterTrainOps(*r);
+    RegisterCollectiveOps(*r);
     return r;
   }();
   return *registry;

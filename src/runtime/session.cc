@@ -8,6 +8,8 @@
 #include <condition_variable>
 #include <queue>
 
+#include "mpiflow/timeline.h"
+
 namespace mpiflow {
 
 struct Session::Plan {
@@ -38,6 +40,8 @@ Session::Session(const Graph* graph, SessionOptions options)
     intra_op_pool_ = std::make_unique<ThreadPool>(options_.intra_op_threads - 1);
   }
   SetCpuKernelThreads(options_.intra_op_threads);
+  if (options_.communicator)
+    collectives_ = std::make_unique<CollectiveState>(options_.communicator);
 }
 
 Session::~Session() = default;
@@ -144,18 +148,21 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
     for (int p : from) succ[p].push_back(id);
     preds[id] = static_cast<int>(from.size());
   }
-  std::priority_queue<int, std::vector<int>, std::greater<int>> ready;
+  // Ready nodes by (OpDef::schedule, id): collective starts first, collective waits last.
+  using Key = std::pair<int, int>;
+  std::priority_queue<Key, std::vector<Key>, std::greater<Key>> ready;
+  auto push = [&](int id) { ready.push({graph_->node(id)->def().schedule, id}); };
   for (int id = 0; id < n; ++id) {
-    if (needed[id] && preds[id] == 0) ready.push(id);
+    if (needed[id] && preds[id] == 0) push(id);
   }
   std::vector<int> order;
   std::vector<int> remaining = preds;
   while (!ready.empty()) {
-    const int id = ready.top();
+    const int id = ready.top().second;
     ready.pop();
     order.push_back(id);
     for (int s : succ[id]) {
-      if (--remaining[s] == 0) ready.push(s);
+      if (--remaining[s] == 0) push(s);
     }
   }
   const int num_needed = static_cast<int>(std::count(needed.begin(), needed.end(), 1));
@@ -200,8 +207,8 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
     }
     auto k = kernels_.find(id);
     if (k == kernels_.end()) {
-      StatusOr<std::unique_ptr<OpKernel>> kernel =
-          KernelRegistry::Global().Create(options_.device, KernelInitContext{*node, &variables_});
+      StatusOr<std::unique_ptr<OpKernel>> kernel = KernelRegistry::Global().Create(
+          options_.device, KernelInitContext{*node, &variables_, collectives_.get()});
       if (!kernel.ok()) return kernel.status();
       k = kernels_.emplace(id, std::move(kernel).value()).first;
     }
@@ -249,12 +256,18 @@ Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& v
   }
   Tensor* outputs = values.data() + st.out_base;
   KernelContext ctx(node, inputs, outputs, step, intra_op_pool_.get());
-  if (timing) {
+  if (timing || options_.timeline) {
     const auto t0 = std::chrono::steady_clock::now();
     MPIFLOW_RETURN_IF_ERROR(st.kernel->Compute(&ctx));
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::lock_guard<std::mutex> lock(timing_mu_);
-    timing->node_times.push_back({node, dt});
+    const auto t1 = std::chrono::steady_clock::now();
+    if (options_.timeline) {
+      options_.timeline->Add(node->name(), "op", t0, t1, Timeline::kCompute,
+                             StrCat("\"op\":\"", node->op(), "\",\"step\":", step));
+    }
+    if (timing) {
+      std::lock_guard<std::mutex> lock(timing_mu_);
+      timing->node_times.push_back({node, std::chrono::duration<double>(t1 - t0).count()});
+    }
   } else {
     MPIFLOW_RETURN_IF_ERROR(st.kernel->Compute(&ctx));
   }

@@ -1,10 +1,13 @@
 // mpiflow-train: the command-line front end of Train(). Options come from the command line and
-// an optional INI job file (--config); the command line wins. Exit codes: 0 done, 1 training
-// failed (the reason on stderr), 2 bad options or job file.
+// an optional INI job file (--config); the command line wins. Under mpirun/srun with several
+// ranks it starts the communicator and trains data-parallel. Exit codes: 0 done, 1 training
+// failed (the reason on stderr), 2 bad options or job file, 3 the stall inspector gave up.
 #include <boost/program_options.hpp>
 #include <fstream>
 #include <iostream>
 
+#include "mpiflow/communicator.h"
+#include "mpiflow/timeline.h"
 #include "mpiflow/trainer.h"
 
 namespace po = boost::program_options;
@@ -15,7 +18,15 @@ namespace {
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
-po::options_description Options(TrainConfig* c, std::string* config_file, std::string* lr_kind) {
+struct CommandLine {
+  std::string config_file, lr_kind, timeline, allreduce_rules;
+  mpiflow::CollectiveOptions collectives;
+};
+
+po::options_description Options(TrainConfig* c, CommandLine* cl) {
+  std::string* config_file = &cl->config_file;
+  std::string* lr_kind = &cl->lr_kind;
+  mpiflow::CollectiveOptions* co = &cl->collectives;
   po::options_description d("mpiflow-train options (also valid as keys of an INI job file)");
   // clang-format off
   d.add_options()
@@ -68,7 +79,26 @@ po::options_description Options(TrainConfig* c, std::string* config_file, std::s
     ("synthetic-train", po::value(&c->synthetic_train)->default_value(c->synthetic_train),
      "training examples when --dataset=synthetic")
     ("synthetic-test", po::value(&c->synthetic_test)->default_value(c->synthetic_test),
-     "test examples when --dataset=synthetic");
+     "test examples when --dataset=synthetic")
+    ("strategy", po::value(&c->strategy)->default_value(c->strategy),
+     "auto (allreduce under several ranks), allreduce, or none (one rank only)")
+    ("bucket-mb", po::value(&c->bucket_mb)->default_value(c->bucket_mb),
+     "gradient fusion bucket size in MiB: each bucket's allreduce starts as soon as its "
+     "gradients exist")
+    ("allreduce", po::value(&c->allreduce)->default_value(c->allreduce),
+     "allreduce algorithm for gradient buckets: auto (see --allreduce-rules), native (the MPI "
+     "library's MPI_Allreduce), ring, hd (halving-doubling), rd (recursive doubling)")
+    ("allreduce-rules", po::value(&cl->allreduce_rules)->value_name("RULES"),
+     "what auto picks, first match wins: e.g. rd:<=32768,ring (algorithm[:<=bytes][@>=ranks])")
+    ("stall-warning-seconds", po::value(&co->stall_warning_seconds)
+                                  ->default_value(co->stall_warning_seconds),
+     "a collective waiting this long prints which ranks have not arrived")
+    ("stall-abort-seconds", po::value(&co->stall_abort_seconds)
+                                ->default_value(co->stall_abort_seconds),
+     "... and after this long aborts the job (exit code 3)")
+    ("timeline", po::value(&cl->timeline)->value_name("FILE"),
+     "write a Chrome-trace JSON (Perfetto, chrome://tracing) of ops, buckets, allreduces and "
+     "waits; '%r' in FILE becomes the rank, and rank 0 merges all ranks into FILE with %r -> all");
   // clang-format on
   return d;
 }
@@ -79,8 +109,9 @@ int main(int argc, char** argv) {
   TrainConfig config;
   config.optimizer.name = "adam";
   config.optimizer.lr.base = 0.001;
-  std::string config_file, lr_kind;
-  po::options_description desc = Options(&config, &config_file, &lr_kind);
+  CommandLine cl;
+  std::string& config_file = cl.config_file;
+  po::options_description desc = Options(&config, &cl);
   po::variables_map vm;
   try {
     const int style = po::command_line_style::unix_style ^ po::command_line_style::allow_guessing;
@@ -111,22 +142,82 @@ int main(int argc, char** argv) {
     std::cerr << "mpiflow-train: " << e.what() << " (see --help)\n";
     return kExitUsage;
   }
-  config.optimizer.lr.kind = lr_kind;
+  config.optimizer.lr.kind = cl.lr_kind;
+  if (!cl.allreduce_rules.empty()) {
+    auto rules = mpiflow::ParseAllreduceRules(cl.allreduce_rules);
+    if (!rules.ok()) {
+      std::cerr << "mpiflow-train: --allreduce-rules: " << rules.status().message() << "\n";
+      return kExitUsage;
+    }
+    cl.collectives.allreduce_rules = *rules;
+  }
   mpiflow::Status valid = mpiflow::ValidateTrainConfig(config);
   if (!valid.ok()) {
     std::cerr << "mpiflow-train: " << valid.message() << (config_file.empty() ? "" : " (job file '")
               << config_file << (config_file.empty() ? "" : "')") << "\n";
     return kExitUsage;
   }
-  mpiflow::StatusOr<mpiflow::TrainResult> r = mpiflow::Train(config, std::cerr);
+  // Several ranks: start the communicator (its thread initialises MPI).
+  mpiflow::Communicator* comm = nullptr;
+  if (mpiflow::LaunchedWithSeveralRanks() || config.strategy == "allreduce") {
+    if (!cl.timeline.empty() && cl.timeline.find("%r") == std::string::npos) {
+      cl.timeline += ".rank%r.json";
+    }
+    cl.collectives.timeline_path = cl.timeline;
+    mpiflow::StatusOr<mpiflow::Communicator*> world = mpiflow::WorldCommunicator(cl.collectives);
+    if (!world.ok()) {
+      std::cerr << "mpiflow-train: " << world.status().message() << "\n";
+      return world.status().code() == mpiflow::Code::kInvalidArgument ? kExitUsage : kExitFailed;
+    }
+    comm = *world;
+  }
+  std::unique_ptr<mpiflow::Timeline> local_timeline;
+  mpiflow::Timeline* timeline = comm ? comm->timeline() : nullptr;
+  if (!comm && !cl.timeline.empty()) {
+    std::string path = cl.timeline;
+    const size_t at = path.find("%r");
+    if (at != std::string::npos) path.replace(at, 2, "0");
+    local_timeline = std::make_unique<mpiflow::Timeline>(path, 0);
+    timeline = local_timeline.get();
+  }
+  const int rank = comm ? comm->rank() : 0;
+  mpiflow::StatusOr<mpiflow::TrainResult> r = mpiflow::Train(config, std::cerr, comm, timeline);
   if (!r.ok()) {
-    std::cerr << "mpiflow-train: error: " << r.status() << "\n";
+    const std::string prefix = comm && comm->size() > 1
+                                   ? mpiflow::StrCat("mpiflow-train: rank ", rank, ": error: ")
+                                   : std::string("mpiflow-train: error: ");
+    if (comm && comm->size() > 1 && r.status().code() != mpiflow::Code::kAborted) {
+      // This rank's own failure: the others would wait for it forever, so end the job.
+      comm->Abort(kExitFailed, prefix + r.status().ToString());
+    }
+    std::cerr << prefix << r.status() << "\n";
     return kExitFailed;
   }
+  if (timeline) {
+    mpiflow::Status w = timeline->Write();
+    if (!w.ok()) std::cerr << "mpiflow-train: " << w.message() << "\n";
+    if (comm && comm->size() > 1) {
+      (void)comm->Barrier()->Wait();
+      if (rank == 0) {
+        std::vector<std::string> files;
+        for (int q = 0; q < comm->size(); ++q) {
+          std::string f = cl.timeline;
+          f.replace(f.find("%r"), 2, std::to_string(q));
+          files.push_back(f);
+        }
+        std::string merged = cl.timeline;
+        merged.replace(merged.find("%r"), 2, "all");
+        w = mpiflow::MergeTimelines(files, merged);
+        std::cerr << "mpiflow-train: "
+                  << (w.ok() ? "timeline of all ranks in '" + merged + "'" : w.message()) << "\n";
+      }
+    }
+  }
+  if (rank != 0) return 0;
   std::printf(
       "summary: model=%s epochs=%lld steps=%lld test_accuracy=%.4f samples_per_sec=%.1f "
-      "peak_rss_mib=%.0f\n",
+      "peak_rss_mib=%.0f ranks=%d\n",
       config.model.c_str(), static_cast<long long>(r->epochs), static_cast<long long>(r->steps),
-      r->test_accuracy, r->samples_per_sec, r->peak_rss_mib);
+      r->test_accuracy, r->samples_per_sec, r->peak_rss_mib, r->ranks);
   return 0;
 }

@@ -1,7 +1,9 @@
-// Train: the single-process training loop. Builds the graph once, runs one Session step per
-// batch, evaluates per epoch, writes metrics.jsonl. Not option parsing, not distribution.
+// Train: the training loop. Builds the graph once, runs one Session step per batch, evaluates
+// per epoch, writes metrics.jsonl; under several ranks each rank trains on its shard and the
+// gradient buckets are allreduced inside the step. Not option parsing, not the collectives.
 #include "mpiflow/trainer.h"
 
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -12,12 +14,17 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <thread>
 
+#include "mpiflow/communicator.h"
 #include "mpiflow/data.h"
+#include "mpiflow/distributed.h"
+#include "mpiflow/gradients.h"
 #include "mpiflow/graph_io.h"
 #include "mpiflow/models.h"
 #include "mpiflow/ops.h"
 #include "mpiflow/session.h"
+#include "mpiflow/timeline.h"
 
 namespace mpiflow {
 
@@ -53,14 +60,62 @@ Status ValidateTrainConfig(const TrainConfig& c) {
     return InvalidArgument("--decay-steps must be >= 0 (0: the whole run), got ",
                            c.optimizer.lr.decay_steps);
   }
+  if (c.strategy != "auto" && c.strategy != "allreduce" && c.strategy != "none") {
+    return InvalidArgument("--strategy must be auto, allreduce or none, got '", c.strategy, "'");
+  }
+  if (!(c.bucket_mb > 0)) return InvalidArgument("--bucket-mb must be positive, got ", c.bucket_mb);
+  MPIFLOW_RETURN_IF_ERROR(ParseAllreduceAlgorithm(c.allreduce).status());
   OptimizerOptions o = c.optimizer;
   if (o.lr.decay_steps == 0) o.lr.decay_steps = 1;  // resolved to the run's length in Train
   return ValidateOptimizerOptions(o);
 }
 
+std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainConfig& c) {
+  const OptimizerOptions& o = c.optimizer;
+  return {{"model", c.model},
+          {"dataset", c.dataset},
+          {"synthetic-train", StrCat(c.synthetic_train)},
+          {"synthetic-test", StrCat(c.synthetic_test)},
+          {"epochs", StrCat(c.epochs)},
+          {"batch-size", StrCat(c.batch_size)},
+          {"max-steps", StrCat(c.max_steps)},
+          {"eval", c.eval ? "true" : "false"},
+          {"seed", StrCat(c.seed)},
+          {"optimizer", o.name},
+          {"lr", StrCat(o.lr.base)},
+          {"lr-schedule", o.lr.kind},
+          {"warmup-steps", StrCat(o.lr.warmup_steps)},
+          {"decay-steps", StrCat(o.lr.decay_steps)},
+          {"decay-rate", StrCat(o.lr.decay_rate)},
+          {"momentum", StrCat(o.momentum, "/", o.nesterov, "/", o.rho, "/", o.rmsprop_momentum)},
+          {"adam", StrCat(o.beta1, "/", o.beta2, "/", o.epsilon)},
+          {"strategy", c.strategy},
+          {"bucket-mb", StrCat(c.bucket_mb)},
+          {"allreduce", c.allreduce}};
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Test hooks for the failure tests, read from the environment: MPIFLOW_TEST_KILL="rank:step"
+// raises SIGKILL on that rank before that step; MPIFLOW_TEST_SLEEP="rank:step:seconds" sleeps.
+void TestHooks(int rank, int64_t step) {
+  static const char* kill_spec = std::getenv("MPIFLOW_TEST_KILL");
+  static const char* sleep_spec = std::getenv("MPIFLOW_TEST_SLEEP");
+  long long r = -1, st = -1;
+  double seconds = 0;
+  if (kill_spec && std::sscanf(kill_spec, "%lld:%lld", &r, &st) == 2 && r == rank && st == step) {
+    std::fprintf(stderr, "mpiflow: rank %d: MPIFLOW_TEST_KILL: raising SIGKILL at step %lld\n",
+                 rank, st);
+    std::fflush(stderr);
+    raise(SIGKILL);
+  }
+  if (sleep_spec && std::sscanf(sleep_spec, "%lld:%lld:%lf", &r, &st, &seconds) == 3 && r == rank &&
+      st == step) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  }
+}
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -92,12 +147,17 @@ Status MakeDirs(const std::string& path) {
   return Status::OK();
 }
 
+// Test accuracy; with a communicator each rank evaluates its shard and the counts are summed.
 StatusOr<double> Evaluate(Session& session, const Model& m, const ImageDataset& test,
-                          int64_t batch_size) {
+                          int64_t batch_size, Communicator* comm) {
   BatchStreamOptions o;
   o.batch_size = batch_size;
   o.shuffle = false;
   o.prefetch = 0;
+  if (comm) {
+    o.num_shards = comm->size();
+    o.shard_index = comm->rank();
+  }
   BatchStream stream(&test, o);
   Batch b;
   double correct = 0;
@@ -105,15 +165,32 @@ StatusOr<double> Evaluate(Session& session, const Model& m, const ImageDataset& 
   while (stream.Next(&b)) {
     MPIFLOW_RETURN_IF_ERROR(
         session.Run({{m.images, b.images}, {m.labels, b.labels}}, {m.correct}, {}, &out));
-    correct += *out[0].data<float>();
+    if (b.examples > 0) correct += *out[0].data<float>();
+  }
+  if (comm) {
+    Tensor t = Tensor::Scalar<double>(correct);
+    MPIFLOW_RETURN_IF_ERROR(comm->Allreduce(t, {})->Wait());
+    correct = *t.data<double>();
   }
   return correct / static_cast<double>(test.count);
 }
 
 }  // namespace
 
-StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
+StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Communicator* world,
+                            Timeline* timeline) {
   MPIFLOW_RETURN_IF_ERROR(ValidateTrainConfig(cfg));
+  if (world && world->size() > 1 && cfg.strategy == "none") {
+    return InvalidArgument("--strategy none under ", world->size(), " ranks would train ",
+                           world->size(),
+                           " separate copies of the model: use --strategy allreduce, or run one "
+                           "rank");
+  }
+  // comm: set when training data-parallel over more than one rank.
+  Communicator* comm = world && world->size() > 1 ? world : nullptr;
+  const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
+  std::ostream null_log(nullptr);
+  std::ostream& log = rank == 0 ? out_log : null_log;
   ImageDataset train, test;
   if (cfg.dataset == "synthetic") {
     train = SyntheticDataset(cfg.synthetic_train, 10, static_cast<uint64_t>(cfg.seed));
@@ -131,7 +208,8 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
                            train.rows, "x", train.cols);
   }
 
-  const int64_t per_epoch = (train.count + cfg.batch_size - 1) / cfg.batch_size;
+  const int64_t global_batch = cfg.batch_size * ranks;
+  const int64_t per_epoch = (train.count + global_batch - 1) / global_batch;
   int64_t total_steps = per_epoch * cfg.epochs;
   if (cfg.max_steps >= 0) total_steps = std::min(total_steps, cfg.max_steps);
   OptimizerOptions optimizer = cfg.optimizer;
@@ -143,13 +221,31 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
   StatusOr<Model> model = BuildModel(root, cfg.model, cfg.seed, train.num_classes);
   if (!model.ok()) return model.status();
   const Model& m = *model;
-  StatusOr<TrainOp> train_op = Minimize(root, m.loss, optimizer);
+  std::vector<Output> vars;
+  for (const VariableInfo& v : root.graph()->variables()) {
+    if (v.trainable) vars.push_back(Output(v.variable));
+  }
+  std::vector<Output> grads;
+  MPIFLOW_RETURN_IF_ERROR(AddGradients(root, {m.loss}, vars, {}, &grads));
+  GradientSync sync;  // with comm
+  if (comm) {
+    GradientSyncOptions so;
+    so.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(cfg.bucket_mb * (1 << 20)));
+    so.algorithm = cfg.allreduce;
+    StatusOr<GradientSync> added = AddGradientSync(root, m.loss, grads, vars, so);
+    if (!added.ok()) return added.status();
+    sync = std::move(*added);
+    grads = sync.gradients;
+  }
+  StatusOr<TrainOp> train_op = ApplyGradients(root, grads, vars, optimizer);
   if (!train_op.ok()) return train_op.status();
   Node* init = ops::InitOp(root);
   MPIFLOW_RETURN_IF_ERROR(root.status());
+  if (comm)
+    MPIFLOW_RETURN_IF_ERROR(CheckSameOnAllRanks(comm, *root.graph(), ConsistencyItems(cfg)));
 
   std::unique_ptr<std::ofstream> metrics;
-  if (!cfg.output_dir.empty()) {
+  if (!cfg.output_dir.empty() && rank == 0) {
     MPIFLOW_RETURN_IF_ERROR(MakeDirs(cfg.output_dir));
     MPIFLOW_RETURN_IF_ERROR(SaveGraph(*root.graph(), cfg.output_dir + "/graph.mpg"));
     metrics = std::make_unique<std::ofstream>(cfg.output_dir + "/metrics.jsonl");
@@ -162,6 +258,8 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
   SessionOptions so;
   so.intra_op_threads = cfg.threads;
   so.inter_op_threads = cfg.inter_op_threads;
+  so.communicator = comm;
+  so.timeline = timeline;
   Session session(root.graph(), so);
   MPIFLOW_RETURN_IF_ERROR(session.RunTargets({init}));
 
@@ -170,6 +268,8 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
   bo.seed = static_cast<uint64_t>(cfg.seed);
   bo.num_epochs = cfg.epochs;
   bo.prefetch = cfg.prefetch;
+  bo.num_shards = ranks;
+  bo.shard_index = rank;
   BatchStream stream(&train, bo);
   MPIFLOW_CHECK(stream.batches_per_epoch() == per_epoch);
 
@@ -179,7 +279,15 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
       << " (" << optimizer.lr.kind
       << (optimizer.lr.kind == "constant" ? ""
                                           : StrCat(" over ", optimizer.lr.decay_steps, " steps"))
-      << "), " << cfg.threads << " thread(s)\n";
+      << "), " << cfg.threads << " thread(s)";
+  if (comm) {
+    int64_t grad_bytes = 0;
+    for (const Output& g : grads) grad_bytes += g.shape().num_elements() * DTypeSize(g.dtype());
+    log << "\nmpiflow: data parallel over " << ranks << " ranks (global batch " << global_batch
+        << "): " << grad_bytes / 1024 << " KiB of gradients in " << sync.buckets.size()
+        << " bucket(s) of <= " << cfg.bucket_mb << " MiB, allreduce " << cfg.allreduce;
+  }
+  log << "\n";
 
   TrainResult r;
   r.train_flops_per_example = m.train_flops_per_example;
@@ -193,23 +301,41 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
   double eval_seconds = 0;
   RunStats stats;
   std::map<std::string, std::pair<double, int64_t>> op_seconds;  // op -> (seconds, kernel runs)
+  std::vector<Session::Feed> feeds;
   while (r.steps < total_steps && stream.Next(&b)) {
+    TestHooks(rank, r.steps + 1);
     const auto t0 = Clock::now();
     stats.collect_node_times = cfg.profile && r.steps >= kWarmupSteps;
-    MPIFLOW_RETURN_IF_ERROR(session.Run({{m.images, b.images}, {m.labels, b.labels}}, {m.loss},
-                                        {train_op->train}, &out, &stats));
+    feeds = {{m.images, b.images}, {m.labels, b.labels}};
+    if (comm) {
+      feeds.push_back({sync.scale, Tensor::Scalar<float>(static_cast<float>(b.examples) /
+                                                         static_cast<float>(b.global_examples))});
+      feeds.push_back({sync.examples, Tensor::Scalar<float>(static_cast<float>(b.examples))});
+      feeds.push_back({sync.stop, Tensor::Scalar<float>(0.0f)});
+    }
+    Status run =
+        session.Run(feeds, {comm ? sync.agreement : m.loss}, {train_op->train}, &out, &stats);
+    if (!run.ok()) {
+      return Status(run.code(),
+                    StrCat("at step ", r.steps + 1, " (epoch ", b.epoch + 1, "): ", run.message(),
+                           run.code() == Code::kAborted ? "; lower the learning rate (--lr)" : ""));
+    }
     for (const RunStats::NodeTime& t : stats.node_times) {
       auto& entry = op_seconds[t.node->op()];
       entry.first += t.seconds;
       ++entry.second;
     }
+    const int64_t n = b.global_examples;
+    // With comm every rank has the same agreement (loss sum, examples, stop votes), so every
+    // rank takes the same decisions below.
+    const float* agreed = out[0].data<float>();
+    r.final_loss = comm ? agreed[0] / std::max(agreed[1], 1.0f) : agreed[0];
     const double dt = Seconds(Clock::now() - t0);
-    const int64_t n = b.images.shape().dim(0);
-    r.final_loss = *out[0].data<float>();
     if (!std::isfinite(r.final_loss)) {
       return Status(Code::kAborted,
-                    StrCat("the loss became ", r.final_loss, " at step ", r.steps + 1, " (epoch ",
-                           b.epoch + 1, "): lower the learning rate (--lr)"));
+                    StrCat("the loss is NaN or Inf (", r.final_loss, comm ? ", on some rank" : "",
+                           ") at step ", r.steps + 1, " (epoch ", b.epoch + 1,
+                           "): lower the learning rate (--lr)"));
     }
     ++r.steps;
     if (r.steps > kWarmupSteps) {
@@ -221,7 +347,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
     const bool epoch_end = b.index == per_epoch - 1 || r.steps == total_steps;
     if (r.steps % cfg.log_every == 0 || epoch_end) {
       const double rate = window_samples / std::max(window_seconds, 1e-9);
-      const double eta = (total_steps - r.steps) * cfg.batch_size / std::max(rate, 1e-9);
+      const double eta = (total_steps - r.steps) * global_batch / std::max(rate, 1e-9);
       char line[256];
       std::snprintf(line, sizeof(line),
                     "step %lld/%lld  epoch %lld/%lld  loss %.4f  %.1f samples/s  ETA %s\n",
@@ -241,7 +367,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
       r.epochs = b.epoch + 1;
       if (cfg.eval) {
         const auto e0 = Clock::now();
-        StatusOr<double> acc = Evaluate(session, m, test, cfg.eval_batch_size);
+        StatusOr<double> acc = Evaluate(session, m, test, cfg.eval_batch_size, comm);
         if (!acc.ok()) return acc.status();
         const double es = Seconds(Clock::now() - e0);
         eval_seconds += es;
@@ -282,6 +408,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& log) {
   r.train_seconds = Seconds(Clock::now() - train_start) - eval_seconds;
   r.samples_per_sec = timed_seconds > 0 ? timed_samples / timed_seconds : 0;
   r.peak_rss_mib = PeakRssMiB();
+  r.ranks = ranks;
   for (const VariableInfo& v : root.graph()->variables()) {
     StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
     if (!t.ok()) return t.status();

@@ -1,0 +1,58 @@
+// Synchronous data parallelism over a Communicator: gradient buckets whose allreduce overlaps
+// the backward pass, the start-up check that every rank runs the same graph and options, and
+// the per-step agreement (loss, stop, NaN) every rank acts on together.
+// Not the training loop (trainer.h) and not the collectives (communicator.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mpiflow/communicator.h"
+#include "mpiflow/graph.h"
+
+namespace mpiflow {
+
+struct GradientSyncOptions {
+  // A bucket closes once it holds this many bytes (the gradient that crosses it included).
+  // Measured in the README: small models want small buckets, so the first allreduce starts
+  // early in the backward pass.
+  int64_t bucket_bytes = 1 << 20;
+  std::string algorithm = "auto";  // per bucket: auto (the rule list), native, ring, hd, rd
+};
+
+struct GradientSync {
+  std::vector<Output> gradients;  // averaged over ranks, in the order of the gradients given
+  // Feed a float32 scalar every step: this rank's examples / the global batch's examples. The
+  // buckets sum scale * gradient, which is the mean gradient over the global batch even when
+  // ranks hold different numbers of examples (and 0 for a rank that holds none).
+  Output scale;
+  // Feed float32 scalars every step: this rank's example count, and 1 to ask every rank to
+  // stop after this step (0 otherwise).
+  Output examples, stop;
+  // Fetch: float32 (3) summed over ranks: loss * examples, examples, stop votes. Allreduced as
+  // the first bucket, started as soon as the loss exists, so it rides along with the backward
+  // pass instead of costing a round trip of its own. A NaN or Inf loss on any rank makes the
+  // first value NaN or Inf on every rank.
+  Output agreement;
+  std::vector<std::vector<int>> buckets;  // indices into gradients, in the order they start
+};
+
+// Packs gradients into buckets in the order their producing nodes were added to the graph
+// (identical on every rank, roughly the order the backward pass produces them), and adds an
+// AllreduceStart per bucket, each ordered after the previous one (the first being the step
+// agreement on `loss`), and one AllreduceWait per gradient. Gradients of one bucket share a
+// dtype. Run the graph in a Session whose SessionOptions::communicator is set.
+StatusOr<GradientSync> AddGradientSync(const Scope& s, Output loss,
+                                       const std::vector<Output>& gradients,
+                                       const std::vector<Output>& variables,
+                                       const GradientSyncOptions& options);
+
+// Every rank compares the graph's fingerprint and each (name, value) option with every other
+// rank's. A difference is an error on every rank naming the first differing node or option and
+// what the ranks hold; nobody is left waiting in a collective.
+Status CheckSameOnAllRanks(Communicator* comm, const Graph& graph,
+                           const std::vector<std::pair<std::string, std::string>>& options);
+
+}  // namespace mpiflow

@@ -1,0 +1,134 @@
+// CPU kernels of AllreduceStart and AllreduceWait. Start packs scale * gradients into the output
+// buffer and hands it to the communicator (which reduces it in place on its own thread); Wait
+// blocks on that Work, then copies its slice out while checking it is finite. The Work passes
+// from Start to Wait through the Session's CollectiveState, keyed by bucket name.
+#include <chrono>
+#include <cstring>
+
+#include "kernels/cpu/cpu_util.h"
+#include "mpiflow/communicator.h"
+#include "mpiflow/timeline.h"
+
+namespace mpiflow {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+template <typename T>
+class AllreduceStartKernel : public OpKernel {
+ public:
+  explicit AllreduceStartKernel(const KernelInitContext& c)
+      : OpKernel(c.node), state_(c.collectives), bucket_(c.node.attr<std::string>("bucket")) {
+    StatusOr<AllreduceAlgorithm> a = ParseAllreduceAlgorithm(c.node.attr<std::string>("algorithm"));
+    algorithm_status_ = a.status();
+    if (a.ok()) algorithm_ = *a;
+  }
+
+  Status Compute(KernelContext* ctx) override {
+    if (!state_) {
+      return ctx->Error("needs a Session with a communicator (SessionOptions::communicator)");
+    }
+    MPIFLOW_RETURN_IF_ERROR(algorithm_status_);
+    const auto t0 = Clock::now();
+    const T scale = *ctx->input(0).data<T>();
+    int64_t total = 0;
+    for (int i = 1; i < ctx->num_inputs(); ++i) total += ctx->input(i).num_elements();
+    Tensor* packed = ctx->allocate_output(0, Shape{total});  // (total) scale * grads, in order
+    T* out = packed->data<T>();
+    for (int i = 1; i < ctx->num_inputs(); ++i) {
+      const Tensor& g = ctx->input(i);
+      const T* in = g.data<T>();
+      const int64_t n = g.num_elements();
+      if (scale == T(1)) {
+        std::memcpy(out, in, n * sizeof(T));
+      } else {
+        for (int64_t k = 0; k < n; ++k) out[k] = in[k] * scale;
+      }
+      out += n;
+    }
+    Communicator* comm = state_->communicator();
+    AllreduceOptions o;
+    o.op = ReduceOp::kSum;
+    o.algorithm = algorithm_;
+    o.name = StrCat(bucket_, " (run ", ctx->step(), ")");
+    state_->Put(bucket_, comm->Allreduce(*packed, o));
+    if (Timeline* tl = comm->timeline()) {
+      tl->Add("pack " + bucket_, "bucket", t0, Clock::now(), Timeline::kCompute,
+              StrCat("\"bytes\":", packed->bytes(), ",\"gradients\":", ctx->num_inputs() - 1));
+    }
+    return Status::OK();
+  }
+
+ private:
+  CollectiveState* state_;
+  std::string bucket_;
+  AllreduceAlgorithm algorithm_ = AllreduceAlgorithm::kAuto;
+  Status algorithm_status_;
+};
+
+template <typename T>
+class AllreduceWaitKernel : public OpKernel {
+ public:
+  explicit AllreduceWaitKernel(const KernelInitContext& c)
+      : OpKernel(c.node),
+        state_(c.collectives),
+        bucket_(c.node.attr<std::string>("bucket")),
+        variable_(c.node.attr<std::string>("variable")),
+        offset_(c.node.attr<int64_t>("offset")) {}
+
+  Status Compute(KernelContext* ctx) override {
+    if (!state_) {
+      return ctx->Error("needs a Session with a communicator (SessionOptions::communicator)");
+    }
+    std::shared_ptr<Work> work = state_->Get(bucket_);
+    if (!work)
+      return Internal("AllreduceWait '", node_.name(), "': bucket '", bucket_, "' never started");
+    const auto t0 = Clock::now();
+    const bool was_done = work->Completed();
+    Status s = work->Wait();
+    if (Timeline* tl = state_->communicator()->timeline()) {
+      if (!was_done) tl->Add("wait " + bucket_, "wait", t0, Clock::now(), Timeline::kCompute);
+    }
+    if (!s.ok()) {
+      return Status(s.code(), StrCat("allreduce of ", bucket_, " (gradient of '", variable_,
+                                     "') failed: ", s.message()));
+    }
+    const Tensor& grad = ctx->input(1);
+    Tensor* out = ctx->allocate_output(0, grad.shape());
+    const T* in = ctx->input(0).data<T>() + offset_;
+    T* o = out->data<T>();
+    const int64_t n = grad.num_elements();
+    if (variable_.empty()) {  // not a gradient: the caller checks it
+      std::memcpy(o, in, n * sizeof(T));
+      return Status::OK();
+    }
+    T poison = 0;  // v * 0 is 0 for finite v and NaN for NaN or Inf
+    for (int64_t k = 0; k < n; ++k) {
+      o[k] = in[k];
+      poison += in[k] * T(0);
+    }
+    if (poison != poison) {
+      return Status(Code::kAborted,
+                    StrCat("the averaged gradient of '", variable_,
+                           "' holds NaN or Inf (it is the allreduced value, so every rank stops "
+                           "here together)"));
+    }
+    return Status::OK();
+  }
+
+ private:
+  CollectiveState* state_;
+  std::string bucket_, variable_;
+  int64_t offset_;
+};
+
+}  // namespace
+
+void RegisterCollectiveKernels(KernelRegistry& r) {
+  RegisterKernel<AllreduceStartKernel<float>>(r, "AllreduceStart", kCpu, DType::kFloat32);
+  RegisterKernel<AllreduceStartKernel<double>>(r, "AllreduceStart", kCpu, DType::kFloat64);
+  RegisterKernel<AllreduceWaitKernel<float>>(r, "AllreduceWait", kCpu, DType::kFloat32);
+  RegisterKernel<AllreduceWaitKernel<double>>(r, "AllreduceWait", kCpu, DType::kFloat64);
+}
+
+}  // namespace mpiflow

@@ -1,0 +1,247 @@
+// Synchronous data parallelism: bucketing gradients into AllreduceStart/AllreduceWait ops, the
+// start-up consistency check, and the per-step agreement. Not the training loop (trainer.cc).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "mpiflow/distributed.h"
+#include "mpiflow/ops.h"
+
+namespace mpiflow {
+
+StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
+                                       const std::vector<Output>& gradients,
+                                       const std::vector<Output>& variables,
+                                       const GradientSyncOptions& o) {
+  MPIFLOW_RETURN_IF_ERROR(scope.status());
+  if (gradients.size() != variables.size()) {
+    return InvalidArgument("AddGradientSync: ", gradients.size(), " gradients for ",
+                           variables.size(), " variables");
+  }
+  if (o.bucket_bytes <= 0) {
+    return InvalidArgument("the gradient bucket size must be positive, got ", o.bucket_bytes,
+                           " bytes");
+  }
+  MPIFLOW_RETURN_IF_ERROR(ParseAllreduceAlgorithm(o.algorithm).status());
+  for (size_t i = 0; i < gradients.size(); ++i) {
+    if (!gradients[i].valid()) {
+      return InvalidArgument("AddGradientSync: variable '", variables[i].name(),
+                             "' has no gradient (the loss does not depend on it)");
+    }
+    if (!IsFloating(gradients[i].dtype()) || gradients[i].dtype() == DType::kFloat16) {
+      return InvalidArgument("AddGradientSync: the gradient of '", variables[i].name(), "' is ",
+                             DTypeName(gradients[i].dtype()), "; buckets hold float32 or float64");
+    }
+  }
+  const Scope s = scope.NewSubScope("gradient_sync");
+  GradientSync sync;
+  sync.scale = ops::Placeholder(s.WithOpName("scale"), DType::kFloat32, Shape{});
+  sync.gradients.resize(gradients.size());
+
+  // Production order: by the id of the node that produces each gradient.
+  std::vector<int> order(gradients.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return gradients[a].node->id() < gradients[b].node->id(); });
+  std::vector<int> current;
+  int64_t current_bytes = 0;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const int i = order[k];
+    if (!current.empty() && gradients[i].dtype() != gradients[current[0]].dtype()) {
+      sync.buckets.push_back(current);
+      current.clear();
+      current_bytes = 0;
+    }
+    current.push_back(i);
+    current_bytes +=
+        gradients[i].shape().num_elements() * static_cast<int64_t>(DTypeSize(gradients[i].dtype()));
+    if (current_bytes >= o.bucket_bytes) {
+      sync.buckets.push_back(current);
+      current.clear();
+      current_bytes = 0;
+    }
+  }
+  if (!current.empty()) sync.buckets.push_back(current);
+
+  // The step agreement goes first: (loss * examples, examples, stop), unscaled.
+  if (!loss.valid() || loss.dtype() != DType::kFloat32 || loss.shape().rank() != 0) {
+    return InvalidArgument("AddGradientSync: the loss must be a float32 scalar");
+  }
+  const Scope as = s.NewSubScope("agreement");
+  sync.examples = ops::Placeholder(as.WithOpName("examples"), DType::kFloat32, Shape{});
+  sync.stop = ops::Placeholder(as.WithOpName("stop"), DType::kFloat32, Shape{});
+  Output votes =
+      ops::Concat(as,
+                  {ops::Reshape(as, ops::Mul(as, loss, sync.examples), {1}),
+                   ops::Reshape(as, sync.examples, {1}), ops::Reshape(as, sync.stop, {1})},
+                  0);
+  Output one = ops::Const(as, Tensor::Scalar<float>(1.0f));
+  Output agreed = ops::AllreduceStart(as, one, {votes}, "step agreement", "auto");
+  MPIFLOW_RETURN_IF_ERROR(s.status());
+  sync.agreement =
+      ops::AllreduceWait(as.WithOpName("agreed"), agreed, votes, 0, "step agreement", "");
+  Node* previous_start = agreed.node;
+  for (size_t b = 0; b < sync.buckets.size(); ++b) {
+    const std::vector<int>& bucket = sync.buckets[b];
+    const std::string name = StrCat("bucket ", b, "/", sync.buckets.size());
+    std::vector<Output> grads;
+    for (int i : bucket) grads.push_back(gradients[i]);
+    Output scale = sync.scale;
+    if (grads[0].dtype() != DType::kFloat32) scale = ops::Cast(s, scale, grads[0].dtype());
+    // Each start after the previous one: the same collective order on every rank, under any
+    // executor.
+    Scope bs = s.NewSubScope(StrCat("bucket_", b));
+    Output packed = ops::AllreduceStart(bs.WithControlDependencies({previous_start}), scale, grads,
+                                        name, o.algorithm);
+    MPIFLOW_RETURN_IF_ERROR(s.status());
+    previous_start = packed.node;
+    int64_t offset = 0;
+    for (int i : bucket) {
+      sync.gradients[i] =
+          ops::AllreduceWait(bs, packed, gradients[i], offset, name, variables[i].node->name());
+      offset += gradients[i].shape().num_elements();
+    }
+  }
+  MPIFLOW_RETURN_IF_ERROR(s.status());
+  return sync;
+}
+
+namespace {
+
+uint64_t Hash(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string Describe(const Node& n) {
+  std::string d = StrCat("'", n.name(), "' = ", n.op(), "(");
+  for (int i = 0; i < n.num_inputs(); ++i) d += StrCat(i ? ", " : "", n.input(i).name());
+  d += ")";
+  for (const auto& [k, v] : n.attrs()) d += StrCat(" ", k, "=", EncodeAttr(v));
+  if (!n.device().empty()) d += " on " + n.device();
+  return d;
+}
+
+// Every rank's int64 values (k per rank), rank-major.
+StatusOr<std::vector<int64_t>> AllgatherInts(Communicator* comm, const std::vector<int64_t>& v) {
+  Tensor in = Tensor::FromVector<int64_t>(Shape{static_cast<int64_t>(v.size())}, v);
+  Tensor out(DType::kInt64, Shape{static_cast<int64_t>(v.size()) * comm->size()});
+  MPIFLOW_RETURN_IF_ERROR(comm->Allgather(in, out)->Wait());
+  return out.ToVector<int64_t>();
+}
+
+// Every rank's string.
+StatusOr<std::vector<std::string>> AllgatherStrings(Communicator* comm, const std::string& s) {
+  StatusOr<std::vector<int64_t>> lens = AllgatherInts(comm, {static_cast<int64_t>(s.size())});
+  if (!lens.ok()) return lens.status();
+  const int64_t max_len = *std::max_element(lens->begin(), lens->end());
+  const int64_t words = (max_len + 3) / 4;
+  Tensor in(DType::kInt32, Shape{words});
+  in.FillZero();
+  if (!s.empty()) std::memcpy(in.raw(), s.data(), s.size());
+  Tensor out(DType::kInt32, Shape{words * comm->size()});
+  MPIFLOW_RETURN_IF_ERROR(comm->Allgather(in, out)->Wait());
+  std::vector<std::string> all;
+  for (int r = 0; r < comm->size(); ++r) {
+    all.emplace_back(reinterpret_cast<const char*>(out.data<int32_t>() + r * words), (*lens)[r]);
+  }
+  return all;
+}
+
+// "rank 0: X; ranks 1, 3: Y" (at most 4 groups shown).
+std::string Groups(const std::vector<std::string>& values) {
+  std::map<std::string, std::vector<int>> by_value;
+  std::vector<std::string> first_seen;
+  for (size_t r = 0; r < values.size(); ++r) {
+    if (!by_value.count(values[r])) first_seen.push_back(values[r]);
+    by_value[values[r]].push_back(static_cast<int>(r));
+  }
+  std::string out;
+  for (size_t g = 0; g < first_seen.size() && g < 4; ++g) {
+    const std::vector<int>& ranks = by_value[first_seen[g]];
+    std::string list;
+    for (size_t i = 0; i < ranks.size() && i < 8; ++i) list += StrCat(i ? ", " : "", ranks[i]);
+    if (ranks.size() > 8) list += ", ...";
+    out += StrCat(g ? "; " : "", ranks.size() > 1 ? "ranks " : "rank ", list, ": ",
+                  first_seen[g].empty() ? "(nothing)" : first_seen[g]);
+  }
+  return out;
+}
+
+Status GraphDifference(Communicator* comm, const Graph& g) {
+  const int64_t n = g.num_nodes();
+  StatusOr<std::vector<int64_t>> counts = AllgatherInts(comm, {n});
+  if (!counts.ok()) return counts.status();
+  const int64_t common = *std::min_element(counts->begin(), counts->end());
+  std::vector<int64_t> hashes(common);
+  for (int64_t i = 0; i < common; ++i) {
+    hashes[i] = static_cast<int64_t>(Hash(Describe(*g.node(static_cast<int>(i)))));
+  }
+  StatusOr<std::vector<int64_t>> all = AllgatherInts(comm, hashes);
+  if (!all.ok()) return all.status();
+  int64_t first = common;  // the first node index where some rank differs
+  for (int64_t i = 0; i < common && first == common; ++i) {
+    for (int r = 1; r < comm->size(); ++r) {
+      if ((*all)[r * common + i] != (*all)[i]) {
+        first = i;
+        break;
+      }
+    }
+  }
+  const std::string mine = first < n ? Describe(*g.node(static_cast<int>(first))) : "";
+  StatusOr<std::vector<std::string>> descs = AllgatherStrings(comm, mine);
+  if (!descs.ok()) return descs.status();
+  std::vector<std::string> count_text;
+  for (int64_t c : *counts) count_text.push_back(StrCat(c, " nodes"));
+  return Status(Code::kAborted,
+                StrCat("the ranks built different graphs (", Groups(count_text),
+                       "); the first difference is node #", first, ": ", Groups(*descs),
+                       ". Every rank must run the same model and options: check the command "
+                       "line and job file each rank was given"));
+}
+
+}  // namespace
+
+Status CheckSameOnAllRanks(Communicator* comm, const Graph& graph,
+                           const std::vector<std::pair<std::string, std::string>>& options) {
+  if (comm->size() == 1) return Status::OK();
+  std::vector<int64_t> hashes = {static_cast<int64_t>(graph.Fingerprint())};
+  for (const auto& [k, v] : options) hashes.push_back(static_cast<int64_t>(Hash(k + "=" + v)));
+  StatusOr<std::vector<int64_t>> sizes = AllgatherInts(comm, {static_cast<int64_t>(hashes.size())});
+  if (!sizes.ok()) return sizes.status();
+  for (int r = 1; r < comm->size(); ++r) {
+    if ((*sizes)[r] != (*sizes)[0]) {
+      std::vector<std::string> text;
+      for (int64_t c : *sizes) text.push_back(StrCat(c, " checked options"));
+      return Status(Code::kAborted, StrCat("the ranks run different mpiflow builds (", Groups(text),
+                                           "): launch the same binary on every rank"));
+    }
+  }
+  const int64_t k = static_cast<int64_t>(hashes.size());
+  StatusOr<std::vector<int64_t>> all = AllgatherInts(comm, hashes);
+  if (!all.ok()) return all.status();
+  // Options first: a different option usually explains a different graph.
+  for (int64_t i = 1; i <= k; ++i) {
+    const int64_t item = i % k;  // 1..k-1, then 0 (the graph)
+    bool same = true;
+    for (int r = 1; r < comm->size(); ++r) same = same && (*all)[r * k + item] == (*all)[item];
+    if (same) continue;
+    if (item == 0) return GraphDifference(comm, graph);
+    const auto& [name, value] = options[item - 1];
+    StatusOr<std::vector<std::string>> values = AllgatherStrings(comm, value);
+    if (!values.ok()) return values.status();
+    return Status(
+        Code::kAborted,
+        StrCat("the ranks were given different values of option '", name, "' (", Groups(*values),
+               "). Every rank must run the same job: check the command line and job "
+               "file each rank was given"));
+  }
+  return Status::OK();
+}
+
+}  // namespace mpiflow

@@ -1,0 +1,75 @@
+// Collective ops for data-parallel gradient synchronisation: AllreduceStart packs a bucket of
+// gradients (times a per-step scale) into one buffer and starts its allreduce; AllreduceWait
+// waits for it and hands one gradient back. Definitions, shape functions and builders; the
+// kernels are in kernels/cpu/collective_kernels.cc, the bucketing in src/distributed/.
+#include "src/ops/op_util.h"
+
+namespace mpiflow {
+
+void RegisterCollectiveOps(OpRegistry& r) {
+  // inputs: scale (scalar), then the bucket's gradients, all of one float dtype.
+  // output: packed (sum of gradient elements) in that dtype.
+  OpDef start = op_util::Def("AllreduceStart", {"scale_and_grads"}, [](InferenceContext& c) {
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
+    if (c.input_shape(0).rank() != 0) return c.Error("input 0 (the scale) must be a scalar");
+    std::string bucket;
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("bucket", &bucket));
+    int64_t total = 0;
+    for (int i = 1; i < c.num_inputs(); ++i) {
+      if (!c.input_shape(i).IsFullyDefined()) {
+        return c.Error("gradient ", i - 1, " has shape ", c.input_shape(i).ToString(),
+                       "; a bucket needs fully known shapes");
+      }
+      total += c.input_shape(i).num_elements();
+    }
+    c.set_output(0, c.input_dtype(0), Shape{total});
+    return Status::OK();
+  });
+  start.variadic = true;
+  start.min_inputs = 2;
+  start.outputs = {"packed"};
+  start.stateful = true;
+  start.differentiable = false;
+  start.schedule = -1;
+  r.Register(std::move(start));
+
+  // inputs: packed (from AllreduceStart), grad (this gradient, for its shape).
+  // output: packed[offset : offset + grad's elements], shaped like grad.
+  OpDef wait = op_util::Def("AllreduceWait", {"packed", "grad"}, [](InferenceContext& c) {
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 1));
+    int64_t offset = 0;
+    std::string bucket, variable;
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("offset", &offset));
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("bucket", &bucket));
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("variable", &variable));
+    const int64_t n = c.input_shape(1).num_elements();
+    if (c.input_shape(0).rank() != 1 || offset < 0 || offset + n > c.input_shape(0).dim(0)) {
+      return c.Error("slice [", offset, ", ", offset + n, ") is outside the packed buffer ",
+                     c.input_shape(0).ToString());
+    }
+    c.set_output(0, c.input_dtype(1), c.input_shape(1));
+    return Status::OK();
+  });
+  wait.stateful = true;
+  wait.differentiable = false;
+  wait.schedule = 1;
+  r.Register(std::move(wait));
+}
+
+namespace ops {
+
+Output AllreduceStart(const Scope& s, Output scale, const std::vector<Output>& grads,
+                      const std::string& bucket, const std::string& algorithm) {
+  std::vector<Output> inputs = {scale};
+  inputs.insert(inputs.end(), grads.begin(), grads.end());
+  return s.AddOp("AllreduceStart", inputs, {{"bucket", bucket}, {"algorithm", algorithm}});
+}
+
+Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,
+                     const std::string& bucket, const std::string& variable) {
+  return s.AddOp("AllreduceWait", {packed, grad},
+                 {{"offset", offset}, {"bucket", bucket}, {"variable", variable}});
+}
+
+}  // namespace ops
+}  // namespace mpiflow

@@ -1,0 +1,206 @@
+// Data-parallel training under mpiexec (CTest runs it with 1, 2 and 4 ranks): N ranks with
+// per-rank batch B end with the weights of one process with batch N*B on the same samples, the
+// same bits on every rank and on a rerun, uneven last batches included; mismatched graphs or
+// options are a clear error on every rank; a NaN gradient stops every rank at the same step.
+#include "mpiflow/distributed.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+#include "mpiflow/communicator.h"
+#include "mpiflow/models.h"
+#include "mpiflow/trainer.h"
+
+namespace mpiflow {
+namespace {
+
+Communicator* comm = nullptr;
+
+TrainConfig Base() {
+  TrainConfig c;
+  c.dataset = "synthetic";
+  c.synthetic_train = 640;
+  c.synthetic_test = 100;
+  c.epochs = 1;
+  c.batch_size = 16;
+  c.optimizer.name = "sgd";
+  c.optimizer.lr.base = 0.05;
+  c.log_every = 1000000;
+  c.prefetch = 0;
+  return c;
+}
+
+StatusOr<TrainResult> TrainWith(const TrainConfig& c, Communicator* with) {
+  std::ostringstream log;
+  return Train(c, log, with);
+}
+
+// The worst |a - b| / max|b| over the elements of one variable, worst over variables.
+double WorstRelativeDiff(const TrainResult& a, const TrainResult& b) {
+  double worst = 0;
+  EXPECT_EQ(a.variables.size(), b.variables.size());
+  for (size_t v = 0; v < a.variables.size() && v < b.variables.size(); ++v) {
+    EXPECT_EQ(a.variables[v].first, b.variables[v].first);
+    const Tensor& x = a.variables[v].second;
+    const Tensor& y = b.variables[v].second;
+    if (x.dtype() != DType::kFloat32) continue;
+    double diff = 0, scale = 0;
+    for (int64_t i = 0; i < x.num_elements(); ++i) {
+      diff = std::max(diff, std::fabs(double(x.data<float>()[i]) - y.data<float>()[i]));
+      scale = std::max(scale, std::fabs(double(y.data<float>()[i])));
+    }
+    worst = std::max(worst, scale > 0 ? diff / scale : diff);
+  }
+  return worst;
+}
+
+// A 64-bit hash of every variable's bytes, the same on every rank (checked by allgather).
+bool SameBitsOnEveryRank(const TrainResult& r) {
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& [name, t] : r.variables) {
+    const unsigned char* p = static_cast<const unsigned char*>(t.raw());
+    for (size_t i = 0; i < t.bytes(); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  }
+  Tensor mine = Tensor::FromVector<int64_t>(Shape{1}, {static_cast<int64_t>(h)});
+  Tensor all(DType::kInt64, Shape{comm->size()});
+  EXPECT_TRUE(comm->Allgather(mine, all)->Wait().ok());
+  for (int q = 0; q < comm->size(); ++q) {
+    if (all.data<int64_t>()[q] != all.data<int64_t>()[0]) return false;
+  }
+  return true;
+}
+
+void ExpectEquivalent(TrainConfig c, double tolerance) {
+  const int n = comm->size();
+  StatusOr<TrainResult> dist = TrainWith(c, comm);
+  ASSERT_TRUE(dist.ok()) << dist.status();
+  TrainConfig one = c;
+  one.batch_size = c.batch_size * n;
+  StatusOr<TrainResult> ref = TrainWith(one, nullptr);  // this process alone, the global batch
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_EQ(dist->steps, ref->steps);
+  EXPECT_EQ(dist->ranks, n);
+  EXPECT_LE(WorstRelativeDiff(*dist, *ref), tolerance) << n << " ranks, batch " << c.batch_size;
+  EXPECT_NEAR(dist->final_loss, ref->final_loss, 1e-5 * std::fabs(ref->final_loss));
+  EXPECT_NEAR(dist->test_accuracy, ref->test_accuracy, 1e-12);
+  EXPECT_TRUE(SameBitsOnEveryRank(*dist));
+}
+
+TEST(DataParallel, SameWeightsAsOneProcessWithTheGlobalBatch) {
+  TrainConfig c = Base();
+  c.max_steps = 12;
+  ExpectEquivalent(c, 1e-6);
+}
+
+TEST(DataParallel, MomentumAndSmallBucketsToo) {
+  TrainConfig c = Base();
+  c.max_steps = 10;
+  c.optimizer.name = "momentum";
+  c.bucket_mb = 0.01;  // a bucket per gradient or two
+  c.allreduce = "hd";
+  ExpectEquivalent(c, 1e-6);
+}
+
+// 100 examples in global batches of 16 * N: the last one is partial and split unevenly.
+TEST(DataParallel, UnevenLastBatch) {
+  TrainConfig c = Base();
+  c.synthetic_train = 100;
+  c.epochs = 2;
+  ExpectEquivalent(c, 1e-6);
+}
+
+// A last global batch smaller than the rank count: some ranks hold no example and take part
+// with weight 0.
+TEST(DataParallel, LastBatchSmallerThanTheRankCount) {
+  TrainConfig c = Base();
+  c.batch_size = 4;
+  c.synthetic_train = 4 * comm->size() + comm->size() / 2 + (comm->size() == 1 ? 1 : 0);
+  ExpectEquivalent(c, 1e-6);
+}
+
+TEST(DataParallel, RerunIsBitIdentical) {
+  TrainConfig c = Base();
+  c.max_steps = 8;
+  c.optimizer.name = "adam";
+  c.optimizer.lr.base = 0.001;
+  StatusOr<TrainResult> a = TrainWith(c, comm), b = TrainWith(c, comm);
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (size_t v = 0; v < a->variables.size(); ++v) {
+    EXPECT_TRUE(a->variables[v].second.BitEqual(b->variables[v].second)) << a->variables[v].first;
+  }
+}
+
+TEST(DataParallel, DifferentOptionIsAnErrorOnEveryRank) {
+  TrainConfig c = Base();
+  c.max_steps = 2;
+  if (comm->rank() == 1) c.optimizer.lr.base = 0.07;
+  StatusOr<TrainResult> r = TrainWith(c, comm);
+  if (comm->size() == 1) {  // nobody to disagree with
+    EXPECT_TRUE(r.ok()) << r.status();
+    return;
+  }
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kAborted);
+  const std::string msg = r.status().message();
+  EXPECT_NE(msg.find("the ranks were given different values of option 'lr' (rank"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find(": 0.05; rank 1: 0.07)"), std::string::npos) << msg;
+}
+
+TEST(DataParallel, DifferentGraphNamesTheFirstDifferentNode) {
+  Scope s = Scope::NewRootScope();
+  // Rank 1 builds the CNN, the others the MLP.
+  StatusOr<Model> m = BuildModel(s, comm->rank() == 1 ? "cnn" : "mlp", 1, 10);
+  ASSERT_TRUE(m.ok());
+  const Status st = CheckSameOnAllRanks(comm, *s.graph(), {{"x", "1"}});
+  if (comm->size() == 1) {
+    EXPECT_TRUE(st.ok()) << st;
+    return;
+  }
+  EXPECT_EQ(st.code(), Code::kAborted);
+  EXPECT_NE(st.message().find("the ranks built different graphs"), std::string::npos) << st;
+  EXPECT_NE(st.message().find(": 35 nodes; rank 1: 48 nodes)"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("the first difference is node #2: rank"), std::string::npos) << st;
+  EXPECT_NE(st.message().find(": 'dense_1/RandomUniform' = RandomUniform()"), std::string::npos)
+      << st;
+  EXPECT_NE(st.message().find("rank 1: 'Reshape' = Reshape(images:0)"), std::string::npos) << st;
+}
+
+TEST(DataParallel, NanGradientStopsEveryRankAtTheSameStep) {
+  TrainConfig c = Base();
+  c.optimizer.lr.base = 1e30;
+  StatusOr<TrainResult> r = TrainWith(c, comm);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kAborted);
+  const std::string msg = r.status().message();
+  EXPECT_NE(msg.find("NaN or Inf"), std::string::npos) << msg;
+  // The same message (same step, same variable) on every rank.
+  Tensor h = Tensor::FromVector<int64_t>(
+      Shape{1}, {static_cast<int64_t>(std::hash<std::string>()(msg) & 0x7fffffffffff)});
+  Tensor all(DType::kInt64, Shape{comm->size()});
+  ASSERT_TRUE(comm->Allgather(h, all)->Wait().ok());
+  for (int q = 0; q < comm->size(); ++q) EXPECT_EQ(all.data<int64_t>()[q], *h.data<int64_t>());
+}
+
+}  // namespace
+}  // namespace mpiflow
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  mpiflow::StatusOr<mpiflow::Communicator*> c = mpiflow::WorldCommunicator();
+  if (!c.ok()) {
+    std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
+    return 1;
+  }
+  mpiflow::comm = *c;
+  const int rc = RUN_ALL_TESTS();
+  mpiflow::Tensor t = mpiflow::Tensor::FromVector<int32_t>(mpiflow::Shape{1}, {rc});
+  mpiflow::AllreduceOptions o;
+  o.op = mpiflow::ReduceOp::kMax;
+  (void)mpiflow::comm->Allreduce(t, o)->Wait();
+  return t.data<int32_t>()[0];
+}
