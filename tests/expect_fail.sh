@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a command that must fail cleanly: exit with the expected code (not a signal or crash)
+# Runs a command that must end with the expected code (a failure: not a signal or a crash; or 0)
 # and print a message matching the regex on stdout or stderr.
 # Usage: expect_fail.sh [--also REGEX]... [--within SECONDS] <expected-exit-code|nonzero> <regex>
 #                       <command> [args...]

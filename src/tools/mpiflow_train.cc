@@ -190,7 +190,9 @@ int main(int argc, char** argv) {
       // This rank's own failure: the others would wait for it forever, so end the job.
       comm->Abort(kExitFailed, prefix + r.status().ToString());
     }
-    std::cerr << prefix << r.status() << "\n";
+    // One write, so that the lines of several ranks do not interleave.
+    std::fprintf(stderr, "%s%s\n", prefix.c_str(), r.status().ToString().c_str());
+    std::fflush(stderr);
     return kExitFailed;
   }
   if (timeline) {
