@@ -88,3 +88,25 @@ TEST(StatusTest, CarriesCodeMessageAndContext) {
 
 }  // namespace
 }  // namespace mpiflow
+
+namespace mpiflow {
+namespace {
+
+TEST(TensorView, SharesTheBufferFromAnOffset) {
+  Tensor t = Tensor::FromVector<float>(Shape{6}, {0, 1, 2, 3, 4, 5});
+  Tensor v = t.View(2, Shape{2, 2});
+  EXPECT_EQ(v.shape(), (Shape{2, 2}));
+  EXPECT_EQ(v.ToVector<float>(), (std::vector<float>{2, 3, 4, 5}));
+  t.data<float>()[3] = 30;  // the same memory
+  EXPECT_EQ(v.data<float>()[1], 30);
+  Tensor w = v.View(1, Shape{2});  // a view of a view
+  EXPECT_EQ(w.ToVector<float>(), (std::vector<float>{30, 4}));
+  EXPECT_EQ(v.Reshaped(Shape{4}).ToVector<float>(), (std::vector<float>{2, 30, 4, 5}));
+  Tensor copy = v.DeepCopy();
+  t.data<float>()[2] = -1;
+  EXPECT_EQ(copy.data<float>()[0], 2);
+  EXPECT_TRUE(copy.BitEqual(Tensor::FromVector<float>(Shape{2, 2}, {2, 30, 4, 5})));
+}
+
+}  // namespace
+}  // namespace mpiflow

@@ -137,14 +137,17 @@ Output LearningRate(const Scope& s, Output global_step, const LearningRateOption
 Status ValidateLearningRateOptions(const LearningRateOptions& opts);
 
 // ---- collective_ops.cc: gradient synchronisation (see distributed.h) ----
-// Packs scale * grads (one float dtype, known shapes) into one 1-D buffer and starts an
-// allreduce (sum) of it on the Session's communicator; `algorithm` is "auto", "ring", ...
+// Packs scale * grads (one float dtype, known shapes) into one 1-D buffer, each gradient from a
+// 64-byte aligned offset, and starts an allreduce (sum) of it on the Session's communicator;
+// `algorithm` is "auto", "ring", ...
 Output AllreduceStart(const Scope& s, Output scale, const std::vector<Output>& grads,
                       const std::string& bucket, const std::string& algorithm);
 // Waits for `bucket`'s allreduce; returns packed[offset, offset + size of grad) shaped like
 // grad. A NaN or Inf there is an error naming `variable` (no check when `variable` is empty).
 Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,
                      const std::string& bucket, const std::string& variable);
+// `elements` rounded up to a multiple of 64 bytes: where the next gradient of a bucket starts.
+int64_t AlignedBucketOffset(int64_t elements, size_t element_size);
 
 }  // namespace ops
 }  // namespace mpiflow

@@ -136,10 +136,13 @@ class Tensor {
   T* data() const {
     return static_cast<T*>(raw());
   }
-  void* raw() const { return buffer_ ? static_cast<char*>(buffer_->data()) : nullptr; }
+  void* raw() const { return buffer_ ? static_cast<char*>(buffer_->data()) + offset_ : nullptr; }
 
   // Same buffer, another shape with the same number of elements.
   Tensor Reshaped(const Shape& shape) const;
+  // Same buffer: `shape.num_elements()` elements from element `offset` on (no copy), e.g. one
+  // gradient of an allreduced bucket.
+  Tensor View(int64_t offset, const Shape& shape) const;
   Tensor DeepCopy() const;
   void FillZero();
   std::string DebugString(int max_values = 8) const;
@@ -150,7 +153,8 @@ class Tensor {
   DType dtype_ = DType::kInvalid;
   Shape shape_;
   int64_t num_elements_ = 0;        // shape_.num_elements(), cached for kernels' loops
-  std::shared_ptr<Buffer> buffer_;  // (num_elements * DTypeSize(dtype)) bytes, 64-byte aligned
+  std::shared_ptr<Buffer> buffer_;  // >= offset_ + bytes(), 64-byte aligned
+  size_t offset_ = 0;               // of this tensor's first byte in buffer_ (a View)
 };
 
 // Allocator statistics, for benchmarks and tests of the buffer cache.

@@ -1,12 +1,13 @@
 // CPU kernels of AllreduceStart and AllreduceWait. Start packs scale * gradients into the output
 // buffer and hands it to the communicator (which reduces it in place on its own thread); Wait
-// blocks on that Work, then copies its slice out while checking it is finite. The Work passes
-// from Start to Wait through the Session's CollectiveState, keyed by bucket name.
+// blocks on that Work, then outputs a view of its slice (no copy) after checking it is finite. The
+// Work passes from Start to Wait through the Session's CollectiveState, keyed by bucket name.
 #include <chrono>
 #include <cstring>
 
 #include "kernels/cpu/cpu_util.h"
 #include "mpiflow/communicator.h"
+#include "mpiflow/ops.h"
 #include "mpiflow/timeline.h"
 
 namespace mpiflow {
@@ -31,20 +32,24 @@ class AllreduceStartKernel : public OpKernel {
     MPIFLOW_RETURN_IF_ERROR(algorithm_status_);
     const auto t0 = Clock::now();
     const T scale = *ctx->input(0).data<T>();
-    int64_t total = 0;
-    for (int i = 1; i < ctx->num_inputs(); ++i) total += ctx->input(i).num_elements();
-    Tensor* packed = ctx->allocate_output(0, Shape{total});  // (total) scale * grads, in order
-    T* out = packed->data<T>();
+    // (packed elements) scale * grads in order, each starting at a multiple of kAlignElements
+    // (the gaps zero), so that AllreduceWait's views of it stay 64-byte aligned.
+    Tensor* packed = ctx->allocate_output(0, node_.output_shape(0));
+    T* base = packed->data<T>();
+    int64_t offset = 0;
     for (int i = 1; i < ctx->num_inputs(); ++i) {
       const Tensor& g = ctx->input(i);
       const T* in = g.data<T>();
+      T* out = base + offset;
       const int64_t n = g.num_elements();
       if (scale == T(1)) {
         std::memcpy(out, in, n * sizeof(T));
       } else {
         for (int64_t k = 0; k < n; ++k) out[k] = in[k] * scale;
       }
-      out += n;
+      const int64_t next = ops::AlignedBucketOffset(offset + n, sizeof(T));
+      std::fill(out + n, base + next, T(0));
+      offset = next;
     }
     Communicator* comm = state_->communicator();
     AllreduceOptions o;
@@ -93,20 +98,14 @@ class AllreduceWaitKernel : public OpKernel {
       return Status(s.code(), StrCat("allreduce of ", bucket_, " (gradient of '", variable_,
                                      "') failed: ", s.message()));
     }
+    // The output is a view of the reduced bucket: no copy.
     const Tensor& grad = ctx->input(1);
-    Tensor* out = ctx->allocate_output(0, grad.shape());
+    ctx->set_output(0, ctx->input(0).View(offset_, grad.shape()));
+    if (variable_.empty()) return Status::OK();  // not a gradient: the caller checks it
     const T* in = ctx->input(0).data<T>() + offset_;
-    T* o = out->data<T>();
     const int64_t n = grad.num_elements();
-    if (variable_.empty()) {  // not a gradient: the caller checks it
-      std::memcpy(o, in, n * sizeof(T));
-      return Status::OK();
-    }
     T poison = 0;  // v * 0 is 0 for finite v and NaN for NaN or Inf
-    for (int64_t k = 0; k < n; ++k) {
-      o[k] = in[k];
-      poison += in[k] * T(0);
-    }
+    for (int64_t k = 0; k < n; ++k) poison += in[k] * T(0);
     if (poison != poison) {
       return Status(Code::kAborted,
                     StrCat("the averaged gradient of '", variable_,

@@ -223,6 +223,16 @@ Tensor Tensor::Reshaped(const Shape& shape) const {
   return t;
 }
 
+Tensor Tensor::View(int64_t offset, const Shape& shape) const {
+  MPIFLOW_CHECK(allocated() && offset >= 0 && shape.IsFullyDefined() &&
+                offset + shape.num_elements() <= num_elements());
+  Tensor t = *this;
+  t.shape_ = shape;
+  t.num_elements_ = shape.num_elements();
+  t.offset_ = offset_ + static_cast<size_t>(offset) * DTypeSize(dtype_);
+  return t;
+}
+
 Tensor Tensor::DeepCopy() const {
   if (!allocated()) return *this;
   Tensor t(dtype_, shape_);

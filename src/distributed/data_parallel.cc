@@ -100,7 +100,8 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
     for (int i : bucket) {
       sync.gradients[i] =
           ops::AllreduceWait(bs, packed, gradients[i], offset, name, variables[i].node->name());
-      offset += gradients[i].shape().num_elements();
+      offset = ops::AlignedBucketOffset(offset + gradients[i].shape().num_elements(),
+                                        DTypeSize(gradients[i].dtype()));
     }
   }
   MPIFLOW_RETURN_IF_ERROR(s.status());

@@ -8,7 +8,7 @@ namespace mpiflow {
 
 void RegisterCollectiveOps(OpRegistry& r) {
   // inputs: scale (scalar), then the bucket's gradients, all of one float dtype.
-  // output: packed (sum of gradient elements) in that dtype.
+  // output: packed, each gradient from an offset aligned to 64 bytes (AlignedBucketOffset).
   OpDef start = op_util::Def("AllreduceStart", {"scale_and_grads"}, [](InferenceContext& c) {
     MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
     if (c.input_shape(0).rank() != 0) return c.Error("input 0 (the scale) must be a scalar");
@@ -20,7 +20,8 @@ void RegisterCollectiveOps(OpRegistry& r) {
         return c.Error("gradient ", i - 1, " has shape ", c.input_shape(i).ToString(),
                        "; a bucket needs fully known shapes");
       }
-      total += c.input_shape(i).num_elements();
+      total = ops::AlignedBucketOffset(total + c.input_shape(i).num_elements(),
+                                       DTypeSize(c.input_dtype(0)));
     }
     c.set_output(0, c.input_dtype(0), Shape{total});
     return Status::OK();
@@ -57,6 +58,11 @@ void RegisterCollectiveOps(OpRegistry& r) {
 }
 
 namespace ops {
+
+int64_t AlignedBucketOffset(int64_t elements, size_t element_size) {
+  const int64_t per_line = static_cast<int64_t>(64 / element_size);
+  return (elements + per_line - 1) / per_line * per_line;
+}
 
 Output AllreduceStart(const Scope& s, Output scale, const std::vector<Output>& grads,
                       const std::string& bucket, const std::string& algorithm) {
