@@ -19,8 +19,7 @@ rate() { sed -n 's/.*samples_per_sec=\([0-9.]*\).*/\1/p'; }
 one=() many=()
 for i in $(seq "$repeats"); do
   one+=("$(mpirun "${flags[@]}" -np 1 "$build/mpiflow-train" "${args[@]}" 2>/dev/null | rate)")
-  many+=("$(mpirun "${flags[@]}" -np "$ranks" "$build/mpiflow-train" "${args[@]}" \
-            --max-steps $((steps / ranks)) 2>/dev/null | rate)")
+  many+=("$(mpirun "${flags[@]}" -np "$ranks" "$build/mpiflow-train" "${args[@]}" 2>/dev/null | rate)")
   echo "run $i: 1 rank ${one[-1]} samples/s, $ranks ranks ${many[-1]} samples/s" >&2
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

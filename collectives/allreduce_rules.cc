@@ -108,9 +108,19 @@ AllreduceAlgorithm ChooseAllreduce(const std::vector<AllreduceRule>& rules, int6
   return AllreduceAlgorithm::kNative;
 }
 
+namespace {
+std::atomic<int> g_waiters{0};
+}  // namespace
+
+int Work::Waiters() { return g_waiters.load(std::memory_order_relaxed); }
+
 Status Work::Wait() {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return done_.load(std::memory_order_acquire); });
+  if (!done_.load(std::memory_order_acquire)) {
+    g_waiters.fetch_add(1, std::memory_order_relaxed);
+    cv_.wait(lock, [&] { return done_.load(std::memory_order_acquire); });
+    g_waiters.fetch_sub(1, std::memory_order_relaxed);
+  }
   return status_;
 }
 

@@ -169,7 +169,7 @@ class Engine {
       if (flag) return Status::OK();
       ++polls;
       if ((polls & 15) == 0) {
-        ServeQueries();
+        if ((polls & 1023) == 0) ServeQueries();  // answering stalled peers can wait ~1 ms
         PollP2P();
         if (abort_code_.load() >= 0) DoAbort(abort_code_.load());
         const double waited = Since(start);
@@ -179,11 +179,16 @@ class Engine {
         } else if (warned && waited >= options_.stall_abort_seconds) {
           ReportStall(what, waited, true);
         }
-        // Past a short spin, sleep between polls: a spinning thread takes a core (or its SMT
-        // sibling) from the compute threads, and with as many ranks as cores there is none
-        // to spare. Timer slack is 1 us on this thread, so a 5 us sleep costs ~10 us.
-        if (waited > options_.spin_seconds) {
-          std::this_thread::sleep_for(std::chrono::microseconds(waited > 20e-3 ? 100 : 5));
+        // While some thread of this process is blocked in Work::Wait, its core is free:
+        // spin, the answer is wanted at once. Otherwise compute is running beside us: past a
+        // short spin, sleep between polls, since a spinning thread takes a core (or its SMT
+        // sibling) from the compute threads, and with as many ranks as cores there is none to
+        // spare. Timer slack is 1 us on this thread, so a 5 us sleep costs ~10 us; a late
+        // peer (waits of milliseconds) costs a few hundred wake-ups per second, not 100000.
+        if (waited > options_.spin_seconds && Work::Waiters() == 0) {
+          // 5 us at first, then longer as the wait grows (at most 1/8 of it, up to 200 us).
+          const double nap = std::min(200e-6, std::max(5e-6, waited / 8));
+          std::this_thread::sleep_for(std::chrono::duration<double>(nap));
         }
       }
     }

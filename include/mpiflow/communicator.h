@@ -45,6 +45,10 @@ class Work {
   Status Wait();          // blocks until completed; returns status()
   Status status() const;  // OK until completed
   void Finish(Status s);  // the backend's side: exactly once
+  // Threads of this process blocked in Wait right now (the backend spins rather than sleeps
+  // while someone is waiting for it).
+  static int Waiters();
+
  private:
   std::atomic<bool> done_{false};
   mutable std::mutex mu_;

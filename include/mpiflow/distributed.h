@@ -31,19 +31,18 @@ struct GradientSync {
   // Feed float32 scalars every step: this rank's example count, and 1 to ask every rank to
   // stop after this step (0 otherwise).
   Output examples, stop;
-  // Fetch: float32 (3) summed over ranks: loss * examples, examples, stop votes. Allreduced as
-  // the first bucket, started as soon as the loss exists, so it rides along with the backward
-  // pass instead of costing a round trip of its own. A NaN or Inf loss on any rank makes the
-  // first value NaN or Inf on every rank.
+  // Fetch: float32 (3) summed over ranks: loss * examples, examples, stop votes. Packed
+  // (unscaled) at the end of the last bucket, so it costs no collective of its own. A NaN or
+  // Inf loss on any rank makes the first value NaN or Inf on every rank.
   Output agreement;
   std::vector<std::vector<int>> buckets;  // indices into gradients, in the order they start
 };
 
 // Packs gradients into buckets in the order their producing nodes were added to the graph
 // (identical on every rank, roughly the order the backward pass produces them), and adds an
-// AllreduceStart per bucket, each ordered after the previous one (the first being the step
-// agreement on `loss`), and one AllreduceWait per gradient. Gradients of one bucket share a
-// dtype. Run the graph in a Session whose SessionOptions::communicator is set.
+// AllreduceStart per bucket, each ordered after the previous one, and one AllreduceWait per
+// gradient (and one for the step agreement on `loss`, in the last bucket). Gradients of one bucket
+// share a dtype. Run the graph in a Session whose SessionOptions::communicator is set.
 StatusOr<GradientSync> AddGradientSync(const Scope& s, Output loss,
                                        const std::vector<Output>& gradients,
                                        const std::vector<Output>& variables,

@@ -140,8 +140,11 @@ Status ValidateLearningRateOptions(const LearningRateOptions& opts);
 // Packs scale * grads (one float dtype, known shapes) into one 1-D buffer, each gradient from a
 // 64-byte aligned offset, and starts an allreduce (sum) of it on the Session's communicator;
 // `algorithm` is "auto", "ring", ...
+// The last `unscaled` of grads are packed as they are (values every rank adds up, such as a
+// loss and a vote count).
 Output AllreduceStart(const Scope& s, Output scale, const std::vector<Output>& grads,
-                      const std::string& bucket, const std::string& algorithm);
+                      const std::string& bucket, const std::string& algorithm,
+                      int64_t unscaled = 0);
 // Waits for `bucket`'s allreduce; returns packed[offset, offset + size of grad) shaped like
 // grad. A NaN or Inf there is an error naming `variable` (no check when `variable` is empty).
 Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,

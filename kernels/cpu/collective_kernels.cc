@@ -2,8 +2,10 @@
 // buffer and hands it to the communicator (which reduces it in place on its own thread); Wait
 // blocks on that Work, then outputs a view of its slice (no copy) after checking it is finite. The
 // Work passes from Start to Wait through the Session's CollectiveState, keyed by bucket name.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cpu/cpu_util.h"
 #include "mpiflow/communicator.h"
@@ -15,11 +17,30 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// True when no element is NaN or Inf: the max over elements of the exponent bits is below
+// all-ones. Integer max vectorises; a floating-point test chain would not (no reassociation).
+template <typename T>
+bool AllFinite(const T* p, int64_t n) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr Bits kExponent =
+      static_cast<Bits>(sizeof(T) == 4 ? 0x7f800000ull : 0x7ff0000000000000ull);
+  Bits worst = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    Bits b;
+    std::memcpy(&b, p + k, sizeof(b));
+    worst = std::max<Bits>(worst, b & kExponent);
+  }
+  return worst != kExponent;
+}
+
 template <typename T>
 class AllreduceStartKernel : public OpKernel {
  public:
   explicit AllreduceStartKernel(const KernelInitContext& c)
-      : OpKernel(c.node), state_(c.collectives), bucket_(c.node.attr<std::string>("bucket")) {
+      : OpKernel(c.node),
+        state_(c.collectives),
+        bucket_(c.node.attr<std::string>("bucket")),
+        first_unscaled_(c.node.num_inputs() - c.node.attr<int64_t>("unscaled")) {
     StatusOr<AllreduceAlgorithm> a = ParseAllreduceAlgorithm(c.node.attr<std::string>("algorithm"));
     algorithm_status_ = a.status();
     if (a.ok()) algorithm_ = *a;
@@ -42,7 +63,7 @@ class AllreduceStartKernel : public OpKernel {
       const T* in = g.data<T>();
       T* out = base + offset;
       const int64_t n = g.num_elements();
-      if (scale == T(1)) {
+      if (scale == T(1) || i >= first_unscaled_) {
         std::memcpy(out, in, n * sizeof(T));
       } else {
         for (int64_t k = 0; k < n; ++k) out[k] = in[k] * scale;
@@ -67,6 +88,7 @@ class AllreduceStartKernel : public OpKernel {
  private:
   CollectiveState* state_;
   std::string bucket_;
+  int first_unscaled_;  // inputs from here on are packed without the scale
   AllreduceAlgorithm algorithm_ = AllreduceAlgorithm::kAuto;
   Status algorithm_status_;
 };
@@ -102,11 +124,7 @@ class AllreduceWaitKernel : public OpKernel {
     const Tensor& grad = ctx->input(1);
     ctx->set_output(0, ctx->input(0).View(offset_, grad.shape()));
     if (variable_.empty()) return Status::OK();  // not a gradient: the caller checks it
-    const T* in = ctx->input(0).data<T>() + offset_;
-    const int64_t n = grad.num_elements();
-    T poison = 0;  // v * 0 is 0 for finite v and NaN for NaN or Inf
-    for (int64_t k = 0; k < n; ++k) poison += in[k] * T(0);
-    if (poison != poison) {
+    if (!AllFinite(ctx->input(0).data<T>() + offset_, grad.num_elements())) {
       return Status(Code::kAborted,
                     StrCat("the averaged gradient of '", variable_,
                            "' holds NaN or Inf (it is the allreduced value, so every rank stops "

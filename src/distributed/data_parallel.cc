@@ -64,7 +64,8 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
   }
   if (!current.empty()) sync.buckets.push_back(current);
 
-  // The step agreement goes first: (loss * examples, examples, stop), unscaled.
+  // The step agreement (loss * examples, examples, stop) rides, unscaled, at the end of the last
+  // bucket: no collective of its own. (In a bucket of its own when the last bucket is float64.)
   if (!loss.valid() || loss.dtype() != DType::kFloat32 || loss.shape().rank() != 0) {
     return InvalidArgument("AddGradientSync: the loss must be a float32 scalar");
   }
@@ -76,32 +77,39 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
                   {ops::Reshape(as, ops::Mul(as, loss, sync.examples), {1}),
                    ops::Reshape(as, sync.examples, {1}), ops::Reshape(as, sync.stop, {1})},
                   0);
-  Output one = ops::Const(as, Tensor::Scalar<float>(1.0f));
-  Output agreed = ops::AllreduceStart(as, one, {votes}, "step agreement", "auto");
-  MPIFLOW_RETURN_IF_ERROR(s.status());
-  sync.agreement =
-      ops::AllreduceWait(as.WithOpName("agreed"), agreed, votes, 0, "step agreement", "");
-  Node* previous_start = agreed.node;
+  if (sync.buckets.empty() || gradients[sync.buckets.back()[0]].dtype() != DType::kFloat32) {
+    sync.buckets.emplace_back();  // an agreement-only bucket
+  }
+  Node* previous_start = nullptr;
   for (size_t b = 0; b < sync.buckets.size(); ++b) {
     const std::vector<int>& bucket = sync.buckets[b];
+    const bool last = b + 1 == sync.buckets.size();
     const std::string name = StrCat("bucket ", b, "/", sync.buckets.size());
     std::vector<Output> grads;
     for (int i : bucket) grads.push_back(gradients[i]);
+    if (last) grads.push_back(votes);
     Output scale = sync.scale;
     if (grads[0].dtype() != DType::kFloat32) scale = ops::Cast(s, scale, grads[0].dtype());
     // Each start after the previous one: the same collective order on every rank, under any
     // executor.
     Scope bs = s.NewSubScope(StrCat("bucket_", b));
-    Output packed = ops::AllreduceStart(bs.WithControlDependencies({previous_start}), scale, grads,
-                                        name, o.algorithm);
+    Output packed =
+        ops::AllreduceStart(previous_start ? bs.WithControlDependencies({previous_start}) : bs,
+                            scale, grads, name, o.algorithm, last ? 1 : 0);
     MPIFLOW_RETURN_IF_ERROR(s.status());
     previous_start = packed.node;
     int64_t offset = 0;
-    for (int i : bucket) {
-      sync.gradients[i] =
-          ops::AllreduceWait(bs, packed, gradients[i], offset, name, variables[i].node->name());
-      offset = ops::AlignedBucketOffset(offset + gradients[i].shape().num_elements(),
-                                        DTypeSize(gradients[i].dtype()));
+    for (size_t k = 0; k < grads.size(); ++k) {
+      if (k < bucket.size()) {
+        const int i = bucket[k];
+        sync.gradients[i] =
+            ops::AllreduceWait(bs, packed, gradients[i], offset, name, variables[i].node->name());
+      } else {
+        sync.agreement = ops::AllreduceWait(as.WithOpName("agreed"), packed, votes, offset, name,
+                                            /*variable=*/"");
+      }
+      offset = ops::AlignedBucketOffset(offset + grads[k].shape().num_elements(),
+                                        DTypeSize(grads[k].dtype()));
     }
   }
   MPIFLOW_RETURN_IF_ERROR(s.status());

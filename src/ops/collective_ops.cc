@@ -7,13 +7,19 @@
 namespace mpiflow {
 
 void RegisterCollectiveOps(OpRegistry& r) {
-  // inputs: scale (scalar), then the bucket's gradients, all of one float dtype.
+  // inputs: scale (scalar), then the bucket's gradients, all of one float dtype; the last
+  // `unscaled` of them are packed without the scale.
   // output: packed, each gradient from an offset aligned to 64 bytes (AlignedBucketOffset).
   OpDef start = op_util::Def("AllreduceStart", {"scale_and_grads"}, [](InferenceContext& c) {
     MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
     if (c.input_shape(0).rank() != 0) return c.Error("input 0 (the scale) must be a scalar");
     std::string bucket;
+    int64_t unscaled = 0;
     MPIFLOW_RETURN_IF_ERROR(c.GetAttr("bucket", &bucket));
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("unscaled", &unscaled));
+    if (unscaled < 0 || unscaled > c.num_inputs() - 1) {
+      return c.Error("unscaled = ", unscaled, " but there are ", c.num_inputs() - 1, " inputs");
+    }
     int64_t total = 0;
     for (int i = 1; i < c.num_inputs(); ++i) {
       if (!c.input_shape(i).IsFullyDefined()) {
@@ -65,10 +71,11 @@ int64_t AlignedBucketOffset(int64_t elements, size_t element_size) {
 }
 
 Output AllreduceStart(const Scope& s, Output scale, const std::vector<Output>& grads,
-                      const std::string& bucket, const std::string& algorithm) {
+                      const std::string& bucket, const std::string& algorithm, int64_t unscaled) {
   std::vector<Output> inputs = {scale};
   inputs.insert(inputs.end(), grads.begin(), grads.end());
-  return s.AddOp("AllreduceStart", inputs, {{"bucket", bucket}, {"algorithm", algorithm}});
+  return s.AddOp("AllreduceStart", inputs,
+                 {{"bucket", bucket}, {"algorithm", algorithm}, {"unscaled", unscaled}});
 }
 
 Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,
