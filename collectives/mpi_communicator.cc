@@ -223,8 +223,6 @@ class Engine {
 
   void Loop() {
     prctl(PR_SET_TIMERSLACK, 1000UL);  // 1 us: the short sleeps in WaitAll stay short
-    if (const char* spin = std::getenv("MPIFLOW_SPIN_US"))
-      options_.spin_seconds = std::atof(spin) * 1e-6;
     int provided = 0;
     Status init;
     int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
