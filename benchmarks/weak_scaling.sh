@@ -3,12 +3,13 @@
 # of 1 and N ranks alternate (so slow phases of a shared machine hit both), REPEATS times each,
 # and the medians of samples/s and their ratio are printed.
 # Usage: benchmarks/weak_scaling.sh [build-dir] (env: MODEL=mlp|cnn, RANKS=2, REPEATS=5,
-#        STEPS=600, BATCH=64, EXTRA="more mpiflow-train options")
+#        STEPS=600, BATCH=64, BIND=none|core, EXTRA="more mpiflow-train options")
 set -euo pipefail
 build=${1:-build}
 model=${MODEL:-mlp} ranks=${RANKS:-2} repeats=${REPEATS:-5} steps=${STEPS:-600}
 batch=${BATCH:-64}
-flags=(--oversubscribe --bind-to none)
+# BIND=core pins each rank to a core (Open MPI's default for <= 2 ranks); none lets them move.
+flags=(--oversubscribe --bind-to "${BIND:-none}")
 if [ "$(id -u)" -eq 0 ]; then flags=(--allow-run-as-root "${flags[@]}"); fi
 export OMPI_MCA_plm_rsh_agent=
 out=$(mktemp -d)

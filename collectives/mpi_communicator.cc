@@ -143,7 +143,7 @@ class Engine {
   }
 
   [[noreturn]] void Abort(int code, const std::string& message) {
-    std::fprintf(stderr, "mpiflow: rank %d: %s\n", world_rank_, message.c_str());
+    std::fprintf(stderr, "%s\n", message.c_str());
     std::fflush(stderr);
     if (std::this_thread::get_id() == thread_.get_id()) DoAbort(code);
     abort_code_.store(code);
@@ -433,7 +433,7 @@ class MpiCommunicator : public Communicator {
 
   // Measured on the 2-core development machine with benchmarks/mpiflow_allreduce_bench (2 and
   // 4 ranks): see the README's collectives section.
-  static constexpr const char* kDefaultRules = "rd:<=32768,ring";
+  static constexpr const char* kDefaultRules = "rd:<=32768,hd:<=2097152@>=3,ring";
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }

@@ -95,8 +95,9 @@ class Communicator {
   // collective over this communicator).
   virtual StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) = 0;
 
-  // Ends the whole job now, from any thread: prints `message` and aborts every rank with
-  // `exit_code`. Use when one rank cannot go on and the others would wait for it forever.
+  // Ends the whole job now, from any thread: prints `message` (say which rank) on stderr and
+  // aborts every rank with `exit_code`. Use when one rank cannot go on and the others would wait
+  // for it forever.
   [[noreturn]] virtual void Abort(int exit_code, const std::string& message) = 0;
   // The timeline collectives are recorded on (null when off); ops may add their own events.
   virtual Timeline* timeline() = 0;
