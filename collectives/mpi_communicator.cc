@@ -483,19 +483,10 @@ class MpiCommunicator : public Communicator {
                           " times the input");
     }
     if (!s.ok()) return Done(s);
-    auto work = std::make_shared<Work>();
-    engine_->Submit([this, in, out, work] {
-      engine_->BeginCollective("allgather");
-      MPI_Request req;
-      Status st = [&]() -> Status {
-        MPIFLOW_MPI(MPI_Iallgather(in.raw(), static_cast<int>(in.bytes()), MPI_BYTE, out.raw(),
-                                   static_cast<int>(in.bytes()), MPI_BYTE, coll_, &req));
-        return engine_->WaitAll(&req, 1, "allgather");
-      }();
-      engine_->EndCollective();
-      work->Finish(st);
+    return NonblockingCollective("allgather", [this, in, out](MPI_Request* req) {
+      return MPI_Iallgather(in.raw(), static_cast<int>(in.bytes()), MPI_BYTE, out.raw(),
+                            static_cast<int>(in.bytes()), MPI_BYTE, coll_, req);
     });
-    return work;
   }
 
   std::shared_ptr<Work> Broadcast(Tensor t, int root) override {
@@ -503,66 +494,22 @@ class MpiCommunicator : public Communicator {
       return Done(InvalidArgument("Broadcast: root ", root, " is not a rank of this ", size_,
                                   "-rank communicator"));
     }
-    auto work = std::make_shared<Work>();
-    engine_->Submit([this, t, root, work] {
-      engine_->BeginCollective("broadcast");
-      MPI_Request req;
-      Status st = [&]() -> Status {
-        MPIFLOW_MPI(MPI_Ibcast(t.raw(), static_cast<int>(t.bytes()), MPI_BYTE, root, coll_, &req));
-        return engine_->WaitAll(&req, 1, "broadcast");
-      }();
-      engine_->EndCollective();
-      work->Finish(st);
+    return NonblockingCollective("broadcast", [this, t, root](MPI_Request* req) {
+      return MPI_Ibcast(t.raw(), static_cast<int>(t.bytes()), MPI_BYTE, root, coll_, req);
     });
-    return work;
   }
 
   std::shared_ptr<Work> Barrier() override {
-    auto work = std::make_shared<Work>();
-    engine_->Submit([this, work] {
-      engine_->BeginCollective("barrier");
-      MPI_Request req;
-      Status st = [&]() -> Status {
-        MPIFLOW_MPI(MPI_Ibarrier(coll_, &req));
-        return engine_->WaitAll(&req, 1, "barrier");
-      }();
-      engine_->EndCollective();
-      work->Finish(st);
-    });
-    return work;
+    return NonblockingCollective("barrier",
+                                 [this](MPI_Request* req) { return MPI_Ibarrier(coll_, req); });
   }
 
   std::shared_ptr<Work> Send(Tensor t, int dst, int tag) override {
-    if (dst < 0 || dst >= size_ || tag < 0) {
-      return Done(InvalidArgument("Send to rank ", dst, " tag ", tag, ": no such rank in this ",
-                                  size_, "-rank communicator, or a negative tag"));
-    }
-    auto work = std::make_shared<Work>();
-    engine_->Submit([this, t, dst, tag, work] {
-      MPI_Request req;
-      const int rc =
-          MPI_Isend(t.raw(), static_cast<int>(t.bytes()), MPI_BYTE, dst, tag, p2p_, &req);
-      if (rc != MPI_SUCCESS) return work->Finish(Status(Code::kUnavailable, MpiErrorString(rc)));
-      engine_->AddP2P(req, work, t, -1, StrCat("Send to rank ", dst, " tag ", tag));
-    });
-    return work;
+    return PointToPoint(/*send=*/true, std::move(t), dst, tag);
   }
 
   std::shared_ptr<Work> Recv(Tensor t, int src, int tag) override {
-    if (src < 0 || src >= size_ || tag < 0) {
-      return Done(InvalidArgument("Recv from rank ", src, " tag ", tag, ": no such rank in this ",
-                                  size_, "-rank communicator, or a negative tag"));
-    }
-    auto work = std::make_shared<Work>();
-    engine_->Submit([this, t, src, tag, work] {
-      MPI_Request req;
-      const int rc =
-          MPI_Irecv(t.raw(), static_cast<int>(t.bytes()), MPI_BYTE, src, tag, p2p_, &req);
-      if (rc != MPI_SUCCESS) return work->Finish(Status(Code::kUnavailable, MpiErrorString(rc)));
-      engine_->AddP2P(req, work, t, static_cast<int64_t>(t.bytes()),
-                      StrCat("Recv from rank ", src, " tag ", tag));
-    });
-    return work;
+    return PointToPoint(/*send=*/false, std::move(t), src, tag);
   }
 
   StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) override {
@@ -590,6 +537,45 @@ class MpiCommunicator : public Communicator {
   }
 
  private:
+  // Submits a collective that one nonblocking MPI call starts (`start` fills the request).
+  template <typename Start>
+  std::shared_ptr<Work> NonblockingCollective(const char* name, Start start) {
+    auto work = std::make_shared<Work>();
+    engine_->Submit([this, name, start, work] {
+      engine_->BeginCollective(name);
+      MPI_Request req;
+      const int rc = start(&req);
+      Status st = rc == MPI_SUCCESS
+                      ? engine_->WaitAll(&req, 1, name)
+                      : Status(Code::kUnavailable, StrCat(name, " failed: ", MpiErrorString(rc)));
+      engine_->EndCollective();
+      work->Finish(st);
+    });
+    return work;
+  }
+
+  // Send or Recv: posted on the communication thread, completed in the background.
+  std::shared_ptr<Work> PointToPoint(bool send, Tensor t, int peer, int tag) {
+    const std::string what = StrCat(send ? "Send to rank " : "Recv from rank ", peer, " tag ", tag);
+    if (peer < 0 || peer >= size_ || tag < 0) {
+      return Done(InvalidArgument(what, ": no such rank in this ", size_,
+                                  "-rank communicator, or a negative tag"));
+    }
+    auto work = std::make_shared<Work>();
+    engine_->Submit([this, send, t, peer, tag, what, work] {
+      MPI_Request req;
+      const int count = static_cast<int>(t.bytes());
+      const int rc = send ? MPI_Isend(t.raw(), count, MPI_BYTE, peer, tag, p2p_, &req)
+                          : MPI_Irecv(t.raw(), count, MPI_BYTE, peer, tag, p2p_, &req);
+      if (rc != MPI_SUCCESS) {
+        return work->Finish(
+            Status(Code::kUnavailable, StrCat(what, " failed: ", MpiErrorString(rc))));
+      }
+      engine_->AddP2P(req, work, t, send ? -1 : static_cast<int64_t>(t.bytes()), what);
+    });
+    return work;
+  }
+
   // Runs `body` on float32 copies when the tensors are float16, then converts back.
   template <typename Body>
   Status Staged(const Tensor& a, const Tensor& b, const char* what, Body body) {

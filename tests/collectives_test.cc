@@ -9,11 +9,12 @@
 
 #include "mpiflow/communicator.h"
 #include "mpiflow/random.h"
+#include "tests/mpi_test_main.h"
 
 namespace mpiflow {
 namespace {
 
-Communicator* comm = nullptr;
+Communicator*& comm = test::world;
 
 constexpr int64_t kModulus = 97;  // keeps every float16 sum an exact integer
 
@@ -267,20 +268,3 @@ TEST(Collectives, RuleListsParseAndChoose) {
 
 }  // namespace
 }  // namespace mpiflow
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  mpiflow::StatusOr<mpiflow::Communicator*> c = mpiflow::WorldCommunicator();
-  if (!c.ok()) {
-    std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
-    return 1;
-  }
-  mpiflow::comm = *c;
-  const int rc = RUN_ALL_TESTS();
-  // Every rank exits with the worst result, so mpiexec reports a failure seen on any rank.
-  mpiflow::Tensor t = mpiflow::Tensor::FromVector<int32_t>(mpiflow::Shape{1}, {rc});
-  mpiflow::AllreduceOptions o;
-  o.op = mpiflow::ReduceOp::kMax;
-  (void)mpiflow::comm->Allreduce(t, o)->Wait();
-  return t.data<int32_t>()[0];
-}

@@ -13,11 +13,12 @@
 #include "mpiflow/communicator.h"
 #include "mpiflow/models.h"
 #include "mpiflow/trainer.h"
+#include "tests/mpi_test_main.h"
 
 namespace mpiflow {
 namespace {
 
-Communicator* comm = nullptr;
+Communicator*& comm = test::world;
 
 TrainConfig Base() {
   TrainConfig c;
@@ -188,19 +189,3 @@ TEST(DataParallel, NanGradientStopsEveryRankAtTheSameStep) {
 
 }  // namespace
 }  // namespace mpiflow
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  mpiflow::StatusOr<mpiflow::Communicator*> c = mpiflow::WorldCommunicator();
-  if (!c.ok()) {
-    std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
-    return 1;
-  }
-  mpiflow::comm = *c;
-  const int rc = RUN_ALL_TESTS();
-  mpiflow::Tensor t = mpiflow::Tensor::FromVector<int32_t>(mpiflow::Shape{1}, {rc});
-  mpiflow::AllreduceOptions o;
-  o.op = mpiflow::ReduceOp::kMax;
-  (void)mpiflow::comm->Allreduce(t, o)->Wait();
-  return t.data<int32_t>()[0];
-}
