@@ -452,13 +452,7 @@ class MpiCommunicator : public Communicator {
   }
 
   std::shared_ptr<Work> ReduceScatter(Tensor in, Tensor out, ReduceOp op) override {
-    Status s = CheckCollectiveDType(in.dtype(), "ReduceScatter");
-    if (s.ok() && (in.dtype() != out.dtype() || in.num_elements() != out.num_elements() * size_)) {
-      s = InvalidArgument("ReduceScatter: the input has ", in.num_elements(), " ",
-                          DTypeName(in.dtype()), " elements, the output ", out.num_elements(), " ",
-                          DTypeName(out.dtype()), "; the input must hold size() = ", size_,
-                          " times the output");
-    }
+    Status s = CheckBlocks("ReduceScatter", in, out, /*input_is_whole=*/true);
     if (!s.ok()) return Done(s);
     auto work = std::make_shared<Work>();
     engine_->Submit([this, in, out, op, work] {
@@ -475,13 +469,7 @@ class MpiCommunicator : public Communicator {
   }
 
   std::shared_ptr<Work> Allgather(Tensor in, Tensor out) override {
-    Status s = CheckCollectiveDType(in.dtype(), "Allgather");
-    if (s.ok() && (in.dtype() != out.dtype() || out.num_elements() != in.num_elements() * size_)) {
-      s = InvalidArgument("Allgather: the input has ", in.num_elements(), " ",
-                          DTypeName(in.dtype()), " elements, the output ", out.num_elements(), " ",
-                          DTypeName(out.dtype()), "; the output must hold size() = ", size_,
-                          " times the input");
-    }
+    Status s = CheckBlocks("Allgather", in, out, /*input_is_whole=*/false);
     if (!s.ok()) return Done(s);
     return NonblockingCollective("allgather", [this, in, out](MPI_Request* req) {
       return MPI_Iallgather(in.raw(), static_cast<int>(in.bytes()), MPI_BYTE, out.raw(),
@@ -537,6 +525,21 @@ class MpiCommunicator : public Communicator {
   }
 
  private:
+  // Reduce-scatter and allgather: one side holds size() blocks of the other's size.
+  Status CheckBlocks(const char* what, const Tensor& in, const Tensor& out, bool input_is_whole) {
+    MPIFLOW_RETURN_IF_ERROR(CheckCollectiveDType(in.dtype(), what));
+    const Tensor& whole = input_is_whole ? in : out;
+    const Tensor& block = input_is_whole ? out : in;
+    if (in.dtype() != out.dtype() || whole.num_elements() != block.num_elements() * size_) {
+      return InvalidArgument(what, ": the input has ", in.num_elements(), " ",
+                             DTypeName(in.dtype()), " elements, the output ", out.num_elements(),
+                             " ", DTypeName(out.dtype()), "; the ",
+                             input_is_whole ? "input" : "output", " must hold size() = ", size_,
+                             " times the ", input_is_whole ? "output" : "input");
+    }
+    return Status::OK();
+  }
+
   // Submits a collective that one nonblocking MPI call starts (`start` fills the request).
   template <typename Start>
   std::shared_ptr<Work> NonblockingCollective(const char* name, Start start) {
