@@ -180,12 +180,13 @@ class Engine {
           ReportStall(what, waited, true);
         }
         // While some thread of this process is blocked in Work::Wait, its core is free:
-        // spin, the answer is wanted at once. Otherwise compute is running beside us: past a
-        // short spin, sleep between polls, since a spinning thread takes a core (or its SMT
+        // spin, the answer is wanted at once (unless this node runs more ranks than it has
+        // cores: then the core is wanted by another rank). Otherwise compute is running beside us:
+        // past a short spin, sleep between polls, since a spinning thread takes a core (or its SMT
         // sibling) from the compute threads, and with as many ranks as cores there is none to
         // spare. Timer slack is 1 us on this thread, so a 5 us sleep costs ~10 us; a late
         // peer (waits of milliseconds) costs a few hundred wake-ups per second, not 100000.
-        if (waited > options_.spin_seconds && Work::Waiters() == 0) {
+        if (waited > options_.spin_seconds && (oversubscribed_ || Work::Waiters() == 0)) {
           // 5 us at first, then longer as the wait grows (at most 1/8 of it, up to 200 us).
           const double nap = std::min(200e-6, std::max(5e-6, waited / 8));
           std::this_thread::sleep_for(std::chrono::duration<double>(nap));
@@ -238,6 +239,12 @@ class Engine {
       MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_);
       MPI_Comm_size(MPI_COMM_WORLD, &world_size_);
       MPI_Comm_dup(MPI_COMM_WORLD, &control_);
+      MPI_Comm node;
+      int local_ranks = 1;
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+      MPI_Comm_size(node, &local_ranks);
+      MPI_Comm_free(&node);
+      oversubscribed_ = local_ranks > static_cast<int>(std::thread::hardware_concurrency());
       if (!options_.timeline_path.empty()) {
         std::string path = options_.timeline_path;
         const size_t at = path.find("%r");
@@ -400,6 +407,7 @@ class Engine {
   std::atomic<int> abort_code_{-1};
 
   int world_rank_ = 0, world_size_ = 1;
+  bool oversubscribed_ = false;  // more ranks on this node than cores
   MPI_Comm control_ = MPI_COMM_NULL;
   std::deque<P2P> p2p_;
   ProgressRecord progress_;
