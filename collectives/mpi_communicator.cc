@@ -851,13 +851,11 @@ void ShutdownAtExit() {
 }  // namespace
 
 bool LaunchedWithSeveralRanks() {
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", "SLURM_NTASKS"}) {
+  // mpirun/mpiexec (Open MPI), a PMI launcher, or srun: SLURM_STEP_NUM_TASKS is set in a step
+  // srun started, unlike SLURM_NTASKS, which the batch script itself also sees.
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"}) {
     const char* v = std::getenv(var);
-    if (v && std::atoi(v) > 1) {
-      // SLURM_NTASKS alone (sbatch's environment before srun) does not make this a rank.
-      if (std::string(var) == "SLURM_NTASKS" && !std::getenv("SLURM_STEP_ID")) continue;
-      return true;
-    }
+    if (v && std::atoi(v) > 1) return true;
   }
   return false;
 }
