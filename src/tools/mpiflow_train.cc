@@ -151,6 +151,13 @@ int main(int argc, char** argv) {
     }
     cl.collectives.allreduce_rules = *rules;
   }
+  const mpiflow::CollectiveOptions& co = cl.collectives;
+  if (!(co.stall_warning_seconds > 0) || !(co.stall_abort_seconds > co.stall_warning_seconds)) {
+    std::cerr << "mpiflow-train: --stall-warning-seconds (" << co.stall_warning_seconds
+              << ") must be positive and below --stall-abort-seconds (" << co.stall_abort_seconds
+              << ")\n";
+    return kExitUsage;
+  }
   mpiflow::Status valid = mpiflow::ValidateTrainConfig(config);
   if (!valid.ok()) {
     std::cerr << "mpiflow-train: " << valid.message() << (config_file.empty() ? "" : " (job file '")
@@ -170,6 +177,14 @@ int main(int argc, char** argv) {
       return world.status().code() == mpiflow::Code::kInvalidArgument ? kExitUsage : kExitFailed;
     }
     comm = *world;
+    if (comm->size() > 1 && config.strategy == "none") {  // the same answer on every rank
+      if (comm->rank() == 0) {
+        std::cerr << "mpiflow-train: --strategy none under " << comm->size()
+                  << " ranks would train separate copies of the model: use --strategy "
+                     "allreduce (the default), or run one rank\n";
+      }
+      return kExitUsage;
+    }
   }
   std::unique_ptr<mpiflow::Timeline> local_timeline;
   mpiflow::Timeline* timeline = comm ? comm->timeline() : nullptr;
