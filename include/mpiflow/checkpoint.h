@@ -1,0 +1,51 @@
+// Checkpoints as HDF5 files (C API of HDF5 1.10): one dataset per variable at its graph name
+// (/variables/dense_1/kernel, /variables/global_step), optimizer slots at theirs under /slots
+// (/slots/dense_1/kernel/adam_m: HDF5 cannot make a name both a dataset and a group), each with
+// a "dtype" attribute; string attributes (job options, graph fingerprint) on /job; int64 counters
+// (run counter, data cursors) on /state; a format name and version on the root. Files read as
+// they are with h5dump and h5py. Writing is atomic: a temporary file in the same directory,
+// flushed and fsynced, then renamed over the target, so a crash at any moment leaves the
+// previous file whole.
+// Not the training loop's policy (when to write, which to keep): that is the trainer's.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mpiflow/graph.h"
+#include "mpiflow/status.h"
+#include "mpiflow/tensor.h"
+
+namespace mpiflow {
+
+class Session;
+
+inline constexpr const char* kCheckpointFormat = "mpiflow-checkpoint";
+inline constexpr int64_t kCheckpointFormatVersion = 1;
+
+struct Checkpoint {
+  std::vector<std::pair<std::string, Tensor>> variables;  // by graph name, in the order written
+  std::map<std::string, std::string> attributes;          // stored on /job
+  std::map<std::string, int64_t> counters;                // stored on /state
+};
+
+// Writes `c` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
+// Every dtype (float16 as IEEE half, bool as uint8), any shape including scalars and empty ones.
+Status WriteCheckpoint(const std::string& path, const Checkpoint& c);
+// Reads a whole checkpoint. Errors name the file and the object: not HDF5, truncated, not an
+// mpiflow checkpoint, a newer format version, a dataset of an unknown type.
+StatusOr<Checkpoint> ReadCheckpoint(const std::string& path);
+
+// What restoring `c` into `graph`'s variables would find wrong: every variable of the graph
+// missing from the checkpoint, every checkpoint variable the graph lacks, and every dtype or
+// shape conflict, in one message. OK when they match exactly.
+Status CheckCheckpointMatches(const Checkpoint& c, const Graph& graph, const std::string& path);
+// CheckCheckpointMatches, then writes every variable into the session. Nothing is written
+// when anything does not match.
+Status RestoreCheckpoint(const Checkpoint& c, const Graph& graph, Session& session,
+                         const std::string& path);
+
+}  // namespace mpiflow

@@ -1,0 +1,187 @@
+// HDF5 checkpoints: round trip of every dtype and shape with attributes and counters, the
+// layout h5dump sees, restoring into a Session, and bad input (not HDF5, truncated, another
+// format, a graph that does not fit) as errors naming the file and the objects, with nothing
+// overwritten.
+#include "mpiflow/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "mpiflow/models.h"
+#include "mpiflow/ops.h"
+#include "mpiflow/optimizer.h"
+#include "mpiflow/session.h"
+
+namespace mpiflow {
+namespace {
+
+std::string Temp(const std::string& name) { return ::testing::TempDir() + "/" + name; }
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+Checkpoint EveryDType() {
+  Checkpoint c;
+  c.variables.emplace_back("dense_1/kernel",
+                           Tensor::FromVector<float>(Shape{2, 3}, {1, -2, 3.5f, 0, 1e-30f, 7}));
+  c.variables.emplace_back("dense_1/kernel/adam_m",
+                           Tensor::FromVector<float>(Shape{2, 3}, {0.5f, 0, 0, 0, 0, -1}));
+  c.variables.emplace_back("global_step", Tensor::Scalar<int64_t>(4690));
+  c.variables.emplace_back("f64", Tensor::FromVector<double>(Shape{3}, {1e300, -0.0, 1.0 / 3}));
+  c.variables.emplace_back("i32", Tensor::FromVector<int32_t>(Shape{2, 1, 2}, {1, -2, 3, -4}));
+  Tensor half(DType::kFloat16, Shape{3});
+  half.data<Half>()[0] = FloatToHalf(1.5f);
+  half.data<Half>()[1] = FloatToHalf(-65504.0f);
+  half.data<Half>()[2] = FloatToHalf(0.000061035156f);
+  c.variables.emplace_back("f16", half);
+  Tensor flags(DType::kBool, Shape{2});
+  flags.data<bool>()[0] = true;
+  flags.data<bool>()[1] = false;
+  c.variables.emplace_back("flags", flags);
+  c.variables.emplace_back("empty", Tensor(DType::kFloat32, Shape{0, 4}));
+  c.attributes["model"] = "mlp";
+  c.attributes["graph_fingerprint"] = "0x1234abcd";
+  c.counters["run_counter"] = 4700;
+  c.counters["data_cursor.rank0"] = -3;
+  return c;
+}
+
+TEST(Checkpoint, RoundTripsEveryDTypeShapeAttributeAndCounter) {
+  const std::string path = Temp("round_trip.h5");
+  const Checkpoint c = EveryDType();
+  ASSERT_TRUE(WriteCheckpoint(path, c).ok());
+  StatusOr<Checkpoint> r = ReadCheckpoint(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->attributes, c.attributes);
+  EXPECT_EQ(r->counters, c.counters);
+  ASSERT_EQ(r->variables.size(), c.variables.size());
+  std::map<std::string, Tensor> got(r->variables.begin(), r->variables.end());
+  for (const auto& [name, t] : c.variables) {
+    ASSERT_TRUE(got.count(name)) << name;
+    EXPECT_TRUE(got[name].BitEqual(t)) << name << ": " << got[name].DebugString();
+  }
+  // No temporary file left behind.
+  EXPECT_EQ(std::fopen((path + ".tmp." + std::to_string(::getpid())).c_str(), "r"), nullptr);
+}
+
+TEST(Checkpoint, H5dumpReadsTheLayout) {
+  const std::string path = Temp("layout.h5");
+  ASSERT_TRUE(WriteCheckpoint(path, EveryDType()).ok());
+  const std::string out = Temp("layout.txt");
+  ASSERT_EQ(std::system(("h5dump " + path + " > " + out + " 2>&1").c_str()), 0)
+      << Slurp(out) << "\n(h5dump comes from Debian's hdf5-tools)";
+  const std::string dump = Slurp(out);
+  EXPECT_NE(dump.find("GROUP \"variables\""), std::string::npos) << dump;
+  EXPECT_NE(dump.find("DATASET \"kernel\""), std::string::npos);
+  EXPECT_NE(dump.find("DATASET \"adam_m\""), std::string::npos);  // under /slots/dense_1/kernel
+  EXPECT_NE(dump.find("(0,0): 1, -2, 3.5,"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("ATTRIBUTE \"format\""), std::string::npos);
+  EXPECT_NE(dump.find("\"mpiflow-checkpoint\""), std::string::npos);
+  EXPECT_NE(dump.find("ATTRIBUTE \"run_counter\""), std::string::npos);
+  EXPECT_NE(dump.find("(0): 4700"), std::string::npos) << dump;
+  // The dataset path h5py users would type.
+  ASSERT_EQ(std::system(("h5dump -d /variables/dense_1/kernel " + path + " > " + out).c_str()), 0);
+  EXPECT_NE(Slurp(out).find("DATASPACE  SIMPLE { ( 2, 3 ) / ( 2, 3 ) }"), std::string::npos)
+      << Slurp(out);
+}
+
+TEST(Checkpoint, RestoresIntoAGraphByName) {
+  Scope s = Scope::NewRootScope();
+  StatusOr<Model> m = BuildModel(s, "mlp", 3, 10);
+  ASSERT_TRUE(m.ok());
+  OptimizerOptions adam;
+  adam.name = "adam";
+  ASSERT_TRUE(Minimize(s, m->loss, adam).ok());
+  Node* init = ops::InitOp(s);
+  Session a(s.graph()), b(s.graph());
+  ASSERT_TRUE(a.RunTargets({init}).ok());
+  Checkpoint c;
+  for (const VariableInfo& v : s.graph()->variables()) {
+    StatusOr<Tensor> t = a.ReadVariable(v.variable->name());
+    ASSERT_TRUE(t.ok());
+    c.variables.emplace_back(v.variable->name(), *t);
+  }
+  const std::string path = Temp("mlp.h5");
+  ASSERT_TRUE(WriteCheckpoint(path, c).ok());
+  StatusOr<Checkpoint> r = ReadCheckpoint(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(RestoreCheckpoint(*r, *s.graph(), b, path).ok());
+  for (const VariableInfo& v : s.graph()->variables()) {
+    EXPECT_TRUE(b.ReadVariable(v.variable->name())->BitEqual(*a.ReadVariable(v.variable->name())))
+        << v.variable->name();
+  }
+  // A checkpoint of another graph: every problem in one message, nothing written.
+  Checkpoint other = *r;
+  for (size_t i = 0; i < other.variables.size(); ++i) {  // dense_1/kernel goes missing
+    if (other.variables[i].first == "dense_1/kernel")
+      other.variables.erase(other.variables.begin() + i);
+  }
+  other.variables.emplace_back("conv_1/kernel", Tensor(DType::kFloat32, Shape{5, 5, 1, 32}));
+  for (auto& [name, t] : other.variables) {
+    if (name == "dense_2/bias") t = Tensor(DType::kFloat32, Shape{128});
+  }
+  Session fresh(s.graph());
+  const Status st = RestoreCheckpoint(other, *s.graph(), fresh, "other.h5");
+  EXPECT_EQ(st.message(),
+            "checkpoint 'other.h5' does not fit this graph: missing from the checkpoint: "
+            "dense_1/kernel; not in the graph: conv_1/kernel; dtype or shape differs: "
+            "dense_2/bias (graph float32[256], checkpoint float32[128]). Was it written by "
+            "another model or options?");
+  EXPECT_FALSE(fresh.ReadVariable("dense_2/kernel").ok());  // still uninitialised
+}
+
+TEST(Checkpoint, BadFilesAreClearErrors) {
+  EXPECT_EQ(ReadCheckpoint(Temp("nope.h5")).status().message(),
+            "checkpoint '" + Temp("nope.h5") + "': cannot read it: No such file or directory");
+  const std::string text = Temp("text.h5");
+  std::ofstream(text) << "not hdf5 at all\n";
+  EXPECT_EQ(ReadCheckpoint(text).status().message(),
+            "checkpoint '" + text + "' is not an HDF5 file (or its superblock is damaged)");
+  // Truncated: the first half of a good file.
+  const std::string good = Temp("good.h5"), cut = Temp("cut.h5");
+  ASSERT_TRUE(WriteCheckpoint(good, EveryDType()).ok());
+  const std::string bytes = Slurp(good);
+  std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  const Status st = ReadCheckpoint(cut).status();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("checkpoint '" + cut + "'"), std::string::npos) << st;
+  // An HDF5 file that is not a checkpoint.
+  Checkpoint c = EveryDType();
+  ASSERT_TRUE(WriteCheckpoint(good, c).ok());
+  const std::string plain = Temp("plain.h5");
+  std::remove(plain.c_str());  // h5copy will not overwrite
+  ASSERT_EQ(std::system(("h5copy -i " + good + " -o " + plain + " -s /variables -d /v").c_str()),
+            0);
+  EXPECT_NE(ReadCheckpoint(plain).status().message().find(
+                "is an HDF5 file but not an mpiflow checkpoint"),
+            std::string::npos);
+}
+
+TEST(Checkpoint, AFailedWriteLeavesThePreviousFileWhole) {
+  const std::string path = Temp("keep.h5");
+  ASSERT_TRUE(WriteCheckpoint(path, EveryDType()).ok());
+  const std::string before = Slurp(path);
+  Checkpoint bad = EveryDType();
+  bad.variables.emplace_back("unset", Tensor::Unallocated(DType::kFloat32, Shape{2}));
+  const Status st = WriteCheckpoint(path, bad);
+  EXPECT_EQ(st.message(), "checkpoint '" + path + "': variable 'unset' has no value yet");
+  EXPECT_EQ(Slurp(path), before);
+  bad = EveryDType();
+  bad.variables.push_back(bad.variables.front());
+  EXPECT_NE(WriteCheckpoint(path, bad).message().find("given twice"), std::string::npos);
+  EXPECT_EQ(Slurp(path), before);
+  EXPECT_NE(WriteCheckpoint("/nonexistent/dir/x.h5", EveryDType())
+                .message()
+                .find("cannot create the temporary file"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace mpiflow
