@@ -93,7 +93,8 @@ std::vector<Session::Feed> Feeds(const Built& b, float scale, float image_value 
           {b.model.labels, labels},
           {b.sync.scale, Tensor::Scalar<float>(scale)},
           {b.sync.examples, Tensor::Scalar<float>(8.0f)},
-          {b.sync.stop, Tensor::Scalar<float>(1.0f)}};
+          {b.sync.stop, Tensor::Scalar<float>(1.0f)},
+          {b.sync.checkpoint, Tensor::Scalar<float>(0.0f)}};
 }
 
 TEST(GradientSync, BucketsFollowTheGraphAndCloseAtTheSize) {
@@ -139,13 +140,15 @@ TEST(GradientSync, AveragedGradientsAreViewsOfTheScaledSum) {
   }
   // The gradients share one buffer (views of the bucket), in bucket order.
   EXPECT_EQ(got[0].buffer(), got[5].buffer());
-  // The agreement is unscaled: loss * 8 examples, 8 examples, one stop vote, times 4 ranks.
+  // The agreement is unscaled: loss * 8 examples, 8 examples, one stop vote, no checkpoint
+  // vote, times 4 ranks.
   std::vector<Tensor> loss;
   ASSERT_TRUE(plain.Run(feeds, {b->model.loss}, {}, &loss).ok());
   const float* a = got.back().data<float>();
   EXPECT_NEAR(a[0], 4 * 8 * *loss[0].data<float>(), 1e-4);
   EXPECT_EQ(a[1], 32.0f);
   EXPECT_EQ(a[2], 4.0f);
+  EXPECT_EQ(a[3], 0.0f);
   // 1.05 MB of gradients cross 1 MiB only with the last one: one bucket, one allreduce.
   EXPECT_EQ(fake->calls, (std::vector<std::string>{"bucket 0/1 (run 1)"}));
 }

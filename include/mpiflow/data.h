@@ -55,6 +55,7 @@ struct BatchStreamOptions {
   bool shuffle = true;          // a new permutation each epoch, from (seed, epoch)
   bool drop_remainder = false;  // false: the last batch of an epoch may be smaller
   int64_t first_epoch = 0;
+  int64_t first_batch = 0;  // skip this many batches from the start of first_epoch (a resume)
   int64_t num_epochs = 1;
   int prefetch = 2;  // batches prepared ahead on a background thread (0: on the caller)
   // Data parallelism: every shard draws the same permutation (from seed and epoch) and takes its

@@ -28,10 +28,11 @@ struct GradientSync {
   // buckets sum scale * gradient, which is the mean gradient over the global batch even when
   // ranks hold different numbers of examples (and 0 for a rank that holds none).
   Output scale;
-  // Feed float32 scalars every step: this rank's example count, and 1 to ask every rank to
-  // stop after this step (0 otherwise).
-  Output examples, stop;
-  // Fetch: float32 (3) summed over ranks: loss * examples, examples, stop votes. Packed
+  // Feed float32 scalars every step: this rank's example count; 1 to ask every rank to stop
+  // after this step (preemption), and 1 to ask for a checkpoint after it (0 otherwise).
+  Output examples, stop, checkpoint;
+  // Fetch: float32 (4) summed over ranks: loss * examples, examples, stop votes, checkpoint
+  // votes. Packed
   // (unscaled) at the end of the last bucket, so it costs no collective of its own. A NaN or
   // Inf loss on any rank makes the first value NaN or Inf on every rank.
   Output agreement;

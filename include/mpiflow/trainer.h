@@ -37,6 +37,15 @@ struct TrainConfig {
   std::string strategy = "auto";   // auto (allreduce under several ranks), allreduce, none
   double bucket_mb = 1.0;          // gradient fusion bucket size, MiB
   std::string allreduce = "auto";  // algorithm per bucket: auto (rule list), native, ring, hd, rd
+  // Checkpoints (HDF5, written by rank 0) and resume.
+  std::string checkpoint_dir;     // empty: <output_dir>/checkpoints
+  int64_t checkpoint_every = 0;   // steps between checkpoints (0: not by steps)
+  double checkpoint_seconds = 0;  // seconds between checkpoints (0: not by time)
+  int keep_checkpoints = 3;       // the newest K are kept
+  std::string resume;             // "": start fresh; "latest": checkpoint_dir's latest; or a file
+  // SIGTERM / SIGUSR1 (Slurm's --signal) make every rank stop at the next step boundary after a
+  // checkpoint; Train then returns with preempted = true.
+  bool handle_signals = true;
 };
 
 // The options every rank must agree on (compared at start-up), as (name, value).
@@ -53,6 +62,9 @@ struct TrainResult {
   double peak_rss_mib = 0;
   double train_flops_per_example = 0;  // see Model
   int ranks = 1;
+  bool preempted = false;       // stopped by SIGTERM/SIGUSR1 after writing a checkpoint
+  int64_t resumed_from = -1;    // the step the run resumed from (-1: a fresh start)
+  std::string last_checkpoint;  // the newest checkpoint written (or resumed from)
   std::vector<std::pair<std::string, Tensor>> variables;  // final values, by name
 };
 
@@ -68,5 +80,9 @@ StatusOr<TrainResult> Train(const TrainConfig& config, std::ostream& log,
                             Communicator* comm = nullptr, Timeline* timeline = nullptr);
 
 double PeakRssMiB();
+
+// The exit code mpiflow-train uses after a preemption (SIGTERM/SIGUSR1, checkpoint written):
+// EX_TEMPFAIL, "try again", so a job script can requeue on it.
+inline constexpr int kExitPreempted = 75;
 
 }  // namespace mpiflow

@@ -64,7 +64,8 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
   }
   if (!current.empty()) sync.buckets.push_back(current);
 
-  // The step agreement (loss * examples, examples, stop) rides, unscaled, at the end of the last
+  // The step agreement (loss * examples, examples, stop, checkpoint) rides, unscaled, at the end
+  // of the last
   // bucket: no collective of its own. (In a bucket of its own when the last bucket is float64.)
   if (!loss.valid() || loss.dtype() != DType::kFloat32 || loss.shape().rank() != 0) {
     return InvalidArgument("AddGradientSync: the loss must be a float32 scalar");
@@ -72,10 +73,12 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
   const Scope as = s.NewSubScope("agreement");
   sync.examples = ops::Placeholder(as.WithOpName("examples"), DType::kFloat32, Shape{});
   sync.stop = ops::Placeholder(as.WithOpName("stop"), DType::kFloat32, Shape{});
+  sync.checkpoint = ops::Placeholder(as.WithOpName("checkpoint"), DType::kFloat32, Shape{});
   Output votes =
       ops::Concat(as,
                   {ops::Reshape(as, ops::Mul(as, loss, sync.examples), {1}),
-                   ops::Reshape(as, sync.examples, {1}), ops::Reshape(as, sync.stop, {1})},
+                   ops::Reshape(as, sync.examples, {1}), ops::Reshape(as, sync.stop, {1}),
+                   ops::Reshape(as, sync.checkpoint, {1})},
                   0);
   if (sync.buckets.empty() || gradients[sync.buckets.back()[0]].dtype() != DType::kFloat32) {
     sync.buckets.emplace_back();  // an agreement-only bucket

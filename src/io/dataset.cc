@@ -176,6 +176,7 @@ int64_t BatchStream::batches_per_epoch() const {
 
 bool BatchStream::Make(int64_t ordinal, Batch* batch) {
   const int64_t per_epoch = batches_per_epoch();
+  ordinal += opts_.first_batch;
   if (per_epoch == 0 || ordinal >= per_epoch * opts_.num_epochs) return false;
   const int64_t epoch = opts_.first_epoch + ordinal / per_epoch, index = ordinal % per_epoch;
   if (epoch != order_epoch_) {

@@ -1,7 +1,8 @@
 // mpiflow-train: the command-line front end of Train(). Options come from the command line and
 // an optional INI job file (--config); the command line wins. Under mpirun/srun with several
 // ranks it starts the communicator and trains data-parallel. Exit codes: 0 done, 1 training
-// failed (the reason on stderr), 2 bad options or job file, 3 the stall inspector gave up.
+// failed (the reason on stderr), 2 bad options or job file, 3 the stall inspector gave up,
+// 75 preempted (SIGTERM/SIGUSR1) after writing a checkpoint: requeue and --resume latest.
 #include <boost/program_options.hpp>
 #include <fstream>
 #include <iostream>
@@ -96,6 +97,17 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
     ("stall-abort-seconds", po::value(&co->stall_abort_seconds)
                                 ->default_value(co->stall_abort_seconds),
      "... and after this long aborts the job (exit code 3)")
+    ("checkpoint-dir", po::value(&c->checkpoint_dir)->value_name("DIR"),
+     "where checkpoints go (default: <output-dir>/checkpoints): ckpt-<step>.h5 and 'latest'")
+    ("checkpoint-every", po::value(&c->checkpoint_every)->default_value(0),
+     "write an HDF5 checkpoint every N steps (0: off)")
+    ("checkpoint-seconds", po::value(&c->checkpoint_seconds)->default_value(0),
+     "... and/or every N seconds (0: off)")
+    ("keep-checkpoints", po::value(&c->keep_checkpoints)->default_value(c->keep_checkpoints),
+     "keep the newest N checkpoints")
+    ("resume", po::value(&c->resume)->value_name("latest|FILE"),
+     "continue from the latest checkpoint in --checkpoint-dir, or from FILE, exactly where it "
+     "stopped")
     ("timeline", po::value(&cl->timeline)->value_name("FILE"),
      "write a Chrome-trace JSON (Perfetto, chrome://tracing) of ops, buckets, allreduces and "
      "waits; '%r' in FILE becomes the rank, and rank 0 merges all ranks into FILE with %r -> all");
@@ -119,7 +131,8 @@ int main(int argc, char** argv) {
     if (vm.count("help")) {
       std::cout << "Usage: mpiflow-train [options]\n"
                 << "Trains a model on Fashion-MNIST (or synthetic data) and prints one summary "
-                   "line on stdout.\nExit codes: 0 done, 1 training failed, 2 bad options.\n\n"
+                   "line on stdout.\nExit codes: 0 done, 1 training failed, 2 bad options, 3 "
+                   "stalled, 75 preempted (checkpoint written: requeue with --resume latest).\n\n"
                 << desc << "\nExample:\n  mpiflow-train --config jobs/fashion_mlp.ini --epochs 1\n";
       return 0;
     }
@@ -230,6 +243,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  if (r->preempted) return mpiflow::kExitPreempted;  // every rank: a job script can requeue
   if (rank != 0) return 0;
   std::printf(
       "summary: model=%s epochs=%lld steps=%lld test_accuracy=%.4f samples_per_sec=%.1f "

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include <memory>
 #include <thread>
 
+#include "mpiflow/checkpoint.h"
 #include "mpiflow/communicator.h"
 #include "mpiflow/data.h"
 #include "mpiflow/distributed.h"
@@ -65,6 +67,16 @@ Status ValidateTrainConfig(const TrainConfig& c) {
   }
   if (!(c.bucket_mb > 0)) return InvalidArgument("--bucket-mb must be positive, got ", c.bucket_mb);
   MPIFLOW_RETURN_IF_ERROR(ParseAllreduceAlgorithm(c.allreduce).status());
+  if (c.checkpoint_every < 0) {
+    return InvalidArgument("--checkpoint-every must be >= 0 (0: off), got ", c.checkpoint_every);
+  }
+  if (c.checkpoint_seconds < 0) {
+    return InvalidArgument("--checkpoint-seconds must be >= 0 (0: off), got ",
+                           c.checkpoint_seconds);
+  }
+  if (c.keep_checkpoints < 1) {
+    return InvalidArgument("--keep-checkpoints must be >= 1, got ", c.keep_checkpoints);
+  }
   OptimizerOptions o = c.optimizer;
   if (o.lr.decay_steps == 0) o.lr.decay_steps = 1;  // resolved to the run's length in Train
   return ValidateOptimizerOptions(o);
@@ -98,11 +110,85 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+std::atomic<bool> g_stop_requested{false};
+
+extern "C" void OnPreemptionSignal(int) { g_stop_requested.store(true); }
+
+void InstallPreemptionHandlers() {
+  struct sigaction sa = {};
+  sa.sa_handler = OnPreemptionSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);
+}
+
+std::string CheckpointName(int64_t step) {
+  char name[40];
+  std::snprintf(name, sizeof(name), "ckpt-%08lld.h5", static_cast<long long>(step));
+  return name;
+}
+
+// Writes <dir>/ckpt-<step>.h5, then points <dir>/latest at it (itself written to a temporary
+// file and renamed), then removes all but the newest `keep`.
+StatusOr<std::string> SaveTrainingCheckpoint(Session& session, const Graph& graph,
+                                             const TrainConfig& cfg, const std::string& dir,
+                                             int64_t step, int ranks) {
+  Checkpoint c;
+  for (const VariableInfo& v : graph.variables()) {
+    StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
+    if (!t.ok()) return t.status();
+    c.variables.emplace_back(v.variable->name(), *t);
+  }
+  char fingerprint[32];
+  std::snprintf(fingerprint, sizeof(fingerprint), "%016llx",
+                static_cast<unsigned long long>(graph.Fingerprint()));
+  c.attributes["graph_fingerprint"] = fingerprint;
+  for (const auto& [k, v] : ConsistencyItems(cfg)) c.attributes["option." + k] = v;
+  c.counters["step"] = step;
+  c.counters["ranks"] = ranks;
+  c.counters["run_counter"] = session.run_counter();
+  // Every rank's data cursor is the number of global batches consumed: the same on all ranks.
+  c.counters["data_cursor"] = step;
+  const std::string path = dir + "/" + CheckpointName(step);
+  MPIFLOW_RETURN_IF_ERROR(WriteCheckpoint(path, c));
+  const std::string latest = dir + "/latest", tmp = latest + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << CheckpointName(step) << "\n";
+    if (!f.flush()) return Status(Code::kUnavailable, StrCat("cannot write '", tmp, "'"));
+  }
+  if (std::rename(tmp.c_str(), latest.c_str()) != 0) {
+    return Status(Code::kUnavailable,
+                  StrCat("cannot rename '", tmp, "' to '", latest, "': ", std::strerror(errno)));
+  }
+  // Prune: checkpoints of the steps before the newest `keep` (step numbers are what we wrote).
+  for (int64_t old = step - 1, kept = 1; old >= 0; --old) {
+    const std::string p = dir + "/" + CheckpointName(old);
+    if (::access(p.c_str(), F_OK) != 0) continue;
+    if (++kept > cfg.keep_checkpoints) std::remove(p.c_str());
+    if (kept > cfg.keep_checkpoints + 64) break;
+  }
+  return path;
+}
+
+StatusOr<std::string> ResolveResume(const TrainConfig& cfg, const std::string& dir) {
+  if (cfg.resume != "latest") return cfg.resume;
+  std::ifstream f(dir + "/latest");
+  std::string name;
+  if (!(f >> name)) {
+    return Status(Code::kNotFound, StrCat("--resume latest: no '", dir,
+                                          "/latest' (no checkpoint written there yet?)"));
+  }
+  return dir + "/" + name;
+}
+
 // Test hooks for the failure tests, read from the environment: MPIFLOW_TEST_KILL="rank:step"
-// raises SIGKILL on that rank before that step; MPIFLOW_TEST_SLEEP="rank:step:seconds" sleeps.
+// raises SIGKILL on that rank before that step; MPIFLOW_TEST_SLEEP="rank:step:seconds" sleeps;
+// MPIFLOW_TEST_SIGTERM="rank:step" raises SIGTERM (a preemption) there.
 void TestHooks(int rank, int64_t step) {
-  static const char* kill_spec = std::getenv("MPIFLOW_TEST_KILL");
-  static const char* sleep_spec = std::getenv("MPIFLOW_TEST_SLEEP");
+  const char* kill_spec = std::getenv("MPIFLOW_TEST_KILL");  // read every step: tests set them
+  const char* sleep_spec = std::getenv("MPIFLOW_TEST_SLEEP");
   long long r = -1, st = -1;
   double seconds = 0;
   if (kill_spec && std::sscanf(kill_spec, "%lld:%lld", &r, &st) == 2 && r == rank && st == step) {
@@ -110,6 +196,10 @@ void TestHooks(int rank, int64_t step) {
                  rank, st);
     std::fflush(stderr);
     raise(SIGKILL);
+  }
+  const char* term_spec = std::getenv("MPIFLOW_TEST_SIGTERM");
+  if (term_spec && std::sscanf(term_spec, "%lld:%lld", &r, &st) == 2 && r == rank && st == step) {
+    raise(SIGTERM);
   }
   if (sleep_spec && std::sscanf(sleep_spec, "%lld:%lld:%lf", &r, &st, &seconds) == 3 && r == rank &&
       st == step) {
@@ -263,6 +353,46 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   Session session(root.graph(), so);
   MPIFLOW_RETURN_IF_ERROR(session.RunTargets({init}));
 
+  // Checkpoints: resume before the first step, write after steps (rank 0).
+  const std::string checkpoint_dir =
+      !cfg.checkpoint_dir.empty()
+          ? cfg.checkpoint_dir
+          : (cfg.output_dir.empty() ? std::string("checkpoints") : cfg.output_dir + "/checkpoints");
+  const bool checkpointing = cfg.checkpoint_every > 0 || cfg.checkpoint_seconds > 0;
+  if (cfg.handle_signals) InstallPreemptionHandlers();
+  g_stop_requested.store(false);
+  TrainResult r;
+  if (!cfg.resume.empty()) {
+    StatusOr<std::string> path = ResolveResume(cfg, checkpoint_dir);
+    if (!path.ok()) return path.status();
+    StatusOr<Checkpoint> c = ReadCheckpoint(*path);
+    if (!c.ok()) return c.status();
+    if (c->counters.count("ranks") && c->counters["ranks"] != ranks) {
+      return InvalidArgument("checkpoint '", *path, "' was written by a run of ",
+                             c->counters["ranks"],
+                             " ranks; resume it with the same number (the "
+                             "data order depends on it), not ",
+                             ranks);
+    }
+    MPIFLOW_RETURN_IF_ERROR(RestoreCheckpoint(*c, *root.graph(), session, *path));
+    std::string changed;
+    for (const auto& [k, v] : ConsistencyItems(cfg)) {
+      auto it = c->attributes.find("option." + k);
+      if (it != c->attributes.end() && it->second != v && k != "epochs" && k != "max-steps") {
+        changed += StrCat(changed.empty() ? "" : ", ", k, " ", it->second, " -> ", v);
+      }
+    }
+    if (!changed.empty()) {
+      log << "mpiflow: warning: resuming with options that differ from the checkpoint's: "
+          << changed << "\n";
+    }
+    r.steps = c->counters["step"];
+    r.resumed_from = r.steps;
+    r.last_checkpoint = *path;
+    session.set_run_counter(c->counters["run_counter"]);
+    log << "mpiflow: resumed from '" << *path << "' at step " << r.steps << "\n";
+  }
+
   BatchStreamOptions bo;
   bo.batch_size = cfg.batch_size;
   bo.seed = static_cast<uint64_t>(cfg.seed);
@@ -270,6 +400,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   bo.prefetch = cfg.prefetch;
   bo.num_shards = ranks;
   bo.shard_index = rank;
+  bo.first_batch = r.steps;  // a resume continues with the next global batch
   BatchStream stream(&train, bo);
   MPIFLOW_CHECK(stream.batches_per_epoch() == per_epoch);
 
@@ -289,14 +420,33 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   }
   log << "\n";
 
-  TrainResult r;
   r.train_flops_per_example = m.train_flops_per_example;
+  r.epochs = r.steps / per_epoch;
   constexpr int64_t kWarmupSteps = 20;
   double timed_seconds = 0, window_seconds = 0;
   int64_t timed_samples = 0, window_samples = 0;
   std::vector<Tensor> out;
   Batch b;
-  int64_t epoch_done = -1;
+  int64_t epoch_done = r.epochs - 1;  // the last epoch evaluated
+  auto last_save = Clock::now();
+  // Adds where to resume from to an error that ends the run.
+  auto failed = [&](Status st) {
+    if (r.last_checkpoint.empty()) return st;
+    return Status(st.code(), StrCat(st.message(), "; resume from '", r.last_checkpoint,
+                                    "' (--resume latest)"));
+  };
+  auto save = [&]() -> Status {
+    if (rank == 0) {
+      MPIFLOW_RETURN_IF_ERROR(MakeDirs(checkpoint_dir));
+      StatusOr<std::string> p =
+          SaveTrainingCheckpoint(session, *root.graph(), cfg, checkpoint_dir, r.steps, ranks);
+      if (!p.ok()) return p.status();
+      log << "mpiflow: checkpoint '" << *p << "' (step " << r.steps << ")\n";
+    }
+    r.last_checkpoint = checkpoint_dir + "/" + CheckpointName(r.steps);
+    last_save = Clock::now();
+    return Status::OK();
+  };
   const auto train_start = Clock::now();
   double eval_seconds = 0;
   RunStats stats;
@@ -311,14 +461,19 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
       feeds.push_back({sync.scale, Tensor::Scalar<float>(static_cast<float>(b.examples) /
                                                          static_cast<float>(b.global_examples))});
       feeds.push_back({sync.examples, Tensor::Scalar<float>(static_cast<float>(b.examples))});
-      feeds.push_back({sync.stop, Tensor::Scalar<float>(0.0f)});
+      feeds.push_back({sync.stop, Tensor::Scalar<float>(g_stop_requested.load() ? 1.0f : 0.0f)});
+      // Rank 0 keeps the checkpoint clock; its vote makes every rank agree on the step.
+      const bool timed = rank == 0 && cfg.checkpoint_seconds > 0 &&
+                         Seconds(Clock::now() - last_save) >= cfg.checkpoint_seconds;
+      feeds.push_back({sync.checkpoint, Tensor::Scalar<float>(timed ? 1.0f : 0.0f)});
     }
     Status run =
         session.Run(feeds, {comm ? sync.agreement : m.loss}, {train_op->train}, &out, &stats);
     if (!run.ok()) {
-      return Status(run.code(),
-                    StrCat("at step ", r.steps + 1, " (epoch ", b.epoch + 1, "): ", run.message(),
-                           run.code() == Code::kAborted ? "; lower the learning rate (--lr)" : ""));
+      return failed(
+          Status(run.code(),
+                 StrCat("at step ", r.steps + 1, " (epoch ", b.epoch + 1, "): ", run.message(),
+                        run.code() == Code::kAborted ? "; lower the learning rate (--lr)" : "")));
     }
     for (const RunStats::NodeTime& t : stats.node_times) {
       auto& entry = op_seconds[t.node->op()];
@@ -330,14 +485,20 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     // rank takes the same decisions below.
     const float* agreed = out[0].data<float>();
     r.final_loss = comm ? agreed[0] / std::max(agreed[1], 1.0f) : agreed[0];
+    const bool stop = comm ? agreed[2] > 0 : g_stop_requested.load();
+    bool checkpoint_now = comm ? agreed[3] > 0
+                               : cfg.checkpoint_seconds > 0 &&
+                                     Seconds(Clock::now() - last_save) >= cfg.checkpoint_seconds;
     const double dt = Seconds(Clock::now() - t0);
     if (!std::isfinite(r.final_loss)) {
-      return Status(Code::kAborted,
-                    StrCat("the loss is NaN or Inf (", r.final_loss, comm ? ", on some rank" : "",
-                           ") at step ", r.steps + 1, " (epoch ", b.epoch + 1,
-                           "): lower the learning rate (--lr)"));
+      return failed(Status(Code::kAborted,
+                           StrCat("the loss is NaN or Inf (", r.final_loss,
+                                  comm ? ", on some rank" : "", ") at step ", r.steps + 1,
+                                  " (epoch ", b.epoch + 1, "): lower the learning rate (--lr)")));
     }
     ++r.steps;
+    checkpoint_now =
+        checkpoint_now || (cfg.checkpoint_every > 0 && r.steps % cfg.checkpoint_every == 0);
     if (r.steps > kWarmupSteps) {
       timed_seconds += dt;
       timed_samples += n;
@@ -368,7 +529,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
       if (cfg.eval) {
         const auto e0 = Clock::now();
         StatusOr<double> acc = Evaluate(session, m, test, cfg.eval_batch_size, comm);
-        if (!acc.ok()) return acc.status();
+        if (!acc.ok()) return failed(acc.status());
         const double es = Seconds(Clock::now() - e0);
         eval_seconds += es;
         r.test_accuracy = *acc;
@@ -383,6 +544,18 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
         }
       }
     }
+    // A preemption (every rank saw the same stop vote) always writes a checkpoint.
+    if ((checkpointing && checkpoint_now) || stop) MPIFLOW_RETURN_IF_ERROR(failed(save()));
+    if (stop) {
+      r.preempted = true;
+      log << "mpiflow: stopped by SIGTERM/SIGUSR1 after step " << r.steps
+          << "; resume with --resume latest (exit code " << kExitPreempted << ")\n";
+      break;
+    }
+  }
+  if (checkpointing && !r.preempted && r.steps > 0 &&
+      r.last_checkpoint != checkpoint_dir + "/" + CheckpointName(r.steps)) {
+    MPIFLOW_RETURN_IF_ERROR(save());  // the final state, so that a resume of a done run is one
   }
   if (cfg.profile && timed_seconds > 0) {
     std::vector<std::pair<double, std::string>> rows;

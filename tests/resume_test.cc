@@ -1,0 +1,131 @@
+// Checkpoint and resume in the training loop, one process: a run stopped after K steps and
+// resumed for M more ends with the bits of an uninterrupted K+M-step run (SGD and Adam, a resume
+// mid-epoch and at an epoch boundary); a preemption (SIGTERM) checkpoints at the next step and
+// says so; a checkpoint of another model or rank count is refused with the reason.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "mpiflow/trainer.h"
+
+namespace mpiflow {
+namespace {
+
+// A config writing under `dir`, which starts empty.
+TrainConfig Base(const std::string& dir) {
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(dir + "_whole");
+  TrainConfig c;
+  c.dataset = "synthetic";
+  c.synthetic_train = 320;  // 10 steps of 32 per epoch
+  c.synthetic_test = 64;
+  c.batch_size = 32;
+  c.epochs = 3;
+  c.optimizer.name = "adam";
+  c.optimizer.lr.base = 0.002;
+  c.log_every = 1000000;
+  c.output_dir = dir;
+  c.prefetch = 0;
+  return c;
+}
+
+StatusOr<TrainResult> TrainLogged(const TrainConfig& c, std::string* log_text = nullptr) {
+  std::ostringstream log;
+  StatusOr<TrainResult> r = Train(c, log);
+  if (log_text) *log_text = log.str();
+  return r;
+}
+
+void ExpectSameBits(const TrainResult& a, const TrainResult& b) {
+  ASSERT_EQ(a.variables.size(), b.variables.size());
+  for (size_t i = 0; i < a.variables.size(); ++i) {
+    EXPECT_TRUE(a.variables[i].second.BitEqual(b.variables[i].second)) << a.variables[i].first;
+  }
+}
+
+void ResumeMatches(int64_t first, int64_t total, const std::string& optimizer) {
+  const std::string dir = ::testing::TempDir() + "/resume_" + optimizer + std::to_string(first);
+  TrainConfig c = Base(dir);
+  c.optimizer.name = optimizer;
+  StatusOr<TrainResult> whole = TrainLogged([&] {
+    TrainConfig w = c;
+    w.output_dir = dir + "_whole";
+    w.max_steps = total;
+    return w;
+  }());
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  TrainConfig part = c;
+  part.max_steps = first;
+  part.checkpoint_every = first;
+  StatusOr<TrainResult> a = TrainLogged(part);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->last_checkpoint, dir + "/checkpoints/ckpt-" +
+                                    std::string(8 - std::to_string(first).size(), '0') +
+                                    std::to_string(first) + ".h5");
+  TrainConfig rest = c;
+  rest.max_steps = total;
+  rest.resume = "latest";
+  std::string log;
+  StatusOr<TrainResult> b = TrainLogged(rest, &log);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->resumed_from, first);
+  EXPECT_EQ(b->steps, total);
+  EXPECT_NE(log.find("resumed from '" + a->last_checkpoint + "' at step " + std::to_string(first)),
+            std::string::npos)
+      << log;
+  ExpectSameBits(*b, *whole);
+  EXPECT_EQ(b->test_accuracy, whole->test_accuracy);
+}
+
+TEST(Resume, MidEpochAdamIsBitIdentical) { ResumeMatches(7, 16, "adam"); }
+TEST(Resume, AtAnEpochBoundarySgdIsBitIdentical) { ResumeMatches(10, 25, "sgd"); }
+
+TEST(Resume, SigtermCheckpointsAtTheNextStepAndStops) {
+  const std::string dir = ::testing::TempDir() + "/preempt";
+  TrainConfig c = Base(dir);
+  ::setenv("MPIFLOW_TEST_SIGTERM", "0:6", 1);  // rank 0 raises SIGTERM before step 6
+  std::string log;
+  StatusOr<TrainResult> r = TrainLogged(c, &log);
+  ::unsetenv("MPIFLOW_TEST_SIGTERM");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->preempted);
+  EXPECT_EQ(r->steps, 6);  // the step under way finishes, then the checkpoint
+  EXPECT_NE(log.find("stopped by SIGTERM/SIGUSR1 after step 6; resume with --resume latest "
+                     "(exit code 75)"),
+            std::string::npos)
+      << log;
+  // Resuming finishes the job with the bits of a run that was never stopped.
+  TrainConfig rest = c;
+  rest.resume = "latest";
+  StatusOr<TrainResult> b = TrainLogged(rest);
+  TrainConfig w = c;
+  w.output_dir = dir + "_whole";
+  StatusOr<TrainResult> whole = TrainLogged(w);
+  ASSERT_TRUE(b.ok() && whole.ok());
+  EXPECT_EQ(b->steps, 30);
+  ExpectSameBits(*b, *whole);
+}
+
+TEST(Resume, RefusesACheckpointOfAnotherModel) {
+  const std::string dir = ::testing::TempDir() + "/other_model";
+  TrainConfig c = Base(dir);
+  c.max_steps = 2;
+  c.checkpoint_every = 2;
+  ASSERT_TRUE(TrainLogged(c).ok());
+  TrainConfig cnn = c;
+  cnn.model = "cnn";
+  cnn.resume = "latest";
+  const Status s = TrainLogged(cnn).status();
+  EXPECT_NE(s.message().find("does not fit this graph: missing from the checkpoint: conv_1/"),
+            std::string::npos)
+      << s;
+  TrainConfig none = Base(::testing::TempDir() + "/nothing_here");
+  none.resume = "latest";
+  EXPECT_NE(TrainLogged(none).status().message().find("--resume latest: no '"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mpiflow
