@@ -134,6 +134,37 @@ TEST(DataParallel, RerunIsBitIdentical) {
   }
 }
 
+// Train K steps with a checkpoint, resume for M more: the bits of an uninterrupted K+M run.
+TEST(DataParallel, ResumeIsBitIdentical) {
+  const std::string dir = ::testing::TempDir() + "/dp_resume_" + std::to_string(comm->size());
+  TrainConfig c = Base();
+  c.optimizer.name = "adam";
+  c.optimizer.lr.base = 0.002;
+  c.output_dir = dir;
+  c.checkpoint_dir = dir + "/checkpoints";
+  TrainConfig whole = c;
+  whole.output_dir = dir + "/whole";
+  whole.checkpoint_dir = dir + "/whole_checkpoints";
+  whole.max_steps = 9;
+  StatusOr<TrainResult> w = TrainWith(whole, comm);
+  ASSERT_TRUE(w.ok()) << w.status();
+  TrainConfig part = c;
+  part.max_steps = 4;
+  part.checkpoint_every = 4;
+  ASSERT_TRUE(TrainWith(part, comm).ok());
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());  // rank 0 has written it
+  TrainConfig rest = c;
+  rest.max_steps = 9;
+  rest.resume = dir + "/checkpoints/ckpt-00000004.h5";
+  StatusOr<TrainResult> r = TrainWith(rest, comm);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->resumed_from, 4);
+  for (size_t v = 0; v < r->variables.size(); ++v) {
+    EXPECT_TRUE(r->variables[v].second.BitEqual(w->variables[v].second)) << r->variables[v].first;
+  }
+  EXPECT_TRUE(SameBitsOnEveryRank(*r));
+}
+
 TEST(DataParallel, DifferentOptionIsAnErrorOnEveryRank) {
   TrainConfig c = Base();
   c.max_steps = 2;
