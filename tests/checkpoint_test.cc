@@ -5,6 +5,8 @@
 #include "mpiflow/checkpoint.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -181,6 +183,35 @@ TEST(Checkpoint, AFailedWriteLeavesThePreviousFileWhole) {
                 .message()
                 .find("cannot create the temporary file"),
             std::string::npos);
+}
+
+// Kill the writer (in a child process) at every crash point of a checkpoint write: the file
+// it replaces always loads, bit for bit, and once the rename happened the new one does.
+TEST(Checkpoint, AKilledWriterNeverLeavesABrokenFile) {
+  const std::string path = Temp("crash.h5");
+  Checkpoint old_c = EveryDType(), new_c = EveryDType();
+  old_c.counters["step"] = 1;
+  new_c.counters["step"] = 2;
+  const int points =
+      static_cast<int>(new_c.variables.size()) + 3;  // datasets, flush, fsync, rename
+  for (int point = 1; point <= points + 1; ++point) {
+    ASSERT_TRUE(WriteCheckpoint(path, old_c).ok());
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      setenv("MPIFLOW_TEST_CHECKPOINT_CRASH", std::to_string(point).c_str(), 1);
+      std::_Exit(WriteCheckpoint(path, new_c).ok() ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    const bool crashed = WIFEXITED(status) && WEXITSTATUS(status) == 9;
+    EXPECT_EQ(crashed, point <= points) << "crash point " << point;
+    StatusOr<Checkpoint> r = ReadCheckpoint(path);
+    ASSERT_TRUE(r.ok()) << "crash point " << point << ": " << r.status();
+    // Before the rename the old file is there; from the rename on, the new one.
+    EXPECT_EQ(r->counters["step"], point <= points - 1 ? 1 : 2) << "crash point " << point;
+    EXPECT_EQ(r->variables.size(), old_c.variables.size());
+  }
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -229,6 +230,15 @@ Status FsyncPath(const std::string& p, bool directory) {
   return Status::OK();
 }
 
+// Test hook for the crash tests: MPIFLOW_TEST_CHECKPOINT_CRASH=N ends the process abruptly
+// (_exit, as a kill would) at the N-th crash point of a write: after each dataset, after the
+// flush, after the fsync, after the rename.
+void CrashPoint() {
+  static int reached = 0;
+  const char* at = std::getenv("MPIFLOW_TEST_CHECKPOINT_CRASH");
+  if (at && ++reached == std::atoi(at)) std::_Exit(9);
+}
+
 std::string DirectoryOf(const std::string& path) {
   const size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
@@ -279,6 +289,7 @@ Status WriteCheckpoint(const std::string& path, const Checkpoint& c) {
         }
         MPIFLOW_RETURN_IF_ERROR(
             WriteVariableDataset(file.get(), slot ? "/slots" : "/variables", name, t, path));
+        CrashPoint();
       }
       if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) {
         return Hdf5Error(Code::kUnavailable, path, "cannot flush '", tmp, "'");
@@ -290,7 +301,9 @@ Status WriteCheckpoint(const std::string& path, const Checkpoint& c) {
       return s;
     }
   }  // closed
+  CrashPoint();
   Status s = FsyncPath(tmp, false);
+  CrashPoint();
   if (s.ok() && std::rename(tmp.c_str(), path.c_str()) != 0) {
     s = Status(Code::kUnavailable,
                StrCat("cannot rename '", tmp, "' to '", path, "': ", std::strerror(errno)));
@@ -299,6 +312,7 @@ Status WriteCheckpoint(const std::string& path, const Checkpoint& c) {
     std::remove(tmp.c_str());
     return s;
   }
+  CrashPoint();
   return FsyncPath(DirectoryOf(path), true);
 }
 
