@@ -150,3 +150,45 @@ TEST(SyntheticTest, SameSeedSameBytes) {
 
 }  // namespace
 }  // namespace mpiflow
+
+namespace mpiflow {
+namespace {
+
+TEST(Hdf5Dataset, RoundTripsAndReadsARangeThroughAHyperslab) {
+  const std::string path = ::testing::TempDir() + "/synthetic.h5";
+  std::remove(path.c_str());
+  const ImageDataset train = SyntheticDataset(300, 10, 5), test = SyntheticDataset(40, 10, 6);
+  ASSERT_TRUE(WriteHdf5Split(path, "train", train, /*chunk_images=*/64, /*compression=*/6).ok());
+  ASSERT_TRUE(WriteHdf5Split(path, "test", test, 1000, 0).ok());
+  StatusOr<ImageDataset> all = ReadHdf5Split(path, "train");
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->count, 300);
+  EXPECT_EQ(all->rows, 28);
+  EXPECT_EQ(all->images, train.images);
+  EXPECT_EQ(all->labels, train.labels);
+  StatusOr<ImageDataset> part = ReadHdf5Split(path, "train", 130, 70);  // across chunks
+  ASSERT_TRUE(part.ok()) << part.status();
+  EXPECT_EQ(part->count, 70);
+  EXPECT_TRUE(
+      std::equal(part->images.begin(), part->images.end(), train.images.begin() + 130 * 784));
+  EXPECT_TRUE(std::equal(part->labels.begin(), part->labels.end(), train.labels.begin() + 130));
+  EXPECT_EQ(ReadHdf5Split(path, "test")->labels, test.labels);
+  // Errors name the file and what is wrong.
+  EXPECT_EQ(ReadHdf5Split(path, "train", 250, 60).status().message(),
+            "dataset file '" + path + "': examples [250, 310) are outside '/train' (300 examples)");
+  EXPECT_EQ(ReadHdf5Split(path, "validation").status().message(),
+            "dataset file '" + path + "' has no split '/validation' (try train or test)");
+  EXPECT_NE(
+      ReadHdf5Split(path + ".missing", "train")
+          .status()
+          .message()
+          .find("is missing or not an HDF5 file (convert IDX files with mpiflow-data convert)"),
+      std::string::npos);
+  EXPECT_NE(WriteHdf5Split(path, "train", train)
+                .message()
+                .find("cannot create group '/train' (is it there already?)"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace mpiflow

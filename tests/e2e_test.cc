@@ -2,8 +2,10 @@
 // reproducible from the seed, also with a concurrent executor.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <sstream>
 
+#include "mpiflow/data.h"
 #include "mpiflow/trainer.h"
 
 namespace mpiflow {
@@ -79,6 +81,27 @@ TEST(EndToEnd, CnnTrainsAFewStepsDeterministically) {
   EXPECT_GE(r->test_accuracy, 0.9) << log.str();  // the synthetic classes are easy
   c.eval = false;
   ExpectBitIdentical(Weights(c), Weights(c));
+}
+
+// The same images from HDF5 (as mpiflow-data convert writes them) train to the same bits.
+TEST(EndToEnd, Hdf5DataTrainsLikeTheIdxFiles) {
+  const std::string path = ::testing::TempDir() + "/fashion.h5";
+  std::remove(path.c_str());
+  for (bool train : {true, false}) {
+    StatusOr<ImageDataset> d = LoadMnistDirectory(MPIFLOW_FASHION_MNIST_DIR, train);
+    ASSERT_TRUE(d.ok()) << d.status();
+    ASSERT_TRUE(WriteHdf5Split(path, train ? "train" : "test", *d).ok());
+  }
+  TrainConfig idx = Base();
+  idx.max_steps = 30;
+  idx.eval = false;
+  TrainConfig h5 = idx;
+  h5.dataset = "hdf5";
+  h5.data_dir = path;
+  const auto a = Weights(idx), b = Weights(h5);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(a[i].second.BitEqual(b[i].second)) << a[i].first;
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // Datasets for training: IDX files (gzipped or not, as Debian's dataset-fashion-mnist ships
 // them), a learnable synthetic set for tests and benchmarks, and a BatchStream that shuffles with
-// a seed, batches, shards across ranks, and prefetches on a background thread. Not HDF5 (a
-// later issue).
+// a seed, batches, shards across ranks, and prefetches on a background thread; the same images
+// in HDF5 (mpiflow-data converts).
 #pragma once
 
 #include <condition_variable>
@@ -30,6 +30,16 @@ struct ImageDataset {
 // Reads an IDX3 ubyte images file and an IDX1 ubyte labels file (".gz" read through zlib).
 // Errors name the file and what is wrong: missing, wrong magic, truncated, counts differ.
 StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string& labels_path);
+
+// HDF5 (one file, one group per split): /<split>/images uint8 (count, rows, cols), chunked by
+// `chunk_images` and deflate-compressed at `compression` (0: none), /<split>/labels int32
+// (count), attribute num_classes. Adds the split to `path` when the file exists.
+Status WriteHdf5Split(const std::string& path, const std::string& split, const ImageDataset& d,
+                      int64_t chunk_images = 1024, int compression = 4);
+// Examples [begin, begin + count) of /<split> (count -1: to the end), read through a hyperslab
+// selection: a rank reads its part of the file and no more.
+StatusOr<ImageDataset> ReadHdf5Split(const std::string& path, const std::string& split,
+                                     int64_t begin = 0, int64_t count = -1);
 
 // The train or test split of an MNIST-layout directory:
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte with or without ".gz".

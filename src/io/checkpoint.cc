@@ -14,56 +14,15 @@
 #include <set>
 
 #include "mpiflow/session.h"
+#include "src/io/hdf5_util.h"
 
 namespace mpiflow {
 
 namespace {
 
-// An hid_t closed with `close` when it goes out of scope.
-class Handle {
- public:
-  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  ~Handle() {
-    if (id_ >= 0) close_(id_);
-  }
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  hid_t get() const { return id_; }
-  bool ok() const { return id_ >= 0; }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
-};
-
-// The innermost message of HDF5's error stack ("file signature not found"), or "".
-std::string Hdf5Reason() {
-  std::string reason;
-  H5Ewalk2(
-      H5E_DEFAULT, H5E_WALK_UPWARD,
-      [](unsigned n, const H5E_error2_t* e, void* data) -> herr_t {
-        if (n == 0 && e->desc) *static_cast<std::string*>(data) = e->desc;
-        return 0;
-      },
-      &reason);
-  H5Eclear2(H5E_DEFAULT);
-  return reason;
-}
-
-template <typename... Args>
-Status Hdf5Error(Code code, const std::string& path, const Args&... what) {
-  const std::string reason = Hdf5Reason();
-  return Status(code, StrCat("checkpoint '", path, "': ", what...,
-                             reason.empty() ? std::string() : StrCat(" (HDF5: ", reason, ")")));
-}
-
-void QuietHdf5() {
-  static const bool once = [] {
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-    return true;
-  }();
-  (void)once;
-}
+using hdf5_util::Handle;
+using hdf5_util::Hdf5Error;
+using hdf5_util::QuietHdf5;
 
 // IEEE binary16 as an HDF5 float type (h5py reads it as numpy float16).
 hid_t NewHalfType() {
@@ -118,7 +77,7 @@ Status WriteStringAttribute(hid_t obj, const std::string& name, const std::strin
   Handle attr(H5Acreate2(obj, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
               H5Aclose);
   if (!attr.ok() || H5Awrite(attr.get(), type.get(), value.c_str()) < 0) {
-    return Hdf5Error(Code::kUnavailable, path, "cannot write attribute '", name, "'");
+    return Hdf5Error(Code::kUnavailable, "checkpoint", path, "cannot write attribute '", name, "'");
   }
   return Status::OK();
 }
@@ -129,7 +88,7 @@ Status WriteInt64Attribute(hid_t obj, const std::string& name, int64_t value,
   Handle attr(H5Acreate2(obj, name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
               H5Aclose);
   if (!attr.ok() || H5Awrite(attr.get(), H5T_NATIVE_INT64, &value) < 0) {
-    return Hdf5Error(Code::kUnavailable, path, "cannot write attribute '", name, "'");
+    return Hdf5Error(Code::kUnavailable, "checkpoint", path, "cannot write attribute '", name, "'");
   }
   return Status::OK();
 }
@@ -138,14 +97,14 @@ StatusOr<std::string> ReadStringAttribute(hid_t attr, const std::string& what,
                                           const std::string& path) {
   Handle type(H5Aget_type(attr), H5Tclose);
   if (!type.ok() || H5Tget_class(type.get()) != H5T_STRING) {
-    return Hdf5Error(Code::kDataLoss, path, what, " is not a string");
+    return Hdf5Error(Code::kDataLoss, "checkpoint", path, what, " is not a string");
   }
   if (H5Tis_variable_str(type.get()) > 0) {
     char* s = nullptr;
     Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(mem.get(), H5T_VARIABLE);
     if (H5Aread(attr, mem.get(), &s) < 0) {
-      return Hdf5Error(Code::kDataLoss, path, "cannot read ", what);
+      return Hdf5Error(Code::kDataLoss, "checkpoint", path, "cannot read ", what);
     }
     std::string out = s ? s : "";
     H5free_memory(s);
@@ -153,7 +112,7 @@ StatusOr<std::string> ReadStringAttribute(hid_t attr, const std::string& what,
   }
   std::string out(H5Tget_size(type.get()), '\0');
   if (H5Aread(attr, type.get(), out.data()) < 0) {
-    return Hdf5Error(Code::kDataLoss, path, "cannot read ", what);
+    return Hdf5Error(Code::kDataLoss, "checkpoint", path, "cannot read ", what);
   }
   out.resize(std::strlen(out.c_str()));
   return out;
@@ -164,7 +123,7 @@ StatusOr<int64_t> ReadInt64Attribute(hid_t attr, const std::string& what, const 
   Handle type(H5Aget_type(attr), H5Tclose);
   if (!type.ok() || H5Tget_class(type.get()) != H5T_INTEGER ||
       H5Aread(attr, H5T_NATIVE_INT64, &v) < 0) {
-    return Hdf5Error(Code::kDataLoss, path, "cannot read ", what, " as an integer");
+    return Hdf5Error(Code::kDataLoss, "checkpoint", path, "cannot read ", what, " as an integer");
   }
   return v;
 }
@@ -174,12 +133,13 @@ template <typename Fn>
 Status ForEachAttribute(hid_t obj, const std::string& path, Fn fn) {
   H5O_info_t info;
   if (H5Oget_info2(obj, &info, H5O_INFO_NUM_ATTRS) < 0) {
-    return Hdf5Error(Code::kDataLoss, path, "cannot list attributes");
+    return Hdf5Error(Code::kDataLoss, "checkpoint", path, "cannot list attributes");
   }
   for (hsize_t i = 0; i < info.num_attrs; ++i) {
     Handle attr(H5Aopen_by_idx(obj, ".", H5_INDEX_NAME, H5_ITER_INC, i, H5P_DEFAULT, H5P_DEFAULT),
                 H5Aclose);
-    if (!attr.ok()) return Hdf5Error(Code::kDataLoss, path, "cannot open attribute ", i);
+    if (!attr.ok())
+      return Hdf5Error(Code::kDataLoss, "checkpoint", path, "cannot open attribute ", i);
     char name[256];
     H5Aget_name(attr.get(), sizeof(name), name);
     MPIFLOW_RETURN_IF_ERROR(fn(std::string(name), attr.get()));
@@ -208,10 +168,11 @@ Status WriteVariableDataset(hid_t file, const std::string& group, const std::str
   Handle ds(H5Dcreate2(file, object.c_str(), mem_type.get(), space.get(), lcpl.get(), H5P_DEFAULT,
                        H5P_DEFAULT),
             H5Dclose);
-  if (!ds.ok()) return Hdf5Error(Code::kUnavailable, path, "cannot create '", object, "'");
+  if (!ds.ok())
+    return Hdf5Error(Code::kUnavailable, "checkpoint", path, "cannot create '", object, "'");
   if (t.num_elements() > 0 &&
       H5Dwrite(ds.get(), mem_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw()) < 0) {
-    return Hdf5Error(Code::kUnavailable, path, "cannot write '", object, "'");
+    return Hdf5Error(Code::kUnavailable, "checkpoint", path, "cannot write '", object, "'");
   }
   return WriteStringAttribute(ds.get(), "dtype", DTypeName(t.dtype()), path);
 }
@@ -253,8 +214,8 @@ Status WriteCheckpoint(const std::string& path, const Checkpoint& c) {
   {
     Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
     if (!file.ok()) {
-      return Hdf5Error(Code::kUnavailable, path, "cannot create the temporary file '", tmp,
-                       "' (is the directory there and writable?)");
+      return Hdf5Error(Code::kUnavailable, "checkpoint", path, "cannot create the temporary file '",
+                       tmp, "' (is the directory there and writable?)");
     }
     Status s = [&]() -> Status {
       MPIFLOW_RETURN_IF_ERROR(WriteStringAttribute(file.get(), "format", kCheckpointFormat, path));
@@ -262,7 +223,8 @@ Status WriteCheckpoint(const std::string& path, const Checkpoint& c) {
           WriteInt64Attribute(file.get(), "format_version", kCheckpointFormatVersion, path));
       for (const char* group : {"/variables", "/slots", "/job", "/state"}) {
         Handle g(H5Gcreate2(file.get(), group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-        if (!g.ok()) return Hdf5Error(Code::kUnavailable, path, "cannot create '", group, "'");
+        if (!g.ok())
+          return Hdf5Error(Code::kUnavailable, "checkpoint", path, "cannot create '", group, "'");
         if (std::string(group) == "/job") {
           for (const auto& [k, v] : c.attributes) {
             MPIFLOW_RETURN_IF_ERROR(WriteStringAttribute(g.get(), k, v, path));
@@ -292,7 +254,7 @@ Status WriteCheckpoint(const std::string& path, const Checkpoint& c) {
         CrashPoint();
       }
       if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) {
-        return Hdf5Error(Code::kUnavailable, path, "cannot flush '", tmp, "'");
+        return Hdf5Error(Code::kUnavailable, "checkpoint", path, "cannot flush '", tmp, "'");
       }
       return Status::OK();
     }();
@@ -329,7 +291,7 @@ StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
   }
   Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   if (!file.ok()) {
-    return Hdf5Error(Code::kDataLoss, path, "cannot open it (truncated or damaged?)");
+    return Hdf5Error(Code::kDataLoss, "checkpoint", path, "cannot open it (truncated or damaged?)");
   }
   Checkpoint c;
   std::string format;
@@ -359,7 +321,8 @@ StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
   }
   for (const char* group : {"/job", "/state"}) {
     Handle g(H5Gopen2(file.get(), group, H5P_DEFAULT), H5Gclose);
-    if (!g.ok()) return Hdf5Error(Code::kDataLoss, path, "has no group '", group, "'");
+    if (!g.ok())
+      return Hdf5Error(Code::kDataLoss, "checkpoint", path, "has no group '", group, "'");
     MPIFLOW_RETURN_IF_ERROR(ForEachAttribute(g.get(), path, [&](const std::string& n, hid_t a) {
       const std::string what = StrCat("attribute '", group, "/", n, "'");
       if (std::string(group) == "/job") {
@@ -381,7 +344,8 @@ StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
   std::vector<std::pair<std::string, std::string>> objects;  // (object path, variable name)
   for (const char* group : {"/variables", "/slots"}) {
     Handle g(H5Gopen2(file.get(), group, H5P_DEFAULT), H5Gclose);
-    if (!g.ok()) return Hdf5Error(Code::kDataLoss, path, "has no group '", group, "'");
+    if (!g.ok())
+      return Hdf5Error(Code::kDataLoss, "checkpoint", path, "has no group '", group, "'");
     Visit visit;
     if (H5Ovisit2(
             g.get(), H5_INDEX_NAME, H5_ITER_INC,
@@ -390,13 +354,15 @@ StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
               return 0;
             },
             &visit, H5O_INFO_BASIC) < 0) {
-      return Hdf5Error(Code::kDataLoss, path, "cannot list '", group, "' (truncated or damaged?)");
+      return Hdf5Error(Code::kDataLoss, "checkpoint", path, "cannot list '", group,
+                       "' (truncated or damaged?)");
     }
     for (const std::string& n : visit.names) objects.emplace_back(StrCat(group, "/", n), n);
   }
   for (const auto& [object, name] : objects) {
     Handle ds(H5Dopen2(file.get(), object.c_str(), H5P_DEFAULT), H5Dclose);
-    if (!ds.ok()) return Hdf5Error(Code::kDataLoss, path, "cannot open '", object, "'");
+    if (!ds.ok())
+      return Hdf5Error(Code::kDataLoss, "checkpoint", path, "cannot open '", object, "'");
     std::string dtype_attr;
     if (H5Aexists(ds.get(), "dtype") > 0) {
       Handle a(H5Aopen(ds.get(), "dtype", H5P_DEFAULT), H5Aclose);
@@ -414,14 +380,16 @@ StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
     Handle space(H5Dget_space(ds.get()), H5Sclose);
     const int rank = H5Sget_simple_extent_ndims(space.get());
     if (rank < 0)
-      return Hdf5Error(Code::kDataLoss, path, "cannot read the shape of '", object, "'");
+      return Hdf5Error(Code::kDataLoss, "checkpoint", path, "cannot read the shape of '", object,
+                       "'");
     std::vector<hsize_t> dims(rank);
     H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
     Tensor t(*dtype, Shape(std::vector<int64_t>(dims.begin(), dims.end())));
     Handle mem_type(MemoryType(*dtype), H5Tclose);
     if (t.num_elements() > 0 &&
         H5Dread(ds.get(), mem_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw()) < 0) {
-      return Hdf5Error(Code::kDataLoss, path, "cannot read '", object, "' (truncated?)");
+      return Hdf5Error(Code::kDataLoss, "checkpoint", path, "cannot read '", object,
+                       "' (truncated?)");
     }
     c.variables.emplace_back(name, std::move(t));
   }

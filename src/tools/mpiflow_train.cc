@@ -36,7 +36,8 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
      "INI job file with any of these options as key = value (jobs/*.ini); the command line wins")
     ("model", po::value(&c->model)->default_value(c->model), "mlp or cnn")
     ("dataset", po::value(&c->dataset)->default_value(c->dataset),
-     "fashion-mnist (IDX files in --data-dir) or synthetic")
+     "fashion-mnist (IDX files in --data-dir), hdf5 (--data-dir is a file from mpiflow-data "
+     "convert) or synthetic")
     ("data-dir", po::value(&c->data_dir)->default_value(c->data_dir),
      "directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
     ("epochs", po::value(&c->epochs)->default_value(c->epochs), "passes over the training set")

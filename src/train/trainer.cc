@@ -40,8 +40,9 @@ Status ValidateTrainConfig(const TrainConfig& c) {
   if (c.model != "mlp" && c.model != "cnn") {
     return InvalidArgument("--model must be mlp or cnn, got '", c.model, "'");
   }
-  if (c.dataset != "fashion-mnist" && c.dataset != "synthetic") {
-    return InvalidArgument("--dataset must be fashion-mnist or synthetic, got '", c.dataset, "'");
+  if (c.dataset != "fashion-mnist" && c.dataset != "synthetic" && c.dataset != "hdf5") {
+    return InvalidArgument("--dataset must be fashion-mnist, hdf5 or synthetic, got '", c.dataset,
+                           "'");
   }
   if (c.batch_size <= 0)
     return InvalidArgument("--batch-size must be positive, got ", c.batch_size);
@@ -285,6 +286,13 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   if (cfg.dataset == "synthetic") {
     train = SyntheticDataset(cfg.synthetic_train, 10, static_cast<uint64_t>(cfg.seed));
     test = SyntheticDataset(cfg.synthetic_test, 10, static_cast<uint64_t>(cfg.seed) + 1);
+  } else if (cfg.dataset == "hdf5") {  // --data-dir names the file (mpiflow-data convert)
+    StatusOr<ImageDataset> tr = ReadHdf5Split(cfg.data_dir, "train");
+    if (!tr.ok()) return tr.status();
+    StatusOr<ImageDataset> te = ReadHdf5Split(cfg.data_dir, "test");
+    if (!te.ok()) return te.status();
+    train = std::move(*tr);
+    test = std::move(*te);
   } else {
     StatusOr<ImageDataset> tr = LoadMnistDirectory(cfg.data_dir, true);
     if (!tr.ok()) return tr.status();
