@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "mpiflow/status.h"
@@ -24,6 +25,7 @@ struct ImageDataset {
   int num_classes = 10;
   std::vector<uint8_t> images;  // (count, rows*cols)
   std::vector<int32_t> labels;  // (count)
+  int64_t source_count = 0;     // examples in the file or split this was read from (HDF5)
   int64_t example_size() const { return rows * cols; }
 };
 
@@ -36,6 +38,8 @@ StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string
 // (count), attribute num_classes. Adds the split to `path` when the file exists.
 Status WriteHdf5Split(const std::string& path, const std::string& split, const ImageDataset& d,
                       int64_t chunk_images = 1024, int compression = 4);
+// The number of examples in /<split>, from the file's metadata.
+StatusOr<int64_t> Hdf5SplitSize(const std::string& path, const std::string& split);
 // Examples [begin, begin + count) of /<split> (count -1: to the end), read through a hyperslab
 // selection: a rank reads its part of the file and no more.
 StatusOr<ImageDataset> ReadHdf5Split(const std::string& path, const std::string& split,
@@ -73,6 +77,13 @@ struct BatchStreamOptions {
   // batch B see exactly the examples one shard of batch N*B would.
   int64_t num_shards = 1;
   int64_t shard_index = 0;
+  // Local shards, for data larger than one node's memory: `data` holds only this shard's
+  // ShardRange of a dataset of global_count examples (read from HDF5 with a hyperslab); each
+  // shard shuffles its own examples, and every shard runs as many steps per epoch as the largest
+  // needs (a smaller shard's last batches are short, or a weight-0 stand-in). The batches then
+  // differ from one process with batch num_shards * batch_size.
+  bool local_shards = false;
+  int64_t global_count = 0;
 };
 
 // Yields this shard's part of each global batch of epochs [first_epoch, first_epoch + num_epochs).
@@ -89,9 +100,15 @@ class BatchStream {
 
   // The order of examples in `epoch` (identity when not shuffling).
   static std::vector<int64_t> EpochOrder(int64_t count, uint64_t seed, int64_t epoch, bool shuffle);
+  // (first example, example count) of shard r when `count` examples are split over `shards` as
+  // evenly as it goes, the first count % shards shards taking one more.
+  static std::pair<int64_t, int64_t> ShardRange(int64_t count, int64_t shards, int64_t r);
 
  private:
   bool Make(int64_t ordinal, Batch* batch);  // ordinal: batch number across epochs
+  void ShardOfGlobalBatch(int64_t index, int64_t* begin, int64_t* n, int64_t* total,
+                          int64_t* fallback) const;
+  void Fill(int64_t begin, int64_t n, int64_t fallback, Batch* batch) const;
   void Producer();
 
   const ImageDataset* data_;

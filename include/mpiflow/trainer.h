@@ -37,6 +37,11 @@ struct TrainConfig {
   std::string strategy = "auto";   // auto (allreduce under several ranks), allreduce, none
   double bucket_mb = 1.0;          // gradient fusion bucket size, MiB
   std::string allreduce = "auto";  // algorithm per bucket: auto (rule list), native, ring, hd, rd
+  // global: every rank loads the whole training set and takes its part of each global batch
+  // from one shared permutation (N ranks see what one process with batch N*B sees); local: each
+  // rank loads only its contiguous share (a hyperslab of an HDF5 file) and shuffles within it,
+  // for data larger than one node's memory.
+  std::string data_sharding = "global";
   // Checkpoints (HDF5, written by rank 0) and resume.
   std::string checkpoint_dir;     // empty: <output_dir>/checkpoints
   int64_t checkpoint_every = 0;   // steps between checkpoints (0: not by steps)

@@ -170,8 +170,20 @@ BatchStream::~BatchStream() {
 }
 
 int64_t BatchStream::batches_per_epoch() const {
+  if (opts_.local_shards) {  // every shard runs as many steps as the largest needs
+    const int64_t largest = ShardRange(opts_.global_count, opts_.num_shards, 0).second;
+    const int64_t smallest =
+        ShardRange(opts_.global_count, opts_.num_shards, opts_.num_shards - 1).second;
+    const int64_t b = opts_.batch_size;
+    return opts_.drop_remainder ? smallest / b : (largest + b - 1) / b;
+  }
   const int64_t b = opts_.batch_size * opts_.num_shards;  // the global batch
   return opts_.drop_remainder ? data_->count / b : (data_->count + b - 1) / b;
+}
+
+std::pair<int64_t, int64_t> BatchStream::ShardRange(int64_t count, int64_t shards, int64_t r) {
+  const int64_t base = count / shards, extra = count % shards;
+  return {r * base + std::min(r, extra), base + (r < extra ? 1 : 0)};
 }
 
 bool BatchStream::Make(int64_t ordinal, Batch* batch) {
@@ -180,9 +192,39 @@ bool BatchStream::Make(int64_t ordinal, Batch* batch) {
   if (per_epoch == 0 || ordinal >= per_epoch * opts_.num_epochs) return false;
   const int64_t epoch = opts_.first_epoch + ordinal / per_epoch, index = ordinal % per_epoch;
   if (epoch != order_epoch_) {
-    order_ = EpochOrder(data_->count, opts_.seed, epoch, opts_.shuffle);
+    // Local shards each shuffle their own examples, with a seed of their own.
+    const uint64_t seed = opts_.local_shards
+                              ? Mix64(opts_.seed ^ Mix64(static_cast<uint64_t>(opts_.shard_index)))
+                              : opts_.seed;
+    order_ = EpochOrder(data_->count, seed, epoch, opts_.shuffle);
     order_epoch_ = epoch;
   }
+  int64_t begin, n_r, total, fallback;
+  if (opts_.local_shards) {
+    // Batch `index` of every shard is its examples [index * B, (index + 1) * B), fewer (or
+    // none) at the end of a smaller shard; the global batch is the sum over shards.
+    const int64_t b = opts_.batch_size;
+    begin = index * b;
+    n_r = std::clamp<int64_t>(data_->count - begin, 0, b);
+    total = 0;
+    for (int64_t q = 0; q < opts_.num_shards; ++q) {
+      total += std::clamp<int64_t>(
+          ShardRange(opts_.global_count, opts_.num_shards, q).second - begin, 0, b);
+    }
+    fallback = 0;
+  } else {
+    ShardOfGlobalBatch(index, &begin, &n_r, &total, &fallback);
+  }
+  Fill(begin, n_r, fallback, batch);
+  batch->examples = n_r;
+  batch->global_examples = total;
+  batch->epoch = epoch;
+  batch->index = index;
+  return true;
+}
+
+void BatchStream::ShardOfGlobalBatch(int64_t index, int64_t* begin_out, int64_t* n_out,
+                                     int64_t* total_out, int64_t* fallback_out) const {
   // The global batch is order_[index * G, index * G + R), G = batch_size * num_shards; shard r
   // takes its r-th contiguous part, the parts as even as R allows. A shard whose part is empty
   // (R < num_shards) gets one example with weight 0, so it still runs the step with the others.
@@ -191,24 +233,26 @@ bool BatchStream::Make(int64_t ordinal, Batch* batch) {
   const int64_t total = std::min(global, data_->count - global_begin);
   const int64_t shards = opts_.num_shards, r = opts_.shard_index;
   const int64_t n_r = total / shards + (r < total % shards ? 1 : 0);
-  const int64_t begin = global_begin + r * (total / shards) + std::min(r, total % shards);
+  *begin_out = global_begin + r * (total / shards) + std::min(r, total % shards);
+  *n_out = n_r;
+  *total_out = total;
+  *fallback_out = global_begin;
+}
+
+// Fills `batch` with order_[begin, begin + n), or with order_[fallback] alone when n is 0.
+void BatchStream::Fill(int64_t begin, int64_t n_r, int64_t fallback, Batch* batch) const {
   const int64_t n = std::max<int64_t>(n_r, 1);
-  batch->examples = n_r;
-  batch->global_examples = total;
   const int64_t size = data_->example_size();
   batch->images = Tensor(DType::kFloat32, Shape{n, size});
   batch->labels = Tensor(DType::kInt32, Shape{n});
   float* px = batch->images.data<float>();
   int32_t* py = batch->labels.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t ex = order_[n_r > 0 ? begin + i : global_begin];
+    const int64_t ex = order_[n_r > 0 ? begin + i : fallback];
     const uint8_t* src = data_->images.data() + ex * size;
     for (int64_t p = 0; p < size; ++p) px[i * size + p] = src[p] * (1.0f / 255.0f);
     py[i] = data_->labels[ex];
   }
-  batch->epoch = epoch;
-  batch->index = index;
-  return true;
 }
 
 void BatchStream::Producer() {

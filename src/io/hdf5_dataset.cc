@@ -81,6 +81,12 @@ Status WriteHdf5Split(const std::string& path, const std::string& split, const I
   return Status::OK();
 }
 
+StatusOr<int64_t> Hdf5SplitSize(const std::string& path, const std::string& split) {
+  StatusOr<ImageDataset> none = ReadHdf5Split(path, split, 0, 0);  // reads the metadata only
+  if (!none.ok()) return none.status();
+  return none->source_count;
+}
+
 StatusOr<ImageDataset> ReadHdf5Split(const std::string& path, const std::string& split,
                                      int64_t begin, int64_t count) {
   hdf5_util::QuietHdf5();
@@ -127,6 +133,7 @@ StatusOr<ImageDataset> ReadHdf5Split(const std::string& path, const std::string&
   }
   ImageDataset d;
   d.count = count;
+  d.source_count = total;
   d.rows = static_cast<int64_t>(dims[1]);
   d.cols = static_cast<int64_t>(dims[2]);
   d.images.resize(static_cast<size_t>(count * d.rows * d.cols));

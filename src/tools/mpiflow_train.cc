@@ -98,6 +98,10 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
     ("stall-abort-seconds", po::value(&co->stall_abort_seconds)
                                 ->default_value(co->stall_abort_seconds),
      "... and after this long aborts the job (exit code 3)")
+    ("data-sharding", po::value(&c->data_sharding)->default_value(c->data_sharding),
+     "global: every rank loads all training data and takes its part of each global batch (N "
+     "ranks train like one with N x the batch); local: each rank reads only its share (an HDF5 "
+     "hyperslab) and shuffles within it, for data larger than memory")
     ("checkpoint-dir", po::value(&c->checkpoint_dir)->value_name("DIR"),
      "where checkpoints go (default: <output-dir>/checkpoints): ckpt-<step>.h5 and 'latest'")
     ("checkpoint-every", po::value(&c->checkpoint_every)->default_value(0),

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <thread>
+#include <tuple>
 
 #include "mpiflow/checkpoint.h"
 #include "mpiflow/communicator.h"
@@ -68,6 +69,9 @@ Status ValidateTrainConfig(const TrainConfig& c) {
   }
   if (!(c.bucket_mb > 0)) return InvalidArgument("--bucket-mb must be positive, got ", c.bucket_mb);
   MPIFLOW_RETURN_IF_ERROR(ParseAllreduceAlgorithm(c.allreduce).status());
+  if (c.data_sharding != "global" && c.data_sharding != "local") {
+    return InvalidArgument("--data-sharding must be global or local, got '", c.data_sharding, "'");
+  }
   if (c.checkpoint_every < 0) {
     return InvalidArgument("--checkpoint-every must be >= 0 (0: off), got ", c.checkpoint_every);
   }
@@ -104,7 +108,8 @@ std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainCon
           {"adam", StrCat(o.beta1, "/", o.beta2, "/", o.epsilon)},
           {"strategy", c.strategy},
           {"bucket-mb", StrCat(c.bucket_mb)},
-          {"allreduce", c.allreduce}};
+          {"allreduce", c.allreduce},
+          {"data-sharding", c.data_sharding}};
 }
 
 namespace {
@@ -239,13 +244,20 @@ Status MakeDirs(const std::string& path) {
 }
 
 // Test accuracy; with a communicator each rank evaluates its shard and the counts are summed.
+// `local`: each rank holds only its share of the test set (of `global_count` examples).
 StatusOr<double> Evaluate(Session& session, const Model& m, const ImageDataset& test,
-                          int64_t batch_size, Communicator* comm) {
+                          int64_t batch_size, Communicator* comm, bool local,
+                          int64_t global_count) {
   BatchStreamOptions o;
   o.batch_size = batch_size;
   o.shuffle = false;
   o.prefetch = 0;
-  if (comm) {
+  if (comm && local) {
+    o.num_shards = comm->size();
+    o.shard_index = comm->rank();
+    o.local_shards = true;
+    o.global_count = global_count;
+  } else if (comm) {
     o.num_shards = comm->size();
     o.shard_index = comm->rank();
   }
@@ -263,7 +275,16 @@ StatusOr<double> Evaluate(Session& session, const Model& m, const ImageDataset& 
     MPIFLOW_RETURN_IF_ERROR(comm->Allreduce(t, {})->Wait());
     correct = *t.data<double>();
   }
-  return correct / static_cast<double>(test.count);
+  return correct / static_cast<double>(local ? global_count : test.count);
+}
+
+ImageDataset SliceDataset(const ImageDataset& d, std::pair<int64_t, int64_t> range) {
+  ImageDataset out = d;
+  out.count = range.second;
+  out.images.assign(d.images.begin() + range.first * d.example_size(),
+                    d.images.begin() + (range.first + range.second) * d.example_size());
+  out.labels.assign(d.labels.begin() + range.first, d.labels.begin() + range.first + range.second);
+  return out;
 }
 
 }  // namespace
@@ -282,17 +303,28 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
   std::ostream null_log(nullptr);
   std::ostream& log = rank == 0 ? out_log : null_log;
+  // Local sharding: every rank holds only its share of the examples (see BatchStreamOptions).
+  const bool local = cfg.data_sharding == "local" && ranks > 1;
+  int64_t global_train = 0, global_test = 0;  // example counts over all ranks, when local
   ImageDataset train, test;
   if (cfg.dataset == "synthetic") {
     train = SyntheticDataset(cfg.synthetic_train, 10, static_cast<uint64_t>(cfg.seed));
     test = SyntheticDataset(cfg.synthetic_test, 10, static_cast<uint64_t>(cfg.seed) + 1);
   } else if (cfg.dataset == "hdf5") {  // --data-dir names the file (mpiflow-data convert)
-    StatusOr<ImageDataset> tr = ReadHdf5Split(cfg.data_dir, "train");
-    if (!tr.ok()) return tr.status();
-    StatusOr<ImageDataset> te = ReadHdf5Split(cfg.data_dir, "test");
-    if (!te.ok()) return te.status();
-    train = std::move(*tr);
-    test = std::move(*te);
+    // With local sharding a rank reads only its part of each split (a hyperslab).
+    for (bool is_train : {true, false}) {
+      const char* split = is_train ? "train" : "test";
+      int64_t begin = 0, count = -1;
+      if (local) {
+        StatusOr<int64_t> size = Hdf5SplitSize(cfg.data_dir, split);
+        if (!size.ok()) return size.status();
+        (is_train ? global_train : global_test) = *size;
+        std::tie(begin, count) = BatchStream::ShardRange(*size, ranks, rank);
+      }
+      StatusOr<ImageDataset> d = ReadHdf5Split(cfg.data_dir, split, begin, count);
+      if (!d.ok()) return d.status();
+      (is_train ? train : test) = std::move(*d);
+    }
   } else {
     StatusOr<ImageDataset> tr = LoadMnistDirectory(cfg.data_dir, true);
     if (!tr.ok()) return tr.status();
@@ -301,13 +333,22 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     train = std::move(*tr);
     test = std::move(*te);
   }
+  if (local && cfg.dataset != "hdf5") {  // already in memory: keep this rank's share
+    global_train = train.count;
+    global_test = test.count;
+    train = SliceDataset(train, BatchStream::ShardRange(train.count, ranks, rank));
+    test = SliceDataset(test, BatchStream::ShardRange(test.count, ranks, rank));
+  }
   if (train.example_size() != 784) {
     return InvalidArgument("the models expect 28x28 images; '", cfg.data_dir, "' holds ",
                            train.rows, "x", train.cols);
   }
 
   const int64_t global_batch = cfg.batch_size * ranks;
-  const int64_t per_epoch = (train.count + global_batch - 1) / global_batch;
+  const int64_t per_epoch =
+      local ? (BatchStream::ShardRange(global_train, ranks, 0).second + cfg.batch_size - 1) /
+                  cfg.batch_size
+            : (train.count + global_batch - 1) / global_batch;
   int64_t total_steps = per_epoch * cfg.epochs;
   if (cfg.max_steps >= 0) total_steps = std::min(total_steps, cfg.max_steps);
   OptimizerOptions optimizer = cfg.optimizer;
@@ -409,6 +450,8 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   bo.num_shards = ranks;
   bo.shard_index = rank;
   bo.first_batch = r.steps;  // a resume continues with the next global batch
+  bo.local_shards = local;
+  bo.global_count = global_train;
   BatchStream stream(&train, bo);
   MPIFLOW_CHECK(stream.batches_per_epoch() == per_epoch);
 
@@ -536,7 +579,8 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
       r.epochs = b.epoch + 1;
       if (cfg.eval) {
         const auto e0 = Clock::now();
-        StatusOr<double> acc = Evaluate(session, m, test, cfg.eval_batch_size, comm);
+        StatusOr<double> acc =
+            Evaluate(session, m, test, cfg.eval_batch_size, comm, local, global_test);
         if (!acc.ok()) return failed(acc.status());
         const double es = Seconds(Clock::now() - e0);
         eval_seconds += es;
