@@ -142,8 +142,18 @@ class Engine {
     if (thread_.joinable()) thread_.join();
   }
 
+  void SetNote(const std::string& note) {
+    std::lock_guard<std::mutex> lock(note_mu_);
+    note_ = note;
+  }
+  std::string Note() {
+    std::lock_guard<std::mutex> lock(note_mu_);
+    return note_;
+  }
+
   [[noreturn]] void Abort(int code, const std::string& message) {
-    std::fprintf(stderr, "%s\n", message.c_str());
+    const std::string note = Note();
+    std::fprintf(stderr, "%s%s\n", message.c_str(), note.empty() ? "" : ("\n  " + note).c_str());
     std::fflush(stderr);
     if (std::this_thread::get_id() == thread_.get_id()) DoAbort(code);
     abort_code_.store(code);
@@ -385,6 +395,8 @@ class Engine {
         StrCat("stall: collective #", progress_.seq, " '", what, "' has waited ",
                static_cast<int64_t>(waited), " s; ranks not in it: ",
                missing.empty() ? "none (all are inside; a peer may be slow)" : missing, report);
+    const std::string note = Note();
+    if (!note.empty()) msg += "\n  " + note;
     if (abort) {
       msg += StrCat("\n  aborting the job after ", options_.stall_abort_seconds,
                     " s (--stall-abort-seconds)");
@@ -405,6 +417,8 @@ class Engine {
   bool started_ = false, shutdown_ = false;
   Status init_status_;
   std::atomic<int> abort_code_{-1};
+  std::mutex note_mu_;
+  std::string note_;  // SetReportNote's line
 
   int world_rank_ = 0, world_size_ = 1;
   bool oversubscribed_ = false;  // more ranks on this node than cores
@@ -446,6 +460,7 @@ class MpiCommunicator : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   Timeline* timeline() override { return engine_->timeline(); }
+  void SetReportNote(const std::string& note) override { engine_->SetNote(note); }
   const CollectiveOptions& options() const override { return engine_->options(); }
   [[noreturn]] void Abort(int exit_code, const std::string& message) override {
     engine_->Abort(exit_code, message);

@@ -44,6 +44,7 @@ class FakeCommunicator : public Communicator {
   }
   [[noreturn]] void Abort(int code, const std::string&) override { std::abort(); }
   Timeline* timeline() override { return nullptr; }
+  void SetReportNote(const std::string&) override {}
   const CollectiveOptions& options() const override { return options_; }
 
   std::vector<std::string> calls;

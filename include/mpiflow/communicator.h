@@ -99,6 +99,9 @@ class Communicator {
   // aborts every rank with `exit_code`. Use when one rank cannot go on and the others would wait
   // for it forever.
   [[noreturn]] virtual void Abort(int exit_code, const std::string& message) = 0;
+  // A line the stall inspector's reports and Abort's message end with (the trainer keeps the
+  // last checkpoint there, so a job that dies says where to resume from). Thread-safe.
+  virtual void SetReportNote(const std::string& note) = 0;
   // The timeline collectives are recorded on (null when off); ops may add their own events.
   virtual Timeline* timeline() = 0;
   virtual const CollectiveOptions& options() const = 0;

@@ -438,6 +438,10 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     r.steps = c->counters["step"];
     r.resumed_from = r.steps;
     r.last_checkpoint = *path;
+    if (comm) {
+      comm->SetReportNote(StrCat("last checkpoint: '", *path, "' (step ", r.steps,
+                                 "): resume with --resume latest"));
+    }
     session.set_run_counter(c->counters["run_counter"]);
     log << "mpiflow: resumed from '" << *path << "' at step " << r.steps << "\n";
   }
@@ -496,6 +500,10 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     }
     r.last_checkpoint = checkpoint_dir + "/" + CheckpointName(r.steps);
     last_save = Clock::now();
+    if (comm) {
+      comm->SetReportNote(StrCat("last checkpoint: '", r.last_checkpoint, "' (step ", r.steps,
+                                 "): resume with --resume latest"));
+    }
     return Status::OK();
   };
   const auto train_start = Clock::now();
