@@ -109,6 +109,19 @@ TEST(Resume, SigtermCheckpointsAtTheNextStepAndStops) {
   ExpectSameBits(*b, *whole);
 }
 
+TEST(Resume, RemovesWhatAKilledWriterLeftBehind) {
+  const std::string dir = ::testing::TempDir() + "/stale";
+  TrainConfig c = Base(dir);
+  std::filesystem::create_directories(dir + "/checkpoints");
+  const std::string stale = dir + "/checkpoints/ckpt-00000004.h5.tmp.12345";
+  std::ofstream(stale) << "half a checkpoint";
+  c.max_steps = 2;
+  c.checkpoint_every = 2;
+  ASSERT_TRUE(TrainLogged(c).ok());
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/checkpoints/ckpt-00000002.h5"));
+}
+
 TEST(Resume, RefusesACheckpointOfAnotherModel) {
   const std::string dir = ::testing::TempDir() + "/other_model";
   TrainConfig c = Base(dir);

@@ -3,6 +3,7 @@
 // gradient buckets are allreduced inside the step. Not option parsing, not the collectives.
 #include "mpiflow/trainer.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -176,6 +177,19 @@ StatusOr<std::string> SaveTrainingCheckpoint(Session& session, const Graph& grap
     if (kept > cfg.keep_checkpoints + 64) break;
   }
   return path;
+}
+
+// Removes the temporary files of checkpoint writers that were killed ("ckpt-*.h5.tmp.<pid>").
+void RemoveStaleTemporaries(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (dirent* e = readdir(d)) {
+    const std::string n = e->d_name;
+    if (n.rfind("ckpt-", 0) == 0 && n.find(".h5.tmp.") != std::string::npos) stale.push_back(n);
+  }
+  closedir(d);
+  for (const std::string& n : stale) std::remove((dir + "/" + n).c_str());
 }
 
 StatusOr<std::string> ResolveResume(const TrainConfig& cfg, const std::string& dir) {
@@ -490,9 +504,14 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     return Status(st.code(), StrCat(st.message(), "; resume from '", r.last_checkpoint,
                                     "' (--resume latest)"));
   };
+  bool cleaned_temporaries = false;
   auto save = [&]() -> Status {
     if (rank == 0) {
       MPIFLOW_RETURN_IF_ERROR(MakeDirs(checkpoint_dir));
+      if (!cleaned_temporaries) {
+        RemoveStaleTemporaries(checkpoint_dir);  // once per run: nobody else writes here
+        cleaned_temporaries = true;
+      }
       StatusOr<std::string> p =
           SaveTrainingCheckpoint(session, *root.graph(), cfg, checkpoint_dir, r.steps, ranks);
       if (!p.ok()) return p.status();
