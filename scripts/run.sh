@@ -15,7 +15,7 @@ JOBS=${JOBS:-$(nproc)}
 BUILD_DIR=${BUILD_DIR:-build}
 PACKAGES=(cmake g++ make ccache pkg-config zlib1g-dev libopenblas-dev
           libboost-program-options-dev libgtest-dev libbenchmark-dev clang-format
-          openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools slurm-wlm munge shellcheck
+          openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools slurm-wlm munge shellcheck procps
           dataset-fashion-mnist)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
