@@ -110,7 +110,20 @@ AllreduceAlgorithm ChooseAllreduce(const std::vector<AllreduceRule>& rules, int6
 
 namespace {
 std::atomic<int> g_waiters{0};
+// WaitAny sleeps here; every Finish notifies it (taking the mutex, so no wake-up is lost).
+std::mutex g_any_mu;
+std::condition_variable g_any_cv;
 }  // namespace
+
+size_t Work::WaitAny(const std::vector<std::shared_ptr<Work>>& works) {
+  std::unique_lock<std::mutex> lock(g_any_mu);
+  while (true) {
+    for (size_t i = 0; i < works.size(); ++i) {
+      if (works[i]->Completed()) return i;
+    }
+    g_any_cv.wait(lock);
+  }
+}
 
 int Work::Waiters() { return g_waiters.load(std::memory_order_relaxed); }
 
@@ -136,6 +149,8 @@ void Work::Finish(Status s) {
     done_.store(true, std::memory_order_release);
   }
   cv_.notify_all();
+  { std::lock_guard<std::mutex> lock(g_any_mu); }
+  g_any_cv.notify_all();
 }
 
 }  // namespace mpiflow

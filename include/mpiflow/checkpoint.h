@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,11 +42,13 @@ StatusOr<Checkpoint> ReadCheckpoint(const std::string& path);
 
 // What restoring `c` into `graph`'s variables would find wrong: every variable of the graph
 // missing from the checkpoint, every checkpoint variable the graph lacks, and every dtype or
-// shape conflict, in one message. OK when they match exactly.
-Status CheckCheckpointMatches(const Checkpoint& c, const Graph& graph, const std::string& path);
+// shape conflict, in one message. OK when they match exactly. With `only`, the graph's
+// variables outside it are not expected (a parameter server's shard holds only its own).
+Status CheckCheckpointMatches(const Checkpoint& c, const Graph& graph, const std::string& path,
+                              const std::set<std::string>* only = nullptr);
 // CheckCheckpointMatches, then writes every variable into the session. Nothing is written
 // when anything does not match.
 Status RestoreCheckpoint(const Checkpoint& c, const Graph& graph, Session& session,
-                         const std::string& path);
+                         const std::string& path, const std::set<std::string>* only = nullptr);
 
 }  // namespace mpiflow

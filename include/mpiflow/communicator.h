@@ -48,6 +48,10 @@ class Work {
   // Threads of this process blocked in Wait right now (the backend spins rather than sleeps
   // while someone is waiting for it).
   static int Waiters();
+  // Blocks until one of `works` (not null, not empty) has completed; returns the lowest index
+  // among those completed. Does not count as a Waiter: a parameter server waits whole compute
+  // steps for its workers, and the backend should not spin through them.
+  static size_t WaitAny(const std::vector<std::shared_ptr<Work>>& works);
 
  private:
   std::atomic<bool> done_{false};

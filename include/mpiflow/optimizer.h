@@ -30,6 +30,9 @@ struct TrainOp {
   Output learning_rate;   // float32 scalar at the current step
   std::vector<Output> variables;
   std::vector<Output> gradients;  // gradients[i] of variables[i]
+  // updates[i] updates variables[i] (and its slots) at the current global step; `train` runs
+  // them all and then increments the step. A parameter server runs only those of its shard.
+  std::vector<Node*> updates;
 };
 
 // Adds the update ops for (gradients[i], variables[i]). A gradient that is an IndexedSlices

@@ -34,7 +34,12 @@ struct TrainConfig {
   int64_t log_every = 100;
   bool profile = false;  // time every kernel after the first 20 steps; print a table per op type
   // Distribution (with a Communicator of more than one rank).
-  std::string strategy = "auto";   // auto (allreduce under several ranks), allreduce, none
+  // auto (allreduce under several ranks), allreduce, ps (parameter servers), none
+  std::string strategy = "auto";
+  // With strategy ps: the last ps_ranks ranks serve the variables (sharded by size), the others
+  // are workers; each step averages the first (workers - backup_workers) pushes to arrive.
+  int ps_ranks = 1;
+  int backup_workers = 0;
   double bucket_mb = 1.0;          // gradient fusion bucket size, MiB
   std::string allreduce = "auto";  // algorithm per bucket: auto (rule list), native, ring, hd, rd
   // global: every rank loads the whole training set and takes its part of each global batch
@@ -70,7 +75,11 @@ struct TrainResult {
   bool preempted = false;       // stopped by SIGTERM/SIGUSR1 after writing a checkpoint
   int64_t resumed_from = -1;    // the step the run resumed from (-1: a fresh start)
   std::string last_checkpoint;  // the newest checkpoint written (or resumed from)
-  std::vector<std::pair<std::string, Tensor>> variables;  // final values, by name
+  // Final values, by name. With strategy ps: a worker's hold every trainable variable (its
+  // optimizer slots are not kept: they live on the servers); a server's, only its shard.
+  std::vector<std::pair<std::string, Tensor>> variables;
+  bool ps_server = false;     // this rank served parameters (strategy ps)
+  int64_t stale_dropped = 0;  // strategy ps: pushes from stragglers dropped, all servers
 };
 
 class Communicator;

@@ -396,13 +396,15 @@ StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
   return c;
 }
 
-Status CheckCheckpointMatches(const Checkpoint& c, const Graph& graph, const std::string& path) {
+Status CheckCheckpointMatches(const Checkpoint& c, const Graph& graph, const std::string& path,
+                              const std::set<std::string>* only) {
   std::map<std::string, const Tensor*> stored;
   for (const auto& [name, t] : c.variables) stored[name] = &t;
   std::vector<std::string> missing, conflicts;
   std::set<std::string> expected;
   for (const VariableInfo& v : graph.variables()) {
     const Node* n = v.variable;
+    if (only && !only->count(n->name())) continue;
     expected.insert(n->name());
     auto it = stored.find(n->name());
     if (it == stored.end()) {
@@ -433,8 +435,8 @@ Status CheckCheckpointMatches(const Checkpoint& c, const Graph& graph, const std
 }
 
 Status RestoreCheckpoint(const Checkpoint& c, const Graph& graph, Session& session,
-                         const std::string& path) {
-  MPIFLOW_RETURN_IF_ERROR(CheckCheckpointMatches(c, graph, path));
+                         const std::string& path, const std::set<std::string>* only) {
+  MPIFLOW_RETURN_IF_ERROR(CheckCheckpointMatches(c, graph, path, only));
   for (const auto& [name, t] : c.variables) {
     MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(name, t));
   }

@@ -83,7 +83,14 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
     ("synthetic-test", po::value(&c->synthetic_test)->default_value(c->synthetic_test),
      "test examples when --dataset=synthetic")
     ("strategy", po::value(&c->strategy)->default_value(c->strategy),
-     "auto (allreduce under several ranks), allreduce, or none (one rank only)")
+     "auto (allreduce under several ranks), allreduce, ps (parameter servers: see --ps-ranks), "
+     "or none (one rank only)")
+    ("ps-ranks", po::value(&c->ps_ranks)->default_value(c->ps_ranks),
+     "with --strategy ps: the last N ranks are parameter servers, each holding a share of the "
+     "variables (balanced by size); the other ranks are workers")
+    ("backup-workers", po::value(&c->backup_workers)->default_value(c->backup_workers),
+     "with --strategy ps: each step uses the first (workers - N) gradients to arrive and drops "
+     "the stragglers' (synchronous training that does not wait for the slowest N)")
     ("bucket-mb", po::value(&c->bucket_mb)->default_value(c->bucket_mb),
      "gradient fusion bucket size in MiB: each bucket's allreduce starts as soon as its "
      "gradients exist")
@@ -184,7 +191,8 @@ int main(int argc, char** argv) {
   }
   // Several ranks: start the communicator (its thread initialises MPI).
   mpiflow::Communicator* comm = nullptr;
-  if (mpiflow::LaunchedWithSeveralRanks() || config.strategy == "allreduce") {
+  if (mpiflow::LaunchedWithSeveralRanks() || config.strategy == "allreduce" ||
+      config.strategy == "ps") {
     if (!cl.timeline.empty() && cl.timeline.find("%r") == std::string::npos) {
       cl.timeline += ".rank%r.json";
     }
@@ -250,10 +258,15 @@ int main(int argc, char** argv) {
   }
   if (r->preempted) return mpiflow::kExitPreempted;  // every rank: a job script can requeue
   if (rank != 0) return 0;
+  const std::string ps = config.strategy != "ps"
+                             ? ""
+                             : mpiflow::StrCat(" ps_ranks=", config.ps_ranks,
+                                               " backup_workers=", config.backup_workers,
+                                               " stale_dropped=", r->stale_dropped);
   std::printf(
       "summary: model=%s epochs=%lld steps=%lld test_accuracy=%.4f samples_per_sec=%.1f "
-      "peak_rss_mib=%.0f ranks=%d\n",
+      "peak_rss_mib=%.0f ranks=%d%s\n",
       config.model.c_str(), static_cast<long long>(r->epochs), static_cast<long long>(r->steps),
-      r->test_accuracy, r->samples_per_sec, r->peak_rss_mib, r->ranks);
+      r->test_accuracy, r->samples_per_sec, r->peak_rss_mib, r->ranks, ps.c_str());
   return 0;
 }

@@ -124,6 +124,7 @@ StatusOr<TrainOp> ApplyGradients(const Scope& scope, const std::vector<Output>& 
   t.train = incr.node;
   t.variables = variables;
   t.gradients = gradients;
+  t.updates = updates;
   return t;
 }
 

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <thread>
 #include <tuple>
 
@@ -27,6 +28,7 @@
 #include "mpiflow/graph_io.h"
 #include "mpiflow/models.h"
 #include "mpiflow/ops.h"
+#include "mpiflow/parameter_server.h"
 #include "mpiflow/session.h"
 #include "mpiflow/timeline.h"
 
@@ -65,8 +67,17 @@ Status ValidateTrainConfig(const TrainConfig& c) {
     return InvalidArgument("--decay-steps must be >= 0 (0: the whole run), got ",
                            c.optimizer.lr.decay_steps);
   }
-  if (c.strategy != "auto" && c.strategy != "allreduce" && c.strategy != "none") {
-    return InvalidArgument("--strategy must be auto, allreduce or none, got '", c.strategy, "'");
+  if (c.strategy != "auto" && c.strategy != "allreduce" && c.strategy != "ps" &&
+      c.strategy != "none") {
+    return InvalidArgument("--strategy must be auto, allreduce, ps or none, got '", c.strategy,
+                           "'");
+  }
+  if (c.ps_ranks < 1) return InvalidArgument("--ps-ranks must be >= 1, got ", c.ps_ranks);
+  if (c.backup_workers < 0) {
+    return InvalidArgument("--backup-workers must be >= 0, got ", c.backup_workers);
+  }
+  if (c.backup_workers > 0 && c.strategy != "ps") {
+    return InvalidArgument("--backup-workers needs --strategy ps (allreduce waits for every rank)");
   }
   if (!(c.bucket_mb > 0)) return InvalidArgument("--bucket-mb must be positive, got ", c.bucket_mb);
   MPIFLOW_RETURN_IF_ERROR(ParseAllreduceAlgorithm(c.allreduce).status());
@@ -110,7 +121,9 @@ std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainCon
           {"strategy", c.strategy},
           {"bucket-mb", StrCat(c.bucket_mb)},
           {"allreduce", c.allreduce},
-          {"data-sharding", c.data_sharding}};
+          {"data-sharding", c.data_sharding},
+          {"ps-ranks", StrCat(c.ps_ranks)},
+          {"backup-workers", StrCat(c.backup_workers)}};
 }
 
 namespace {
@@ -130,19 +143,43 @@ void InstallPreemptionHandlers() {
   sigaction(SIGUSR1, &sa, nullptr);
 }
 
-std::string CheckpointName(int64_t step) {
-  char name[40];
-  std::snprintf(name, sizeof(name), "ckpt-%08lld.h5", static_cast<long long>(step));
-  return name;
+// Points <dir>/latest at `name` atomically (a temporary file renamed over it).
+Status PointLatest(const std::string& dir, const std::string& name) {
+  const std::string latest = dir + "/latest", tmp = latest + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << name << "\n";
+    if (!f.flush()) return Status(Code::kUnavailable, StrCat("cannot write '", tmp, "'"));
+  }
+  if (std::rename(tmp.c_str(), latest.c_str()) != 0) {
+    return Status(Code::kUnavailable,
+                  StrCat("cannot rename '", tmp, "' to '", latest, "': ", std::strerror(errno)));
+  }
+  return Status::OK();
 }
 
-// Writes <dir>/ckpt-<step>.h5, then points <dir>/latest at it (itself written to a temporary
-// file and renamed), then removes all but the newest `keep`.
+// "ckpt-<step>.h5"; a parameter server's shard: "ckpt-<step>.ps<k>-of-<P>.h5" (`shard` is the
+// ".ps<k>-of-<P>" part, empty otherwise).
+std::string CheckpointName(int64_t step, const std::string& shard = "") {
+  char name[40];
+  std::snprintf(name, sizeof(name), "ckpt-%08lld", static_cast<long long>(step));
+  return name + shard + ".h5";
+}
+
+std::string ShardSuffix(int server, int servers) { return StrCat(".ps", server, "-of-", servers); }
+
+// Writes <dir>/CheckpointName(step, shard) with the session's variables (those in `only` when
+// given); then, when `point_latest`, points <dir>/latest at it (written to a temporary file and
+// renamed), and removes all but the newest `keep` of this shard.
 StatusOr<std::string> SaveTrainingCheckpoint(Session& session, const Graph& graph,
                                              const TrainConfig& cfg, const std::string& dir,
-                                             int64_t step, int ranks) {
+                                             int64_t step, int ranks,
+                                             const std::set<std::string>* only = nullptr,
+                                             const std::string& shard = "",
+                                             bool point_latest = true) {
   Checkpoint c;
   for (const VariableInfo& v : graph.variables()) {
+    if (only && !only->count(v.variable->name())) continue;
     StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
     if (!t.ok()) return t.status();
     c.variables.emplace_back(v.variable->name(), *t);
@@ -157,21 +194,12 @@ StatusOr<std::string> SaveTrainingCheckpoint(Session& session, const Graph& grap
   c.counters["run_counter"] = session.run_counter();
   // Every rank's data cursor is the number of global batches consumed: the same on all ranks.
   c.counters["data_cursor"] = step;
-  const std::string path = dir + "/" + CheckpointName(step);
+  const std::string path = dir + "/" + CheckpointName(step, shard);
   MPIFLOW_RETURN_IF_ERROR(WriteCheckpoint(path, c));
-  const std::string latest = dir + "/latest", tmp = latest + ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << CheckpointName(step) << "\n";
-    if (!f.flush()) return Status(Code::kUnavailable, StrCat("cannot write '", tmp, "'"));
-  }
-  if (std::rename(tmp.c_str(), latest.c_str()) != 0) {
-    return Status(Code::kUnavailable,
-                  StrCat("cannot rename '", tmp, "' to '", latest, "': ", std::strerror(errno)));
-  }
+  if (point_latest) MPIFLOW_RETURN_IF_ERROR(PointLatest(dir, CheckpointName(step, shard)));
   // Prune: checkpoints of the steps before the newest `keep` (step numbers are what we wrote).
   for (int64_t old = step - 1, kept = 1; old >= 0; --old) {
-    const std::string p = dir + "/" + CheckpointName(old);
+    const std::string p = dir + "/" + CheckpointName(old, shard);
     if (::access(p.c_str(), F_OK) != 0) continue;
     if (++kept > cfg.keep_checkpoints) std::remove(p.c_str());
     if (kept > cfg.keep_checkpoints + 64) break;
@@ -179,14 +207,20 @@ StatusOr<std::string> SaveTrainingCheckpoint(Session& session, const Graph& grap
   return path;
 }
 
-// Removes the temporary files of checkpoint writers that were killed ("ckpt-*.h5.tmp.<pid>").
-void RemoveStaleTemporaries(const std::string& dir) {
+// Removes the temporary files of checkpoint writers that were killed ("ckpt-*<shard>.h5.tmp.*").
+void RemoveStaleTemporaries(const std::string& dir, const std::string& shard = "") {
   DIR* d = opendir(dir.c_str());
   if (!d) return;
   std::vector<std::string> stale;
+  const std::string mark = shard + ".h5.tmp.";
   while (dirent* e = readdir(d)) {
     const std::string n = e->d_name;
-    if (n.rfind("ckpt-", 0) == 0 && n.find(".h5.tmp.") != std::string::npos) stale.push_back(n);
+    const size_t at = n.find(mark);
+    // Without a shard, only unsharded names (a server's temporaries are not ours to remove).
+    if (n.rfind("ckpt-", 0) == 0 && at != std::string::npos &&
+        (!shard.empty() || n.find(".ps") == std::string::npos)) {
+      stale.push_back(n);
+    }
   }
   closedir(d);
   for (const std::string& n : stale) std::remove((dir + "/" + n).c_str());
@@ -301,6 +335,182 @@ ImageDataset SliceDataset(const ImageDataset& d, std::pair<int64_t, int64_t> ran
   return out;
 }
 
+// What a parameter server needs from Train.
+struct PsServing {
+  const TrainConfig& cfg;
+  Session& session;
+  const Graph& graph;
+  const TrainOp& train_op;
+  const std::vector<Output>& placeholders;  // gradient feeds, indexed like vars
+  const std::vector<Output>& vars;
+  const PsLayout& layout;
+  Communicator* world;
+  Communicator* servers;  // the servers' group: they agree on stop / checkpoint / NaN
+  int64_t total_steps;
+  std::string checkpoint_dir;
+};
+
+// A parameter server's life: restore its shard (with --resume), send the values, then per
+// step gather the first N pushes, agree with the other servers, apply, checkpoint, publish.
+StatusOr<TrainResult> ServeShard(const PsServing& x) {
+  const TrainConfig& cfg = x.cfg;
+  const int k = x.layout.ServerIndex(x.world->rank());
+  const std::vector<int>& shard = x.layout.shards[k];
+  const std::string suffix = ShardSuffix(k, x.layout.servers);
+  const std::string global_step = x.train_op.global_step.node->name();
+  // This server's variables: its shard, their optimizer slots ("<variable>/<slot>"), the global
+  // step, and on server 0 any other variable that is not trainable.
+  std::set<std::string> own = {global_step};
+  for (int v : shard) own.insert(x.vars[v].node->name());
+  for (const VariableInfo& vi : x.graph.variables()) {
+    const std::string& name = vi.variable->name();
+    if (vi.trainable || name == global_step) continue;
+    int owner = 0;
+    for (size_t v = 0; v < x.vars.size(); ++v) {
+      if (name.rfind(x.vars[v].node->name() + "/", 0) == 0) owner = x.layout.owner[v];
+    }
+    if (owner == k) own.insert(name);
+  }
+  TrainResult r;
+  r.ps_server = true;
+  r.ranks = x.world->size();
+  if (!cfg.resume.empty()) {
+    StatusOr<std::string> resolved = ResolveResume(cfg, x.checkpoint_dir);
+    if (!resolved.ok()) return resolved.status();
+    std::string path = *resolved;
+    const std::string first = ShardSuffix(0, x.layout.servers) + ".h5";
+    const size_t at = path.rfind(first);
+    if (at == std::string::npos || at + first.size() != path.size()) {
+      return InvalidArgument("--resume '", path,
+                             "': not server 0's shard of a run with --ps-ranks ", x.layout.servers,
+                             " (a name ending in '", first,
+                             "'); resume a parameter-server run from its own checkpoints");
+    }
+    path = path.substr(0, at) + suffix + ".h5";
+    StatusOr<Checkpoint> c = ReadCheckpoint(path);
+    if (!c.ok()) return c.status();
+    if (c->counters["ranks"] != x.world->size()) {
+      return InvalidArgument("checkpoint '", path, "' was written by a run of ",
+                             c->counters["ranks"], " ranks; resume it with the same number, not ",
+                             x.world->size());
+    }
+    MPIFLOW_RETURN_IF_ERROR(RestoreCheckpoint(*c, x.graph, x.session, path, &own));
+    r.steps = c->counters["step"];
+    r.resumed_from = r.steps;
+    r.last_checkpoint = path;
+  }
+  std::vector<Shape> shapes;
+  std::vector<Node*> updates;
+  for (int v : shard) {
+    shapes.push_back(x.vars[v].shape());
+    updates.push_back(x.train_op.updates[v]);
+  }
+  auto read_values = [&](std::vector<Tensor>* values) -> Status {
+    values->clear();
+    for (int v : shard) {
+      StatusOr<Tensor> t = x.session.ReadVariable(x.vars[v].node->name());
+      if (!t.ok()) return t.status();
+      values->push_back(std::move(*t));
+    }
+    return Status::OK();
+  };
+  std::vector<Tensor> values, mean;
+  MPIFLOW_RETURN_IF_ERROR(read_values(&values));
+  PsServerLink link(x.world, x.layout, k, shapes);
+  PsReply start;
+  start.done = r.steps >= x.total_steps;
+  MPIFLOW_RETURN_IF_ERROR(link.Start(r.steps, values, start.done));
+  const bool checkpointing = cfg.checkpoint_every > 0 || cfg.checkpoint_seconds > 0;
+  auto last_save = Clock::now();
+  bool cleaned = false, done = start.done;
+  std::vector<Session::Feed> feeds;
+  while (!done) {
+    TestHooks(x.world->rank(), r.steps + 1);
+    double loss = 0, examples = 0;
+    bool votes = false;
+    MPIFLOW_RETURN_IF_ERROR(link.Gather(&mean, &loss, &examples, &votes));
+    bool finite = std::isfinite(loss);
+    for (const Tensor& g : mean) {
+      const float* p = g.data<float>();
+      for (int64_t i = 0; i < g.num_elements() && finite; ++i) finite = std::isfinite(p[i]);
+    }
+    // The servers agree (max over them) so that they stop, checkpoint and fail together.
+    const bool timed = k == 0 && cfg.checkpoint_seconds > 0 &&
+                       Seconds(Clock::now() - last_save) >= cfg.checkpoint_seconds;
+    Tensor flags =
+        Tensor::FromVector<float>(Shape{3}, {votes || g_stop_requested.load() ? 1.0f : 0.0f,
+                                             timed ? 1.0f : 0.0f, finite ? 0.0f : 1.0f});
+    AllreduceOptions max;
+    max.op = ReduceOp::kMax;
+    max.name = "parameter server agreement";
+    MPIFLOW_RETURN_IF_ERROR(x.servers->Allreduce(flags, max)->Wait());
+    const bool stop = flags.data<float>()[0] > 0, timed_all = flags.data<float>()[1] > 0;
+    const bool non_finite = flags.data<float>()[2] > 0;
+    if (!non_finite) {
+      MPIFLOW_RETURN_IF_ERROR(
+          x.session.WriteVariable(global_step, Tensor::Scalar<int64_t>(r.steps)));
+      feeds.clear();
+      for (size_t j = 0; j < shard.size(); ++j)
+        feeds.push_back({x.placeholders[shard[j]], mean[j]});
+      MPIFLOW_RETURN_IF_ERROR(x.session.Run(feeds, {}, updates, nullptr));
+    }
+    const int64_t next = r.steps + 1;
+    done = stop || non_finite || next >= x.total_steps;
+    const bool save =
+        !non_finite && (stop || (checkpointing &&
+                                 (timed_all || done ||
+                                  (cfg.checkpoint_every > 0 && next % cfg.checkpoint_every == 0))));
+    if (save) {
+      MPIFLOW_RETURN_IF_ERROR(x.session.WriteVariable(global_step, Tensor::Scalar<int64_t>(next)));
+      MPIFLOW_RETURN_IF_ERROR(MakeDirs(x.checkpoint_dir));
+      if (!cleaned) {
+        RemoveStaleTemporaries(x.checkpoint_dir, suffix);
+        cleaned = true;
+      }
+      StatusOr<std::string> p = SaveTrainingCheckpoint(x.session, x.graph, cfg, x.checkpoint_dir,
+                                                       next, x.world->size(), &own, suffix,
+                                                       /*point_latest=*/false);
+      if (!p.ok()) return p.status();
+      // Every shard is whole before server 0 moves `latest` to this step.
+      MPIFLOW_RETURN_IF_ERROR(x.servers->Barrier()->Wait());
+      if (k == 0) {
+        MPIFLOW_RETURN_IF_ERROR(
+            PointLatest(x.checkpoint_dir, CheckpointName(next, ShardSuffix(0, x.layout.servers))));
+      }
+      r.last_checkpoint = *p;
+      last_save = Clock::now();
+      x.world->SetReportNote(
+          StrCat("last checkpoint: '", *p, "' (step ", next, "): resume with --resume latest"));
+    }
+    MPIFLOW_RETURN_IF_ERROR(read_values(&values));
+    PsReply reply;
+    reply.loss = loss;
+    reply.examples = examples;
+    reply.stop = stop;
+    reply.done = done;
+    reply.non_finite = non_finite;
+    MPIFLOW_RETURN_IF_ERROR(link.Publish(values, reply));
+    r.steps = next;
+    r.final_loss = loss;
+    r.preempted = stop;
+    if (non_finite) {
+      return Status(Code::kAborted,
+                    StrCat("the loss or a gradient is NaN or Inf (on some worker) at step ", next,
+                           ": lower the learning rate (--lr)"));
+    }
+  }
+  r.epochs = 0;
+  r.stale_dropped = link.dropped();
+  r.peak_rss_mib = PeakRssMiB();
+  for (const VariableInfo& v : x.graph.variables()) {
+    if (!own.count(v.variable->name())) continue;
+    StatusOr<Tensor> t = x.session.ReadVariable(v.variable->name());
+    if (!t.ok()) return t.status();
+    r.variables.emplace_back(v.variable->name(), *t);
+  }
+  return r;
+}
+
 }  // namespace
 
 StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Communicator* world,
@@ -315,10 +525,17 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   // comm: set when training data-parallel over more than one rank.
   Communicator* comm = world && world->size() > 1 ? world : nullptr;
   const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
+  // Parameter servers: the last ps_ranks ranks serve; the data is the workers' only.
+  const bool ps = cfg.strategy == "ps";
+  if (ps)
+    MPIFLOW_RETURN_IF_ERROR(MakePsLayout(ranks, cfg.ps_ranks, cfg.backup_workers, {}).status());
+  const bool server = ps && rank >= ranks - cfg.ps_ranks;
+  const int data_ranks = ps ? ranks - cfg.ps_ranks : ranks;
+  const int data_rank = server ? 0 : rank;
   std::ostream null_log(nullptr);
   std::ostream& log = rank == 0 ? out_log : null_log;
   // Local sharding: every rank holds only its share of the examples (see BatchStreamOptions).
-  const bool local = cfg.data_sharding == "local" && ranks > 1;
+  const bool local = cfg.data_sharding == "local" && data_ranks > 1;
   int64_t global_train = 0, global_test = 0;  // example counts over all ranks, when local
   ImageDataset train, test;
   if (cfg.dataset == "synthetic") {
@@ -333,7 +550,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
         StatusOr<int64_t> size = Hdf5SplitSize(cfg.data_dir, split);
         if (!size.ok()) return size.status();
         (is_train ? global_train : global_test) = *size;
-        std::tie(begin, count) = BatchStream::ShardRange(*size, ranks, rank);
+        std::tie(begin, count) = BatchStream::ShardRange(*size, data_ranks, data_rank);
       }
       StatusOr<ImageDataset> d = ReadHdf5Split(cfg.data_dir, split, begin, count);
       if (!d.ok()) return d.status();
@@ -350,17 +567,17 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   if (local && cfg.dataset != "hdf5") {  // already in memory: keep this rank's share
     global_train = train.count;
     global_test = test.count;
-    train = SliceDataset(train, BatchStream::ShardRange(train.count, ranks, rank));
-    test = SliceDataset(test, BatchStream::ShardRange(test.count, ranks, rank));
+    train = SliceDataset(train, BatchStream::ShardRange(train.count, data_ranks, data_rank));
+    test = SliceDataset(test, BatchStream::ShardRange(test.count, data_ranks, data_rank));
   }
   if (train.example_size() != 784) {
     return InvalidArgument("the models expect 28x28 images; '", cfg.data_dir, "' holds ",
                            train.rows, "x", train.cols);
   }
 
-  const int64_t global_batch = cfg.batch_size * ranks;
+  const int64_t global_batch = cfg.batch_size * data_ranks;
   const int64_t per_epoch =
-      local ? (BatchStream::ShardRange(global_train, ranks, 0).second + cfg.batch_size - 1) /
+      local ? (BatchStream::ShardRange(global_train, data_ranks, 0).second + cfg.batch_size - 1) /
                   cfg.batch_size
             : (train.count + global_batch - 1) / global_batch;
   int64_t total_steps = per_epoch * cfg.epochs;
@@ -380,8 +597,20 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   }
   std::vector<Output> grads;
   MPIFLOW_RETURN_IF_ERROR(AddGradients(root, {m.loss}, vars, {}, &grads));
-  GradientSync sync;  // with comm
-  if (comm) {
+  GradientSync sync;  // with comm, but for ps
+  // With ps: every rank builds the same graph; workers fetch `grads`, servers feed the averages
+  // into `placeholders` and run the update ops of their shard.
+  std::vector<Output> placeholders;
+  if (ps) {
+    for (const Output& v : vars) {
+      if (v.dtype() != DType::kFloat32) {
+        return InvalidArgument("--strategy ps: variable '", v.node->name(), "' is ",
+                               DTypeName(v.dtype()), "; parameter servers hold float32 only");
+      }
+      placeholders.push_back(ops::Placeholder(root.WithOpName("ps/gradient_" + v.node->name()),
+                                              DType::kFloat32, v.shape()));
+    }
+  } else if (comm) {
     GradientSyncOptions so;
     so.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(cfg.bucket_mb * (1 << 20)));
     so.algorithm = cfg.allreduce;
@@ -390,12 +619,25 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     sync = std::move(*added);
     grads = sync.gradients;
   }
-  StatusOr<TrainOp> train_op = ApplyGradients(root, grads, vars, optimizer);
+  StatusOr<TrainOp> train_op = ApplyGradients(root, ps ? placeholders : grads, vars, optimizer);
   if (!train_op.ok()) return train_op.status();
   Node* init = ops::InitOp(root);
   MPIFLOW_RETURN_IF_ERROR(root.status());
   if (comm)
     MPIFLOW_RETURN_IF_ERROR(CheckSameOnAllRanks(comm, *root.graph(), ConsistencyItems(cfg)));
+  PsLayout layout;
+  std::unique_ptr<Communicator> group;  // ps: the workers' (evaluation) or the servers'
+  if (ps) {
+    std::vector<int64_t> elements;
+    for (const Output& v : vars) elements.push_back(v.shape().num_elements());
+    StatusOr<PsLayout> l = MakePsLayout(ranks, cfg.ps_ranks, cfg.backup_workers, elements);
+    if (!l.ok()) return l.status();
+    layout = std::move(*l);
+    StatusOr<std::unique_ptr<Communicator>> g = comm->Split(server ? 1 : 0, rank);
+    if (!g.ok()) return g.status();
+    group = std::move(*g);
+  }
+  Communicator* eval_comm = ps ? group.get() : comm;
 
   std::unique_ptr<std::ofstream> metrics;
   if (!cfg.output_dir.empty() && rank == 0) {
@@ -411,7 +653,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   SessionOptions so;
   so.intra_op_threads = cfg.threads;
   so.inter_op_threads = cfg.inter_op_threads;
-  so.communicator = comm;
+  so.communicator = ps ? nullptr : comm;
   so.timeline = timeline;
   Session session(root.graph(), so);
   MPIFLOW_RETURN_IF_ERROR(session.RunTargets({init}));
@@ -424,8 +666,13 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   const bool checkpointing = cfg.checkpoint_every > 0 || cfg.checkpoint_seconds > 0;
   if (cfg.handle_signals) InstallPreemptionHandlers();
   g_stop_requested.store(false);
+  if (server) {
+    PsServing serving{cfg,    session, *root.graph(), *train_op,   placeholders,  vars,
+                      layout, comm,    group.get(),   total_steps, checkpoint_dir};
+    return ServeShard(serving);
+  }
   TrainResult r;
-  if (!cfg.resume.empty()) {
+  if (!cfg.resume.empty() && !ps) {
     StatusOr<std::string> path = ResolveResume(cfg, checkpoint_dir);
     if (!path.ok()) return path.status();
     StatusOr<Checkpoint> c = ReadCheckpoint(*path);
@@ -460,13 +707,37 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     log << "mpiflow: resumed from '" << *path << "' at step " << r.steps << "\n";
   }
 
+  // ps: the servers send the values to start from (and the step, when they resumed).
+  std::unique_ptr<PsWorkerLink> link;
+  std::vector<Tensor> ps_values(vars.size());
+  PsReply reply;
+  const std::string global_step_name = train_op->global_step.node->name();
+  auto receive = [&]() -> Status {
+    MPIFLOW_RETURN_IF_ERROR(link->Receive(&ps_values, &reply));
+    for (size_t i = 0; i < vars.size(); ++i) {
+      MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(vars[i].node->name(), ps_values[i]));
+    }
+    return session.WriteVariable(global_step_name, Tensor::Scalar<int64_t>(reply.version));
+  };
+  if (ps) {
+    std::vector<Shape> shapes;
+    for (const Output& v : vars) shapes.push_back(v.shape());
+    link = std::make_unique<PsWorkerLink>(comm, layout, shapes);
+    MPIFLOW_RETURN_IF_ERROR(receive());
+    r.steps = reply.version;
+    if (!cfg.resume.empty()) {
+      r.resumed_from = r.steps;
+      log << "mpiflow: the parameter servers resumed at step " << r.steps << "\n";
+    }
+  }
+
   BatchStreamOptions bo;
   bo.batch_size = cfg.batch_size;
   bo.seed = static_cast<uint64_t>(cfg.seed);
   bo.num_epochs = cfg.epochs;
   bo.prefetch = cfg.prefetch;
-  bo.num_shards = ranks;
-  bo.shard_index = rank;
+  bo.num_shards = data_ranks;
+  bo.shard_index = data_rank;
   bo.first_batch = r.steps;  // a resume continues with the next global batch
   bo.local_shards = local;
   bo.global_count = global_train;
@@ -480,7 +751,15 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
       << (optimizer.lr.kind == "constant" ? ""
                                           : StrCat(" over ", optimizer.lr.decay_steps, " steps"))
       << "), " << cfg.threads << " thread(s)";
-  if (comm) {
+  if (ps) {
+    log << "\nmpiflow: parameter servers: ranks " << layout.workers << "-" << ranks - 1
+        << " serve, ranks 0-" << layout.workers - 1 << " work (global batch " << global_batch
+        << "); each step averages the first " << layout.aggregate() << " of " << layout.workers
+        << " pushes; shards of";
+    for (int k = 0; k < layout.servers; ++k) {
+      log << (k ? "," : "") << " " << layout.shard_elements[k] * 4 / 1024 << " KiB";
+    }
+  } else if (comm) {
     int64_t grad_bytes = 0;
     for (const Output& g : grads) grad_bytes += g.shape().num_elements() * DTypeSize(g.dtype());
     log << "\nmpiflow: data parallel over " << ranks << " ranks (global batch " << global_batch
@@ -530,12 +809,50 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   RunStats stats;
   std::map<std::string, std::pair<double, int64_t>> op_seconds;  // op -> (seconds, kernel runs)
   std::vector<Session::Feed> feeds;
-  while (r.steps < total_steps && stream.Next(&b)) {
+  std::vector<Output> ps_fetches = vars;  // ps: the gradients, then the loss
+  if (ps) {
+    ps_fetches = grads;
+    ps_fetches.push_back(m.loss);
+  }
+  std::vector<Tensor> ps_grads(vars.size());
+  while (r.steps < total_steps && !(ps && link->AllDone()) && stream.Next(&b)) {
+    // ps: a straggler whose push was dropped skips to the batch of the version it now holds.
+    while (ps && b.epoch * per_epoch + b.index < r.steps && stream.Next(&b)) {
+    }
     TestHooks(rank, r.steps + 1);
     const auto t0 = Clock::now();
     stats.collect_node_times = cfg.profile && r.steps >= kWarmupSteps;
     feeds = {{m.images, b.images}, {m.labels, b.labels}};
-    if (comm) {
+    const int64_t steps_before = r.steps;
+    int64_t n = b.global_examples;
+    bool stop = false, checkpoint_now = false;
+    if (ps) {
+      double loss_sum = 0;
+      if (b.examples > 0) {
+        Status run = session.Run(feeds, ps_fetches, {}, &out, &stats);
+        if (!run.ok()) {
+          return Status(run.code(), StrCat("at step ", r.steps + 1, " (epoch ", b.epoch + 1,
+                                           "): ", run.message()));
+        }
+        for (size_t i = 0; i < vars.size(); ++i) ps_grads[i] = out[i];
+        loss_sum = static_cast<double>(*out.back().data<float>()) * b.examples;
+      } else {  // a share of nothing: weight 0
+        for (size_t i = 0; i < vars.size(); ++i)
+          ps_grads[i] = Tensor(DType::kFloat32, vars[i].shape());
+      }
+      MPIFLOW_RETURN_IF_ERROR(link->Push(ps_grads, b.examples, loss_sum, g_stop_requested.load()));
+      MPIFLOW_RETURN_IF_ERROR(receive());
+      if (reply.non_finite) {
+        return Status(Code::kAborted,
+                      StrCat("the loss or a gradient is NaN or Inf (on some worker) at step ",
+                             reply.version, ": lower the learning rate (--lr)"));
+      }
+      r.final_loss = reply.loss;
+      stop = reply.stop;
+      n = static_cast<int64_t>(reply.examples);
+      r.steps = reply.version - 1;  // counted up below
+    }
+    if (!ps && comm) {
       feeds.push_back({sync.scale, Tensor::Scalar<float>(static_cast<float>(b.examples) /
                                                          static_cast<float>(b.global_examples))});
       feeds.push_back({sync.examples, Tensor::Scalar<float>(static_cast<float>(b.examples))});
@@ -546,7 +863,8 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
       feeds.push_back({sync.checkpoint, Tensor::Scalar<float>(timed ? 1.0f : 0.0f)});
     }
     Status run =
-        session.Run(feeds, {comm ? sync.agreement : m.loss}, {train_op->train}, &out, &stats);
+        ps ? Status::OK()
+           : session.Run(feeds, {comm ? sync.agreement : m.loss}, {train_op->train}, &out, &stats);
     if (!run.ok()) {
       return failed(
           Status(run.code(),
@@ -558,15 +876,16 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
       entry.first += t.seconds;
       ++entry.second;
     }
-    const int64_t n = b.global_examples;
-    // With comm every rank has the same agreement (loss sum, examples, stop votes), so every
-    // rank takes the same decisions below.
-    const float* agreed = out[0].data<float>();
-    r.final_loss = comm ? agreed[0] / std::max(agreed[1], 1.0f) : agreed[0];
-    const bool stop = comm ? agreed[2] > 0 : g_stop_requested.load();
-    bool checkpoint_now = comm ? agreed[3] > 0
-                               : cfg.checkpoint_seconds > 0 &&
-                                     Seconds(Clock::now() - last_save) >= cfg.checkpoint_seconds;
+    if (!ps) {
+      // With comm every rank has the same agreement (loss sum, examples, stop votes), so every
+      // rank takes the same decisions below.
+      const float* agreed = out[0].data<float>();
+      r.final_loss = comm ? agreed[0] / std::max(agreed[1], 1.0f) : agreed[0];
+      stop = comm ? agreed[2] > 0 : g_stop_requested.load();
+      checkpoint_now = comm ? agreed[3] > 0
+                            : cfg.checkpoint_seconds > 0 &&
+                                  Seconds(Clock::now() - last_save) >= cfg.checkpoint_seconds;
+    }
     const double dt = Seconds(Clock::now() - t0);
     if (!std::isfinite(r.final_loss)) {
       return failed(Status(Code::kAborted,
@@ -575,15 +894,24 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
                                   " (epoch ", b.epoch + 1, "): lower the learning rate (--lr)")));
     }
     ++r.steps;
-    checkpoint_now =
-        checkpoint_now || (cfg.checkpoint_every > 0 && r.steps % cfg.checkpoint_every == 0);
+    // ps: the servers write the checkpoints.
+    checkpoint_now = !ps && (checkpoint_now ||
+                             (cfg.checkpoint_every > 0 && r.steps % cfg.checkpoint_every == 0));
+    // ps: epochs by the version now held. A straggler may jump past an epoch's last batch, so
+    // an epoch ends where the version crosses a multiple of per_epoch: every worker crosses
+    // each once and evaluates (collectively) the same number of times.
+    const bool crossed = ps && r.steps / per_epoch != steps_before / per_epoch;
+    const int64_t epoch = !ps       ? b.epoch
+                          : crossed ? r.steps / per_epoch - 1
+                                    : (r.steps - 1) / per_epoch;
     if (r.steps > kWarmupSteps) {
       timed_seconds += dt;
       timed_samples += n;
     }
     window_seconds += dt;
     window_samples += n;
-    const bool epoch_end = b.index == per_epoch - 1 || r.steps == total_steps;
+    const bool epoch_end =
+        ps ? crossed || r.steps == total_steps : b.index == per_epoch - 1 || r.steps == total_steps;
     if (r.steps % cfg.log_every == 0 || epoch_end) {
       const double rate = window_samples / std::max(window_seconds, 1e-9);
       const double eta = (total_steps - r.steps) * global_batch / std::max(rate, 1e-9);
@@ -591,23 +919,23 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
       std::snprintf(line, sizeof(line),
                     "step %lld/%lld  epoch %lld/%lld  loss %.4f  %.1f samples/s  ETA %s\n",
                     static_cast<long long>(r.steps), static_cast<long long>(total_steps),
-                    static_cast<long long>(b.epoch + 1), static_cast<long long>(cfg.epochs),
+                    static_cast<long long>(epoch + 1), static_cast<long long>(cfg.epochs),
                     r.final_loss, rate, FormatDuration(eta).c_str());
       log << line << std::flush;
       if (metrics) {
-        *metrics << "{\"step\":" << r.steps << ",\"epoch\":" << b.epoch + 1
+        *metrics << "{\"step\":" << r.steps << ",\"epoch\":" << epoch + 1
                  << ",\"loss\":" << r.final_loss << ",\"samples_per_sec\":" << rate << "}\n";
       }
       window_seconds = 0;
       window_samples = 0;
     }
-    if (epoch_end && b.epoch != epoch_done) {
-      epoch_done = b.epoch;
-      r.epochs = b.epoch + 1;
+    if (epoch_end && epoch != epoch_done) {
+      epoch_done = epoch;
+      r.epochs = epoch + 1;
       if (cfg.eval) {
         const auto e0 = Clock::now();
         StatusOr<double> acc =
-            Evaluate(session, m, test, cfg.eval_batch_size, comm, local, global_test);
+            Evaluate(session, m, test, cfg.eval_batch_size, eval_comm, local, global_test);
         if (!acc.ok()) return failed(acc.status());
         const double es = Seconds(Clock::now() - e0);
         eval_seconds += es;
@@ -615,16 +943,18 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
         char line[160];
         std::snprintf(line, sizeof(line),
                       "epoch %lld/%lld  test_accuracy %.4f  (%lld images, %.1f s)\n",
-                      static_cast<long long>(b.epoch + 1), static_cast<long long>(cfg.epochs), *acc,
+                      static_cast<long long>(epoch + 1), static_cast<long long>(cfg.epochs), *acc,
                       static_cast<long long>(test.count), es);
         log << line << std::flush;
         if (metrics) {
-          *metrics << "{\"epoch\":" << b.epoch + 1 << ",\"test_accuracy\":" << *acc << "}\n";
+          *metrics << "{\"epoch\":" << epoch + 1 << ",\"test_accuracy\":" << *acc << "}\n";
         }
       }
     }
     // A preemption (every rank saw the same stop vote) always writes a checkpoint.
-    if ((checkpointing && checkpoint_now) || stop) MPIFLOW_RETURN_IF_ERROR(failed(save()));
+    if (!ps && ((checkpointing && checkpoint_now) || stop)) {
+      MPIFLOW_RETURN_IF_ERROR(failed(save()));
+    }
     if (stop) {
       r.preempted = true;
       log << "mpiflow: stopped by SIGTERM/SIGUSR1 after step " << r.steps
@@ -632,7 +962,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
       break;
     }
   }
-  if (checkpointing && !r.preempted && r.steps > 0 &&
+  if (!ps && checkpointing && !r.preempted && r.steps > 0 &&
       r.last_checkpoint != checkpoint_dir + "/" + CheckpointName(r.steps)) {
     MPIFLOW_RETURN_IF_ERROR(save());  // the final state, so that a resume of a done run is one
   }
@@ -661,7 +991,10 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   r.samples_per_sec = timed_seconds > 0 ? timed_samples / timed_seconds : 0;
   r.peak_rss_mib = PeakRssMiB();
   r.ranks = ranks;
+  if (ps) r.stale_dropped = reply.dropped;
   for (const VariableInfo& v : root.graph()->variables()) {
+    // ps: a worker's slots were never updated (the servers hold them).
+    if (ps && !v.trainable && v.variable->name() != global_step_name) continue;
     StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
     if (!t.ok()) return t.status();
     r.variables.emplace_back(v.variable->name(), *t);

@@ -1,0 +1,276 @@
+// Parameter-server training under mpiexec (CTest runs it with 1-4 ranks): the layout; with
+// every worker waited for, W workers of batch B end with the weights of one process with batch
+// W*B (workers hold every variable, each server its shard), the same bits on a rerun and after
+// a resume from the servers' shard checkpoints; backup workers drop a straggler's push and
+// training goes on; a NaN stops every rank with the same message; bad rank counts are errors.
+#include "mpiflow/parameter_server.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "mpiflow/checkpoint.h"
+#include "mpiflow/trainer.h"
+#include "tests/mpi_test_main.h"
+
+namespace mpiflow {
+namespace {
+
+Communicator*& comm = test::world;
+
+TEST(PsLayout, BalancesBySizeLargestFirst) {
+  // 100, 10, 60, 50, 5 elements on 2 servers: 100 -> s0, 60 -> s1, 50 -> s1, 10 -> s0, 5 -> s0.
+  StatusOr<PsLayout> l = MakePsLayout(5, 2, 1, {100, 10, 60, 50, 5});
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->workers, 3);
+  EXPECT_EQ(l->aggregate(), 2);
+  EXPECT_EQ(l->owner, (std::vector<int>{0, 0, 1, 1, 0}));
+  EXPECT_EQ(l->shards[0], (std::vector<int>{0, 1, 4}));
+  EXPECT_EQ(l->shards[1], (std::vector<int>{2, 3}));
+  EXPECT_EQ(l->shard_elements, (std::vector<int64_t>{115, 110}));
+  EXPECT_EQ(l->server_rank(1), 4);
+  EXPECT_TRUE(l->IsServer(3));
+  EXPECT_FALSE(l->IsServer(2));
+}
+
+TEST(PsLayout, BadCountsSayWhatToChange) {
+  StatusOr<PsLayout> l = MakePsLayout(1, 1, 0, {4});
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.status().message().find("--strategy ps with --ps-ranks 1 needs at least 2 ranks "
+                                      "(the servers and a worker); this job has 1"),
+            std::string::npos)
+      << l.status();
+  l = MakePsLayout(4, 2, 2, {4});
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.status().message().find("--backup-workers 2 leaves no gradient to average: 2 "
+                                      "worker(s) (4 ranks - 2 servers)"),
+            std::string::npos)
+      << l.status();
+  EXPECT_FALSE(MakePsLayout(4, 0, 0, {4}).ok());
+}
+
+TrainConfig Base() {
+  TrainConfig c;
+  c.dataset = "synthetic";
+  c.synthetic_train = 640;
+  c.synthetic_test = 100;
+  c.epochs = 1;
+  c.batch_size = 16;
+  c.optimizer.name = "sgd";
+  c.optimizer.lr.base = 0.05;
+  c.log_every = 1000000;
+  c.prefetch = 0;
+  c.strategy = "ps";
+  // Two servers where a worker is left for them.
+  c.ps_ranks = comm->size() >= 4 ? 2 : 1;
+  return c;
+}
+
+StatusOr<TrainResult> TrainWith(const TrainConfig& c, Communicator* with) {
+  std::ostringstream log;
+  return Train(c, log, with);
+}
+
+bool IsServer() { return comm->rank() >= comm->size() - Base().ps_ranks; }
+
+// Every variable `r` holds (a worker: all trainable ones; a server: its shard) against the
+// same-named one of `ref`: the worst |a - b| / max|b|.
+double WorstRelativeDiff(const TrainResult& r, const TrainResult& ref) {
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : ref.variables) by_name[name] = &t;
+  double worst = 0;
+  for (const auto& [name, x] : r.variables) {
+    auto it = by_name.find(name);
+    EXPECT_NE(it, by_name.end()) << name;
+    if (it == by_name.end() || x.dtype() != DType::kFloat32) continue;
+    const Tensor& y = *it->second;
+    EXPECT_EQ(x.shape(), y.shape()) << name;
+    double diff = 0, scale = 0;
+    for (int64_t i = 0; i < x.num_elements(); ++i) {
+      diff = std::max(diff, std::fabs(double(x.data<float>()[i]) - y.data<float>()[i]));
+      scale = std::max(scale, std::fabs(double(y.data<float>()[i])));
+    }
+    worst = std::max(worst, scale > 0 ? diff / scale : diff);
+  }
+  return worst;
+}
+
+// A hash of the variables' bytes, compared over the workers (servers hold shards).
+bool SameBitsOnEveryWorker(const TrainResult& r) {
+  uint64_t h = 1469598103934665603ull;
+  if (!r.ps_server) {
+    for (const auto& [name, t] : r.variables) {
+      const unsigned char* p = static_cast<const unsigned char*>(t.raw());
+      for (size_t i = 0; i < t.bytes(); ++i) h = (h ^ p[i]) * 1099511628211ull;
+    }
+  }
+  Tensor mine = Tensor::FromVector<int64_t>(Shape{1}, {r.ps_server ? 0 : static_cast<int64_t>(h)});
+  Tensor all(DType::kInt64, Shape{comm->size()});
+  EXPECT_TRUE(comm->Allgather(mine, all)->Wait().ok());
+  for (int q = 0; q < comm->size() - Base().ps_ranks; ++q) {
+    if (all.data<int64_t>()[q] != all.data<int64_t>()[0]) return false;
+  }
+  return true;
+}
+
+bool NeedsMoreRanks(const StatusOr<TrainResult>& r) {
+  if (comm->size() >= 2) return false;
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("needs at least 2 ranks"), std::string::npos) << r.status();
+  return true;
+}
+
+void ExpectEquivalent(TrainConfig c, double tolerance) {
+  StatusOr<TrainResult> dist = TrainWith(c, comm);
+  if (NeedsMoreRanks(dist)) return;
+  ASSERT_TRUE(dist.ok()) << dist.status();
+  const int workers = comm->size() - c.ps_ranks;
+  TrainConfig one = c;
+  one.strategy = "none";
+  one.ps_ranks = 1;
+  one.batch_size = c.batch_size * workers;
+  StatusOr<TrainResult> ref = TrainWith(one, nullptr);  // this process alone, all workers' batch
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_EQ(dist->steps, ref->steps);
+  EXPECT_EQ(dist->ps_server, IsServer());
+  EXPECT_EQ(dist->stale_dropped, 0);
+  EXPECT_LE(WorstRelativeDiff(*dist, *ref), tolerance) << workers << " workers";
+  EXPECT_NEAR(dist->final_loss, ref->final_loss, 1e-5 * std::fabs(ref->final_loss));
+  if (!dist->ps_server) {
+    EXPECT_NEAR(dist->test_accuracy, ref->test_accuracy, 1e-12);
+    size_t trainable = 0;
+    for (const auto& [name, t] : dist->variables) trainable += t.dtype() == DType::kFloat32;
+    EXPECT_EQ(trainable, 6u);  // the MLP's three kernels and biases
+  }
+  EXPECT_TRUE(SameBitsOnEveryWorker(*dist));
+}
+
+TEST(ParameterServer, SameWeightsAsOneProcessWithTheWorkersBatch) {
+  TrainConfig c = Base();
+  c.max_steps = 12;
+  ExpectEquivalent(c, 1e-6);
+}
+
+// Momentum's slots live on the servers; 100 examples make the last batch partial and uneven.
+TEST(ParameterServer, MomentumAndAnUnevenLastBatch) {
+  TrainConfig c = Base();
+  c.optimizer.name = "momentum";
+  c.synthetic_train = 100;
+  c.epochs = 2;
+  ExpectEquivalent(c, 1e-6);
+}
+
+TEST(ParameterServer, RerunIsBitIdentical) {
+  TrainConfig c = Base();
+  c.max_steps = 8;
+  c.optimizer.name = "adam";
+  c.optimizer.lr.base = 0.001;
+  StatusOr<TrainResult> a = TrainWith(c, comm);
+  if (NeedsMoreRanks(a)) return;
+  StatusOr<TrainResult> b = TrainWith(c, comm);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(a->variables.size(), b->variables.size());
+  for (size_t v = 0; v < a->variables.size(); ++v) {
+    EXPECT_TRUE(a->variables[v].second.BitEqual(b->variables[v].second)) << a->variables[v].first;
+  }
+}
+
+// Each server writes its shard; a resume from `latest` continues with the bits of an
+// uninterrupted run, on workers (all variables) and servers (shards with Adam's slots).
+TEST(ParameterServer, ResumeFromShardsIsBitIdentical) {
+  if (comm->size() < 2) return;  // NeedsMoreRanks is covered above
+  const std::string dir = ::testing::TempDir() + "/ps_resume_" + std::to_string(comm->size());
+  if (comm->rank() == 0) ASSERT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());  // no checkpoint of an earlier run is left
+  TrainConfig c = Base();
+  c.optimizer.name = "adam";
+  c.optimizer.lr.base = 0.002;
+  c.checkpoint_dir = dir + "/checkpoints";
+  TrainConfig whole = c;
+  whole.checkpoint_dir = dir + "/whole_checkpoints";
+  whole.max_steps = 9;
+  StatusOr<TrainResult> w = TrainWith(whole, comm);
+  ASSERT_TRUE(w.ok()) << w.status();
+  TrainConfig part = c;
+  part.max_steps = 4;
+  part.checkpoint_every = 4;
+  StatusOr<TrainResult> p = TrainWith(part, comm);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  const int servers = c.ps_ranks;
+  if (IsServer()) {
+    const int k = comm->rank() - (comm->size() - servers);
+    const std::string mine =
+        StrCat(dir, "/checkpoints/ckpt-00000004.ps", k, "-of-", servers, ".h5");
+    EXPECT_EQ(p->last_checkpoint, mine);
+    StatusOr<Checkpoint> ck = ReadCheckpoint(mine);
+    ASSERT_TRUE(ck.ok()) << ck.status();
+    EXPECT_EQ(ck->counters["step"], 4);
+    // Its shard's variables with their two Adam slots each, and the global step.
+    EXPECT_EQ(ck->variables.size(), p->variables.size());
+    bool has_step = false, has_slot = false;
+    for (const auto& [name, t] : ck->variables) {
+      has_step = has_step || name == "global_step";
+      has_slot = has_slot || name.find("/adam_m") != std::string::npos;
+    }
+    EXPECT_TRUE(has_step);
+    EXPECT_TRUE(has_slot);
+  }
+  std::ifstream latest(dir + "/checkpoints/latest");
+  std::string name;
+  latest >> name;
+  EXPECT_EQ(name, StrCat("ckpt-00000004.ps0-of-", servers, ".h5"));
+  TrainConfig rest = c;
+  rest.max_steps = 9;
+  rest.resume = "latest";
+  StatusOr<TrainResult> r = TrainWith(rest, comm);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->resumed_from, 4);
+  ASSERT_EQ(r->variables.size(), w->variables.size());
+  for (size_t v = 0; v < r->variables.size(); ++v) {
+    EXPECT_TRUE(r->variables[v].second.BitEqual(w->variables[v].second)) << r->variables[v].first;
+  }
+}
+
+// One worker sleeps through a step: with a backup worker the others go on without it, its
+// push is dropped as stale, and it catches up with the current values.
+TEST(ParameterServer, BackupWorkerLetsTheStepGoOnWithoutAStraggler) {
+  if (comm->size() < 3) return;  // needs two workers
+  TrainConfig c = Base();
+  c.ps_ranks = 1;
+  c.backup_workers = 1;
+  c.max_steps = 12;
+  if (comm->rank() == 1) setenv("MPIFLOW_TEST_SLEEP", "1:3:0.5", 1);
+  StatusOr<TrainResult> r = TrainWith(c, comm);
+  unsetenv("MPIFLOW_TEST_SLEEP");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->steps, 12);
+  EXPECT_TRUE(std::isfinite(r->final_loss));
+  if (r->ps_server) {
+    EXPECT_GE(r->stale_dropped, 1);
+  }
+}
+
+TEST(ParameterServer, NanStopsEveryRankWithTheSameMessage) {
+  if (comm->size() < 2) return;
+  TrainConfig c = Base();
+  c.optimizer.lr.base = 1e30;
+  StatusOr<TrainResult> r = TrainWith(c, comm);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kAborted);
+  const std::string msg = r.status().message();
+  EXPECT_NE(msg.find("NaN or Inf"), std::string::npos) << msg;
+  Tensor h = Tensor::FromVector<int64_t>(
+      Shape{1}, {static_cast<int64_t>(std::hash<std::string>()(msg) & 0x7fffffffffff)});
+  Tensor all(DType::kInt64, Shape{comm->size()});
+  ASSERT_TRUE(comm->Allgather(h, all)->Wait().ok());
+  for (int q = 0; q < comm->size(); ++q) EXPECT_EQ(all.data<int64_t>()[q], *h.data<int64_t>());
+}
+
+}  // namespace
+}  // namespace mpiflow
