@@ -185,7 +185,9 @@ TEST(ParameterServer, RerunIsBitIdentical) {
 TEST(ParameterServer, ResumeFromShardsIsBitIdentical) {
   if (comm->size() < 2) return;  // NeedsMoreRanks is covered above
   const std::string dir = ::testing::TempDir() + "/ps_resume_" + std::to_string(comm->size());
-  if (comm->rank() == 0) ASSERT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
+  if (comm->rank() == 0) {
+    ASSERT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
+  }
   ASSERT_TRUE(comm->Barrier()->Wait().ok());  // no checkpoint of an earlier run is left
   TrainConfig c = Base();
   c.optimizer.name = "adam";
