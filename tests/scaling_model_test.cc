@@ -54,6 +54,26 @@ TEST(ScalingModel, PredictionAddsWhatOverlapCannotHide) {
   EXPECT_EQ(Predict(job, net, o, 1).efficiency, 1.0);
 }
 
+// More ranks than the node's cores share them: 4 ranks on 2 cores compute at half speed; a
+// parameter server counts as a rank.
+TEST(ScalingModel, RanksBeyondTheCoresShareThem) {
+  Job job;
+  job.compute_seconds = 0.1;
+  job.gradient_bytes = 0;
+  job.batch = 10;
+  Network net;
+  net.alpha = 0;
+  Options o;
+  o.overlap = false;
+  o.cores = 2;
+  EXPECT_NEAR(Predict(job, net, o, 2).step_seconds, 0.1, 1e-12);
+  EXPECT_NEAR(Predict(job, net, o, 4).step_seconds, 0.2, 1e-12);
+  EXPECT_NEAR(Predict(job, net, o, 4).efficiency, 0.5, 1e-12);
+  o.strategy = Strategy::kParameterServer;
+  o.ps_servers = 1;
+  EXPECT_NEAR(Predict(job, net, o, 3).compute_seconds, 0.2, 1e-12);  // 3 workers + 1 server
+}
+
 // The published shapes (parameters in tools/mpiflow_scaling_model.cc's scenarios).
 TEST(ScalingModel, HorovodShapedCaseIsAboutNinetyPercentAt128) {
   Job job;  // ResNet-101 on a P100: 44.5M float32 parameters, ~0.58 s per 64-image step

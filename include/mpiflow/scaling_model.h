@@ -52,6 +52,9 @@ struct Options {
   bool overlap = true;     // communication hidden behind the backward pass where it fits
   int64_t backups = 0;     // extra workers; each step waits for the first `ranks` of them
   int64_t ps_servers = 0;  // parameter servers (0: one per 8 workers, at least 1)
+  // Cores of the one node every rank runs on (0: a core per rank, as on a cluster). More ranks
+  // (workers and servers) than cores share them: compute slows by ranks / cores.
+  int64_t cores = 0;
 };
 
 struct Prediction {

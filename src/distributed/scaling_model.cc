@@ -63,8 +63,15 @@ Prediction Predict(const Job& job, const Network& net, const Options& o, int64_t
   Prediction p;
   p.ranks = std::max<int64_t>(1, ranks);
   const int64_t workers = p.ranks + std::max<int64_t>(0, o.backups);
-  p.compute_seconds =
-      KthOfMFinishSeconds(p.ranks, workers, job.compute_seconds, job.straggler_seconds);
+  const int64_t servers =
+      o.strategy != Strategy::kParameterServer
+          ? 0
+          : (o.ps_servers > 0 ? o.ps_servers : std::max<int64_t>(1, workers / 8));
+  double compute = job.compute_seconds;
+  if (o.cores > 0 && workers + servers > o.cores) {
+    compute *= static_cast<double>(workers + servers) / static_cast<double>(o.cores);
+  }
+  p.compute_seconds = KthOfMFinishSeconds(p.ranks, workers, compute, job.straggler_seconds);
   if (p.ranks > 1 || o.backups > 0) {
     switch (o.strategy) {
       case Strategy::kRing:
@@ -74,7 +81,6 @@ Prediction Predict(const Job& job, const Network& net, const Options& o, int64_t
         p.comm_seconds = HalvingDoublingSeconds(workers, job.gradient_bytes, net.alpha, net.beta);
         break;
       case Strategy::kParameterServer: {
-        const int64_t servers = o.ps_servers > 0 ? o.ps_servers : std::max<int64_t>(1, workers / 8);
         p.comm_seconds =
             ParameterServerSeconds(workers, servers, job.gradient_bytes, net.alpha, net.beta);
         break;
@@ -82,7 +88,7 @@ Prediction Predict(const Job& job, const Network& net, const Options& o, int64_t
     }
   }
   if (o.overlap) {
-    p.hidden_seconds = std::min(p.comm_seconds, job.backward_fraction * job.compute_seconds);
+    p.hidden_seconds = std::min(p.comm_seconds, job.backward_fraction * compute);
   }
   p.step_seconds = p.compute_seconds + p.comm_seconds - p.hidden_seconds;
   p.samples_per_second = static_cast<double>(p.ranks) * job.batch / p.step_seconds;

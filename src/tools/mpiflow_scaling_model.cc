@@ -4,6 +4,7 @@
 //   mpiflow-scaling-model --compute-ms 1.31 --gradient-mb 1.05 --alpha-us 15 --beta-gbs 8
 //       [--batch 64] [--strategy ring|hd|ps|all] [--overlap true|false] [--backups B]
 //       [--straggler-ms S] [--ps-servers N] [--ranks 1,2,4,...] [--measured 1:48893,2:50012]
+//       [--cores C]
 //   mpiflow-scaling-model --scenarios     the published shapes (Horovod, Dean et al.)
 // Exit codes: 0 done, 2 usage.
 #include <cstdio>
@@ -23,10 +24,11 @@ constexpr const char* kUsage =
     "Usage: mpiflow-scaling-model --compute-ms MS --gradient-mb MB --alpha-us US --beta-gbs GBS\n"
     "           [--batch 64] [--strategy ring|hd|ps|all] [--overlap true|false] [--backups B]\n"
     "           [--straggler-ms MS] [--ps-servers N] [--ranks 1,2,4,...,1024]\n"
-    "           [--measured RANKS:SAMPLES_PER_S,...]\n"
+    "           [--measured RANKS:SAMPLES_PER_S,...] [--cores C]\n"
     "       mpiflow-scaling-model --scenarios\n"
     "Predicts samples/s and efficiency of synchronous data parallelism per rank count: ring,\n"
-    "halving-doubling (hd) or parameter servers (ps); --measured prints measured points beside.\n";
+    "halving-doubling (hd) or parameter servers (ps); --measured prints measured points beside;\n"
+    "--cores C: every rank on one node of C cores (more ranks than cores slow compute).\n";
 
 void Table(const std::string& title, const Job& job, const Network& net, Options o,
            const std::vector<int64_t>& ranks, const std::vector<Strategy>& strategies,
@@ -157,6 +159,8 @@ int main(int argc, char** argv) {
       job.straggler_seconds = x / 1e3;
     } else if (a == "--ps-servers") {
       o.ps_servers = static_cast<int64_t>(x);
+    } else if (a == "--cores") {
+      o.cores = static_cast<int64_t>(x);
     } else if (a == "--ranks") {
       ranks_text = v;
     } else if (a == "--measured") {

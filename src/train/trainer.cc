@@ -744,13 +744,15 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   BatchStream stream(&train, bo);
   MPIFLOW_CHECK(stream.batches_per_epoch() == per_epoch);
 
+  int64_t parameters = 0;
+  for (const Output& v : vars) parameters += v.shape().num_elements();
   log << "mpiflow: training " << cfg.model << " on " << cfg.dataset << " (" << train.count
       << " train, " << test.count << " test images), " << cfg.epochs << " epochs x " << per_epoch
       << " steps, batch " << cfg.batch_size << ", " << optimizer.name << " lr " << optimizer.lr.base
       << " (" << optimizer.lr.kind
       << (optimizer.lr.kind == "constant" ? ""
                                           : StrCat(" over ", optimizer.lr.decay_steps, " steps"))
-      << "), " << cfg.threads << " thread(s)";
+      << "), " << cfg.threads << " thread(s), " << parameters << " parameters";
   if (ps) {
     log << "\nmpiflow: parameter servers: ranks " << layout.workers << "-" << ranks - 1
         << " serve, ranks 0-" << layout.workers - 1 << " work (global batch " << global_batch
