@@ -3,11 +3,76 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <functional>
+#include <map>
 
 namespace mpiflow {
 namespace test {
 Communicator* world = nullptr;
+
+TrainConfig SmallSyntheticJob() {
+  TrainConfig c;
+  c.dataset = "synthetic";
+  c.synthetic_train = 640;
+  c.synthetic_test = 100;
+  c.epochs = 1;
+  c.batch_size = 16;
+  c.optimizer.name = "sgd";
+  c.optimizer.lr.base = 0.05;
+  c.log_every = 1000000;
+  c.prefetch = 0;
+  return c;
+}
+
+uint64_t HashVariables(const std::vector<std::pair<std::string, Tensor>>& variables) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (const auto& [name, t] : variables) {
+    const unsigned char* p = static_cast<const unsigned char*>(t.raw());
+    for (size_t i = 0; i < t.bytes(); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  }
+  return h;
+}
+
+bool SameOnRanks(uint64_t value, int first) {
+  Tensor mine = Tensor::FromVector<int64_t>(Shape{1}, {static_cast<int64_t>(value)});
+  Tensor all(DType::kInt64, Shape{world->size()});
+  EXPECT_TRUE(world->Allgather(mine, all)->Wait().ok());
+  for (int q = 0; q < first; ++q) {
+    if (all.data<int64_t>()[q] != all.data<int64_t>()[0]) return false;
+  }
+  return true;
+}
+
+double WorstRelativeDiff(const TrainResult& r, const TrainResult& ref) {
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : ref.variables) by_name[name] = &t;
+  double worst = 0;
+  for (const auto& [name, x] : r.variables) {
+    auto it = by_name.find(name);
+    EXPECT_NE(it, by_name.end()) << name;
+    if (it == by_name.end() || x.dtype() != DType::kFloat32) continue;
+    const Tensor& y = *it->second;
+    EXPECT_EQ(x.shape(), y.shape()) << name;
+    if (x.shape() != y.shape()) continue;
+    double diff = 0, scale = 0;
+    for (int64_t i = 0; i < x.num_elements(); ++i) {
+      diff = std::max(diff, std::fabs(double(x.data<float>()[i]) - y.data<float>()[i]));
+      scale = std::max(scale, std::fabs(double(y.data<float>()[i])));
+    }
+    worst = std::max(worst, scale > 0 ? diff / scale : diff);
+  }
+  return worst;
+}
+
+void ExpectAbortedTogether(const Status& st, const std::string& needle) {
+  EXPECT_EQ(st.code(), Code::kAborted) << st;
+  EXPECT_NE(st.message().find(needle), std::string::npos) << st;
+  const uint64_t h = std::hash<std::string>()(st.message()) & 0x7fffffffffff;
+  EXPECT_TRUE(SameOnRanks(h, world->size())) << "ranks ended with different messages: " << st;
+}
+
 }  // namespace test
 }  // namespace mpiflow
 

@@ -477,3 +477,52 @@ TEST(ForwardTest, InitializersAreSeededAndInRange) {
 
 }  // namespace
 }  // namespace mpiflow
+
+namespace mpiflow {
+namespace {
+
+// The direct single-channel float32 path of Conv2D and Conv2DBackpropFilter (stride 1, one
+// input channel, 32k output channels) against the float64 im2col path on the same values:
+// SAME and VALID, an odd output width (the last pixel of a row is computed alone), 64 channels.
+TEST(ForwardTest, DirectSingleChannelConvMatchesIm2col) {
+  for (const std::string padding : {"SAME", "VALID"}) {
+    for (int64_t oc : {32, 64}) {
+      Scope s = Scope::NewRootScope();
+      const Shape xs{3, 7, 5, 1}, fs{5, 5, 1, oc};
+      auto fill = [](const Shape& shape, uint64_t seed) {
+        Tensor t(DType::kFloat32, shape);
+        for (int64_t i = 0; i < t.num_elements(); ++i) {
+          seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+          t.data<float>()[i] = static_cast<float>((seed >> 40) % 2001) / 1000.0f - 1.0f;
+        }
+        return t;
+      };
+      Output x = ops::Const(s, fill(xs, 1)), f = ops::Const(s, fill(fs, 2));
+      Output y = ops::Conv2D(s, x, f, {1, 1}, padding);
+      Output x64 = ops::Cast(s, x, DType::kFloat64), f64 = ops::Cast(s, f, DType::kFloat64);
+      Output y64 = ops::Conv2D(s, x64, f64, {1, 1}, padding);
+      const Shape ys = y.shape();
+      Output dy = ops::Const(s, fill(ys, 3));
+      Output df = ops::Conv2DBackpropFilter(s, x, f, dy, {1, 1}, padding);
+      Output df64 = ops::Conv2DBackpropFilter(s, x64, f64, ops::Cast(s, dy, DType::kFloat64),
+                                              {1, 1}, padding);
+      Session session(s.graph());
+      std::vector<Tensor> out;
+      ASSERT_TRUE(session.Run({y, y64, df, df64}, &out).ok());
+      for (int pair : {0, 2}) {
+        const Tensor &a = out[pair], &b = out[pair + 1];
+        ASSERT_EQ(a.num_elements(), b.num_elements());
+        double worst = 0;
+        for (int64_t i = 0; i < a.num_elements(); ++i) {
+          worst = std::max(worst, std::fabs(a.data<float>()[i] - b.data<double>()[i]) /
+                                      std::max(1.0, std::fabs(b.data<double>()[i])));
+        }
+        EXPECT_LT(worst, 2e-5) << padding << " oc " << oc
+                               << (pair ? " filter gradient" : " forward");
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mpiflow

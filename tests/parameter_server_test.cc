@@ -55,16 +55,7 @@ TEST(PsLayout, BadCountsSayWhatToChange) {
 }
 
 TrainConfig Base() {
-  TrainConfig c;
-  c.dataset = "synthetic";
-  c.synthetic_train = 640;
-  c.synthetic_test = 100;
-  c.epochs = 1;
-  c.batch_size = 16;
-  c.optimizer.name = "sgd";
-  c.optimizer.lr.base = 0.05;
-  c.log_every = 1000000;
-  c.prefetch = 0;
+  TrainConfig c = test::SmallSyntheticJob();
   c.strategy = "ps";
   // Two servers where a worker is left for them.
   c.ps_ranks = comm->size() >= 4 ? 2 : 1;
@@ -78,44 +69,13 @@ StatusOr<TrainResult> TrainWith(const TrainConfig& c, Communicator* with) {
 
 bool IsServer() { return comm->rank() >= comm->size() - Base().ps_ranks; }
 
-// Every variable `r` holds (a worker: all trainable ones; a server: its shard) against the
-// same-named one of `ref`: the worst |a - b| / max|b|.
-double WorstRelativeDiff(const TrainResult& r, const TrainResult& ref) {
-  std::map<std::string, const Tensor*> by_name;
-  for (const auto& [name, t] : ref.variables) by_name[name] = &t;
-  double worst = 0;
-  for (const auto& [name, x] : r.variables) {
-    auto it = by_name.find(name);
-    EXPECT_NE(it, by_name.end()) << name;
-    if (it == by_name.end() || x.dtype() != DType::kFloat32) continue;
-    const Tensor& y = *it->second;
-    EXPECT_EQ(x.shape(), y.shape()) << name;
-    double diff = 0, scale = 0;
-    for (int64_t i = 0; i < x.num_elements(); ++i) {
-      diff = std::max(diff, std::fabs(double(x.data<float>()[i]) - y.data<float>()[i]));
-      scale = std::max(scale, std::fabs(double(y.data<float>()[i])));
-    }
-    worst = std::max(worst, scale > 0 ? diff / scale : diff);
-  }
-  return worst;
-}
+// A worker's variables are compared by name: a server holds only its shard.
+using test::WorstRelativeDiff;
 
-// A hash of the variables' bytes, compared over the workers (servers hold shards).
+// The same variable bits on every worker (servers hold shards).
 bool SameBitsOnEveryWorker(const TrainResult& r) {
-  uint64_t h = 1469598103934665603ull;
-  if (!r.ps_server) {
-    for (const auto& [name, t] : r.variables) {
-      const unsigned char* p = static_cast<const unsigned char*>(t.raw());
-      for (size_t i = 0; i < t.bytes(); ++i) h = (h ^ p[i]) * 1099511628211ull;
-    }
-  }
-  Tensor mine = Tensor::FromVector<int64_t>(Shape{1}, {r.ps_server ? 0 : static_cast<int64_t>(h)});
-  Tensor all(DType::kInt64, Shape{comm->size()});
-  EXPECT_TRUE(comm->Allgather(mine, all)->Wait().ok());
-  for (int q = 0; q < comm->size() - Base().ps_ranks; ++q) {
-    if (all.data<int64_t>()[q] != all.data<int64_t>()[0]) return false;
-  }
-  return true;
+  return test::SameOnRanks(r.ps_server ? 0 : test::HashVariables(r.variables),
+                           comm->size() - Base().ps_ranks);
 }
 
 bool NeedsMoreRanks(const StatusOr<TrainResult>& r) {
@@ -264,14 +224,7 @@ TEST(ParameterServer, NanStopsEveryRankWithTheSameMessage) {
   c.optimizer.lr.base = 1e30;
   StatusOr<TrainResult> r = TrainWith(c, comm);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kAborted);
-  const std::string msg = r.status().message();
-  EXPECT_NE(msg.find("NaN or Inf"), std::string::npos) << msg;
-  Tensor h = Tensor::FromVector<int64_t>(
-      Shape{1}, {static_cast<int64_t>(std::hash<std::string>()(msg) & 0x7fffffffffff)});
-  Tensor all(DType::kInt64, Shape{comm->size()});
-  ASSERT_TRUE(comm->Allgather(h, all)->Wait().ok());
-  for (int q = 0; q < comm->size(); ++q) EXPECT_EQ(all.data<int64_t>()[q], *h.data<int64_t>());
+  test::ExpectAbortedTogether(r.status(), "NaN or Inf");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "mpiflow/communicator.h"
+#include "mpiflow/parameter_server.h"
 #include "mpiflow/timeline.h"
 #include "mpiflow/trainer.h"
 
@@ -187,6 +188,14 @@ int main(int argc, char** argv) {
   if (!valid.ok()) {
     std::cerr << "mpiflow-train: " << valid.message() << (config_file.empty() ? "" : " (job file '")
               << config_file << (config_file.empty() ? "" : "')") << "\n";
+    return kExitUsage;
+  }
+  // Parameter servers need a server and a worker: say so before starting MPI for one rank.
+  if (config.strategy == "ps" && !mpiflow::LaunchedWithSeveralRanks()) {
+    std::cerr
+        << "mpiflow-train: "
+        << mpiflow::MakePsLayout(1, config.ps_ranks, config.backup_workers, {}).status().message()
+        << " (start it with mpirun -np N or srun)\n";
     return kExitUsage;
   }
   // Several ranks: start the communicator (its thread initialises MPI).
