@@ -222,30 +222,49 @@ __attribute__((target("avx2,fma"))) void DirectConvFilterGrad(const ConvGeom& g,
           const int64_t tap = t0 + std::min(t, nt - 1);
           off[t] = (tap / g.kw) * pw + tap % g.kw;
         }
-        __m256 acc[3][4];
-        for (auto& row : acc) {
-          for (auto& a : row) a = _mm256_setzero_ps();
-        }
+        // Named accumulators: an array indexed at run time would live in memory.
+        __m256 p0 = _mm256_setzero_ps(), p1 = p0, p2 = p0, p3 = p0;  // tap t0
+        __m256 q0 = p0, q1 = p0, q2 = p0, q3 = p0;                   // tap t0 + 1
+        __m256 r0 = p0, r1 = p0, r2 = p0, r3 = p0;                   // tap t0 + 2
         for (int64_t oy = 0; oy < g.oh; ++oy) {
           const float* in = pad.data() + oy * pw;
           const float* e = d + oy * g.ow * g.oc + c0;
           for (int64_t ox = 0; ox < g.ow; ++ox, e += g.oc) {
             const __m256 e0 = _mm256_loadu_ps(e), e1 = _mm256_loadu_ps(e + 8);
             const __m256 e2 = _mm256_loadu_ps(e + 16), e3 = _mm256_loadu_ps(e + 24);
-            for (int t = 0; t < 3; ++t) {
-              const __m256 v = _mm256_broadcast_ss(in + ox + off[t]);
-              acc[t][0] = _mm256_fmadd_ps(v, e0, acc[t][0]);
-              acc[t][1] = _mm256_fmadd_ps(v, e1, acc[t][1]);
-              acc[t][2] = _mm256_fmadd_ps(v, e2, acc[t][2]);
-              acc[t][3] = _mm256_fmadd_ps(v, e3, acc[t][3]);
-            }
+            const __m256 u = _mm256_broadcast_ss(in + ox + off[0]);
+            const __m256 v = _mm256_broadcast_ss(in + ox + off[1]);
+            const __m256 w = _mm256_broadcast_ss(in + ox + off[2]);
+            p0 = _mm256_fmadd_ps(u, e0, p0);
+            p1 = _mm256_fmadd_ps(u, e1, p1);
+            p2 = _mm256_fmadd_ps(u, e2, p2);
+            p3 = _mm256_fmadd_ps(u, e3, p3);
+            q0 = _mm256_fmadd_ps(v, e0, q0);
+            q1 = _mm256_fmadd_ps(v, e1, q1);
+            q2 = _mm256_fmadd_ps(v, e2, q2);
+            q3 = _mm256_fmadd_ps(v, e3, q3);
+            r0 = _mm256_fmadd_ps(w, e0, r0);
+            r1 = _mm256_fmadd_ps(w, e1, r1);
+            r2 = _mm256_fmadd_ps(w, e2, r2);
+            r3 = _mm256_fmadd_ps(w, e3, r3);
           }
         }
+        alignas(32) float sums[3][32];  // (tap, channel)
+        _mm256_store_ps(sums[0], p0);
+        _mm256_store_ps(sums[0] + 8, p1);
+        _mm256_store_ps(sums[0] + 16, p2);
+        _mm256_store_ps(sums[0] + 24, p3);
+        _mm256_store_ps(sums[1], q0);
+        _mm256_store_ps(sums[1] + 8, q1);
+        _mm256_store_ps(sums[1] + 16, q2);
+        _mm256_store_ps(sums[1] + 24, q3);
+        _mm256_store_ps(sums[2], r0);
+        _mm256_store_ps(sums[2] + 8, r1);
+        _mm256_store_ps(sums[2] + 16, r2);
+        _mm256_store_ps(sums[2] + 24, r3);
         for (int64_t t = 0; t < nt; ++t) {
           float* out = df + (t0 + t) * g.oc + c0;
-          for (int q = 0; q < 4; ++q) {
-            _mm256_storeu_ps(out + 8 * q, _mm256_add_ps(_mm256_loadu_ps(out + 8 * q), acc[t][q]));
-          }
+          for (int c = 0; c < 32; ++c) out[c] += sums[t][c];
         }
       }
     }
