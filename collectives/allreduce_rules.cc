@@ -1,5 +1,6 @@
 // Names of reduce ops and allreduce algorithms, the rule-list syntax that picks an algorithm per
 // call, and Work. Not the algorithms themselves (mpi_communicator.cc).
+#include <chrono>
 #include <cstdlib>
 
 #include "mpiflow/communicator.h"
@@ -122,6 +123,24 @@ size_t Work::WaitAny(const std::vector<std::shared_ptr<Work>>& works) {
       if (works[i]->Completed()) return i;
     }
     g_any_cv.wait(lock);
+  }
+}
+
+size_t Work::WaitAnyFor(const std::vector<std::shared_ptr<Work>>& works, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(seconds));
+  std::unique_lock<std::mutex> lock(g_any_mu);
+  while (true) {
+    for (size_t i = 0; i < works.size(); ++i) {
+      if (works[i]->Completed()) return i;
+    }
+    if (g_any_cv.wait_until(lock, deadline) == std::cv_status::timeout) {
+      for (size_t i = 0; i < works.size(); ++i) {
+        if (works[i]->Completed()) return i;
+      }
+      return works.size();
+    }
   }
 }
 

@@ -52,6 +52,8 @@ class Work {
   // among those completed. Does not count as a Waiter: a parameter server waits whole compute
   // steps for its workers, and the backend should not spin through them.
   static size_t WaitAny(const std::vector<std::shared_ptr<Work>>& works);
+  // WaitAny for at most `seconds`: works.size() when none completed in that time.
+  static size_t WaitAnyFor(const std::vector<std::shared_ptr<Work>>& works, double seconds);
 
  private:
   std::atomic<bool> done_{false};

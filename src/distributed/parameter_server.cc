@@ -3,9 +3,13 @@
 #include "mpiflow/parameter_server.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <numeric>
+#include <string>
 
 namespace mpiflow {
 
@@ -22,6 +26,41 @@ void PutVersion(float* h, int64_t v) {
 }
 int64_t GetVersion(const float* h) {
   return (static_cast<int64_t>(h[0]) << 24) + static_cast<int64_t>(h[1]);
+}
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Work::WaitAny with the stall inspector's limits (CollectiveOptions): after
+// stall_warning_seconds prints report(waited) on stderr, after stall_abort_seconds ends the job
+// with it (exit code 3), so a hung worker or server does not hang the job.
+size_t WatchedWaitAny(Communicator* comm, const std::vector<std::shared_ptr<Work>>& works,
+                      Clock::time_point start, const std::function<std::string(double)>& report) {
+  const CollectiveOptions& o = comm->options();
+  bool warned = false;
+  while (true) {
+    const double limit = warned ? o.stall_abort_seconds : o.stall_warning_seconds;
+    const size_t i = Work::WaitAnyFor(works, std::max(0.0, limit - Since(start)));
+    if (i < works.size()) return i;
+    if (!warned) {
+      warned = true;
+      const std::string line = report(Since(start)) + "\n";
+      std::fputs(line.c_str(), stderr);  // one write: lines of several ranks do not interleave
+      std::fflush(stderr);
+      continue;
+    }
+    comm->Abort(3, StrCat(report(Since(start)), "; aborting the job after ", o.stall_abort_seconds,
+                          " s (--stall-abort-seconds)"));
+  }
+}
+
+std::string List(const std::vector<int>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += StrCat(i ? ", " : "", v[i]);
+  return s;
 }
 
 }  // namespace
@@ -87,7 +126,16 @@ Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply) {
     works.push_back(comm_->Recv(t, layout_.server_rank(k), kReplyTag));
     in.emplace_back(k, t);
   }
-  for (auto& w : works) MPIFLOW_RETURN_IF_ERROR(w->Wait());
+  const Clock::time_point start = Clock::now();
+  for (size_t j = 0; j < works.size(); ++j) {
+    const int k = in[j].first;
+    WatchedWaitAny(comm_, {works[j]}, start, [&](double waited) {
+      return StrCat("mpiflow: rank ", comm_->rank(), ": stall: worker has waited ",
+                    static_cast<int64_t>(waited), " s for parameter server ", k, " (rank ",
+                    layout_.server_rank(k), ") to answer its push of step ", version_[k]);
+    });
+    MPIFLOW_RETURN_IF_ERROR(works[j]->status());
+  }
   for (auto& w : sends_) MPIFLOW_RETURN_IF_ERROR(w->Wait());  // done: the server replied
   sends_.clear();
   bool have = false;
@@ -189,6 +237,7 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
   *stop_votes = false;
   std::vector<std::shared_ptr<Work>> live;
   std::vector<int> who;
+  const Clock::time_point start = Clock::now();
   while (static_cast<int>(gathered_.size()) < layout_.aggregate()) {
     live.clear();
     who.clear();
@@ -201,7 +250,16 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
     if (live.empty()) {
       return Status(Code::kInternal, "parameter server: no worker left to gather from");
     }
-    const int w = who[Work::WaitAny(live)];
+    const int w = who[WatchedWaitAny(comm_, live, start, [&](double waited) {
+      std::vector<int> missing;
+      for (int q : who) {
+        if (!recvs_[q]->Completed()) missing.push_back(q);
+      }
+      return StrCat("mpiflow: rank ", comm_->rank(), ": stall: parameter server ", server_,
+                    " has waited ", static_cast<int64_t>(waited), " s at step ", version_, " for ",
+                    layout_.aggregate() - static_cast<int>(gathered_.size()),
+                    " more push(es); not arrived: worker(s) ", List(missing));
+    })];
     Status st = recvs_[w]->status();
     recvs_[w] = nullptr;
     if (!st.ok()) return st;
