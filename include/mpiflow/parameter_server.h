@@ -56,8 +56,9 @@ class PsWorkerLink {
  public:
   // `shapes[i]`: the shape of float32 variable i.
   PsWorkerLink(Communicator* comm, const PsLayout& layout, std::vector<Shape> shapes);
-  // Blocks for one reply from every server that has not said done; writes their variables
-  // into `values` (indexed like shapes; entries of finished servers are left as they are).
+  // Blocks for one reply from every server that has not said done; sets their variables in
+  // `values` (indexed like shapes; entries of finished servers are left as they are) to views
+  // of the reply buffers: valid until the next Receive.
   // `reply` gets server 0's header when it replied, else any replier's; version is the newest.
   Status Receive(std::vector<Tensor>* values, PsReply* reply);
   // Sends examples * grads[i] (grads indexed like shapes; float32, the variable's shape) to
@@ -69,8 +70,9 @@ class PsWorkerLink {
   Communicator* comm_;
   PsLayout layout_;
   std::vector<Shape> shapes_;
-  std::vector<int64_t> version_;  // per server
-  std::vector<char> done_;        // per server
+  std::vector<int64_t> version_;      // per server
+  std::vector<char> done_;            // per server
+  std::vector<Tensor> push_, reply_;  // per server, reused: float32 [8 + shard elements]
   std::vector<std::shared_ptr<Work>> sends_;
 };
 
@@ -103,7 +105,7 @@ class PsServerLink {
   std::vector<Shape> shapes_;  // this shard's
   int64_t version_ = 0, dropped_ = 0;
   Tensor current_;                            // float32 [8 + elements]: the reply now
-  std::vector<Tensor> inbox_;                 // per worker: float32 [8 + elements]
+  std::vector<Tensor> inbox_;                 // per worker, reused: float32 [8 + elements]
   std::vector<std::shared_ptr<Work>> recvs_;  // per worker; null when none posted
   std::vector<int> gathered_;                 // workers whose push this step averages
   std::vector<std::shared_ptr<Work>> sends_;

@@ -111,20 +111,24 @@ PsWorkerLink::PsWorkerLink(Communicator* comm, const PsLayout& layout, std::vect
       layout_(layout),
       shapes_(std::move(shapes)),
       version_(layout.servers, 0),
-      done_(layout.servers, 0) {}
+      done_(layout.servers, 0) {
+  for (int k = 0; k < layout_.servers; ++k) {
+    push_.emplace_back(DType::kFloat32, Shape{kHeader + layout_.shard_elements[k]});
+    reply_.emplace_back(DType::kFloat32, Shape{kHeader + layout_.shard_elements[k]});
+  }
+}
 
 bool PsWorkerLink::AllDone() const {
   return std::all_of(done_.begin(), done_.end(), [](char d) { return d != 0; });
 }
 
 Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply) {
-  std::vector<std::pair<int, Tensor>> in;  // (server, float32 [8 + elements])
+  std::vector<std::pair<int, Tensor>> in;  // (server, its reply buffer)
   std::vector<std::shared_ptr<Work>> works;
   for (int k = 0; k < layout_.servers; ++k) {
     if (done_[k]) continue;
-    Tensor t(DType::kFloat32, Shape{kHeader + layout_.shard_elements[k]});
-    works.push_back(comm_->Recv(t, layout_.server_rank(k), kReplyTag));
-    in.emplace_back(k, t);
+    works.push_back(comm_->Recv(reply_[k], layout_.server_rank(k), kReplyTag));
+    in.emplace_back(k, reply_[k]);
   }
   const Clock::time_point start = Clock::now();
   for (size_t j = 0; j < works.size(); ++j) {
@@ -154,12 +158,10 @@ Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply) {
     reply->done = reply->done || h[5] != 0;
     reply->non_finite = reply->non_finite || h[6] != 0;
     if (h[5] != 0) done_[k] = 1;
-    const float* p = h + kHeader;
+    int64_t offset = kHeader;
     for (int v : layout_.shards[k]) {
-      Tensor value(DType::kFloat32, shapes_[v]);
-      std::memcpy(value.data<float>(), p, value.bytes());
-      p += value.num_elements();
-      (*values)[v] = std::move(value);
+      (*values)[v] = t.View(offset, shapes_[v]);  // no copy
+      offset += shapes_[v].num_elements();
     }
   }
   reply->version = newest;
@@ -169,9 +171,11 @@ Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply) {
 Status PsWorkerLink::Push(const std::vector<Tensor>& grads, double examples, double loss_sum,
                           bool stop) {
   const float w = static_cast<float>(examples);
+  for (auto& work : sends_) MPIFLOW_RETURN_IF_ERROR(work->Wait());  // the buffers are free
+  sends_.clear();
   for (int k = 0; k < layout_.servers; ++k) {
     if (done_[k]) continue;
-    Tensor t(DType::kFloat32, Shape{kHeader + layout_.shard_elements[k]});
+    Tensor& t = push_[k];
     float* h = t.data<float>();
     std::fill(h, h + kHeader, 0.0f);
     PutVersion(h, version_[k]);
@@ -204,17 +208,19 @@ PsServerLink::PsServerLink(Communicator* comm, const PsLayout& layout, int serve
       layout_(layout),
       server_(server),
       shapes_(std::move(shapes)),
-      inbox_(layout.workers),
-      recvs_(layout.workers) {}
+      recvs_(layout.workers) {
+  for (int w = 0; w < layout_.workers; ++w) {
+    inbox_.emplace_back(DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]});
+  }
+}
 
 PsServerLink::~PsServerLink() {
   for (auto& w : sends_) (void)w->Wait();
 }
 
+// The inbox is free again: its last push was averaged (Gather) or dropped before this.
 void PsServerLink::PostRecv(int worker) {
-  Tensor t(DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]});
-  inbox_[worker] = t;
-  recvs_[worker] = comm_->Recv(t, worker, kPushTag);
+  recvs_[worker] = comm_->Recv(inbox_[worker], worker, kPushTag);
 }
 
 Status PsServerLink::Reply(int worker) {
