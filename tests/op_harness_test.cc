@@ -177,6 +177,16 @@ std::vector<GradCase> Cases() {
        [](const Scope& s, const O& x) {
          return ops::Conv2D(s, x[0], x[1], {2, 2}, "SAME");
        }},
+      {"Conv2D/valid_stride1_rect",  // input gradient as a convolution: pad k-1, uneven
+       {{2, 6, 5, 3}, {3, 2, 3, 2}},
+       [](const Scope& s, const O& x) {
+         return ops::Conv2D(s, x[0], x[1], {1, 1}, "VALID");
+       }},
+      {"Conv2D/same_stride1_even",  // SAME with an even kernel pads one more at the bottom/right
+       {{1, 4, 5, 8}, {2, 4, 8, 3}},
+       [](const Scope& s, const O& x) {
+         return ops::Conv2D(s, x[0], x[1], {1, 1}, "SAME");
+       }},
       {"Conv2D/pointwise",
        {{2, 3, 3, 4}, {1, 1, 4, 2}},
        [](const Scope& s, const O& x) {
@@ -184,6 +194,12 @@ std::vector<GradCase> Cases() {
        }},
       {"MaxPool/valid",
        {{2, 4, 4, 3}},
+       [](const Scope& s, const O& x) {
+         return ops::MaxPool(s, x[0], {2, 2}, {2, 2}, "VALID");
+       },
+       Init::kDistinct},
+      {"MaxPool/valid_border",  // tiled windows that leave the last row and column out
+       {{1, 5, 5, 2}},
        [](const Scope& s, const O& x) {
          return ops::MaxPool(s, x[0], {2, 2}, {2, 2}, "VALID");
        },
@@ -400,6 +416,33 @@ TEST(ForwardTest, Conv2DAndPooling) {
   ExpectNear(RunOne(s, ops::MaxPool(s, x, {2, 2}, {2, 2}, "SAME")), {1, 2, 2, 1}, {5, 6, 8, 9});
   // AvgPool SAME counts only the valid cells: the corner window holds just 9.
   ExpectNear(RunOne(s, ops::AvgPool(s, x, {2, 2}, {2, 2}, "SAME")), {1, 2, 2, 1}, {3, 4.5, 7.5, 9});
+}
+
+TEST(ForwardTest, MaxPoolGradScattersToTheArgmax) {
+  Scope s = Scope::NewRootScope();
+  Output x = ops::Const(s, F64({1, 2, 4, 1}, {1, 2, 3, 4, 5, 6, 7, 8}));
+  Output dy = ops::Const(s, F64({1, 1, 2, 1}, {10, 20}));
+  // Tiled 2x2/2 windows: argmax 3 (bottom right) and 0 (top left).
+  Output arg = ops::Const(s, Tensor::FromVector<int32_t>({1, 1, 2, 1}, {3, 0}));
+  ExpectNear(RunOne(s, ops::MaxPoolGrad(s, x, arg, dy, {2, 2}, {2, 2}, "VALID")), {1, 2, 4, 1},
+             {0, 0, 20, 0, 0, 10, 0, 0});
+  // Overlapping 2x2/1 windows add up where two argmaxes name the same element.
+  Output dy3 = ops::Const(s, F64({1, 1, 3, 1}, {1, 2, 4}));
+  Output arg3 = ops::Const(s, Tensor::FromVector<int32_t>({1, 1, 3, 1}, {1, 0, 2}));
+  ExpectNear(RunOne(s, ops::MaxPoolGrad(s, x, arg3, dy3, {2, 2}, {1, 1}, "VALID")), {1, 2, 4, 1},
+             {0, 3, 0, 0, 0, 0, 4, 0});
+}
+
+TEST(ForwardTest, MaxPoolGradRejectsABadArgmax) {
+  Scope s = Scope::NewRootScope();
+  Output x = ops::Const(s, F64({1, 2, 4, 1}, {1, 2, 3, 4, 5, 6, 7, 8}));
+  Output dy = ops::Const(s, F64({1, 1, 2, 1}, {10, 20}));
+  Output arg = ops::Const(s, Tensor::FromVector<int32_t>({1, 1, 2, 1}, {1, 4}));
+  Session session(s.graph());
+  std::vector<Tensor> out;
+  EXPECT_EQ(
+      session.Run({ops::MaxPoolGrad(s, x, arg, dy, {2, 2}, {2, 2}, "VALID")}, &out).message(),
+      "MaxPoolGrad node 'MaxPoolGrad': argmax 4 at position 1 is not a valid window position");
 }
 
 TEST(ForwardTest, ArrayOps) {

@@ -1,8 +1,9 @@
 // Conv2D and its two gradients on the CPU: im2col over a chunk of images, then one OpenBLAS GEMM
 // per chunk. Chunks keep the scratch small enough to stay in cache. NHWC input, HWIO
-// filter. One direct special case: a single input channel at stride 1 (an image model's first
-// layer), where im2col's GEMM has depth kh*kw (25) and runs at a third of sgemm's speed. Not a
-// Winograd or FFT convolution.
+// filter. At stride 1 the input gradient is computed as a convolution of dy (no col2im). One
+// direct special case: a single input channel at stride 1 (an image model's first layer), where
+// im2col's GEMM has depth kh*kw (25) and runs at a third of sgemm's speed. Not a Winograd or FFT
+// convolution.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -271,6 +272,36 @@ __attribute__((target("avx2,fma"))) void DirectConvFilterGrad(const ConvGeom& g,
   }
 }
 
+// At stride 1 the input gradient is itself a convolution: of dy, padded by k-1-p, with the filter
+// flipped in space and its channels swapped (dx[y][x] = sum dy[y+p-ky][x+p-kx] W[ky][kx]^T). That
+// is im2col + GEMM writing dx directly, instead of a GEMM into columns and a scatter-add (col2im)
+// of every column back into dx: measured on the CNN's conv2, 24 ms -> 18 ms.
+template <typename T>
+void BackpropInputAsConv(const ConvGeom& g, const T* f, const T* dy, T* dx, ThreadPool* pool) {
+  ConvGeom t = g;  // dy (n, oh, ow, oc) -> dx (n, h, w, c)
+  t.h = g.oh, t.w = g.ow, t.c = g.oc, t.oh = g.h, t.ow = g.w, t.oc = g.c;
+  t.ph = g.kh - 1 - g.ph, t.pw = g.kw - 1 - g.pw;
+  // (kh, kw, oc, c): ft[ky][kx][o][ci] = f[kh-1-ky][kw-1-kx][ci][o]
+  std::vector<T> ft(static_cast<size_t>(g.kh * g.kw * g.oc * g.c));
+  for (int64_t ky = 0; ky < g.kh; ++ky) {
+    for (int64_t kx = 0; kx < g.kw; ++kx) {
+      const T* src = f + ((g.kh - 1 - ky) * g.kw + (g.kw - 1 - kx)) * g.c * g.oc;
+      T* dst = ft.data() + (ky * g.kw + kx) * g.oc * g.c;
+      for (int64_t ci = 0; ci < g.c; ++ci) {
+        for (int64_t o = 0; o < g.oc; ++o) dst[o * g.c + ci] = src[ci * g.oc + o];
+      }
+    }
+  }
+  const int64_t chunk = ChunkImages(t);
+  Tensor col(DTypeOf<T>::value, Shape{chunk * t.rows(), t.depth()});  // (chunk*h*w, kh*kw*oc)
+  for (int64_t b0 = 0; b0 < t.n; b0 += chunk) {
+    const int64_t nb = std::min(chunk, t.n - b0);
+    Im2Col(t, dy, b0, nb, col.data<T>(), pool);
+    cpu::Gemm(false, false, nb * t.rows(), t.oc, t.depth(), T(1), col.data<T>(), ft.data(), T(0),
+              dx + b0 * t.rows() * t.oc);
+  }
+}
+
 template <typename T>
 class Conv2DKernel : public OpKernel {
  public:
@@ -352,6 +383,10 @@ class Conv2DBackpropInputKernel : public OpKernel {
     if (g.pointwise()) {
       cpu::Gemm(false, true, g.n * g.rows(), g.c, g.oc, T(1), dy.data<T>(), f.data<T>(), T(0),
                 dx->data<T>());
+      return Status::OK();
+    }
+    if (g.sh == 1 && g.sw == 1 && g.ph < g.kh && g.pw < g.kw) {
+      BackpropInputAsConv(g, f.data<T>(), dy.data<T>(), dx->data<T>(), ctx->intra_op_pool());
       return Status::OK();
     }
     dx->FillZero();
