@@ -525,6 +525,16 @@ TEST(ForwardTest, InitializersAreSeededAndInRange) {
 namespace mpiflow {
 namespace {
 
+// float32 values in [-1, 1] in steps of 0.001 from a 64-bit LCG: the same for a given seed.
+Tensor SeededFloats(const Shape& shape, uint64_t seed) {
+  Tensor t(DType::kFloat32, shape);
+  for (int64_t i = 0; i < t.num_elements(); ++i) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    t.data<float>()[i] = static_cast<float>((seed >> 40) % 2001) / 1000.0f - 1.0f;
+  }
+  return t;
+}
+
 // The direct single-channel float32 path of Conv2D and Conv2DBackpropFilter (stride 1, one
 // input channel, 32k output channels) against the float64 im2col path on the same values:
 // SAME and VALID, an odd output width (the last pixel of a row is computed alone), 64 channels.
@@ -533,20 +543,12 @@ TEST(ForwardTest, DirectSingleChannelConvMatchesIm2col) {
     for (int64_t oc : {32, 64}) {
       Scope s = Scope::NewRootScope();
       const Shape xs{3, 7, 5, 1}, fs{5, 5, 1, oc};
-      auto fill = [](const Shape& shape, uint64_t seed) {
-        Tensor t(DType::kFloat32, shape);
-        for (int64_t i = 0; i < t.num_elements(); ++i) {
-          seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-          t.data<float>()[i] = static_cast<float>((seed >> 40) % 2001) / 1000.0f - 1.0f;
-        }
-        return t;
-      };
-      Output x = ops::Const(s, fill(xs, 1)), f = ops::Const(s, fill(fs, 2));
+      Output x = ops::Const(s, SeededFloats(xs, 1)), f = ops::Const(s, SeededFloats(fs, 2));
       Output y = ops::Conv2D(s, x, f, {1, 1}, padding);
       Output x64 = ops::Cast(s, x, DType::kFloat64), f64 = ops::Cast(s, f, DType::kFloat64);
       Output y64 = ops::Conv2D(s, x64, f64, {1, 1}, padding);
       const Shape ys = y.shape();
-      Output dy = ops::Const(s, fill(ys, 3));
+      Output dy = ops::Const(s, SeededFloats(ys, 3));
       Output df = ops::Conv2DBackpropFilter(s, x, f, dy, {1, 1}, padding);
       Output df64 = ops::Conv2DBackpropFilter(s, x64, f64, ops::Cast(s, dy, DType::kFloat64),
                                               {1, 1}, padding);
@@ -575,14 +577,6 @@ TEST(ForwardTest, DirectSingleChannelConvMatchesIm2col) {
 // outputs of 9x7 and 8x5 (not multiples of the six-pixel tile), two images. The implicit-GEMM
 // results are also bit-identical with one and two intra-op threads.
 TEST(ForwardTest, ImplicitGemmConvMatchesIm2col) {
-  auto fill = [](const Shape& shape, uint64_t seed) {
-    Tensor t(DType::kFloat32, shape);
-    for (int64_t i = 0; i < t.num_elements(); ++i) {
-      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-      t.data<float>()[i] = static_cast<float>((seed >> 40) % 2001) / 1000.0f - 1.0f;
-    }
-    return t;
-  };
   struct Case {
     std::string padding;
     int64_t stride, kh, h, w, c, oc;
@@ -597,13 +591,13 @@ TEST(ForwardTest, ImplicitGemmConvMatchesIm2col) {
                              std::to_string(k.oc);
     Scope s = Scope::NewRootScope();
     const Shape xs{2, k.h, k.w, k.c}, fs{k.kh, 5, k.c, k.oc};
-    Output x = ops::Const(s, fill(xs, 1)), f = ops::Const(s, fill(fs, 2));
+    Output x = ops::Const(s, SeededFloats(xs, 1)), f = ops::Const(s, SeededFloats(fs, 2));
     Output x64 = ops::Cast(s, x, DType::kFloat64), f64 = ops::Cast(s, f, DType::kFloat64);
     const std::vector<int64_t> st{k.stride, k.stride};
     Output y = ops::Conv2D(s, x, f, st, k.padding);
     Output y64 = ops::Conv2D(s, x64, f64, st, k.padding);
     std::vector<Output> fetch = {y, y64};
-    Output dy = ops::Const(s, fill(y.shape(), 3));
+    Output dy = ops::Const(s, SeededFloats(y.shape(), 3));
     Output dy64 = ops::Cast(s, dy, DType::kFloat64);
     if (k.stride == 1) {
       fetch.push_back(ops::Conv2DBackpropInput(s, x, f, dy, st, k.padding));
