@@ -132,28 +132,37 @@ void Col2Im(const ConvGeom& g, const T* col, int64_t b0, int64_t nb, T* dx, Thre
   });
 }
 
+// An image with its padding made explicit: every window lies inside it, so the direct and
+// implicit-GEMM loops read every tap without a bounds check.
+struct PaddedGeom {
+  int64_t hp, wp;  // rows and columns: (oh-1)*sh + kh, (ow-1)*sw + kw
+  explicit PaddedGeom(const ConvGeom& g)
+      : hp((g.oh - 1) * g.sh + g.kh), wp((g.ow - 1) * g.sw + g.kw) {}
+  int64_t floats(const ConvGeom& g) const { return hp * wp * g.c; }
+};
+
+// pad (hp, wp, c) <- img (h, w, c) shifted by (ph, pw), zeros around; input rows or columns no
+// window reaches (VALID with a stride that does not divide) are left out.
+void PadNhwc(const ConvGeom& g, const PaddedGeom& p, const float* img, float* pad) {
+  std::fill(pad, pad + p.floats(g), 0.0f);
+  const int64_t cols = std::min(g.w, p.wp - g.pw);  // padding is never negative
+  for (int64_t y = 0; y < g.h && y + g.ph < p.hp; ++y) {
+    std::memcpy(pad + ((y + g.ph) * p.wp + g.pw) * g.c, img + y * g.w * g.c,
+                sizeof(float) * cols * g.c);
+  }
+}
+
+// AVX2 and FMA on this CPU, checked once at run time (the direct and implicit-GEMM kernels).
+bool CpuHasAvx2Fma() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+
 // The direct single-channel case: float, one input channel, stride 1, oc a multiple of 32, on a
 // CPU with AVX2 and FMA (checked once at run time; otherwise im2col as for every other shape).
 bool DirectSingleChannel(const ConvGeom& g, DType dtype) {
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return avx2 && dtype == DType::kFloat32 && g.c == 1 && g.sh == 1 && g.sw == 1 && g.oc % 32 == 0 &&
-         g.kh <= 16 && g.kw <= 16;
-}
-
-// One image with its padding made explicit: pad (ph + oh - h + kh - 1 rows ..., zeros), so the
-// direct loops read every tap without a bounds check. Returns the padded width.
-int64_t PadImage(const ConvGeom& g, const float* img, std::vector<float>* pad) {
-  const int64_t pw = g.ow + g.kw - 1, phh = g.oh + g.kh - 1;  // (phh, pw)
-  pad->assign(phh * pw, 0.0f);
-  for (int64_t y = 0; y < g.h; ++y) {
-    const int64_t py = y + g.ph;
-    if (py < 0 || py >= phh) continue;
-    for (int64_t x = 0; x < g.w; ++x) {
-      const int64_t px = x + g.pw;
-      if (px >= 0 && px < pw) (*pad)[py * pw + px] = img[y * g.w + x];
-    }
-  }
-  return pw;
+  return CpuHasAvx2Fma() && dtype == DType::kFloat32 && g.c == 1 && g.sh == 1 && g.sw == 1 &&
+         g.oc % 32 == 0 && g.kh <= 16 && g.kw <= 16;
 }
 
 // y (n, oh, ow, oc) for images [b0, b1): two output pixels x 32 channels in eight AVX
@@ -161,9 +170,11 @@ int64_t PadImage(const ConvGeom& g, const float* img, std::vector<float>* pad) {
 __attribute__((target("avx2,fma"))) void DirectConvForward(const ConvGeom& g, const float* x,
                                                            const float* f, float* y, int64_t b0,
                                                            int64_t b1) {
-  std::vector<float> pad;
+  const PaddedGeom p(g);
+  const int64_t pw = p.wp;
+  std::vector<float> pad(static_cast<size_t>(p.floats(g)));  // (hp, wp): one channel
   for (int64_t b = b0; b < b1; ++b) {
-    const int64_t pw = PadImage(g, x + b * g.h * g.w, &pad);
+    PadNhwc(g, p, x + b * g.h * g.w, pad.data());
     for (int64_t oy = 0; oy < g.oh; ++oy) {
       for (int64_t ox = 0; ox < g.ow; ox += 2) {
         const bool two = ox + 1 < g.ow;
@@ -211,9 +222,11 @@ __attribute__((target("avx2,fma"))) void DirectConvFilterGrad(const ConvGeom& g,
                                                               const float* dy, float* df,
                                                               int64_t b0, int64_t b1) {
   const int64_t taps = g.kh * g.kw;
-  std::vector<float> pad;
+  const PaddedGeom p(g);
+  const int64_t pw = p.wp;
+  std::vector<float> pad(static_cast<size_t>(p.floats(g)));  // (hp, wp): one channel
   for (int64_t b = b0; b < b1; ++b) {
-    const int64_t pw = PadImage(g, x + b * g.h * g.w, &pad);
+    PadNhwc(g, p, x + b * g.h * g.w, pad.data());
     const float* d = dy + b * g.oh * g.ow * g.oc;  // (oh, ow, oc)
     for (int64_t c0 = 0; c0 < g.oc; c0 += 32) {
       for (int64_t t0 = 0; t0 < taps; t0 += 3) {
@@ -282,27 +295,7 @@ __attribute__((target("avx2,fma"))) void DirectConvFilterGrad(const ConvGeom& g,
 // (the reduction over pixels) was tried three ways, tiles of taps x channels over an NHWC or a
 // channel-major padded image and its transpose; none beat im2col + OpenBLAS (16-18 ms).
 bool ImplicitGemmUsable(DType dtype, int64_t out_channels) {
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return avx2 && dtype == DType::kFloat32 && out_channels > 0 && out_channels % 16 == 0;
-}
-
-// The padded image an implicit GEMM reads: every window lies inside it, no bounds checks.
-struct PaddedGeom {
-  int64_t hp, wp;  // rows and columns: (oh-1)*sh + kh, (ow-1)*sw + kw
-  explicit PaddedGeom(const ConvGeom& g)
-      : hp((g.oh - 1) * g.sh + g.kh), wp((g.ow - 1) * g.sw + g.kw) {}
-  int64_t floats(const ConvGeom& g) const { return hp * wp * g.c; }
-};
-
-// pad (hp, wp, c) <- img (h, w, c) shifted by (ph, pw), zeros around; input rows or columns no
-// window reaches (VALID with a stride that does not divide) are left out.
-void PadNhwc(const ConvGeom& g, const PaddedGeom& p, const float* img, float* pad) {
-  std::fill(pad, pad + p.floats(g), 0.0f);
-  const int64_t cols = std::min(g.w, p.wp - g.pw);  // padding is never negative
-  for (int64_t y = 0; y < g.h && y + g.ph < p.hp; ++y) {
-    std::memcpy(pad + ((y + g.ph) * p.wp + g.pw) * g.c, img + y * g.w * g.c,
-                sizeof(float) * cols * g.c);
-  }
+  return CpuHasAvx2Fma() && dtype == DType::kFloat32 && out_channels > 0 && out_channels % 16 == 0;
 }
 
 // c (6, 16; row stride ldc) = sum over kh window rows of run taps: a[r][ky*row + j] * b[.., 16).
