@@ -281,9 +281,17 @@ Status MakeDirs(const std::string& path) {
   std::string cur;
   for (size_t i = 0; i <= path.size(); ++i) {
     if (i == path.size() || path[i] == '/') {
-      if (!cur.empty() && ::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
-        return Status(Code::kUnavailable,
-                      StrCat("cannot create directory '", cur, "': ", std::strerror(errno)));
+      if (!cur.empty() && ::mkdir(cur.c_str(), 0755) != 0) {
+        struct stat st;
+        if (errno != EEXIST) {
+          return Status(Code::kUnavailable,
+                        StrCat("cannot create directory '", cur, "': ", std::strerror(errno)));
+        }
+        if (::stat(cur.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+          return Status(Code::kUnavailable, StrCat("cannot create directory '", cur,
+                                                   "': a file of that name exists (move it, or "
+                                                   "name another directory)"));
+        }
       }
     }
     if (i < path.size()) cur += path[i];
