@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--model")
-      c.model = v;
+      c.model = *mpiflow::ParseModel(v);
     else if (k == "--steps")
       steps = std::stoll(v);
     else if (k == "--repeats")
@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
     else if (k == "--optimizer")
       c.optimizer.name = v;
     else if (k == "--dataset")
-      c.dataset = v;
+      c.dataset = *mpiflow::ParseDataset(v);
     else {
       std::cerr << "unknown option " << k << "\n";
       return 2;
@@ -89,8 +89,9 @@ int main(int argc, char** argv) {
       "  %.1f GFLOP/s in the training step (%.2f MFLOP per example) = %.0f%% of "
       "one-thread sgemm %.1f GFLOP/s (1024^3, same process)\n"
       "  peak RSS %.0f MiB\n",
-      c.model.c_str(), static_cast<long long>(c.batch_size), c.threads, c.optimizer.name.c_str(),
-      static_cast<long long>(steps), repeats, median, rates.front(), rates.back(), step_gflops,
-      flops_per_example / 1e6, 100.0 * step_gflops / peak, peak, mpiflow::PeakRssMiB());
+      mpiflow::ModelName(c.model), static_cast<long long>(c.batch_size), c.threads,
+      c.optimizer.name.c_str(), static_cast<long long>(steps), repeats, median, rates.front(),
+      rates.back(), step_gflops, flops_per_example / 1e6, 100.0 * step_gflops / peak, peak,
+      mpiflow::PeakRssMiB());
   return 0;
 }

@@ -16,6 +16,7 @@
 #include "mpiflow/ops.h"
 #include "mpiflow/optimizer.h"
 #include "mpiflow/session.h"
+#include "tests/fault_hooks.h"
 
 namespace mpiflow {
 namespace {
@@ -96,7 +97,7 @@ TEST(Checkpoint, H5dumpReadsTheLayout) {
 
 TEST(Checkpoint, RestoresIntoAGraphByName) {
   Scope s = Scope::NewRootScope();
-  StatusOr<Model> m = BuildModel(s, "mlp", 3, 10);
+  StatusOr<Model> m = BuildModel(s, ModelKind::kMlp, 3, 10);
   ASSERT_TRUE(m.ok());
   OptimizerOptions adam;
   adam.name = "adam";
@@ -114,7 +115,10 @@ TEST(Checkpoint, RestoresIntoAGraphByName) {
   ASSERT_TRUE(WriteCheckpoint(path, c).ok());
   StatusOr<Checkpoint> r = ReadCheckpoint(path);
   ASSERT_TRUE(r.ok()) << r.status();
-  ASSERT_TRUE(RestoreCheckpoint(*r, *s.graph(), b, path).ok());
+  StatusOr<std::vector<std::pair<std::string, Tensor>>> restored =
+      RestoreCheckpoint(*r, *s.graph(), path);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  for (const auto& [name, t] : *restored) ASSERT_TRUE(b.WriteVariable(name, t).ok()) << name;
   for (const VariableInfo& v : s.graph()->variables()) {
     EXPECT_TRUE(b.ReadVariable(v.variable->name())->BitEqual(*a.ReadVariable(v.variable->name())))
         << v.variable->name();
@@ -129,14 +133,12 @@ TEST(Checkpoint, RestoresIntoAGraphByName) {
   for (auto& [name, t] : other.variables) {
     if (name == "dense_2/bias") t = Tensor(DType::kFloat32, Shape{128});
   }
-  Session fresh(s.graph());
-  const Status st = RestoreCheckpoint(other, *s.graph(), fresh, "other.h5");
+  const Status st = RestoreCheckpoint(other, *s.graph(), "other.h5").status();
   EXPECT_EQ(st.message(),
             "checkpoint 'other.h5' does not fit this graph: missing from the checkpoint: "
             "dense_1/kernel; not in the graph: conv_1/kernel; dtype or shape differs: "
             "dense_2/bias (graph float32[256], checkpoint float32[128]). Was it written by "
             "another model or options?");
-  EXPECT_FALSE(fresh.ReadVariable("dense_2/kernel").ok());  // still uninitialised
 }
 
 TEST(Checkpoint, BadFilesAreClearErrors) {
@@ -199,8 +201,9 @@ TEST(Checkpoint, AKilledWriterNeverLeavesABrokenFile) {
     const pid_t child = fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
-      setenv("MPIFLOW_TEST_CHECKPOINT_CRASH", std::to_string(point).c_str(), 1);
-      std::_Exit(WriteCheckpoint(path, new_c).ok() ? 0 : 1);
+      test::InjectedFaults faults;
+      faults.CrashCheckpointAt(point);
+      std::_Exit(WriteCheckpoint(path, new_c, &faults).ok() ? 0 : 1);
     }
     int status = 0;
     ASSERT_EQ(waitpid(child, &status, 0), child);

@@ -62,8 +62,8 @@ TEST(DataParallel, MomentumAndSmallBucketsToo) {
   TrainConfig c = Base();
   c.max_steps = 10;
   c.optimizer.name = "momentum";
-  c.bucket_mb = 0.01;  // a bucket per gradient or two
-  c.allreduce = "hd";
+  c.allreduce.bucket_mb = 0.01;  // a bucket per gradient or two
+  c.allreduce.algorithm = *ParseAllreduceAlgorithm("hd");
   ExpectEquivalent(c, 1e-6);
 }
 
@@ -103,21 +103,21 @@ TEST(DataParallel, ResumeIsBitIdentical) {
   c.optimizer.name = "adam";
   c.optimizer.lr.base = 0.002;
   c.output_dir = dir;
-  c.checkpoint_dir = dir + "/checkpoints";
+  c.checkpoint.dir = dir + "/checkpoints";
   TrainConfig whole = c;
   whole.output_dir = dir + "/whole";
-  whole.checkpoint_dir = dir + "/whole_checkpoints";
+  whole.checkpoint.dir = dir + "/whole_checkpoints";
   whole.max_steps = 9;
   StatusOr<TrainResult> w = TrainWith(whole, comm);
   ASSERT_TRUE(w.ok()) << w.status();
   TrainConfig part = c;
   part.max_steps = 4;
-  part.checkpoint_every = 4;
+  part.checkpoint.every_steps = 4;
   ASSERT_TRUE(TrainWith(part, comm).ok());
   ASSERT_TRUE(comm->Barrier()->Wait().ok());  // rank 0 has written it
   TrainConfig rest = c;
   rest.max_steps = 9;
-  rest.resume = dir + "/checkpoints/ckpt-00000004.h5";
+  rest.checkpoint.resume = dir + "/checkpoints/ckpt-00000004.h5";
   StatusOr<TrainResult> r = TrainWith(rest, comm);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->resumed_from, 4);
@@ -136,7 +136,7 @@ TEST(DataParallel, LocalShardsFromMemoryAndFromHdf5Agree) {
   c.synthetic_test = 37;
   c.batch_size = 8;
   c.epochs = 2;
-  c.data_sharding = "local";
+  c.data_sharding = DataSharding::kLocal;
   StatusOr<TrainResult> mem = TrainWith(c, comm);
   ASSERT_TRUE(mem.ok()) << mem.status();
   const int64_t largest = (101 + comm->size() - 1) / comm->size();
@@ -150,7 +150,7 @@ TEST(DataParallel, LocalShardsFromMemoryAndFromHdf5Agree) {
   }
   ASSERT_TRUE(comm->Barrier()->Wait().ok());
   TrainConfig h5 = c;
-  h5.dataset = "hdf5";
+  h5.dataset = DatasetKind::kHdf5;
   h5.data_dir = path;
   StatusOr<TrainResult> file = TrainWith(h5, comm);
   ASSERT_TRUE(file.ok()) << file.status();
@@ -181,7 +181,7 @@ TEST(DataParallel, DifferentOptionIsAnErrorOnEveryRank) {
 TEST(DataParallel, DifferentGraphNamesTheFirstDifferentNode) {
   Scope s = Scope::NewRootScope();
   // Rank 1 builds the CNN, the others the MLP.
-  StatusOr<Model> m = BuildModel(s, comm->rank() == 1 ? "cnn" : "mlp", 1, 10);
+  StatusOr<Model> m = BuildModel(s, comm->rank() == 1 ? ModelKind::kCnn : ModelKind::kMlp, 1, 10);
   ASSERT_TRUE(m.ok());
   const Status st = CheckSameOnAllRanks(comm, *s.graph(), {{"x", "1"}});
   if (comm->size() == 1) {

@@ -69,8 +69,8 @@ TEST(EndToEnd, SameSeedGivesBitIdenticalWeights) {
 
 TEST(EndToEnd, CnnTrainsAFewStepsDeterministically) {
   TrainConfig c = Base();
-  c.model = "cnn";
-  c.dataset = "synthetic";
+  c.model = ModelKind::kCnn;
+  c.dataset = DatasetKind::kSynthetic;
   c.synthetic_train = 512;
   c.synthetic_test = 128;
   c.epochs = 2;
@@ -96,7 +96,7 @@ TEST(EndToEnd, Hdf5DataTrainsLikeTheIdxFiles) {
   idx.max_steps = 30;
   idx.eval = false;
   TrainConfig h5 = idx;
-  h5.dataset = "hdf5";
+  h5.dataset = DatasetKind::kHdf5;
   h5.data_dir = path;
   const auto a = Weights(idx), b = Weights(h5);
   ASSERT_EQ(a.size(), b.size());

@@ -70,7 +70,7 @@ struct Built {
 
 std::unique_ptr<Built> Build(int64_t bucket_bytes) {
   auto b = std::make_unique<Built>();
-  StatusOr<Model> m = BuildModel(b->root, "mlp", 7, 10);
+  StatusOr<Model> m = BuildModel(b->root, ModelKind::kMlp, 7, 10);
   EXPECT_TRUE(m.ok());
   b->model = *m;
   for (const VariableInfo& v : b->root.graph()->variables()) b->vars.push_back(v.variable);

@@ -14,7 +14,7 @@ Communicator* world = nullptr;
 
 TrainConfig SmallSyntheticJob() {
   TrainConfig c;
-  c.dataset = "synthetic";
+  c.dataset = DatasetKind::kSynthetic;
   c.synthetic_train = 640;
   c.synthetic_test = 100;
   c.epochs = 1;

@@ -3,7 +3,7 @@
 // W*B (workers hold every variable, each server its shard), the same bits on a rerun and after
 // a resume from the servers' shard checkpoints; backup workers drop a straggler's push and
 // training goes on; a NaN stops every rank with the same message; bad rank counts are errors.
-#include "mpiflow/parameter_server.h"
+#include "src/distributed/parameter_server.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -16,6 +16,7 @@
 
 #include "mpiflow/checkpoint.h"
 #include "mpiflow/trainer.h"
+#include "tests/fault_hooks.h"
 #include "tests/mpi_test_main.h"
 
 namespace mpiflow {
@@ -56,18 +57,19 @@ TEST(PsLayout, BadCountsSayWhatToChange) {
 
 TrainConfig Base() {
   TrainConfig c = test::SmallSyntheticJob();
-  c.strategy = "ps";
+  c.strategy = StrategyKind::kParameterServer;
   // Two servers where a worker is left for them.
-  c.ps_ranks = comm->size() >= 4 ? 2 : 1;
+  c.ps.servers = comm->size() >= 4 ? 2 : 1;
   return c;
 }
 
-StatusOr<TrainResult> TrainWith(const TrainConfig& c, Communicator* with) {
+StatusOr<TrainResult> TrainWith(const TrainConfig& c, Communicator* with,
+                                FaultHooks* hooks = nullptr) {
   std::ostringstream log;
-  return Train(c, log, with);
+  return Train(c, log, with, nullptr, hooks);
 }
 
-bool IsServer() { return comm->rank() >= comm->size() - Base().ps_ranks; }
+bool IsServer() { return comm->rank() >= comm->size() - Base().ps.servers; }
 
 // A worker's variables are compared by name: a server holds only its shard.
 using test::WorstRelativeDiff;
@@ -75,7 +77,7 @@ using test::WorstRelativeDiff;
 // The same variable bits on every worker (servers hold shards).
 bool SameBitsOnEveryWorker(const TrainResult& r) {
   return test::SameOnRanks(r.ps_server ? 0 : test::HashVariables(r.variables),
-                           comm->size() - Base().ps_ranks);
+                           comm->size() - Base().ps.servers);
 }
 
 bool NeedsMoreRanks(const StatusOr<TrainResult>& r) {
@@ -89,10 +91,10 @@ void ExpectEquivalent(TrainConfig c, double tolerance) {
   StatusOr<TrainResult> dist = TrainWith(c, comm);
   if (NeedsMoreRanks(dist)) return;
   ASSERT_TRUE(dist.ok()) << dist.status();
-  const int workers = comm->size() - c.ps_ranks;
+  const int workers = comm->size() - c.ps.servers;
   TrainConfig one = c;
-  one.strategy = "none";
-  one.ps_ranks = 1;
+  one.strategy = StrategyKind::kNone;
+  one.ps.servers = 1;
   one.batch_size = c.batch_size * workers;
   StatusOr<TrainResult> ref = TrainWith(one, nullptr);  // this process alone, all workers' batch
   ASSERT_TRUE(ref.ok()) << ref.status();
@@ -152,19 +154,19 @@ TEST(ParameterServer, ResumeFromShardsIsBitIdentical) {
   TrainConfig c = Base();
   c.optimizer.name = "adam";
   c.optimizer.lr.base = 0.002;
-  c.checkpoint_dir = dir + "/checkpoints";
+  c.checkpoint.dir = dir + "/checkpoints";
   TrainConfig whole = c;
-  whole.checkpoint_dir = dir + "/whole_checkpoints";
+  whole.checkpoint.dir = dir + "/whole_checkpoints";
   whole.max_steps = 9;
   StatusOr<TrainResult> w = TrainWith(whole, comm);
   ASSERT_TRUE(w.ok()) << w.status();
   TrainConfig part = c;
   part.max_steps = 4;
-  part.checkpoint_every = 4;
+  part.checkpoint.every_steps = 4;
   StatusOr<TrainResult> p = TrainWith(part, comm);
   ASSERT_TRUE(p.ok()) << p.status();
   ASSERT_TRUE(comm->Barrier()->Wait().ok());
-  const int servers = c.ps_ranks;
+  const int servers = c.ps.servers;
   if (IsServer()) {
     const int k = comm->rank() - (comm->size() - servers);
     const std::string mine =
@@ -189,7 +191,7 @@ TEST(ParameterServer, ResumeFromShardsIsBitIdentical) {
   EXPECT_EQ(name, StrCat("ckpt-00000004.ps0-of-", servers, ".h5"));
   TrainConfig rest = c;
   rest.max_steps = 9;
-  rest.resume = "latest";
+  rest.checkpoint.resume = "latest";
   StatusOr<TrainResult> r = TrainWith(rest, comm);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->resumed_from, 4);
@@ -204,12 +206,12 @@ TEST(ParameterServer, ResumeFromShardsIsBitIdentical) {
 TEST(ParameterServer, BackupWorkerLetsTheStepGoOnWithoutAStraggler) {
   if (comm->size() < 3) return;  // needs two workers
   TrainConfig c = Base();
-  c.ps_ranks = 1;
-  c.backup_workers = 1;
+  c.ps.servers = 1;
+  c.ps.backup_workers = 1;
   c.max_steps = 12;
-  if (comm->rank() == 1) setenv("MPIFLOW_TEST_SLEEP", "1:3:0.5", 1);
-  StatusOr<TrainResult> r = TrainWith(c, comm);
-  unsetenv("MPIFLOW_TEST_SLEEP");
+  test::InjectedFaults faults;
+  faults.Add({test::InjectedFaults::Kind::kSleep, 1, 3, 0.5});  // rank 1 sleeps before step 3
+  StatusOr<TrainResult> r = TrainWith(c, comm, &faults);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->steps, 12);
   EXPECT_TRUE(std::isfinite(r->final_loss));

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "mpiflow/trainer.h"
+#include "tests/fault_hooks.h"
 
 namespace mpiflow {
 namespace {
@@ -19,7 +20,7 @@ TrainConfig Base(const std::string& dir) {
   std::filesystem::remove_all(dir);
   std::filesystem::remove_all(dir + "_whole");
   TrainConfig c;
-  c.dataset = "synthetic";
+  c.dataset = DatasetKind::kSynthetic;
   c.synthetic_train = 320;  // 10 steps of 32 per epoch
   c.synthetic_test = 64;
   c.batch_size = 32;
@@ -32,9 +33,10 @@ TrainConfig Base(const std::string& dir) {
   return c;
 }
 
-StatusOr<TrainResult> TrainLogged(const TrainConfig& c, std::string* log_text = nullptr) {
+StatusOr<TrainResult> TrainLogged(const TrainConfig& c, std::string* log_text = nullptr,
+                                  FaultHooks* hooks = nullptr) {
   std::ostringstream log;
-  StatusOr<TrainResult> r = Train(c, log);
+  StatusOr<TrainResult> r = Train(c, log, nullptr, nullptr, hooks);
   if (log_text) *log_text = log.str();
   return r;
 }
@@ -59,7 +61,7 @@ void ResumeMatches(int64_t first, int64_t total, const std::string& optimizer) {
   ASSERT_TRUE(whole.ok()) << whole.status();
   TrainConfig part = c;
   part.max_steps = first;
-  part.checkpoint_every = first;
+  part.checkpoint.every_steps = first;
   StatusOr<TrainResult> a = TrainLogged(part);
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->last_checkpoint, dir + "/checkpoints/ckpt-" +
@@ -67,7 +69,7 @@ void ResumeMatches(int64_t first, int64_t total, const std::string& optimizer) {
                                     std::to_string(first) + ".h5");
   TrainConfig rest = c;
   rest.max_steps = total;
-  rest.resume = "latest";
+  rest.checkpoint.resume = "latest";
   std::string log;
   StatusOr<TrainResult> b = TrainLogged(rest, &log);
   ASSERT_TRUE(b.ok()) << b.status();
@@ -86,10 +88,10 @@ TEST(Resume, AtAnEpochBoundarySgdIsBitIdentical) { ResumeMatches(10, 25, "sgd");
 TEST(Resume, SigtermCheckpointsAtTheNextStepAndStops) {
   const std::string dir = ::testing::TempDir() + "/preempt";
   TrainConfig c = Base(dir);
-  ::setenv("MPIFLOW_TEST_SIGTERM", "0:6", 1);  // rank 0 raises SIGTERM before step 6
+  test::InjectedFaults faults;
+  faults.Add({test::InjectedFaults::Kind::kSigterm, 0, 6});  // SIGTERM before step 6
   std::string log;
-  StatusOr<TrainResult> r = TrainLogged(c, &log);
-  ::unsetenv("MPIFLOW_TEST_SIGTERM");
+  StatusOr<TrainResult> r = TrainLogged(c, &log, &faults);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->preempted);
   EXPECT_EQ(r->steps, 6);  // the step under way finishes, then the checkpoint
@@ -99,7 +101,7 @@ TEST(Resume, SigtermCheckpointsAtTheNextStepAndStops) {
       << log;
   // Resuming finishes the job with the bits of a run that was never stopped.
   TrainConfig rest = c;
-  rest.resume = "latest";
+  rest.checkpoint.resume = "latest";
   StatusOr<TrainResult> b = TrainLogged(rest);
   TrainConfig w = c;
   w.output_dir = dir + "_whole";
@@ -116,7 +118,7 @@ TEST(Resume, RemovesWhatAKilledWriterLeftBehind) {
   const std::string stale = dir + "/checkpoints/ckpt-00000004.h5.tmp.12345";
   std::ofstream(stale) << "half a checkpoint";
   c.max_steps = 2;
-  c.checkpoint_every = 2;
+  c.checkpoint.every_steps = 2;
   ASSERT_TRUE(TrainLogged(c).ok());
   EXPECT_FALSE(std::filesystem::exists(stale));
   EXPECT_TRUE(std::filesystem::exists(dir + "/checkpoints/ckpt-00000002.h5"));
@@ -126,17 +128,17 @@ TEST(Resume, RefusesACheckpointOfAnotherModel) {
   const std::string dir = ::testing::TempDir() + "/other_model";
   TrainConfig c = Base(dir);
   c.max_steps = 2;
-  c.checkpoint_every = 2;
+  c.checkpoint.every_steps = 2;
   ASSERT_TRUE(TrainLogged(c).ok());
   TrainConfig cnn = c;
-  cnn.model = "cnn";
-  cnn.resume = "latest";
+  cnn.model = ModelKind::kCnn;
+  cnn.checkpoint.resume = "latest";
   const Status s = TrainLogged(cnn).status();
   EXPECT_NE(s.message().find("does not fit this graph: missing from the checkpoint: conv_1/"),
             std::string::npos)
       << s;
   TrainConfig none = Base(::testing::TempDir() + "/nothing_here");
-  none.resume = "latest";
+  none.checkpoint.resume = "latest";
   EXPECT_NE(TrainLogged(none).status().message().find("--resume latest: no '"), std::string::npos);
 }
 

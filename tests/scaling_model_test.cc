@@ -69,7 +69,7 @@ TEST(ScalingModel, RanksBeyondTheCoresShareThem) {
   EXPECT_NEAR(Predict(job, net, o, 2).step_seconds, 0.1, 1e-12);
   EXPECT_NEAR(Predict(job, net, o, 4).step_seconds, 0.2, 1e-12);
   EXPECT_NEAR(Predict(job, net, o, 4).efficiency, 0.5, 1e-12);
-  o.strategy = Strategy::kParameterServer;
+  o.strategy = ModeledScheme::kParameterServer;
   o.ps_servers = 1;
   EXPECT_NEAR(Predict(job, net, o, 3).compute_seconds, 0.2, 1e-12);  // 3 workers + 1 server
 }
@@ -97,7 +97,7 @@ TEST(ScalingModel, DenseParameterServerCaseIsThirtyToFortyAtFifty) {
   net.alpha = 50e-6;
   net.beta = 1 / 1.25e9;
   Options o;
-  o.strategy = Strategy::kParameterServer;
+  o.strategy = ModeledScheme::kParameterServer;
   o.ps_servers = 13;
   const Prediction p = Predict(job, net, o, 50);
   EXPECT_GT(p.speedup, 30);

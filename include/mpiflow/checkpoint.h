@@ -6,7 +6,8 @@
 // they are with h5dump and h5py. Writing is atomic: a temporary file in the same directory,
 // flushed and fsynced, then renamed over the target, so a crash at any moment leaves the
 // previous file whole.
-// Not the training loop's policy (when to write, which to keep): that is the trainer's.
+// Not the policy (names, `latest`, rotation, resume): that is CheckpointManager's
+// (checkpoint_manager.h); not a Session's variables: callers snapshot and write those.
 #pragma once
 
 #include <cstdint>
@@ -16,13 +17,12 @@
 #include <utility>
 #include <vector>
 
+#include "mpiflow/fault_hooks.h"
 #include "mpiflow/graph.h"
 #include "mpiflow/status.h"
 #include "mpiflow/tensor.h"
 
 namespace mpiflow {
-
-class Session;
 
 inline constexpr const char* kCheckpointFormat = "mpiflow-checkpoint";
 inline constexpr int64_t kCheckpointFormatVersion = 1;
@@ -35,7 +35,8 @@ struct Checkpoint {
 
 // Writes `c` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
 // Every dtype (float16 as IEEE half, bool as uint8), any shape including scalars and empty ones.
-Status WriteCheckpoint(const std::string& path, const Checkpoint& c);
+// `hooks` (tests only) is told of each crash point.
+Status WriteCheckpoint(const std::string& path, const Checkpoint& c, FaultHooks* hooks = nullptr);
 // Reads a whole checkpoint. Errors name the file and the object: not HDF5, truncated, not an
 // mpiflow checkpoint, a newer format version, a dataset of an unknown type.
 StatusOr<Checkpoint> ReadCheckpoint(const std::string& path);
@@ -46,9 +47,10 @@ StatusOr<Checkpoint> ReadCheckpoint(const std::string& path);
 // variables outside it are not expected (a parameter server's shard holds only its own).
 Status CheckCheckpointMatches(const Checkpoint& c, const Graph& graph, const std::string& path,
                               const std::set<std::string>* only = nullptr);
-// CheckCheckpointMatches, then writes every variable into the session. Nothing is written
-// when anything does not match.
-Status RestoreCheckpoint(const Checkpoint& c, const Graph& graph, Session& session,
-                         const std::string& path, const std::set<std::string>* only = nullptr);
+// CheckCheckpointMatches, then the (name, value) pairs to write into the graph's variables; the
+// caller writes them (all or nothing: an error returns none).
+StatusOr<std::vector<std::pair<std::string, Tensor>>> RestoreCheckpoint(
+    const Checkpoint& c, const Graph& graph, const std::string& path,
+    const std::set<std::string>* only = nullptr);
 
 }  // namespace mpiflow

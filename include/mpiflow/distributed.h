@@ -19,7 +19,7 @@ struct GradientSyncOptions {
   // Measured in the README: small models want small buckets, so the first allreduce starts
   // early in the backward pass.
   int64_t bucket_bytes = 1 << 20;
-  std::string algorithm = "auto";  // per bucket: auto (the rule list), native, ring, hd, rd
+  AllreduceAlgorithm algorithm = AllreduceAlgorithm::kAuto;  // per bucket
 };
 
 struct GradientSync {

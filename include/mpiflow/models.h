@@ -8,6 +8,10 @@
 
 namespace mpiflow {
 
+enum class ModelKind { kMlp, kCnn };
+StatusOr<ModelKind> ParseModel(const std::string& name);  // "mlp" or "cnn"
+const char* ModelName(ModelKind kind);
+
 struct Model {
   std::string name;
   Output images;   // placeholder (batch, 784) float32 in [0, 1]
@@ -21,9 +25,8 @@ struct Model {
   double train_flops_per_example = 0;
 };
 
-// "mlp" or "cnn". Variables are seeded from `seed` (one stream per layer).
-StatusOr<Model> BuildModel(const Scope& s, const std::string& name, int64_t seed,
-                           int num_classes = 10);
+// Variables are seeded from `seed` (one stream per layer).
+StatusOr<Model> BuildModel(const Scope& s, ModelKind kind, int64_t seed, int num_classes = 10);
 
 // x (batch, in) -> (batch, units); variables <scope>/kernel (in, units) and <scope>/bias (units).
 Output Dense(const Scope& s, Output x, int64_t units, bool relu, int64_t seed);

@@ -43,12 +43,12 @@ struct Network {
   double beta = 1 / 10e9;  // seconds per byte
 };
 
-enum class Strategy { kRing, kHalvingDoubling, kParameterServer };
-StatusOr<Strategy> ParseStrategy(const std::string& name);  // ring, hd, ps
-const char* StrategyName(Strategy s);
+enum class ModeledScheme { kRing, kHalvingDoubling, kParameterServer };
+StatusOr<ModeledScheme> ParseModeledScheme(const std::string& name);  // ring, hd, ps
+const char* ModeledSchemeName(ModeledScheme s);
 
 struct Options {
-  Strategy strategy = Strategy::kRing;
+  ModeledScheme strategy = ModeledScheme::kRing;
   bool overlap = true;     // communication hidden behind the backward pass where it fits
   int64_t backups = 0;     // extra workers; each step waits for the first `ranks` of them
   int64_t ps_servers = 0;  // parameter servers (0: one per 8 workers, at least 1)

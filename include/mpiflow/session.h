@@ -71,6 +71,7 @@ class Session {
   void set_run_counter(int64_t v) { run_counter_.store(v); }
   int num_cached_plans() const;
   const SessionOptions& options() const { return options_; }
+  const Graph& graph() const { return *graph_; }
 
  private:
   struct Plan;

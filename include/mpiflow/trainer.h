@@ -1,7 +1,7 @@
-// The training loop behind mpiflow-train: build model + optimizer, stream batches, run steps,
-// report progress, evaluate each epoch, write metrics; with a Communicator of several ranks,
-// synchronous data parallelism (each rank its own shard, gradients averaged by allreduce).
-// Not the command-line parsing (src/tools/mpiflow_train.cc) and not the collectives.
+// The training loop behind mpiflow-train: build the model, let the strategy extend the graph,
+// stream batches, run steps through the strategy, report progress, evaluate each epoch, write
+// metrics and checkpoints when the strategy says. One loop for every strategy (strategy.h).
+// Not the command-line parsing (src/tools/), not distribution (src/distributed/).
 #pragma once
 
 #include <cstdint>
@@ -10,19 +10,35 @@
 #include <utility>
 #include <vector>
 
+#include "mpiflow/checkpoint_manager.h"
+#include "mpiflow/fault_hooks.h"
+#include "mpiflow/models.h"
 #include "mpiflow/optimizer.h"
+#include "mpiflow/strategy.h"
 #include "mpiflow/tensor.h"
 
 namespace mpiflow {
 
+enum class DatasetKind { kFashionMnist, kSynthetic, kHdf5 };
+StatusOr<DatasetKind> ParseDataset(const std::string& name);  // fashion-mnist, synthetic, hdf5
+const char* DatasetName(DatasetKind kind);
+// global: every rank loads the whole training set and takes its part of each global batch
+// from one shared permutation (N ranks see what one process with batch N*B sees); local: each
+// rank loads only its contiguous share (a hyperslab of an HDF5 file) and shuffles within it,
+// for data larger than one node's memory.
+enum class DataSharding { kGlobal, kLocal };
+StatusOr<DataSharding> ParseDataSharding(const std::string& name);  // global, local
+const char* DataShardingName(DataSharding s);
+
 struct TrainConfig {
-  std::string model = "mlp";              // mlp or cnn
-  std::string dataset = "fashion-mnist";  // fashion-mnist or synthetic
+  ModelKind model = ModelKind::kMlp;
+  DatasetKind dataset = DatasetKind::kFashionMnist;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   int64_t synthetic_train = 6000, synthetic_test = 1000;  // examples, for dataset=synthetic
+  DataSharding data_sharding = DataSharding::kGlobal;
   int64_t epochs = 5;
-  int64_t batch_size = 64;
-  int64_t max_steps = -1;  // stop early after this many steps (-1: all epochs)
+  int64_t batch_size = 64;  // per rank that trains
+  int64_t max_steps = -1;   // stop early after this many steps (-1: all epochs)
   int64_t eval_batch_size = 1000;
   bool eval = true;  // test accuracy after every epoch
   OptimizerOptions optimizer;
@@ -33,26 +49,13 @@ struct TrainConfig {
   std::string output_dir;  // metrics.jsonl, graph.mpg; empty: write nothing
   int64_t log_every = 100;
   bool profile = false;  // time every kernel after the first 20 steps; print a table per op type
-  // Distribution (with a Communicator of more than one rank).
-  // auto (allreduce under several ranks), allreduce, ps (parameter servers), none
-  std::string strategy = "auto";
-  // With strategy ps: the last ps_ranks ranks serve the variables (sharded by size), the others
-  // are workers; each step averages the first (workers - backup_workers) pushes to arrive.
-  int ps_ranks = 1;
-  int backup_workers = 0;
-  double bucket_mb = 1.0;          // gradient fusion bucket size, MiB
-  std::string allreduce = "auto";  // algorithm per bucket: auto (rule list), native, ring, hd, rd
-  // global: every rank loads the whole training set and takes its part of each global batch
-  // from one shared permutation (N ranks see what one process with batch N*B sees); local: each
-  // rank loads only its contiguous share (a hyperslab of an HDF5 file) and shuffles within it,
-  // for data larger than one node's memory.
-  std::string data_sharding = "global";
-  // Checkpoints (HDF5, written by rank 0) and resume.
-  std::string checkpoint_dir;     // empty: <output_dir>/checkpoints
-  int64_t checkpoint_every = 0;   // steps between checkpoints (0: not by steps)
-  double checkpoint_seconds = 0;  // seconds between checkpoints (0: not by time)
-  int keep_checkpoints = 3;       // the newest K are kept
-  std::string resume;             // "": start fresh; "latest": checkpoint_dir's latest; or a file
+  // Distribution (with a Communicator of more than one rank): kAuto is allreduce under several
+  // ranks; each strategy reads its own options.
+  StrategyKind strategy = StrategyKind::kAuto;
+  AllReduceOptions allreduce;
+  ParameterServerOptions ps;
+  // Checkpoints and resume; an empty dir means <output_dir>/checkpoints.
+  CheckpointOptions checkpoint;
   // SIGTERM / SIGUSR1 (Slurm's --signal) make every rank stop at the next step boundary after a
   // checkpoint; Train then returns with preempted = true.
   bool handle_signals = true;
@@ -82,16 +85,16 @@ struct TrainResult {
   int64_t stale_dropped = 0;  // strategy ps: pushes from stragglers dropped, all servers
 };
 
-class Communicator;
 class Timeline;
 
 // Trains; progress lines go to `log` (stderr in the CLI) on rank 0 only. With `comm` of more
 // than one rank every rank must call Train with the same config (checked at start-up). An error
 // with code kAborted was reached by every rank together (a NaN gradient); any other error may be
 // this rank's alone, and the caller should end the job (Communicator::Abort). `timeline`
-// records kernel runs when not null.
+// records kernel runs when not null. `hooks` (tests only) injects failures.
 StatusOr<TrainResult> Train(const TrainConfig& config, std::ostream& log,
-                            Communicator* comm = nullptr, Timeline* timeline = nullptr);
+                            Communicator* comm = nullptr, Timeline* timeline = nullptr,
+                            FaultHooks* hooks = nullptr);
 
 double PeakRssMiB();
 

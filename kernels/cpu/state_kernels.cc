@@ -269,7 +269,9 @@ class ApplyAdamKernel : public OpKernel {
 class LearningRateKernel : public OpKernel {
  public:
   explicit LearningRateKernel(const KernelInitContext& c) : OpKernel(c.node) {
-    o_.kind = c.node.attr<std::string>("kind");
+    // The schedule's name is parsed once here, not compared every step.
+    const std::string& kind = c.node.attr<std::string>("kind");
+    o_.kind = kind == "step" ? Kind::kStep : kind == "cosine" ? Kind::kCosine : Kind::kConstant;
     o_.base = c.node.attr<double>("base");
     o_.warmup_steps = c.node.attr<int64_t>("warmup_steps");
     o_.decay_steps = c.node.attr<int64_t>("decay_steps");
@@ -283,9 +285,9 @@ class LearningRateKernel : public OpKernel {
       lr = o_.base * static_cast<double>(step + 1) / static_cast<double>(o_.warmup_steps);
     } else {
       const int64_t t = step - o_.warmup_steps;
-      if (o_.kind == "step") {
+      if (o_.kind == Kind::kStep) {
         lr = o_.base * std::pow(o_.decay_rate, static_cast<double>(t / o_.decay_steps));
-      } else if (o_.kind == "cosine") {
+      } else if (o_.kind == Kind::kCosine) {
         const double p =
             static_cast<double>(std::min(t, o_.decay_steps)) / static_cast<double>(o_.decay_steps);
         const double cosine = 0.5 * (1.0 + std::cos(3.141592653589793 * p));
@@ -297,8 +299,9 @@ class LearningRateKernel : public OpKernel {
   }
 
  private:
+  enum class Kind { kConstant, kStep, kCosine };  // the shape function admits only these
   struct {
-    std::string kind;
+    Kind kind;
     double base, decay_rate, alpha;
     int64_t warmup_steps, decay_steps;
   } o_;

@@ -23,7 +23,6 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
     return InvalidArgument("the gradient bucket size must be positive, got ", o.bucket_bytes,
                            " bytes");
   }
-  MPIFLOW_RETURN_IF_ERROR(ParseAllreduceAlgorithm(o.algorithm).status());
   for (size_t i = 0; i < gradients.size(); ++i) {
     if (!gradients[i].valid()) {
       return InvalidArgument("AddGradientSync: variable '", variables[i].name(),
@@ -98,7 +97,7 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
     Scope bs = s.NewSubScope(StrCat("bucket_", b));
     Output packed =
         ops::AllreduceStart(previous_start ? bs.WithControlDependencies({previous_start}) : bs,
-                            scale, grads, name, o.algorithm, last ? 1 : 0);
+                            scale, grads, name, AllreduceAlgorithmName(o.algorithm), last ? 1 : 0);
     MPIFLOW_RETURN_IF_ERROR(s.status());
     previous_start = packed.node;
     int64_t offset = 0;

@@ -1,6 +1,6 @@
 // The parameter-server exchange (see parameter_server.h): layout, the worker's push/receive,
 // the server's gather/publish. Every message is float32 [8 header + shard elements].
-#include "mpiflow/parameter_server.h"
+#include "src/distributed/parameter_server.h"
 
 #include <algorithm>
 #include <chrono>

@@ -40,20 +40,20 @@ double KthOfMFinishSeconds(int64_t k, int64_t m, double base, double tail) {
   return base + tail * (Harmonic(m) - Harmonic(m - k));
 }
 
-StatusOr<Strategy> ParseStrategy(const std::string& name) {
-  if (name == "ring") return Strategy::kRing;
-  if (name == "hd") return Strategy::kHalvingDoubling;
-  if (name == "ps") return Strategy::kParameterServer;
+StatusOr<ModeledScheme> ParseModeledScheme(const std::string& name) {
+  if (name == "ring") return ModeledScheme::kRing;
+  if (name == "hd") return ModeledScheme::kHalvingDoubling;
+  if (name == "ps") return ModeledScheme::kParameterServer;
   return InvalidArgument("unknown strategy '", name, "': use ring, hd or ps");
 }
 
-const char* StrategyName(Strategy s) {
+const char* ModeledSchemeName(ModeledScheme s) {
   switch (s) {
-    case Strategy::kRing:
+    case ModeledScheme::kRing:
       return "ring";
-    case Strategy::kHalvingDoubling:
+    case ModeledScheme::kHalvingDoubling:
       return "hd";
-    case Strategy::kParameterServer:
+    case ModeledScheme::kParameterServer:
       return "ps";
   }
   return "?";
@@ -64,7 +64,7 @@ Prediction Predict(const Job& job, const Network& net, const Options& o, int64_t
   p.ranks = std::max<int64_t>(1, ranks);
   const int64_t workers = p.ranks + std::max<int64_t>(0, o.backups);
   const int64_t servers =
-      o.strategy != Strategy::kParameterServer
+      o.strategy != ModeledScheme::kParameterServer
           ? 0
           : (o.ps_servers > 0 ? o.ps_servers : std::max<int64_t>(1, workers / 8));
   double compute = job.compute_seconds;
@@ -74,13 +74,13 @@ Prediction Predict(const Job& job, const Network& net, const Options& o, int64_t
   p.compute_seconds = KthOfMFinishSeconds(p.ranks, workers, compute, job.straggler_seconds);
   if (p.ranks > 1 || o.backups > 0) {
     switch (o.strategy) {
-      case Strategy::kRing:
+      case ModeledScheme::kRing:
         p.comm_seconds = RingAllreduceSeconds(workers, job.gradient_bytes, net.alpha, net.beta);
         break;
-      case Strategy::kHalvingDoubling:
+      case ModeledScheme::kHalvingDoubling:
         p.comm_seconds = HalvingDoublingSeconds(workers, job.gradient_bytes, net.alpha, net.beta);
         break;
-      case Strategy::kParameterServer: {
+      case ModeledScheme::kParameterServer: {
         p.comm_seconds =
             ParameterServerSeconds(workers, servers, job.gradient_bytes, net.alpha, net.beta);
         break;

@@ -13,7 +13,6 @@
 #include <cstring>
 #include <set>
 
-#include "mpiflow/session.h"
 #include "src/io/hdf5_util.h"
 
 namespace mpiflow {
@@ -191,14 +190,19 @@ Status FsyncPath(const std::string& p, bool directory) {
   return Status::OK();
 }
 
-// Test hook for the crash tests: MPIFLOW_TEST_CHECKPOINT_CRASH=N ends the process abruptly
-// (_exit, as a kill would) at the N-th crash point of a write: after each dataset, after the
+// The crash points of one write, told to a test's FaultHooks: after each dataset, after the
 // flush, after the fsync, after the rename.
-void CrashPoint() {
-  static int reached = 0;
-  const char* at = std::getenv("MPIFLOW_TEST_CHECKPOINT_CRASH");
-  if (at && ++reached == std::atoi(at)) std::_Exit(9);
-}
+class CrashPoints {
+ public:
+  explicit CrashPoints(FaultHooks* hooks) : hooks_(hooks) {}
+  void Reached() {
+    if (hooks_) hooks_->AtCheckpointCrashPoint(++reached_);
+  }
+
+ private:
+  FaultHooks* hooks_;
+  int reached_ = 0;
+};
 
 std::string DirectoryOf(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -208,8 +212,9 @@ std::string DirectoryOf(const std::string& path) {
 
 }  // namespace
 
-Status WriteCheckpoint(const std::string& path, const Checkpoint& c) {
+Status WriteCheckpoint(const std::string& path, const Checkpoint& c, FaultHooks* hooks) {
   QuietHdf5();
+  CrashPoints crash(hooks);
   const std::string tmp = StrCat(path, ".tmp.", ::getpid());
   {
     Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
@@ -251,7 +256,7 @@ Status WriteCheckpoint(const std::string& path, const Checkpoint& c) {
         }
         MPIFLOW_RETURN_IF_ERROR(
             WriteVariableDataset(file.get(), slot ? "/slots" : "/variables", name, t, path));
-        CrashPoint();
+        crash.Reached();
       }
       if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) {
         return Hdf5Error(Code::kUnavailable, "checkpoint", path, "cannot flush '", tmp, "'");
@@ -263,9 +268,9 @@ Status WriteCheckpoint(const std::string& path, const Checkpoint& c) {
       return s;
     }
   }  // closed
-  CrashPoint();
+  crash.Reached();
   Status s = FsyncPath(tmp, false);
-  CrashPoint();
+  crash.Reached();
   if (s.ok() && std::rename(tmp.c_str(), path.c_str()) != 0) {
     s = Status(Code::kUnavailable,
                StrCat("cannot rename '", tmp, "' to '", path, "': ", std::strerror(errno)));
@@ -274,7 +279,7 @@ Status WriteCheckpoint(const std::string& path, const Checkpoint& c) {
     std::remove(tmp.c_str());
     return s;
   }
-  CrashPoint();
+  crash.Reached();
   return FsyncPath(DirectoryOf(path), true);
 }
 
@@ -434,13 +439,11 @@ Status CheckCheckpointMatches(const Checkpoint& c, const Graph& graph, const std
   return InvalidArgument(msg, " Was it written by another model or options?");
 }
 
-Status RestoreCheckpoint(const Checkpoint& c, const Graph& graph, Session& session,
-                         const std::string& path, const std::set<std::string>* only) {
+StatusOr<std::vector<std::pair<std::string, Tensor>>> RestoreCheckpoint(
+    const Checkpoint& c, const Graph& graph, const std::string& path,
+    const std::set<std::string>* only) {
   MPIFLOW_RETURN_IF_ERROR(CheckCheckpointMatches(c, graph, path, only));
-  for (const auto& [name, t] : c.variables) {
-    MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(name, t));
-  }
-  return Status::OK();
+  return c.variables;
 }
 
 }  // namespace mpiflow

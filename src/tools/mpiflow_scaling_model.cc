@@ -31,7 +31,7 @@ constexpr const char* kUsage =
     "--cores C: every rank on one node of C cores (more ranks than cores slow compute).\n";
 
 void Table(const std::string& title, const Job& job, const Network& net, Options o,
-           const std::vector<int64_t>& ranks, const std::vector<Strategy>& strategies,
+           const std::vector<int64_t>& ranks, const std::vector<ModeledScheme>& strategies,
            const std::map<int64_t, double>& measured) {
   std::printf("# %s\n", title.c_str());
   std::printf(
@@ -43,12 +43,12 @@ void Table(const std::string& title, const Job& job, const Network& net, Options
   std::printf("%8s %6s %12s %10s %10s %14s %9s %10s%s\n", "strategy", "ranks", "step_ms", "comm_ms",
               "hidden_ms", "samples_per_s", "speedup", "efficiency",
               measured.empty() ? "" : "   measured  meas_eff");
-  for (Strategy s : strategies) {
+  for (ModeledScheme s : strategies) {
     o.strategy = s;
     const double one = Predict(job, net, o, 1).samples_per_second;
     for (int64_t p : ranks) {
       const Prediction r = Predict(job, net, o, p);
-      std::printf("%8s %6lld %12.3f %10.3f %10.3f %14.1f %9.2f %10.3f", StrategyName(s),
+      std::printf("%8s %6lld %12.3f %10.3f %10.3f %14.1f %9.2f %10.3f", ModeledSchemeName(s),
                   static_cast<long long>(p), r.step_seconds * 1e3, r.comm_seconds * 1e3,
                   r.hidden_seconds * 1e3, r.samples_per_second, r.speedup, r.efficiency);
       auto m = measured.find(p);
@@ -79,13 +79,13 @@ int Scenarios() {
     inception.gradient_bytes = 23.8e6 * 4;
     inception.straggler_seconds = 0.02 * inception.compute_seconds;
     Table("Inception V3 (23.8M parameters), ring over 25 GbE, 2% straggler tail", inception, net, o,
-          {1, 8, 32, 128, 512}, {Strategy::kRing}, {});
+          {1, 8, 32, 128, 512}, {ModeledScheme::kRing}, {});
     Job resnet = inception;
     resnet.compute_seconds = 0.58;
     resnet.gradient_bytes = 44.5e6 * 4;
     resnet.straggler_seconds = 0.02 * resnet.compute_seconds;
     Table("ResNet-101 (44.5M parameters), ring over 25 GbE, 2% straggler tail", resnet, net, o,
-          {1, 8, 32, 128, 512}, {Strategy::kRing}, {});
+          {1, 8, 32, 128, 512}, {ModeledScheme::kRing}, {});
   }
   {  // Dean et al. / Chen et al. 2016: dense Inception-sized models, 30-40x on 50 replicas.
     Network net;
@@ -96,22 +96,22 @@ int Scenarios() {
     dense.gradient_bytes = 100e6;
     dense.straggler_seconds = 0.2;
     Options ps;
-    ps.strategy = Strategy::kParameterServer;
+    ps.strategy = ModeledScheme::kParameterServer;
     ps.ps_servers = 13;
     Table("dense model with parameter servers (13 PS) over 10 GbE, 10% straggler tail", dense, net,
-          ps, {1, 10, 25, 50, 100}, {Strategy::kParameterServer}, {});
+          ps, {1, 10, 25, 50, 100}, {ModeledScheme::kParameterServer}, {});
     ps.backups = 4;
     Table("... the same with 4 backup workers", dense, net, ps, {1, 10, 25, 50, 100},
-          {Strategy::kParameterServer}, {});
+          {ModeledScheme::kParameterServer}, {});
     // Sparse embedding models: only touched rows travel, so the gradient per step is small.
     Job sparse;
     sparse.compute_seconds = 0.2;
     sparse.gradient_bytes = 5e6;
     sparse.straggler_seconds = 0.02 * sparse.compute_seconds;
     Options sps;
-    sps.strategy = Strategy::kParameterServer;
+    sps.strategy = ModeledScheme::kParameterServer;
     Table("sparse embedding model (5 MB of touched rows per step), PS (one per 8 workers)", sparse,
-          net, sps, {1, 16, 64, 256, 512}, {Strategy::kParameterServer}, {});
+          net, sps, {1, 16, 64, 256, 512}, {ModeledScheme::kParameterServer}, {});
   }
   return 0;
 }
@@ -175,11 +175,12 @@ int main(int argc, char** argv) {
                  kUsage);
     return 2;
   }
-  std::vector<Strategy> strategies;
+  std::vector<ModeledScheme> strategies;
   if (strategy == "all") {
-    strategies = {Strategy::kRing, Strategy::kHalvingDoubling, Strategy::kParameterServer};
+    strategies = {ModeledScheme::kRing, ModeledScheme::kHalvingDoubling,
+                  ModeledScheme::kParameterServer};
   } else {
-    mpiflow::StatusOr<Strategy> s = ParseStrategy(strategy);
+    mpiflow::StatusOr<ModeledScheme> s = ParseModeledScheme(strategy);
     if (!s.ok()) {
       std::fprintf(stderr, "mpiflow-scaling-model: %s\n", s.status().message().c_str());
       return 2;

@@ -23,18 +23,26 @@ Output ConvRelu(const Scope& s, Output x, int64_t size, int64_t filters, int64_t
   return ops::Relu(s, ops::BiasAdd(s, ops::Conv2D(s, x, f, {1, 1}, "SAME"), b));
 }
 
-StatusOr<Model> BuildModel(const Scope& s, const std::string& name, int64_t seed, int num_classes) {
+StatusOr<ModelKind> ParseModel(const std::string& name) {
+  if (name == "mlp") return ModelKind::kMlp;
+  if (name == "cnn") return ModelKind::kCnn;
+  return InvalidArgument("--model must be mlp or cnn, got '", name, "'");
+}
+
+const char* ModelName(ModelKind kind) { return kind == ModelKind::kMlp ? "mlp" : "cnn"; }
+
+StatusOr<Model> BuildModel(const Scope& s, ModelKind kind, int64_t seed, int num_classes) {
   Model m;
-  m.name = name;
+  m.name = ModelName(kind);
   m.images = ops::Placeholder(s.WithOpName("images"), DType::kFloat32, Shape{-1, 784});
   m.labels = ops::Placeholder(s.WithOpName("labels"), DType::kInt32, Shape{-1});
-  if (name == "mlp") {
+  if (kind == ModelKind::kMlp) {
     Output h = Dense(s.NewSubScope("dense_1"), m.images, 256, true, seed * 1000 + 1);
     h = Dense(s.NewSubScope("dense_2"), h, 256, true, seed * 1000 + 2);
     m.logits = Dense(s.NewSubScope("dense_3"), h, num_classes, false, seed * 1000 + 3);
     m.forward_flops_per_example = 2.0 * (784 * 256 + 256 * 256 + 256 * num_classes);
     m.train_flops_per_example = 3 * m.forward_flops_per_example - 2.0 * 784 * 256;
-  } else if (name == "cnn") {
+  } else {
     Output x = ops::Reshape(s, m.images, {-1, 28, 28, 1});
     x = ConvRelu(s.NewSubScope("conv_1"), x, 5, 32, seed * 1000 + 1);
     x = ops::MaxPool(s, x, {2, 2}, {2, 2}, "VALID");  // (batch, 14, 14, 32)
@@ -46,8 +54,6 @@ StatusOr<Model> BuildModel(const Scope& s, const std::string& name, int64_t seed
     m.forward_flops_per_example =
         2.0 * (28 * 28 * 32 * 25 * 1 + 14 * 14 * 64 * 25 * 32 + 3136 * 128 + 128 * num_classes);
     m.train_flops_per_example = 3 * m.forward_flops_per_example - 2.0 * 28 * 28 * 32 * 25;
-  } else {
-    return InvalidArgument("unknown model '", name, "' (expected mlp or cnn)");
   }
   std::vector<Output> xent = ops::SparseSoftmaxCrossEntropyWithLogits(s, m.logits, m.labels);
   m.loss = ops::Mean(s.WithOpName("loss"), xent[0], {0});

@@ -1,0 +1,88 @@
+// CheckpointManager: the checkpoint policy of a training run, one path for every role (a whole
+// run's checkpoint written by one rank, or a parameter server's shard): file names, the atomic
+// write, `latest`, rotation, temporaries a killed writer left, when a checkpoint is due, and
+// which file a resume reads. Not the file format (checkpoint.h) and not what goes into a
+// checkpoint (the strategy snapshots its Session's variables).
+//
+// Files in `dir`: ckpt-<step, 8 digits>.h5 for a whole run; ckpt-<step>.ps<k>-of-<P>.h5 for
+// server k's shard of P; `latest` holds the name of the newest complete checkpoint (for sharded
+// runs, shard 0's name: every shard of that step is whole when it is moved).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "mpiflow/checkpoint.h"
+#include "mpiflow/fault_hooks.h"
+#include "mpiflow/status.h"
+
+namespace mpiflow {
+
+struct CheckpointOptions {
+  std::string dir;           // where checkpoints go (the trainer defaults it)
+  int64_t every_steps = 0;   // steps between checkpoints (0: not by steps)
+  double every_seconds = 0;  // seconds between checkpoints (0: not by time)
+  int keep = 3;              // the newest `keep` are kept
+  std::string resume;        // "": start fresh; "latest": dir's latest; or a file
+  bool enabled() const { return every_steps > 0 || every_seconds > 0; }
+};
+Status ValidateCheckpointOptions(const CheckpointOptions& o);
+
+// Creates `path` and its parents (mkdir -p). An existing file in the way is an error saying so.
+Status MakeDirs(const std::string& path);
+
+class CheckpointManager {
+ public:
+  // `shard`: ".ps<k>-of-<P>" for a parameter server's shard, empty for a whole run.
+  CheckpointManager(CheckpointOptions options, std::string shard = "", FaultHooks* hooks = nullptr);
+
+  const CheckpointOptions& options() const { return options_; }
+  // Stored on /job of every checkpoint written (graph fingerprint, "option.<name>" values).
+  void SetAttributes(std::map<std::string, std::string> attributes);
+  const std::map<std::string, std::string>& attributes() const { return attributes_; }
+
+  bool DueAtStep(int64_t step) const;  // every_steps divides step
+  bool DueByTime() const;              // every_seconds have passed since the last save (or start)
+
+  static std::string FileName(int64_t step, const std::string& shard = "");
+  static std::string ShardSuffix(int server, int servers);  // ".ps<k>-of-<P>"
+  std::string PathOf(int64_t step) const { return options_.dir + "/" + FileName(step, shard_); }
+
+  // Writes `c` (with the attributes above and counters["step"] = step) as this role's
+  // checkpoint of `step`: creates the directory, removes a killed writer's temporaries the first
+  // time, writes atomically, points `latest` at it unless `point_latest` is false (a shard:
+  // PointLatest once every shard is written), and removes all but the newest `keep`.
+  StatusOr<std::string> Save(Checkpoint c, int64_t step, bool point_latest = true);
+  // Records that `step`'s checkpoint exists (written by another rank): last() and the clock.
+  void MarkSaved(int64_t step);
+  // Points `latest` at FileName(step, shard) (atomically: a temporary renamed over it).
+  Status PointLatest(int64_t step, const std::string& shard) const;
+
+  // The file a resume reads: the --resume file, or what `latest` names; for a shard, the same
+  // step's file of this shard (`latest` names shard 0's). Errors say what is missing.
+  StatusOr<std::string> ResumePath() const;
+  // Reads ResumePath(), checks it was written by `ranks` ranks (`why` ends the message), and
+  // records it as last(). `changed` gets "name old -> new" for job options that differ (epochs
+  // and max-steps may change freely).
+  StatusOr<Checkpoint> LoadForResume(int ranks, const std::string& why, std::string* changed);
+
+  // The newest checkpoint written or resumed from ("" when none), and its step (-1).
+  const std::string& last() const { return last_; }
+  int64_t last_step() const { return last_step_; }
+
+ private:
+  void RemoveStaleTemporaries() const;
+
+  CheckpointOptions options_;
+  std::string shard_;
+  FaultHooks* hooks_;
+  std::map<std::string, std::string> attributes_;
+  bool cleaned_ = false;
+  std::string last_;
+  int64_t last_step_ = -1;
+  std::chrono::steady_clock::time_point last_save_;
+};
+
+}  // namespace mpiflow

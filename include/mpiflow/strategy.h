@@ -1,0 +1,125 @@
+// Strategy: everything one way of distributing training decides, behind one interface that the
+// trainer's single loop calls (src/train/trainer.cc never branches on the strategy):
+//   Build    how the graph is extended for a step: gradients, their synchronisation, updates;
+//   Start    what happens before the first step: sub-communicators, resume, initial values;
+//   RunStep  what one step does on this rank: run, exchange, and agree with the other ranks on
+//            the loss, stop, checkpoint and NaN, so that every training rank decides alike;
+//   Save     which rank writes which checkpoint;
+//   Serve    what a rank that does not train (a parameter server) does instead of the loop.
+// Implementations, one room each in src/distributed/: local_strategy.cc (one rank),
+// allreduce_strategy.cc (synchronous data parallelism), ps_strategy.h with ps_worker.cc and
+// ps_server.cc (parameter servers with backup workers). A new scheme is a new class here.
+// Not the loop (trainer.h), not the collectives (communicator.h), not the data (data.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mpiflow/checkpoint_manager.h"
+#include "mpiflow/communicator.h"
+#include "mpiflow/data.h"
+#include "mpiflow/fault_hooks.h"
+#include "mpiflow/optimizer.h"
+#include "mpiflow/session.h"
+#include "mpiflow/stop_token.h"
+
+namespace mpiflow {
+
+enum class StrategyKind { kAuto, kNone, kAllReduce, kParameterServer };
+// "auto" (allreduce under several ranks, else none), "none", "allreduce", "ps".
+StatusOr<StrategyKind> ParseStrategy(const std::string& name);
+const char* StrategyName(StrategyKind kind);
+
+struct AllReduceOptions {
+  double bucket_mb = 1.0;                                    // gradient fusion bucket size, MiB
+  AllreduceAlgorithm algorithm = AllreduceAlgorithm::kAuto;  // per bucket
+};
+
+// The last `servers` ranks serve the variables (sharded by size), the others are workers;
+// each step averages the first (workers - backup_workers) pushes to arrive.
+struct ParameterServerOptions {
+  int servers = 1;
+  int backup_workers = 0;
+};
+// Whether `ranks` ranks can run parameter servers with these options (errors name the option).
+Status CheckParameterServerRanks(int ranks, const ParameterServerOptions& o);
+
+// What every strategy is given.
+struct StrategyEnv {
+  Communicator* comm = nullptr;     // the world when training over several ranks, else null
+  const StopToken* stop = nullptr;  // a preemption: stop after the step under way
+  FaultHooks* hooks = nullptr;      // tests only
+  std::ostream* log = nullptr;      // progress lines (rank 0's; a null stream elsewhere)
+};
+
+// One step's result, the same on every rank that trains.
+struct StepOutcome {
+  int64_t step = 0;           // the global step the variables now hold
+  double loss = 0;            // mean loss over the examples the step used, on all ranks
+  int64_t examples = 0;       // those examples
+  bool stop = false;          // every rank stops after this step (a checkpoint is written)
+  bool checkpoint = false;    // every rank checkpoints now (the time-based clock)
+  bool done = false;          // nothing is left to train (the servers said so)
+  int64_t stale_dropped = 0;  // parameter servers: stragglers' pushes dropped so far
+};
+
+// What a serving rank ends with.
+struct ServeOutcome {
+  int64_t steps = 0;
+  double final_loss = 0;
+  bool preempted = false;
+  int64_t resumed_from = -1;
+  std::string last_checkpoint;
+  int64_t stale_dropped = 0;
+  std::vector<std::pair<std::string, Tensor>> variables;  // this server's shard and slots
+};
+
+class Strategy {
+ public:
+  virtual ~Strategy() = default;
+
+  // Ranks that read data and compute gradients, and this rank's index among them (0 on a
+  // serving rank, which reads none).
+  virtual int data_ranks() const = 0;
+  virtual int data_rank() const = 0;
+  virtual bool serves() const { return false; }
+
+  // Adds the gradients of `loss` for `variables` (trainable, in graph order), their
+  // synchronisation and the optimizer's updates. Every rank builds the same graph.
+  virtual Status Build(const Scope& root, Output loss, const std::vector<Output>& variables,
+                       const OptimizerOptions& optimizer) = 0;
+  // The distribution part of the start-up line ("" for one process), after Build.
+  virtual std::string Describe(int64_t global_batch) const = 0;
+  // The suffix of this rank's checkpoint files ("" for a whole run's, ".ps<k>-of-<P>" for a
+  // server's shard).
+  virtual std::string checkpoint_shard() const { return ""; }
+  // After the graph is initialised in `session`: resume from `checkpoints` when asked, receive
+  // initial values. Returns the step training continues from.
+  virtual StatusOr<int64_t> Start(Session& session, CheckpointManager& checkpoints) = 0;
+  // Evaluation sums its counts over this communicator (null: this process alone).
+  virtual Communicator* eval_comm() const = 0;
+
+  // One step on this rank's share of a global batch: `feeds` are the model's inputs for `batch`.
+  // Errors are final: every rank that reached an agreed failure returns the same message.
+  virtual StatusOr<StepOutcome> RunStep(Session& session, std::vector<Session::Feed> feeds,
+                                        const Batch& batch, RunStats* stats) = 0;
+  // Writes (or records) the checkpoint of `step` as this strategy divides the work.
+  virtual Status Save(Session& session, CheckpointManager& checkpoints, int64_t step) = 0;
+  // A serving rank's whole run (serves() only).
+  virtual StatusOr<ServeOutcome> Serve(Session& session, CheckpointManager& checkpoints,
+                                       int64_t total_steps);
+  // Whether this rank's final result lists the variable (a worker's optimizer slots live on
+  // the servers and are not).
+  virtual bool Reports(const VariableInfo& v) const { return true; }
+};
+
+// The strategy `kind` for `env.comm` (kAuto resolved by the rank count). Errors name the option.
+StatusOr<std::unique_ptr<Strategy>> MakeStrategy(StrategyKind kind, const StrategyEnv& env,
+                                                 const AllReduceOptions& allreduce,
+                                                 const ParameterServerOptions& ps);
+
+}  // namespace mpiflow

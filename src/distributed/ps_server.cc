@@ -1,0 +1,145 @@
+// ParameterServerStrategy, the server's side (steps 2-4 in ps_strategy.h): restore this
+// server's shard when resuming, send the starting values, then per step gather the first N
+// pushes, agree with the other servers, apply, checkpoint, publish.
+#include <cmath>
+
+#include "src/distributed/ps_strategy.h"
+#include "src/distributed/strategy_util.h"
+
+namespace mpiflow {
+
+// This server's variables: its shard, their optimizer slots ("<variable>/<slot>"), the global
+// step, and on server 0 any other variable that is not trainable.
+std::set<std::string> ParameterServerStrategy::OwnVariables(const Graph& graph) const {
+  const int k = layout_.ServerIndex(rank_);
+  const std::string global_step = train_op_.global_step.node->name();
+  std::set<std::string> own = {global_step};
+  for (int v : layout_.shards[k]) own.insert(variables_[v].node->name());
+  for (const VariableInfo& vi : graph.variables()) {
+    const std::string& name = vi.variable->name();
+    if (vi.trainable || name == global_step) continue;
+    int owner = 0;
+    for (size_t v = 0; v < variables_.size(); ++v) {
+      if (name.rfind(variables_[v].node->name() + "/", 0) == 0) owner = layout_.owner[v];
+    }
+    if (owner == k) own.insert(name);
+  }
+  return own;
+}
+
+StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
+                                                      CheckpointManager& checkpoints,
+                                                      int64_t total_steps) {
+  const int k = layout_.ServerIndex(rank_);
+  const std::vector<int>& shard = layout_.shards[k];
+  const std::string global_step = train_op_.global_step.node->name();
+  const std::set<std::string> own = OwnVariables(session.graph());
+  ServeOutcome r;
+  if (!checkpoints.options().resume.empty()) {
+    std::string changed;  // servers do not warn: the workers' rank 0 logs
+    StatusOr<Checkpoint> c = checkpoints.LoadForResume(ranks_, "", &changed);
+    if (!c.ok()) return c.status();
+    StatusOr<std::vector<std::pair<std::string, Tensor>>> values =
+        RestoreCheckpoint(*c, session.graph(), checkpoints.last(), &own);
+    if (!values.ok()) return values.status();
+    MPIFLOW_RETURN_IF_ERROR(strategy_util::WriteVariables(session, *values));
+    r.steps = c->counters["step"];
+    r.resumed_from = r.steps;
+    r.last_checkpoint = checkpoints.last();
+  }
+  std::vector<Shape> shapes;
+  std::vector<Node*> updates;
+  for (int v : shard) {
+    shapes.push_back(variables_[v].shape());
+    updates.push_back(train_op_.updates[v]);
+  }
+  auto read_values = [&](std::vector<Tensor>* values) -> Status {
+    values->clear();
+    for (int v : shard) {
+      StatusOr<Tensor> t = session.ReadVariable(variables_[v].node->name());
+      if (!t.ok()) return t.status();
+      values->push_back(std::move(*t));
+    }
+    return Status::OK();
+  };
+  std::vector<Tensor> values, mean;
+  MPIFLOW_RETURN_IF_ERROR(read_values(&values));
+  PsServerLink link(env_.comm, layout_, k, shapes);
+  bool done = r.steps >= total_steps;
+  MPIFLOW_RETURN_IF_ERROR(link.Start(r.steps, values, done));
+  Communicator* servers = group_.get();
+  std::vector<Session::Feed> feeds;
+  while (!done) {
+    if (env_.hooks) env_.hooks->BeforeStep(rank_, r.steps + 1);
+    double loss = 0, examples = 0;
+    bool votes = false;
+    MPIFLOW_RETURN_IF_ERROR(link.Gather(&mean, &loss, &examples, &votes));
+    bool finite = std::isfinite(loss);
+    for (const Tensor& g : mean) {
+      const float* p = g.data<float>();
+      for (int64_t i = 0; i < g.num_elements() && finite; ++i) finite = std::isfinite(p[i]);
+    }
+    // Step 3: the servers agree (max over them) so that they stop, checkpoint and fail together.
+    const bool stop_vote = votes || (env_.stop && env_.stop->requested());
+    const bool timed = k == 0 && checkpoints.DueByTime();
+    Tensor flags = Tensor::FromVector<float>(
+        Shape{3}, {stop_vote ? 1.0f : 0.0f, timed ? 1.0f : 0.0f, finite ? 0.0f : 1.0f});
+    AllreduceOptions max;
+    max.op = ReduceOp::kMax;
+    max.name = "parameter server agreement";
+    MPIFLOW_RETURN_IF_ERROR(servers->Allreduce(flags, max)->Wait());
+    const bool stop = flags.data<float>()[0] > 0, timed_all = flags.data<float>()[1] > 0;
+    const bool non_finite = flags.data<float>()[2] > 0;
+    if (!non_finite) {  // step 4: apply
+      MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(global_step, Tensor::Scalar<int64_t>(r.steps)));
+      feeds.clear();
+      for (size_t j = 0; j < shard.size(); ++j) feeds.push_back({placeholders_[shard[j]], mean[j]});
+      MPIFLOW_RETURN_IF_ERROR(session.Run(feeds, {}, updates, nullptr));
+    }
+    const int64_t next = r.steps + 1;
+    done = stop || non_finite || next >= total_steps;
+    const bool save = !non_finite && (stop || (checkpoints.options().enabled() &&
+                                               (timed_all || done || checkpoints.DueAtStep(next))));
+    if (save) {
+      MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(global_step, Tensor::Scalar<int64_t>(next)));
+      StatusOr<Checkpoint> c = strategy_util::Snapshot(session, next, ranks_, &own);
+      if (!c.ok()) return c.status();
+      StatusOr<std::string> p = checkpoints.Save(std::move(*c), next, /*point_latest=*/false);
+      if (!p.ok()) return p.status();
+      // Every shard is whole before server 0 moves `latest` to this step.
+      MPIFLOW_RETURN_IF_ERROR(servers->Barrier()->Wait());
+      if (k == 0) {
+        MPIFLOW_RETURN_IF_ERROR(
+            checkpoints.PointLatest(next, CheckpointManager::ShardSuffix(0, layout_.servers)));
+      }
+      r.last_checkpoint = *p;
+      strategy_util::NoteCheckpoint(env_.comm, *p, next);
+    }
+    MPIFLOW_RETURN_IF_ERROR(read_values(&values));
+    PsReply reply;
+    reply.loss = loss;
+    reply.examples = examples;
+    reply.stop = stop;
+    reply.done = done;
+    reply.non_finite = non_finite;
+    MPIFLOW_RETURN_IF_ERROR(link.Publish(values, reply));
+    r.steps = next;
+    r.final_loss = loss;
+    r.preempted = stop;
+    if (non_finite) {
+      return Status(Code::kAborted,
+                    StrCat("the loss or a gradient is NaN or Inf (on some worker) at step ", next,
+                           ": lower the learning rate (--lr)"));
+    }
+  }
+  r.stale_dropped = link.dropped();
+  for (const VariableInfo& v : session.graph().variables()) {
+    if (!own.count(v.variable->name())) continue;
+    StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
+    if (!t.ok()) return t.status();
+    r.variables.emplace_back(v.variable->name(), *t);
+  }
+  return r;
+}
+
+}  // namespace mpiflow

@@ -1,0 +1,77 @@
+// ParameterServerStrategy: synchronous training through parameter servers with backup workers.
+// The last `servers` ranks hold the variables, sharded by size (PsLayout); the other ranks are
+// workers. Every rank builds the same graph: the gradients (fetched by workers), a float32
+// placeholder per variable for the averaged gradient, and the optimizer's updates from those
+// placeholders (run by the server that owns the variable). The wire protocol is
+// parameter_server.h's; the worker's side is ps_worker.cc, the server's ps_server.cc.
+//
+// One step, as the two sides see it:
+//   1. a worker runs the graph for its share of the batch and pushes example-weighted gradients,
+//      its loss sum and its stop vote to every server;
+//   2. each server averages the first N = workers - backup_workers pushes of the current version
+//      (a straggler's older push is dropped and answered at once with the current values);
+//   3. the servers agree among themselves (max over them) on stop, the checkpoint clock of
+//      server 0 and NaN, so that they stop, checkpoint and fail together;
+//   4. each server runs its shard's update ops, writes its shard's checkpoint when due (server 0
+//      points `latest` at the step once every shard is written), and publishes the new values
+//      with the step's loss, examples and decisions to the N workers it averaged;
+//   5. a worker takes the values (and the version, which is the global step) from every server;
+//      a straggler whose push was dropped skips ahead to the batch of the version it now holds.
+// Private to src/distributed.
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mpiflow/strategy.h"
+#include "src/distributed/parameter_server.h"
+
+namespace mpiflow {
+
+class ParameterServerStrategy : public Strategy {
+ public:
+  ParameterServerStrategy(const StrategyEnv& env, ParameterServerOptions options);
+  int data_ranks() const override { return ranks_ - options_.servers; }
+  int data_rank() const override { return server_ ? 0 : rank_; }
+  bool serves() const override { return server_; }
+  Status Build(const Scope& root, Output loss, const std::vector<Output>& variables,
+               const OptimizerOptions& optimizer) override;
+  std::string Describe(int64_t global_batch) const override;
+  std::string checkpoint_shard() const override;
+  StatusOr<int64_t> Start(Session& session, CheckpointManager& checkpoints) override;
+  Communicator* eval_comm() const override { return group_.get(); }
+  // A worker's step (ps_worker.cc).
+  StatusOr<StepOutcome> RunStep(Session& session, std::vector<Session::Feed> feeds,
+                                const Batch& batch, RunStats* stats) override;
+  // The servers write the checkpoints (in Serve): a worker has nothing to save.
+  Status Save(Session& session, CheckpointManager& checkpoints, int64_t step) override {
+    return Status::OK();
+  }
+  // A server's run (ps_server.cc).
+  StatusOr<ServeOutcome> Serve(Session& session, CheckpointManager& checkpoints,
+                               int64_t total_steps) override;
+  // A worker's optimizer slots were never updated (the servers hold them).
+  bool Reports(const VariableInfo& v) const override;
+
+ private:
+  Status Receive(Session& session);  // worker: values and version from the servers
+  std::set<std::string> OwnVariables(const Graph& graph) const;  // server: shard, slots, step
+
+  StrategyEnv env_;
+  ParameterServerOptions options_;
+  int rank_ = 0, ranks_ = 1;
+  bool server_ = false;
+  std::vector<Output> variables_, gradients_, placeholders_;
+  Output loss_;
+  TrainOp train_op_;
+  PsLayout layout_;
+  std::unique_ptr<Communicator> group_;  // the workers' (evaluation) or the servers'
+  // Worker side.
+  std::unique_ptr<PsWorkerLink> link_;
+  std::vector<Tensor> values_, pushed_;  // indexed like variables_
+  PsReply reply_;
+};
+
+}  // namespace mpiflow

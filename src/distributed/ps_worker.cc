@@ -1,0 +1,124 @@
+// ParameterServerStrategy, the graph both sides build and the worker's side of a step (steps 1
+// and 5 in ps_strategy.h). The server's side is ps_server.cc.
+#include "mpiflow/gradients.h"
+#include "src/distributed/ps_strategy.h"
+#include "src/distributed/strategy_util.h"
+
+namespace mpiflow {
+
+ParameterServerStrategy::ParameterServerStrategy(const StrategyEnv& env,
+                                                 ParameterServerOptions options)
+    : env_(env),
+      options_(options),
+      rank_(env.comm ? env.comm->rank() : 0),
+      ranks_(env.comm ? env.comm->size() : 1),
+      server_(rank_ >= ranks_ - options.servers) {}
+
+Status ParameterServerStrategy::Build(const Scope& root, Output loss,
+                                      const std::vector<Output>& variables,
+                                      const OptimizerOptions& optimizer) {
+  loss_ = loss;
+  variables_ = variables;
+  MPIFLOW_RETURN_IF_ERROR(AddGradients(root, {loss}, variables, {}, &gradients_));
+  std::vector<int64_t> elements;
+  for (const Output& v : variables) {
+    if (v.dtype() != DType::kFloat32) {
+      return InvalidArgument("--strategy ps: variable '", v.node->name(), "' is ",
+                             DTypeName(v.dtype()), "; parameter servers hold float32 only");
+    }
+    placeholders_.push_back(ops::Placeholder(root.WithOpName("ps/gradient_" + v.node->name()),
+                                             DType::kFloat32, v.shape()));
+    elements.push_back(v.shape().num_elements());
+  }
+  StatusOr<TrainOp> t = ApplyGradients(root, placeholders_, variables, optimizer);
+  if (!t.ok()) return t.status();
+  train_op_ = std::move(*t);
+  StatusOr<PsLayout> l = MakePsLayout(ranks_, options_.servers, options_.backup_workers, elements);
+  if (!l.ok()) return l.status();
+  layout_ = std::move(*l);
+  return Status::OK();
+}
+
+std::string ParameterServerStrategy::Describe(int64_t global_batch) const {
+  std::string s = StrCat("parameter servers: ranks ", layout_.workers, "-", ranks_ - 1,
+                         " serve, ranks 0-", layout_.workers - 1, " work (global batch ",
+                         global_batch, "); each step averages the first ", layout_.aggregate(),
+                         " of ", layout_.workers, " pushes; shards of");
+  for (int k = 0; k < layout_.servers; ++k) {
+    s += StrCat(k ? "," : "", " ", layout_.shard_elements[k] * 4 / 1024, " KiB");
+  }
+  return s;
+}
+
+std::string ParameterServerStrategy::checkpoint_shard() const {
+  return server_
+             ? CheckpointManager::ShardSuffix(rank_ - (ranks_ - options_.servers), options_.servers)
+             : "";
+}
+
+bool ParameterServerStrategy::Reports(const VariableInfo& v) const {
+  return server_ || v.trainable || v.variable == train_op_.global_step.node;
+}
+
+StatusOr<int64_t> ParameterServerStrategy::Start(Session& session, CheckpointManager& checkpoints) {
+  StatusOr<std::unique_ptr<Communicator>> g = env_.comm->Split(server_ ? 1 : 0, rank_);
+  if (!g.ok()) return g.status();
+  group_ = std::move(*g);
+  if (server_) return 0;  // Serve resumes and publishes
+  std::vector<Shape> shapes;
+  for (const Output& v : variables_) shapes.push_back(v.shape());
+  link_ = std::make_unique<PsWorkerLink>(env_.comm, layout_, shapes);
+  values_.resize(variables_.size());
+  pushed_.resize(variables_.size());
+  MPIFLOW_RETURN_IF_ERROR(Receive(session));  // the servers send the values to start from
+  if (!checkpoints.options().resume.empty()) {
+    *env_.log << "mpiflow: the parameter servers resumed at step " << reply_.version << "\n";
+  }
+  return reply_.version;
+}
+
+Status ParameterServerStrategy::Receive(Session& session) {
+  MPIFLOW_RETURN_IF_ERROR(link_->Receive(&values_, &reply_));
+  for (size_t i = 0; i < variables_.size(); ++i) {
+    MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(variables_[i].node->name(), values_[i]));
+  }
+  return session.WriteVariable(train_op_.global_step.node->name(),
+                               Tensor::Scalar<int64_t>(reply_.version));
+}
+
+StatusOr<StepOutcome> ParameterServerStrategy::RunStep(Session& session,
+                                                       std::vector<Session::Feed> feeds,
+                                                       const Batch& batch, RunStats* stats) {
+  double loss_sum = 0;
+  if (batch.examples > 0) {
+    std::vector<Output> fetches = gradients_;
+    fetches.push_back(loss_);
+    std::vector<Tensor> out;
+    Status run = session.Run(feeds, fetches, {}, &out, stats);
+    if (!run.ok()) return strategy_util::StepError(run, reply_.version + 1, batch, false);
+    for (size_t i = 0; i < variables_.size(); ++i) pushed_[i] = out[i];
+    loss_sum = static_cast<double>(*out.back().data<float>()) * batch.examples;
+  } else {  // a share of nothing: weight 0
+    for (size_t i = 0; i < variables_.size(); ++i) {
+      pushed_[i] = Tensor(DType::kFloat32, variables_[i].shape());
+    }
+  }
+  MPIFLOW_RETURN_IF_ERROR(
+      link_->Push(pushed_, batch.examples, loss_sum, env_.stop && env_.stop->requested()));
+  MPIFLOW_RETURN_IF_ERROR(Receive(session));
+  if (reply_.non_finite) {
+    return Status(Code::kAborted,
+                  StrCat("the loss or a gradient is NaN or Inf (on some worker) at step ",
+                         reply_.version, ": lower the learning rate (--lr)"));
+  }
+  StepOutcome o;
+  o.step = reply_.version;
+  o.loss = reply_.loss;
+  o.examples = static_cast<int64_t>(reply_.examples);
+  o.stop = reply_.stop;
+  o.done = link_->AllDone();
+  o.stale_dropped = reply_.dropped;
+  return o;
+}
+
+}  // namespace mpiflow

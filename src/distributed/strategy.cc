@@ -1,0 +1,57 @@
+// Strategy names, the choice of a strategy for a run, and the interface's defaults.
+#include "mpiflow/strategy.h"
+
+#include "src/distributed/parameter_server.h"
+#include "src/distributed/ps_strategy.h"
+#include "src/distributed/replicated_strategy.h"
+
+namespace mpiflow {
+
+StatusOr<StrategyKind> ParseStrategy(const std::string& name) {
+  if (name == "auto") return StrategyKind::kAuto;
+  if (name == "none") return StrategyKind::kNone;
+  if (name == "allreduce") return StrategyKind::kAllReduce;
+  if (name == "ps") return StrategyKind::kParameterServer;
+  return InvalidArgument("--strategy must be auto, allreduce, ps or none, got '", name, "'");
+}
+
+const char* StrategyName(StrategyKind kind) {
+  switch (kind) {
+    case StrategyKind::kAuto:
+      return "auto";
+    case StrategyKind::kNone:
+      return "none";
+    case StrategyKind::kAllReduce:
+      return "allreduce";
+    case StrategyKind::kParameterServer:
+      return "ps";
+  }
+  return "?";
+}
+
+Status CheckParameterServerRanks(int ranks, const ParameterServerOptions& o) {
+  return MakePsLayout(ranks, o.servers, o.backup_workers, {}).status();
+}
+
+StatusOr<ServeOutcome> Strategy::Serve(Session&, CheckpointManager&, int64_t) {
+  return Internal("this strategy has no serving ranks");
+}
+
+StatusOr<std::unique_ptr<Strategy>> MakeStrategy(StrategyKind kind, const StrategyEnv& env,
+                                                 const AllReduceOptions& allreduce,
+                                                 const ParameterServerOptions& ps) {
+  const int ranks = env.comm ? env.comm->size() : 1;
+  if (kind == StrategyKind::kNone && ranks > 1) {
+    return InvalidArgument("--strategy none under ", ranks, " ranks would train ", ranks,
+                           " separate copies of the model: use --strategy allreduce, or run one "
+                           "rank");
+  }
+  if (kind == StrategyKind::kParameterServer) {
+    MPIFLOW_RETURN_IF_ERROR(CheckParameterServerRanks(ranks, ps));
+    return std::unique_ptr<Strategy>(new ParameterServerStrategy(env, ps));
+  }
+  if (ranks == 1) return std::unique_ptr<Strategy>(new LocalStrategy(env));
+  return std::unique_ptr<Strategy>(new AllReduceStrategy(env, allreduce));
+}
+
+}  // namespace mpiflow

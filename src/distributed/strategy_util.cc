@@ -1,0 +1,43 @@
+// The strategies' shared helpers (see strategy_util.h).
+#include "src/distributed/strategy_util.h"
+
+namespace mpiflow {
+namespace strategy_util {
+
+StatusOr<Checkpoint> Snapshot(Session& session, int64_t step, int ranks,
+                              const std::set<std::string>* only) {
+  Checkpoint c;
+  for (const VariableInfo& v : session.graph().variables()) {
+    if (only && !only->count(v.variable->name())) continue;
+    StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
+    if (!t.ok()) return t.status();
+    c.variables.emplace_back(v.variable->name(), *t);
+  }
+  c.counters["step"] = step;
+  c.counters["ranks"] = ranks;
+  c.counters["run_counter"] = session.run_counter();
+  c.counters["data_cursor"] = step;
+  return c;
+}
+
+Status WriteVariables(Session& session, const std::vector<std::pair<std::string, Tensor>>& values) {
+  for (const auto& [name, t] : values) MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(name, t));
+  return Status::OK();
+}
+
+Status StepError(const Status& run, int64_t step, const Batch& batch, bool lr_hint) {
+  return Status(
+      run.code(),
+      StrCat("at step ", step, " (epoch ", batch.epoch + 1, "): ", run.message(),
+             lr_hint && run.code() == Code::kAborted ? "; lower the learning rate (--lr)" : ""));
+}
+
+void NoteCheckpoint(Communicator* comm, const std::string& path, int64_t step) {
+  if (comm) {
+    comm->SetReportNote(
+        StrCat("last checkpoint: '", path, "' (step ", step, "): resume with --resume latest"));
+  }
+}
+
+}  // namespace strategy_util
+}  // namespace mpiflow

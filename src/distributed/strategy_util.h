@@ -1,0 +1,33 @@
+// Helpers the strategies share: snapshots of a Session's variables as checkpoints, writing
+// restored values back, the error text of a failed step, and the stall inspector's note about
+// the last checkpoint. Private to src/distributed. Not a strategy.
+#pragma once
+
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mpiflow/checkpoint.h"
+#include "mpiflow/communicator.h"
+#include "mpiflow/data.h"
+#include "mpiflow/session.h"
+
+namespace mpiflow {
+namespace strategy_util {
+
+// The session's variables (those named in `only` when given) as a checkpoint of `step` written
+// by a run of `ranks` ranks: counters step, ranks, run_counter and data_cursor (= step: every
+// rank has consumed `step` global batches).
+StatusOr<Checkpoint> Snapshot(Session& session, int64_t step, int ranks,
+                              const std::set<std::string>* only = nullptr);
+// Writes restored (name, value) pairs into the session's variables.
+Status WriteVariables(Session& session, const std::vector<std::pair<std::string, Tensor>>& values);
+// "at step N (epoch E): <what the run said>"; with `lr_hint`, an aborted run (a NaN) adds
+// "; lower the learning rate (--lr)".
+Status StepError(const Status& run, int64_t step, const Batch& batch, bool lr_hint);
+// Tells the stall inspector where a failed job resumes from.
+void NoteCheckpoint(Communicator* comm, const std::string& path, int64_t step);
+
+}  // namespace strategy_util
+}  // namespace mpiflow

@@ -1,0 +1,191 @@
+// CheckpointManager: names, the atomic write through WriteCheckpoint, `latest`, rotation,
+// temporaries, and which file a resume reads (see checkpoint_manager.h). Not the HDF5 format.
+#include "mpiflow/checkpoint_manager.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+namespace mpiflow {
+
+using Clock = std::chrono::steady_clock;
+
+Status ValidateCheckpointOptions(const CheckpointOptions& o) {
+  if (o.every_steps < 0) {
+    return InvalidArgument("--checkpoint-every must be >= 0 (0: off), got ", o.every_steps);
+  }
+  if (o.every_seconds < 0) {
+    return InvalidArgument("--checkpoint-seconds must be >= 0 (0: off), got ", o.every_seconds);
+  }
+  if (o.keep < 1) return InvalidArgument("--keep-checkpoints must be >= 1, got ", o.keep);
+  return Status::OK();
+}
+
+Status MakeDirs(const std::string& path) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!cur.empty() && ::mkdir(cur.c_str(), 0755) != 0) {
+        struct stat st;
+        if (errno != EEXIST) {
+          return Status(Code::kUnavailable,
+                        StrCat("cannot create directory '", cur, "': ", std::strerror(errno)));
+        }
+        if (::stat(cur.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+          return Status(Code::kUnavailable, StrCat("cannot create directory '", cur,
+                                                   "': a file of that name exists (move it, or "
+                                                   "name another directory)"));
+        }
+      }
+    }
+    if (i < path.size()) cur += path[i];
+  }
+  return Status::OK();
+}
+
+CheckpointManager::CheckpointManager(CheckpointOptions options, std::string shard,
+                                     FaultHooks* hooks)
+    : options_(std::move(options)),
+      shard_(std::move(shard)),
+      hooks_(hooks),
+      last_save_(Clock::now()) {}
+
+void CheckpointManager::SetAttributes(std::map<std::string, std::string> attributes) {
+  attributes_ = std::move(attributes);
+}
+
+bool CheckpointManager::DueAtStep(int64_t step) const {
+  return options_.every_steps > 0 && step % options_.every_steps == 0;
+}
+
+bool CheckpointManager::DueByTime() const {
+  return options_.every_seconds > 0 &&
+         std::chrono::duration<double>(Clock::now() - last_save_).count() >= options_.every_seconds;
+}
+
+std::string CheckpointManager::FileName(int64_t step, const std::string& shard) {
+  char name[40];
+  std::snprintf(name, sizeof(name), "ckpt-%08lld", static_cast<long long>(step));
+  return name + shard + ".h5";
+}
+
+std::string CheckpointManager::ShardSuffix(int server, int servers) {
+  return StrCat(".ps", server, "-of-", servers);
+}
+
+Status CheckpointManager::PointLatest(int64_t step, const std::string& shard) const {
+  const std::string latest = options_.dir + "/latest", tmp = latest + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << FileName(step, shard) << "\n";
+    if (!f.flush()) return Status(Code::kUnavailable, StrCat("cannot write '", tmp, "'"));
+  }
+  if (std::rename(tmp.c_str(), latest.c_str()) != 0) {
+    return Status(Code::kUnavailable,
+                  StrCat("cannot rename '", tmp, "' to '", latest, "': ", std::strerror(errno)));
+  }
+  return Status::OK();
+}
+
+// Removes the temporary files of checkpoint writers that were killed ("ckpt-*<shard>.h5.tmp.*").
+// Without a shard, only unsharded names (a server's temporaries are not ours to remove).
+void CheckpointManager::RemoveStaleTemporaries() const {
+  DIR* d = opendir(options_.dir.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  const std::string mark = shard_ + ".h5.tmp.";
+  while (dirent* e = readdir(d)) {
+    const std::string n = e->d_name;
+    if (n.rfind("ckpt-", 0) == 0 && n.find(mark) != std::string::npos &&
+        (!shard_.empty() || n.find(".ps") == std::string::npos)) {
+      stale.push_back(n);
+    }
+  }
+  closedir(d);
+  for (const std::string& n : stale) std::remove((options_.dir + "/" + n).c_str());
+}
+
+StatusOr<std::string> CheckpointManager::Save(Checkpoint c, int64_t step, bool point_latest) {
+  MPIFLOW_RETURN_IF_ERROR(MakeDirs(options_.dir));
+  if (!cleaned_) {  // once per run: nobody else writes this role's files here
+    RemoveStaleTemporaries();
+    cleaned_ = true;
+  }
+  for (const auto& [k, v] : attributes_) c.attributes[k] = v;
+  c.counters["step"] = step;
+  const std::string path = PathOf(step);
+  MPIFLOW_RETURN_IF_ERROR(WriteCheckpoint(path, c, hooks_));
+  if (point_latest) MPIFLOW_RETURN_IF_ERROR(PointLatest(step, shard_));
+  // Prune: this role's checkpoints of the steps before the newest `keep`.
+  for (int64_t old = step - 1, kept = 1; old >= 0; --old) {
+    const std::string p = PathOf(old);
+    if (::access(p.c_str(), F_OK) != 0) continue;
+    if (++kept > options_.keep) std::remove(p.c_str());
+    if (kept > options_.keep + 64) break;
+  }
+  MarkSaved(step);
+  return path;
+}
+
+void CheckpointManager::MarkSaved(int64_t step) {
+  last_ = PathOf(step);
+  last_step_ = step;
+  last_save_ = Clock::now();
+}
+
+StatusOr<std::string> CheckpointManager::ResumePath() const {
+  std::string path = options_.resume;
+  if (path == "latest") {
+    std::ifstream f(options_.dir + "/latest");
+    std::string name;
+    if (!(f >> name)) {
+      return Status(Code::kNotFound, StrCat("--resume latest: no '", options_.dir,
+                                            "/latest' (no checkpoint written there yet?)"));
+    }
+    path = options_.dir + "/" + name;
+  }
+  if (shard_.empty()) return path;
+  // A sharded run is named by shard 0's file; this role reads its own shard of that step.
+  const size_t of = shard_.find("-of-");
+  const std::string servers = shard_.substr(of + 4);
+  const std::string first = ".ps0-of-" + servers + ".h5";
+  const size_t at = path.rfind(first);
+  if (at == std::string::npos || at + first.size() != path.size()) {
+    return InvalidArgument("--resume '", path, "': not server 0's shard of a run with --ps-ranks ",
+                           servers, " (a name ending in '", first,
+                           "'); resume a parameter-server run from its own checkpoints");
+  }
+  return path.substr(0, at) + shard_ + ".h5";
+}
+
+StatusOr<Checkpoint> CheckpointManager::LoadForResume(int ranks, const std::string& why,
+                                                      std::string* changed) {
+  StatusOr<std::string> path = ResumePath();
+  if (!path.ok()) return path.status();
+  StatusOr<Checkpoint> c = ReadCheckpoint(*path);
+  if (!c.ok()) return c.status();
+  if (c->counters.count("ranks") && c->counters["ranks"] != ranks) {
+    return InvalidArgument("checkpoint '", *path, "' was written by a run of ",
+                           c->counters["ranks"], " ranks; resume it with the same number", why,
+                           ", not ", ranks);
+  }
+  changed->clear();
+  for (const auto& [k, v] : attributes_) {
+    if (k.rfind("option.", 0) != 0 || k == "option.epochs" || k == "option.max-steps") continue;
+    auto it = c->attributes.find(k);
+    if (it != c->attributes.end() && it->second != v) {
+      *changed += StrCat(changed->empty() ? "" : ", ", k.substr(7), " ", it->second, " -> ", v);
+    }
+  }
+  last_ = *path;
+  last_step_ = c->counters["step"];
+  return c;
+}
+
+}  // namespace mpiflow

@@ -1,0 +1,312 @@
+// mpiflow-train's command line (TrainMain), the front end of Train(). Options come from the command
+// line and an optional INI job file (--config); the command line wins. Under mpirun/srun with
+// several ranks it starts the communicator and trains data-parallel. Exit codes: 0 done, 1 training
+// failed (the reason on stderr), 2 bad options or job file, 3 the stall inspector gave up,
+// 75 preempted (SIGTERM/SIGUSR1) after writing a checkpoint: requeue and --resume latest.
+#include "src/tools/train_main.h"
+
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <iostream>
+
+#include "mpiflow/communicator.h"
+#include "mpiflow/timeline.h"
+#include "mpiflow/trainer.h"
+
+namespace po = boost::program_options;
+using mpiflow::TrainConfig;
+
+namespace {
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+// The options that arrive as text and are parsed into types after reading (ParseTyped).
+struct CommandLine {
+  std::string config_file, lr_kind, timeline, allreduce_rules;
+  std::string model = "mlp", dataset = "fashion-mnist", strategy = "auto", allreduce = "auto",
+              data_sharding = "global";
+  mpiflow::CollectiveOptions collectives;
+};
+
+// The text options into the config's enums; the first bad one is the error.
+mpiflow::Status ParseTyped(const CommandLine& cl, TrainConfig* c) {
+  auto model = mpiflow::ParseModel(cl.model);
+  if (!model.ok()) return model.status();
+  c->model = *model;
+  auto dataset = mpiflow::ParseDataset(cl.dataset);
+  if (!dataset.ok()) return dataset.status();
+  c->dataset = *dataset;
+  auto strategy = mpiflow::ParseStrategy(cl.strategy);
+  if (!strategy.ok()) return strategy.status();
+  c->strategy = *strategy;
+  auto algorithm = mpiflow::ParseAllreduceAlgorithm(cl.allreduce);
+  if (!algorithm.ok()) return algorithm.status();
+  c->allreduce.algorithm = *algorithm;
+  auto sharding = mpiflow::ParseDataSharding(cl.data_sharding);
+  if (!sharding.ok()) return sharding.status();
+  c->data_sharding = *sharding;
+  c->optimizer.lr.kind = cl.lr_kind;
+  return mpiflow::Status::OK();
+}
+
+po::options_description Options(TrainConfig* c, CommandLine* cl) {
+  std::string* config_file = &cl->config_file;
+  std::string* lr_kind = &cl->lr_kind;
+  mpiflow::CollectiveOptions* co = &cl->collectives;
+  po::options_description d("mpiflow-train options (also valid as keys of an INI job file)");
+  // clang-format off
+  d.add_options()
+    ("help,h", "print this help and exit")
+    ("config", po::value(config_file)->value_name("FILE"),
+     "INI job file with any of these options as key = value (jobs/*.ini); the command line wins")
+    ("model", po::value(&cl->model)->default_value(cl->model), "mlp or cnn")
+    ("dataset", po::value(&cl->dataset)->default_value(cl->dataset),
+     "fashion-mnist (IDX files in --data-dir), hdf5 (--data-dir is a file from mpiflow-data "
+     "convert) or synthetic")
+    ("data-dir", po::value(&c->data_dir)->default_value(c->data_dir),
+     "directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
+    ("epochs", po::value(&c->epochs)->default_value(c->epochs), "passes over the training set")
+    ("batch-size", po::value(&c->batch_size)->default_value(c->batch_size),
+     "examples per step (per rank)")
+    ("max-steps", po::value(&c->max_steps)->default_value(c->max_steps),
+     "stop after this many steps (-1: run every epoch)")
+    ("optimizer", po::value(&c->optimizer.name)->default_value(c->optimizer.name),
+     "sgd, momentum, rmsprop or adam")
+    ("lr", po::value(&c->optimizer.lr.base)->default_value(c->optimizer.lr.base),
+     "base learning rate")
+    ("lr-schedule", po::value(lr_kind)->default_value(c->optimizer.lr.kind),
+     "constant, step or cosine")
+    ("warmup-steps", po::value(&c->optimizer.lr.warmup_steps)->default_value(0),
+     "linear learning-rate warm-up steps")
+    ("decay-steps", po::value(&c->optimizer.lr.decay_steps)->default_value(0),
+     "step: steps between decays; cosine: steps to decay over; 0: the whole run")
+    ("decay-rate", po::value(&c->optimizer.lr.decay_rate)->default_value(0.1),
+     "step schedule: factor per decay")
+    ("momentum", po::value(&c->optimizer.momentum)->default_value(c->optimizer.momentum),
+     "momentum optimizer coefficient")
+    ("nesterov", po::value(&c->optimizer.nesterov)->default_value(false),
+     "Nesterov momentum (true/false)")
+    ("threads", po::value(&c->threads)->default_value(c->threads),
+     "threads one kernel may use (OpenBLAS and mpiflow's own); the environment is ignored")
+    ("inter-op-threads", po::value(&c->inter_op_threads)->default_value(c->inter_op_threads),
+     "graph nodes run concurrently")
+    ("seed", po::value(&c->seed)->default_value(c->seed),
+     "seeds initial weights, shuffling and dropout: same seed, same result")
+    ("output-dir", po::value(&c->output_dir)->default_value("mpiflow-out"),
+     "where metrics.jsonl and graph.mpg go")
+    ("log-every", po::value(&c->log_every)->default_value(c->log_every),
+     "progress line on stderr every N steps")
+    ("eval", po::value(&c->eval)->default_value(true), "test accuracy after each epoch")
+    ("profile", po::value(&c->profile)->default_value(false),
+     "time every kernel after the first 20 steps and print ms/step per op type at the end")
+    ("eval-batch-size", po::value(&c->eval_batch_size)->default_value(c->eval_batch_size),
+     "examples per evaluation step")
+    ("prefetch", po::value(&c->prefetch)->default_value(c->prefetch),
+     "batches prepared ahead on a background thread")
+    ("synthetic-train", po::value(&c->synthetic_train)->default_value(c->synthetic_train),
+     "training examples when --dataset=synthetic")
+    ("synthetic-test", po::value(&c->synthetic_test)->default_value(c->synthetic_test),
+     "test examples when --dataset=synthetic")
+    ("strategy", po::value(&cl->strategy)->default_value(cl->strategy),
+     "auto (allreduce under several ranks), allreduce, ps (parameter servers: see --ps-ranks), "
+     "or none (one rank only)")
+    ("ps-ranks", po::value(&c->ps.servers)->default_value(c->ps.servers),
+     "with --strategy ps: the last N ranks are parameter servers, each holding a share of the "
+     "variables (balanced by size); the other ranks are workers")
+    ("backup-workers", po::value(&c->ps.backup_workers)->default_value(c->ps.backup_workers),
+     "with --strategy ps: each step uses the first (workers - N) gradients to arrive and drops "
+     "the stragglers' (synchronous training that does not wait for the slowest N)")
+    ("bucket-mb", po::value(&c->allreduce.bucket_mb)->default_value(c->allreduce.bucket_mb),
+     "gradient fusion bucket size in MiB: each bucket's allreduce starts as soon as its "
+     "gradients exist")
+    ("allreduce", po::value(&cl->allreduce)->default_value(cl->allreduce),
+     "allreduce algorithm for gradient buckets: auto (see --allreduce-rules), native (the MPI "
+     "library's MPI_Allreduce), ring, hd (halving-doubling), rd (recursive doubling)")
+    ("allreduce-rules", po::value(&cl->allreduce_rules)->value_name("RULES"),
+     "what auto picks, first match wins: e.g. rd:<=32768,ring (algorithm[:<=bytes][@>=ranks])")
+    ("stall-warning-seconds", po::value(&co->stall_warning_seconds)
+                                  ->default_value(co->stall_warning_seconds),
+     "a collective waiting this long prints which ranks have not arrived")
+    ("stall-abort-seconds", po::value(&co->stall_abort_seconds)
+                                ->default_value(co->stall_abort_seconds),
+     "... and after this long aborts the job (exit code 3)")
+    ("data-sharding", po::value(&cl->data_sharding)->default_value(cl->data_sharding),
+     "global: every rank loads all training data and takes its part of each global batch (N "
+     "ranks train like one with N x the batch); local: each rank reads only its share (an HDF5 "
+     "hyperslab) and shuffles within it, for data larger than memory")
+    ("checkpoint-dir", po::value(&c->checkpoint.dir)->value_name("DIR"),
+     "where checkpoints go (default: <output-dir>/checkpoints): ckpt-<step>.h5 and 'latest'")
+    ("checkpoint-every", po::value(&c->checkpoint.every_steps)->default_value(0),
+     "write an HDF5 checkpoint every N steps (0: off)")
+    ("checkpoint-seconds", po::value(&c->checkpoint.every_seconds)->default_value(0),
+     "... and/or every N seconds (0: off)")
+    ("keep-checkpoints", po::value(&c->checkpoint.keep)->default_value(c->checkpoint.keep),
+     "keep the newest N checkpoints")
+    ("resume", po::value(&c->checkpoint.resume)->value_name("latest|FILE"),
+     "continue from the latest checkpoint in --checkpoint-dir, or from FILE, exactly where it "
+     "stopped")
+    ("timeline", po::value(&cl->timeline)->value_name("FILE"),
+     "write a Chrome-trace JSON (Perfetto, chrome://tracing) of ops, buckets, allreduces and "
+     "waits; '%r' in FILE becomes the rank, and rank 0 merges all ranks into FILE with %r -> all");
+  // clang-format on
+  return d;
+}
+
+}  // namespace
+
+int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
+  TrainConfig config;
+  config.optimizer.name = "adam";
+  config.optimizer.lr.base = 0.001;
+  CommandLine cl;
+  std::string& config_file = cl.config_file;
+  po::options_description desc = Options(&config, &cl);
+  po::variables_map vm;
+  try {
+    const int style = po::command_line_style::unix_style ^ po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(argc, argv).options(desc).style(style).run(), vm);
+    if (vm.count("help")) {
+      std::cout << "Usage: mpiflow-train [options]\n"
+                << "Trains a model on Fashion-MNIST (or synthetic data) and prints one summary "
+                   "line on stdout.\nExit codes: 0 done, 1 training failed, 2 bad options, 3 "
+                   "stalled, 75 preempted (checkpoint written: requeue with --resume latest).\n\n"
+                << desc << "\nExample:\n  mpiflow-train --config jobs/fashion_mlp.ini --epochs 1\n";
+      return 0;
+    }
+    if (vm.count("config")) {
+      const std::string file = vm["config"].as<std::string>();
+      std::ifstream in(file);
+      if (!in) {
+        std::cerr << "mpiflow-train: cannot open job file '" << file << "'\n";
+        return kExitUsage;
+      }
+      try {
+        po::store(po::parse_config_file(in, desc, false), vm);
+      } catch (const po::error& e) {
+        std::cerr << "mpiflow-train: in job file '" << file << "': " << e.what() << "\n";
+        return kExitUsage;
+      }
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "mpiflow-train: " << e.what() << " (see --help)\n";
+    return kExitUsage;
+  }
+  mpiflow::Status typed = ParseTyped(cl, &config);
+  if (!typed.ok()) {
+    std::cerr << "mpiflow-train: " << typed.message() << (config_file.empty() ? "" : " (job file '")
+              << config_file << (config_file.empty() ? "" : "')") << "\n";
+    return kExitUsage;
+  }
+  if (!cl.allreduce_rules.empty()) {
+    auto rules = mpiflow::ParseAllreduceRules(cl.allreduce_rules);
+    if (!rules.ok()) {
+      std::cerr << "mpiflow-train: --allreduce-rules: " << rules.status().message() << "\n";
+      return kExitUsage;
+    }
+    cl.collectives.allreduce_rules = *rules;
+  }
+  const mpiflow::CollectiveOptions& co = cl.collectives;
+  if (!(co.stall_warning_seconds > 0) || !(co.stall_abort_seconds > co.stall_warning_seconds)) {
+    std::cerr << "mpiflow-train: --stall-warning-seconds (" << co.stall_warning_seconds
+              << ") must be positive and below --stall-abort-seconds (" << co.stall_abort_seconds
+              << ")\n";
+    return kExitUsage;
+  }
+  mpiflow::Status valid = mpiflow::ValidateTrainConfig(config);
+  if (!valid.ok()) {
+    std::cerr << "mpiflow-train: " << valid.message() << (config_file.empty() ? "" : " (job file '")
+              << config_file << (config_file.empty() ? "" : "')") << "\n";
+    return kExitUsage;
+  }
+  // Parameter servers need a server and a worker: say so before starting MPI for one rank.
+  const bool ps = config.strategy == mpiflow::StrategyKind::kParameterServer;
+  if (ps && !mpiflow::LaunchedWithSeveralRanks()) {
+    std::cerr << "mpiflow-train: " << mpiflow::CheckParameterServerRanks(1, config.ps).message()
+              << " (start it with mpirun -np N or srun)\n";
+    return kExitUsage;
+  }
+  // Several ranks: start the communicator (its thread initialises MPI).
+  mpiflow::Communicator* comm = nullptr;
+  if (mpiflow::LaunchedWithSeveralRanks() || config.strategy == mpiflow::StrategyKind::kAllReduce ||
+      ps) {
+    if (!cl.timeline.empty() && cl.timeline.find("%r") == std::string::npos) {
+      cl.timeline += ".rank%r.json";
+    }
+    cl.collectives.timeline_path = cl.timeline;
+    mpiflow::StatusOr<mpiflow::Communicator*> world = mpiflow::WorldCommunicator(cl.collectives);
+    if (!world.ok()) {
+      std::cerr << "mpiflow-train: " << world.status().message() << "\n";
+      return world.status().code() == mpiflow::Code::kInvalidArgument ? kExitUsage : kExitFailed;
+    }
+    comm = *world;
+    if (comm->size() > 1 &&
+        config.strategy == mpiflow::StrategyKind::kNone) {  // the same answer on every rank
+      if (comm->rank() == 0) {
+        std::cerr << "mpiflow-train: --strategy none under " << comm->size()
+                  << " ranks would train separate copies of the model: use --strategy "
+                     "allreduce (the default), or run one rank\n";
+      }
+      return kExitUsage;
+    }
+  }
+  std::unique_ptr<mpiflow::Timeline> local_timeline;
+  mpiflow::Timeline* timeline = comm ? comm->timeline() : nullptr;
+  if (!comm && !cl.timeline.empty()) {
+    std::string path = cl.timeline;
+    const size_t at = path.find("%r");
+    if (at != std::string::npos) path.replace(at, 2, "0");
+    local_timeline = std::make_unique<mpiflow::Timeline>(path, 0);
+    timeline = local_timeline.get();
+  }
+  const int rank = comm ? comm->rank() : 0;
+  mpiflow::StatusOr<mpiflow::TrainResult> r =
+      mpiflow::Train(config, std::cerr, comm, timeline, hooks);
+  if (!r.ok()) {
+    const std::string prefix = comm && comm->size() > 1
+                                   ? mpiflow::StrCat("mpiflow-train: rank ", rank, ": error: ")
+                                   : std::string("mpiflow-train: error: ");
+    if (comm && comm->size() > 1 && r.status().code() != mpiflow::Code::kAborted) {
+      // This rank's own failure: the others would wait for it forever, so end the job.
+      comm->Abort(kExitFailed, prefix + r.status().ToString());
+    }
+    // One write, so that the lines of several ranks do not interleave.
+    std::fprintf(stderr, "%s%s\n", prefix.c_str(), r.status().ToString().c_str());
+    std::fflush(stderr);
+    return kExitFailed;
+  }
+  if (timeline) {
+    mpiflow::Status w = timeline->Write();
+    if (!w.ok()) std::cerr << "mpiflow-train: " << w.message() << "\n";
+    if (comm && comm->size() > 1) {
+      (void)comm->Barrier()->Wait();
+      if (rank == 0) {
+        std::vector<std::string> files;
+        for (int q = 0; q < comm->size(); ++q) {
+          std::string f = cl.timeline;
+          f.replace(f.find("%r"), 2, std::to_string(q));
+          files.push_back(f);
+        }
+        std::string merged = cl.timeline;
+        merged.replace(merged.find("%r"), 2, "all");
+        w = mpiflow::MergeTimelines(files, merged);
+        std::cerr << "mpiflow-train: "
+                  << (w.ok() ? "timeline of all ranks in '" + merged + "'" : w.message()) << "\n";
+      }
+    }
+  }
+  if (r->preempted) return mpiflow::kExitPreempted;  // every rank: a job script can requeue
+  if (rank != 0) return 0;
+  const std::string ps_fields = !ps ? ""
+                                    : mpiflow::StrCat(" ps_ranks=", config.ps.servers,
+                                                      " backup_workers=", config.ps.backup_workers,
+                                                      " stale_dropped=", r->stale_dropped);
+  std::printf(
+      "summary: model=%s epochs=%lld steps=%lld test_accuracy=%.4f samples_per_sec=%.1f "
+      "peak_rss_mib=%.0f ranks=%d%s\n",
+      mpiflow::ModelName(config.model), static_cast<long long>(r->epochs),
+      static_cast<long long>(r->steps), r->test_accuracy, r->samples_per_sec, r->peak_rss_mib,
+      r->ranks, ps_fields.c_str());
+  return 0;
+}

@@ -1,0 +1,99 @@
+// LoadTrainingData and Evaluate (see train_data.h).
+#include "src/train/train_data.h"
+
+#include <tuple>
+#include <utility>
+
+namespace mpiflow {
+namespace {
+
+ImageDataset SliceDataset(const ImageDataset& d, std::pair<int64_t, int64_t> range) {
+  ImageDataset out = d;
+  out.count = range.second;
+  out.images.assign(d.images.begin() + range.first * d.example_size(),
+                    d.images.begin() + (range.first + range.second) * d.example_size());
+  out.labels.assign(d.labels.begin() + range.first, d.labels.begin() + range.first + range.second);
+  return out;
+}
+
+}  // namespace
+
+StatusOr<TrainingData> LoadTrainingData(const TrainConfig& cfg, int data_ranks, int data_rank) {
+  TrainingData d;
+  // Local sharding: every rank holds only its share of the examples (see BatchStreamOptions).
+  d.local = cfg.data_sharding == DataSharding::kLocal && data_ranks > 1;
+  if (cfg.dataset == DatasetKind::kSynthetic) {
+    d.train = SyntheticDataset(cfg.synthetic_train, 10, static_cast<uint64_t>(cfg.seed));
+    d.test = SyntheticDataset(cfg.synthetic_test, 10, static_cast<uint64_t>(cfg.seed) + 1);
+  } else if (cfg.dataset == DatasetKind::kHdf5) {  // --data-dir names the file
+    // With local sharding a rank reads only its part of each split (a hyperslab).
+    for (bool is_train : {true, false}) {
+      const char* split = is_train ? "train" : "test";
+      int64_t begin = 0, count = -1;
+      if (d.local) {
+        StatusOr<int64_t> size = Hdf5SplitSize(cfg.data_dir, split);
+        if (!size.ok()) return size.status();
+        (is_train ? d.global_train : d.global_test) = *size;
+        std::tie(begin, count) = BatchStream::ShardRange(*size, data_ranks, data_rank);
+      }
+      StatusOr<ImageDataset> r = ReadHdf5Split(cfg.data_dir, split, begin, count);
+      if (!r.ok()) return r.status();
+      (is_train ? d.train : d.test) = std::move(*r);
+    }
+  } else {
+    StatusOr<ImageDataset> tr = LoadMnistDirectory(cfg.data_dir, true);
+    if (!tr.ok()) return tr.status();
+    StatusOr<ImageDataset> te = LoadMnistDirectory(cfg.data_dir, false);
+    if (!te.ok()) return te.status();
+    d.train = std::move(*tr);
+    d.test = std::move(*te);
+  }
+  if (d.local && cfg.dataset != DatasetKind::kHdf5) {  // in memory: keep this rank's share
+    d.global_train = d.train.count;
+    d.global_test = d.test.count;
+    d.train = SliceDataset(d.train, BatchStream::ShardRange(d.train.count, data_ranks, data_rank));
+    d.test = SliceDataset(d.test, BatchStream::ShardRange(d.test.count, data_ranks, data_rank));
+  }
+  if (d.train.example_size() != 784) {
+    return InvalidArgument("the models expect 28x28 images; '", cfg.data_dir, "' holds ",
+                           d.train.rows, "x", d.train.cols);
+  }
+  const int64_t global_batch = cfg.batch_size * data_ranks;
+  d.per_epoch =
+      d.local
+          ? (BatchStream::ShardRange(d.global_train, data_ranks, 0).second + cfg.batch_size - 1) /
+                cfg.batch_size
+          : (d.train.count + global_batch - 1) / global_batch;
+  return d;
+}
+
+StatusOr<double> Evaluate(Session& session, const Model& m, const TrainingData& data,
+                          int64_t batch_size, Communicator* comm) {
+  BatchStreamOptions o;
+  o.batch_size = batch_size;
+  o.shuffle = false;
+  o.prefetch = 0;
+  if (comm) {
+    o.num_shards = comm->size();
+    o.shard_index = comm->rank();
+    o.local_shards = data.local;
+    if (data.local) o.global_count = data.global_test;
+  }
+  BatchStream stream(&data.test, o);
+  Batch b;
+  double correct = 0;
+  std::vector<Tensor> out;
+  while (stream.Next(&b)) {
+    MPIFLOW_RETURN_IF_ERROR(
+        session.Run({{m.images, b.images}, {m.labels, b.labels}}, {m.correct}, {}, &out));
+    if (b.examples > 0) correct += *out[0].data<float>();
+  }
+  if (comm) {
+    Tensor t = Tensor::Scalar<double>(correct);
+    MPIFLOW_RETURN_IF_ERROR(comm->Allreduce(t, {})->Wait());
+    correct = *t.data<double>();
+  }
+  return correct / static_cast<double>(data.local ? data.global_test : data.test.count);
+}
+
+}  // namespace mpiflow

@@ -1,0 +1,30 @@
+// The data side of a training run: loading the configured dataset (this rank's share of it
+// under local sharding), the steps per epoch, and test accuracy over ranks. Private to src/train.
+// Not batching (data.h's BatchStream) and not the loop (trainer.cc).
+#pragma once
+
+#include <cstdint>
+
+#include "mpiflow/communicator.h"
+#include "mpiflow/data.h"
+#include "mpiflow/models.h"
+#include "mpiflow/session.h"
+#include "mpiflow/trainer.h"
+
+namespace mpiflow {
+
+struct TrainingData {
+  ImageDataset train, test;
+  bool local = false;  // each rank holds only its share (DataSharding::kLocal over >1 ranks)
+  int64_t global_train = 0, global_test = 0;  // example counts over all ranks, when local
+  int64_t per_epoch = 0;                      // global batches (steps) per epoch
+};
+
+// Loads cfg's dataset for rank `data_rank` of `data_ranks` ranks that read data.
+StatusOr<TrainingData> LoadTrainingData(const TrainConfig& cfg, int data_ranks, int data_rank);
+
+// Test accuracy; with a communicator each rank evaluates its shard and the counts are summed.
+StatusOr<double> Evaluate(Session& session, const Model& m, const TrainingData& data,
+                          int64_t batch_size, Communicator* comm);
+
+}  // namespace mpiflow

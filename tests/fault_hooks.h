@@ -1,0 +1,76 @@
+// The failure tests' FaultHooks: kill, sleep or raise SIGTERM on a chosen rank before a chosen
+// step, or end a checkpoint writer at a chosen crash point. Installed by in-process tests and by
+// tests/faulty_train.cc (mpiflow-train with `--inject` specs). Not part of the library.
+#pragma once
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mpiflow/fault_hooks.h"
+
+namespace mpiflow {
+namespace test {
+
+class InjectedFaults : public FaultHooks {
+ public:
+  enum class Kind { kKill, kSigterm, kSleep };
+  struct Fault {
+    Kind kind;
+    int rank;
+    int64_t step;
+    double seconds = 0;
+  };
+  void Add(Fault f) { faults_.push_back(f); }
+  void CrashCheckpointAt(int point) { crash_point_ = point; }
+  // "kill:RANK:STEP", "sigterm:RANK:STEP" or "sleep:RANK:STEP:SECONDS"; false when malformed.
+  bool Parse(const std::string& spec) {
+    char kind[16] = {};
+    int rank = -1;
+    long long step = -1;
+    double seconds = 0;
+    const int n = std::sscanf(spec.c_str(), "%15[a-z]:%d:%lld:%lf", kind, &rank, &step, &seconds);
+    const std::string k = kind;
+    if (n == 3 && k == "kill") return Added({Kind::kKill, rank, step});
+    if (n == 3 && k == "sigterm") return Added({Kind::kSigterm, rank, step});
+    if (n == 4 && k == "sleep") return Added({Kind::kSleep, rank, step, seconds});
+    return false;
+  }
+
+  void BeforeStep(int rank, int64_t step) override {
+    for (const Fault& f : faults_) {
+      if (f.rank != rank || f.step != step) continue;
+      if (f.kind == Kind::kKill) {
+        std::fprintf(stderr, "mpiflow: rank %d: injected fault: SIGKILL at step %lld\n", rank,
+                     static_cast<long long>(step));
+        std::fflush(stderr);
+        raise(SIGKILL);
+      } else if (f.kind == Kind::kSigterm) {
+        raise(SIGTERM);
+      } else {
+        std::this_thread::sleep_for(std::chrono::duration<double>(f.seconds));
+      }
+    }
+  }
+  // Ends the process abruptly (as a kill would) at the chosen crash point.
+  void AtCheckpointCrashPoint(int point) override {
+    if (point == crash_point_) std::_Exit(9);
+  }
+
+ private:
+  bool Added(Fault f) {
+    faults_.push_back(f);
+    return true;
+  }
+  std::vector<Fault> faults_;
+  int crash_point_ = -1;
+};
+
+}  // namespace test
+}  // namespace mpiflow
