@@ -153,6 +153,63 @@ void LogStart(std::ostream& log, const TrainConfig& cfg, const OptimizerOptions&
   log << "\n";
 }
 
+// The model, the strategy's extension of it (gradients, synchronisation, updates) and the init
+// op, in `root`; `vars` gets the trainable variables.
+StatusOr<Model> BuildGraph(const Scope& root, const TrainConfig& cfg, const TrainingData& data,
+                           const OptimizerOptions& optimizer, Strategy& strategy,
+                           std::vector<Output>* vars, Node** init) {
+  StatusOr<Model> model = BuildModel(root, cfg.model, cfg.seed, data.train.num_classes);
+  if (!model.ok()) return model.status();
+  for (const VariableInfo& v : root.graph()->variables()) {
+    if (v.trainable) vars->push_back(Output(v.variable));
+  }
+  MPIFLOW_RETURN_IF_ERROR(strategy.Build(root, model->loss, *vars, optimizer));
+  *init = ops::InitOp(root);
+  MPIFLOW_RETURN_IF_ERROR(root.status());
+  return model;
+}
+
+// Rank 0's outputs: the graph file and the metrics file (none without an output directory).
+Status OpenOutputs(const TrainConfig& cfg, const Graph& graph,
+                   std::unique_ptr<std::ofstream>* metrics) {
+  if (cfg.output_dir.empty()) return Status::OK();
+  MPIFLOW_RETURN_IF_ERROR(MakeDirs(cfg.output_dir));
+  MPIFLOW_RETURN_IF_ERROR(SaveGraph(graph, cfg.output_dir + "/graph.mpg"));
+  *metrics = std::make_unique<std::ofstream>(cfg.output_dir + "/metrics.jsonl");
+  if (!**metrics) {
+    return Status(Code::kUnavailable, StrCat("cannot write '", cfg.output_dir, "/metrics.jsonl'"));
+  }
+  return Status::OK();
+}
+
+// This rank's share of each global batch, from `first_step` on (a resume continues there).
+BatchStreamOptions StreamOptions(const TrainConfig& cfg, const Strategy& strategy,
+                                 const TrainingData& data, int64_t first_step) {
+  BatchStreamOptions bo;
+  bo.batch_size = cfg.batch_size;
+  bo.seed = static_cast<uint64_t>(cfg.seed);
+  bo.num_epochs = cfg.epochs;
+  bo.prefetch = cfg.prefetch;
+  bo.num_shards = strategy.data_ranks();
+  bo.shard_index = strategy.data_rank();
+  bo.first_batch = first_step;
+  bo.local_shards = data.local;
+  bo.global_count = data.global_train;
+  return bo;
+}
+
+// The variables the strategy says this rank reports, by name.
+Status ReadReported(Session& session, const Strategy& strategy,
+                    std::vector<std::pair<std::string, Tensor>>* out) {
+  for (const VariableInfo& v : session.graph().variables()) {
+    if (!strategy.Reports(v)) continue;
+    StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
+    if (!t.ok()) return t.status();
+    out->emplace_back(v.variable->name(), *t);
+  }
+  return Status::OK();
+}
+
 TrainResult FromServing(ServeOutcome s, int ranks) {
   TrainResult r;
   r.ps_server = true;
@@ -197,29 +254,16 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   }
 
   Scope root = Scope::NewRootScope();
-  StatusOr<Model> model = BuildModel(root, cfg.model, cfg.seed, data.train.num_classes);
+  std::vector<Output> vars;
+  Node* init = nullptr;
+  StatusOr<Model> model = BuildGraph(root, cfg, data, optimizer, strategy, &vars, &init);
   if (!model.ok()) return model.status();
   const Model& m = *model;
-  std::vector<Output> vars;
-  for (const VariableInfo& v : root.graph()->variables()) {
-    if (v.trainable) vars.push_back(Output(v.variable));
-  }
-  MPIFLOW_RETURN_IF_ERROR(strategy.Build(root, m.loss, vars, optimizer));
-  Node* init = ops::InitOp(root);
-  MPIFLOW_RETURN_IF_ERROR(root.status());
   if (comm) {
     MPIFLOW_RETURN_IF_ERROR(CheckSameOnAllRanks(comm, *root.graph(), ConsistencyItems(cfg)));
   }
   std::unique_ptr<std::ofstream> metrics;
-  if (!cfg.output_dir.empty() && rank == 0) {
-    MPIFLOW_RETURN_IF_ERROR(MakeDirs(cfg.output_dir));
-    MPIFLOW_RETURN_IF_ERROR(SaveGraph(*root.graph(), cfg.output_dir + "/graph.mpg"));
-    metrics = std::make_unique<std::ofstream>(cfg.output_dir + "/metrics.jsonl");
-    if (!*metrics) {
-      return Status(Code::kUnavailable,
-                    StrCat("cannot write '", cfg.output_dir, "/metrics.jsonl'"));
-    }
-  }
+  if (rank == 0) MPIFLOW_RETURN_IF_ERROR(OpenOutputs(cfg, *root.graph(), &metrics));
   SessionOptions so;
   so.intra_op_threads = cfg.threads;
   so.inter_op_threads = cfg.inter_op_threads;
@@ -245,17 +289,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   r.steps = *first_step;
   if (!co.resume.empty()) r.resumed_from = r.steps;
 
-  BatchStreamOptions bo;
-  bo.batch_size = cfg.batch_size;
-  bo.seed = static_cast<uint64_t>(cfg.seed);
-  bo.num_epochs = cfg.epochs;
-  bo.prefetch = cfg.prefetch;
-  bo.num_shards = strategy.data_ranks();
-  bo.shard_index = strategy.data_rank();
-  bo.first_batch = r.steps;  // a resume continues with the next global batch
-  bo.local_shards = data.local;
-  bo.global_count = data.global_train;
-  BatchStream stream(&data.train, bo);
+  BatchStream stream(&data.train, StreamOptions(cfg, strategy, data, r.steps));
   MPIFLOW_CHECK(stream.batches_per_epoch() == per_epoch);
   LogStart(log, cfg, optimizer, data, vars, strategy, global_batch);
 
@@ -333,12 +367,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   r.peak_rss_mib = PeakRssMiB();
   r.ranks = ranks;
   r.last_checkpoint = checkpoints.last();
-  for (const VariableInfo& v : root.graph()->variables()) {
-    if (!strategy.Reports(v)) continue;
-    StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
-    if (!t.ok()) return t.status();
-    r.variables.emplace_back(v.variable->name(), *t);
-  }
+  MPIFLOW_RETURN_IF_ERROR(ReadReported(session, strategy, &r.variables));
   return r;
 }
 
