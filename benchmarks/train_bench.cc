@@ -37,7 +37,7 @@ double SgemmPeakGflops() {
 int main(int argc, char** argv) {
   mpiflow::TrainConfig c;
   c.data_dir = MPIFLOW_FASHION_MNIST_DIR;
-  c.optimizer.name = "adam";
+  c.optimizer.kind = mpiflow::OptimizerKind::kAdam;
   c.optimizer.lr.base = 0.001;
   c.eval = false;
   c.epochs = 1000;
@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     else if (k == "--threads")
       c.threads = std::stoi(v);
     else if (k == "--optimizer")
-      c.optimizer.name = v;
+      c.optimizer.kind = *mpiflow::ParseOptimizer(v);
     else if (k == "--dataset")
       c.dataset = *mpiflow::ParseDataset(v);
     else {
@@ -90,8 +90,8 @@ int main(int argc, char** argv) {
       "one-thread sgemm %.1f GFLOP/s (1024^3, same process)\n"
       "  peak RSS %.0f MiB\n",
       mpiflow::ModelName(c.model), static_cast<long long>(c.batch_size), c.threads,
-      c.optimizer.name.c_str(), static_cast<long long>(steps), repeats, median, rates.front(),
-      rates.back(), step_gflops, flops_per_example / 1e6, 100.0 * step_gflops / peak, peak,
-      mpiflow::PeakRssMiB());
+      mpiflow::OptimizerName(c.optimizer.kind), static_cast<long long>(steps), repeats, median,
+      rates.front(), rates.back(), step_gflops, flops_per_example / 1e6, 100.0 * step_gflops / peak,
+      peak, mpiflow::PeakRssMiB());
   return 0;
 }

@@ -1,6 +1,6 @@
 // Element-wise helpers of the collectives: the final division of an average, and the float16
 // staging that lets every algorithm reduce float16 data in float32.
-#include "collectives/reduce.h"
+#include "reduce.h"
 
 namespace mpiflow {
 namespace collectives {

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   Output logits = Dense(s.NewSubScope("out"), h, 10, /*relu=*/false, /*seed=*/2);
   Output loss = ops::Mean(s, ops::SparseSoftmaxCrossEntropyWithLogits(s, logits, y)[0], {0});
   OptimizerOptions adam;
-  adam.name = "adam";
+  adam.kind = OptimizerKind::kAdam;
   adam.lr.base = 1e-3;
   StatusOr<TrainOp> train = Minimize(s, loss, adam);  // adds gradient and update ops
   Node* init = ops::InitOp(s);

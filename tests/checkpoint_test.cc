@@ -100,7 +100,7 @@ TEST(Checkpoint, RestoresIntoAGraphByName) {
   StatusOr<Model> m = BuildModel(s, ModelKind::kMlp, 3, 10);
   ASSERT_TRUE(m.ok());
   OptimizerOptions adam;
-  adam.name = "adam";
+  adam.kind = OptimizerKind::kAdam;
   ASSERT_TRUE(Minimize(s, m->loss, adam).ok());
   Node* init = ops::InitOp(s);
   Session a(s.graph()), b(s.graph());

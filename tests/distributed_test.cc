@@ -61,7 +61,7 @@ TEST(DataParallel, SameWeightsAsOneProcessWithTheGlobalBatch) {
 TEST(DataParallel, MomentumAndSmallBucketsToo) {
   TrainConfig c = Base();
   c.max_steps = 10;
-  c.optimizer.name = "momentum";
+  c.optimizer.kind = OptimizerKind::kMomentum;
   c.allreduce.bucket_mb = 0.01;  // a bucket per gradient or two
   c.allreduce.algorithm = *ParseAllreduceAlgorithm("hd");
   ExpectEquivalent(c, 1e-6);
@@ -87,7 +87,7 @@ TEST(DataParallel, LastBatchSmallerThanTheRankCount) {
 TEST(DataParallel, RerunIsBitIdentical) {
   TrainConfig c = Base();
   c.max_steps = 8;
-  c.optimizer.name = "adam";
+  c.optimizer.kind = OptimizerKind::kAdam;
   c.optimizer.lr.base = 0.001;
   StatusOr<TrainResult> a = TrainWith(c, comm), b = TrainWith(c, comm);
   ASSERT_TRUE(a.ok() && b.ok());
@@ -100,7 +100,7 @@ TEST(DataParallel, RerunIsBitIdentical) {
 TEST(DataParallel, ResumeIsBitIdentical) {
   const std::string dir = ::testing::TempDir() + "/dp_resume_" + std::to_string(comm->size());
   TrainConfig c = Base();
-  c.optimizer.name = "adam";
+  c.optimizer.kind = OptimizerKind::kAdam;
   c.optimizer.lr.base = 0.002;
   c.output_dir = dir;
   c.checkpoint.dir = dir + "/checkpoints";

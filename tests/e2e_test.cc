@@ -14,7 +14,7 @@ namespace {
 TrainConfig Base() {
   TrainConfig c;
   c.data_dir = MPIFLOW_FASHION_MNIST_DIR;
-  c.optimizer.name = "adam";
+  c.optimizer.kind = OptimizerKind::kAdam;
   c.optimizer.lr.base = 0.001;
   c.batch_size = 64;
   c.log_every = 1000000;

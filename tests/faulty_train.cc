@@ -6,8 +6,8 @@
 #include <cstring>
 #include <vector>
 
-#include "src/tools/train_main.h"
 #include "tests/fault_hooks.h"
+#include "train_main.h"  // src/tools, through mpiflow_train_main
 
 int main(int argc, char** argv) {
   mpiflow::test::InjectedFaults faults;

@@ -17,7 +17,7 @@ TEST(GraphIoTest, RoundTripsATrainingGraph) {
   ASSERT_TRUE(Minimize(s, m->loss, OptimizerOptions()).ok());
   ASSERT_NE(ops::InitOp(s), nullptr);
   const std::string text = GraphToText(*s.graph());
-  Graph loaded;
+  Graph loaded(BuiltinOps());
   ASSERT_TRUE(GraphFromText(text, &loaded).ok());
   EXPECT_EQ(loaded.num_nodes(), s.graph()->num_nodes());
   EXPECT_EQ(loaded.Fingerprint(), s.graph()->Fingerprint());
@@ -35,27 +35,27 @@ TEST(GraphIoTest, NamesWithSpecialCharactersSurvive) {
   Scope s = Scope::NewRootScope();
   Output x = ops::Const(s.WithOpName("odd name,=%"), testing::F32({1}, {2}));
   ops::Exp(s.WithOpName("y"), x);
-  Graph loaded;
+  Graph loaded(BuiltinOps());
   ASSERT_TRUE(GraphFromText(GraphToText(*s.graph()), &loaded).ok());
   ASSERT_NE(loaded.FindNode("odd name,=%"), nullptr);
   EXPECT_EQ(loaded.FindNode("y")->input(0).node->name(), "odd name,=%");
 }
 
 TEST(GraphIoTest, ErrorsNameTheLine) {
-  Graph g;
+  Graph g(BuiltinOps());
   EXPECT_EQ(GraphFromText("tensorflow 1\n", &g).message(),
             "graph text line 1: not an mpiflow graph (expected the header 'mpiflow-graph "
             "<version>')");
-  Graph g2;
+  Graph g2(BuiltinOps());
   EXPECT_EQ(GraphFromText("mpiflow-graph 9\n", &g2).message(),
             "graph text line 1: format version 9 is not supported (this build reads 1)");
-  Graph g3;
+  Graph g3(BuiltinOps());
   EXPECT_EQ(GraphFromText("mpiflow-graph 1\nnode a Exp in=b:0\n", &g3).message(),
             "graph text line 2: input of 'a': no node named 'b' in the graph");
-  Graph g4;
+  Graph g4(BuiltinOps());
   EXPECT_EQ(GraphFromText("mpiflow-graph 1\nnode a Frobnicate\n", &g4).message(),
             "graph text line 2: unknown op 'Frobnicate' for node 'a'");
-  Graph g5;
+  Graph g5(BuiltinOps());
   EXPECT_EQ(LoadGraph("/nonexistent.mpg", &g5).message(),
             "cannot open graph file '/nonexistent.mpg'");
 }

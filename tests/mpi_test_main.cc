@@ -19,7 +19,7 @@ TrainConfig SmallSyntheticJob() {
   c.synthetic_test = 100;
   c.epochs = 1;
   c.batch_size = 16;
-  c.optimizer.name = "sgd";
+  c.optimizer.kind = OptimizerKind::kSgd;
   c.optimizer.lr.base = 0.05;
   c.log_every = 1000000;
   c.prefetch = 0;

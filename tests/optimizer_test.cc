@@ -36,12 +36,12 @@ std::vector<double> Reference(const OptimizerOptions& o, int steps) {
   for (int t = 1; t <= steps; ++t) {
     for (int i = 0; i < 2; ++i) {
       const double g = w[i];
-      if (o.name == "sgd") {
+      if (o.kind == OptimizerKind::kSgd) {
         w[i] -= lr * g;
-      } else if (o.name == "momentum") {
+      } else if (o.kind == OptimizerKind::kMomentum) {
         a[i] = o.momentum * a[i] + g;
         w[i] -= o.nesterov ? lr * (g + o.momentum * a[i]) : lr * a[i];
-      } else if (o.name == "rmsprop") {
+      } else if (o.kind == OptimizerKind::kRmsprop) {
         m[i] = o.rho * m[i] + (1 - o.rho) * g * g;
         a[i] = o.rmsprop_momentum * a[i] + lr * g / std::sqrt(m[i] + o.epsilon);
         w[i] -= a[i];
@@ -60,7 +60,7 @@ TEST(OptimizerTest, UpdatesMatchTheirRules) {
   for (const char* name : {"sgd", "momentum", "nesterov", "rmsprop", "adam"}) {
     SCOPED_TRACE(name);
     OptimizerOptions o;
-    o.name = std::string(name) == "nesterov" ? "momentum" : name;
+    o.kind = *ParseOptimizer(std::string(name) == "nesterov" ? "momentum" : name);
     o.nesterov = std::string(name) == "nesterov";
     o.lr.base = 0.1;
     o.rmsprop_momentum = 0.5;
@@ -75,15 +75,12 @@ TEST(OptimizerTest, UpdatesMatchTheirRules) {
 
 TEST(OptimizerTest, BadOptionsAreRejected) {
   OptimizerOptions o;
-  o.name = "adagrad";
-  EXPECT_EQ(ValidateOptimizerOptions(o).message(),
+  EXPECT_EQ(ParseOptimizer("adagrad").status().message(),
             "optimizer must be sgd, momentum, rmsprop or adam, got 'adagrad'");
-  o.name = "sgd";
+  o.kind = OptimizerKind::kSgd;
   o.lr.base = -1;
   EXPECT_EQ(ValidateOptimizerOptions(o).message(), "learning rate must be positive, got -1");
-  o.lr.base = 0.1;
-  o.lr.kind = "linear";
-  EXPECT_EQ(ValidateOptimizerOptions(o).message(),
+  EXPECT_EQ(ops::ParseLearningRateSchedule("linear").status().message(),
             "learning-rate schedule must be constant, step or cosine, got 'linear'");
 }
 
@@ -99,14 +96,14 @@ TEST(LearningRateTest, SchedulesFollowTheirClosedForms) {
   c.base = 0.1;
   EXPECT_FLOAT_EQ(LrAt(c, 12345), 0.1f);
   ops::LearningRateOptions st = c;
-  st.kind = "step";
+  st.kind = ops::LearningRateSchedule::kStep;
   st.decay_steps = 10;
   st.decay_rate = 0.5;
   EXPECT_FLOAT_EQ(LrAt(st, 9), 0.1f);
   EXPECT_FLOAT_EQ(LrAt(st, 10), 0.05f);
   EXPECT_FLOAT_EQ(LrAt(st, 25), 0.025f);
   ops::LearningRateOptions cos;
-  cos.kind = "cosine";
+  cos.kind = ops::LearningRateSchedule::kCosine;
   cos.base = 1.0;
   cos.decay_steps = 100;
   EXPECT_FLOAT_EQ(LrAt(cos, 0), 1.0f);

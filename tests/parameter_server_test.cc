@@ -121,7 +121,7 @@ TEST(ParameterServer, SameWeightsAsOneProcessWithTheWorkersBatch) {
 // Momentum's slots live on the servers; 100 examples make the last batch partial and uneven.
 TEST(ParameterServer, MomentumAndAnUnevenLastBatch) {
   TrainConfig c = Base();
-  c.optimizer.name = "momentum";
+  c.optimizer.kind = OptimizerKind::kMomentum;
   c.synthetic_train = 100;
   c.epochs = 2;
   ExpectEquivalent(c, 1e-6);
@@ -130,7 +130,7 @@ TEST(ParameterServer, MomentumAndAnUnevenLastBatch) {
 TEST(ParameterServer, RerunIsBitIdentical) {
   TrainConfig c = Base();
   c.max_steps = 8;
-  c.optimizer.name = "adam";
+  c.optimizer.kind = OptimizerKind::kAdam;
   c.optimizer.lr.base = 0.001;
   StatusOr<TrainResult> a = TrainWith(c, comm);
   if (NeedsMoreRanks(a)) return;
@@ -152,7 +152,7 @@ TEST(ParameterServer, ResumeFromShardsIsBitIdentical) {
   }
   ASSERT_TRUE(comm->Barrier()->Wait().ok());  // no checkpoint of an earlier run is left
   TrainConfig c = Base();
-  c.optimizer.name = "adam";
+  c.optimizer.kind = OptimizerKind::kAdam;
   c.optimizer.lr.base = 0.002;
   c.checkpoint.dir = dir + "/checkpoints";
   TrainConfig whole = c;

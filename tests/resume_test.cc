@@ -25,7 +25,7 @@ TrainConfig Base(const std::string& dir) {
   c.synthetic_test = 64;
   c.batch_size = 32;
   c.epochs = 3;
-  c.optimizer.name = "adam";
+  c.optimizer.kind = OptimizerKind::kAdam;
   c.optimizer.lr.base = 0.002;
   c.log_every = 1000000;
   c.output_dir = dir;
@@ -51,7 +51,7 @@ void ExpectSameBits(const TrainResult& a, const TrainResult& b) {
 void ResumeMatches(int64_t first, int64_t total, const std::string& optimizer) {
   const std::string dir = ::testing::TempDir() + "/resume_" + optimizer + std::to_string(first);
   TrainConfig c = Base(dir);
-  c.optimizer.name = optimizer;
+  c.optimizer.kind = *ParseOptimizer(optimizer);
   StatusOr<TrainResult> whole = TrainLogged([&] {
     TrainConfig w = c;
     w.output_dir = dir + "_whole";

@@ -192,7 +192,7 @@ TEST(ShapeFnTest, Table) {
   int row_index = 0;
   for (const Row& row : Rows()) {
     SCOPED_TRACE("row " + std::to_string(row_index++) + ": " + row.op);
-    Graph g;
+    Graph g(BuiltinOps());
     NodeSpec spec;
     spec.op = row.op;
     spec.name = "node";
@@ -220,7 +220,7 @@ TEST(ShapeFnTest, Table) {
 }
 
 TEST(ShapeFnTest, ArityAndUnknownOpAreErrors) {
-  Graph g;
+  Graph g(BuiltinOps());
   StatusOr<Node*> n = g.AddNode({"x", "NoSuchOp", {}, {}, {}, ""});
   EXPECT_EQ(n.status().message(), "unknown op 'NoSuchOp' for node 'x'");
   n = g.AddNode({"y", "Exp", {}, {}, {}, ""});

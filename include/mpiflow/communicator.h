@@ -6,8 +6,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -111,6 +113,14 @@ class Communicator {
   // The timeline collectives are recorded on (null when off); ops may add their own events.
   virtual Timeline* timeline() = 0;
   virtual const CollectiveOptions& options() const = 0;
+
+  // Work::WaitAny for point-to-point protocols built on this communicator (the parameter
+  // servers), under the same stall limits as the collectives: after stall_warning_seconds since
+  // `since` prints report(seconds waited) on stderr, after stall_abort_seconds ends the job with
+  // it (Abort, exit code 3, with the report note). Returns the index of a completed Work.
+  size_t WaitAnyWatched(const std::vector<std::shared_ptr<Work>>& works,
+                        std::chrono::steady_clock::time_point since,
+                        const std::function<std::string(double)>& report);
 };
 
 // The world communicator of this process: the first call starts the communication thread,

@@ -1,7 +1,18 @@
 // Synchronous data parallelism over a Communicator: gradient buckets whose allreduce overlaps
 // the backward pass, the start-up check that every rank runs the same graph and options, and
-// the per-step agreement (loss, stop, NaN) every rank acts on together.
-// Not the training loop (trainer.h) and not the collectives (communicator.h).
+// the per-step agreement (loss, stop, checkpoint, NaN) every rank acts on together. One step,
+// on every rank:
+//   1. as the backward pass produces a bucket's gradients, its AllreduceStart packs scale *
+//      gradient into one buffer and hands it to the communication thread; each start depends on
+//      the previous one, so the buckets start in the same order on every rank;
+//   2. the communicator sums the bucket over all ranks while the backward pass goes on;
+//   3. the last bucket also carries the agreement, unscaled: loss * examples, examples, stop
+//      votes, checkpoint votes;
+//   4. each AllreduceWait gives its update op a view of the reduced gradient after checking it
+//      is finite: the sums are the same everywhere, so a NaN fails the step on every rank;
+//   5. every rank reads the same agreement and decides alike (allreduce_strategy.cc).
+// Not the training loop (trainer.h), not the strategy (strategy.h), not the collectives
+// (communicator.h).
 #pragma once
 
 #include <cstdint>
@@ -10,7 +21,7 @@
 #include <vector>
 
 #include "mpiflow/communicator.h"
-#include "mpiflow/graph.h"
+#include "mpiflow/scope.h"
 
 namespace mpiflow {
 

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "mpiflow/graph.h"
+#include "mpiflow/scope.h"
 
 namespace mpiflow {
 

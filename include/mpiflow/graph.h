@@ -1,6 +1,6 @@
-// The dataflow graph: Node, Output, Graph, the op registry (OpDef with shape and gradient
-// functions) and Scope, the builder that carries names, devices and the first build error.
-// Not execution: running a graph is the Session's job (session.h).
+// The dataflow graph: Node, Output, Graph, and OpDef (an op's shape and gradient functions) with
+// the OpRegistry a graph resolves op names in. Not the builder (Scope, scope.h, one layer up with
+// the ops) and not execution: running a graph is the Session's job (session.h).
 #pragma once
 
 #include <functional>
@@ -92,9 +92,10 @@ struct OpDef {
   int schedule = 0;
 };
 
+// Op definitions by name. The built-in ops' registry is the ops layer's (BuiltinOps() in
+// scope.h); a Graph resolves its nodes' ops in the registry it was made with.
 class OpRegistry {
  public:
-  static OpRegistry& Global();  // every built-in op family is registered on first use
   void Register(OpDef def);
   const OpDef* Find(const std::string& name) const;
   std::vector<std::string> OpNames() const;
@@ -163,7 +164,7 @@ struct VariableInfo {
 // edges. AddControlEdge may add an edge backwards; the Session rejects the cycle that makes.
 class Graph {
  public:
-  Graph() = default;
+  explicit Graph(const OpRegistry& ops) : ops_(&ops) {}  // it must outlive the graph
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
 
@@ -183,47 +184,14 @@ class Graph {
 
   // 64-bit fingerprint of the structure (ops, names, edges, attrs): equal graphs, equal values.
   uint64_t Fingerprint() const;
+  const OpRegistry& ops() const { return *ops_; }
 
  private:
+  const OpRegistry* ops_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::map<std::string, Node*> by_name_;
   std::map<std::string, int> name_counters_;
   std::vector<VariableInfo> variables_;
-};
-
-// Builds ops into a graph. Copies are cheap and share the graph and the status: the first error
-// is kept and later ops become no-ops returning invalid Outputs, so a model is built straight
-// through and `status()` is checked once at the end.
-class Scope {
- public:
-  static Scope NewRootScope();
-  explicit Scope(Graph* graph);  // builds into a graph owned elsewhere
-
-  Graph* graph() const { return graph_; }
-  Status status() const { return *status_; }
-  bool ok() const { return status_->ok(); }
-  void UpdateStatus(const Status& s) const;
-
-  Scope NewSubScope(const std::string& name) const;  // name prefix "name/"
-  Scope WithDevice(const std::string& device) const;
-  Scope WithControlDependencies(const std::vector<Node*>& deps) const;
-  Scope WithOpName(const std::string& name) const;  // the next op's exact (prefixed) name
-  Scope WithAbsoluteOpName(const std::string& full_name) const;  // no prefix added
-  const std::string& device() const { return device_; }
-
-  // Adds an op with this scope's name prefix, device and control dependencies. Returns null and
-  // records the error on failure, or if any input is invalid (an earlier failure).
-  Node* AddOp(const std::string& op, const std::vector<Output>& inputs, AttrMap attrs = {},
-              const std::string& default_name = "") const;
-
- private:
-  std::shared_ptr<Graph> owned_graph_;
-  Graph* graph_ = nullptr;
-  std::shared_ptr<Status> status_;
-  std::string prefix_;
-  std::string device_;
-  std::string op_name_;
-  std::vector<Node*> control_deps_;
 };
 
 template <typename T>

@@ -17,40 +17,36 @@
 namespace mpiflow {
 
 class ThreadPool;
-class Communicator;  // communicator.h
-class Work;
+class Timeline;
 
-// The collective ops' per-Session state: the communicator they run on and the Work in flight,
-// by key (a gradient bucket's name). Null in a Session without a communicator.
-class CollectiveState {
- public:
-  explicit CollectiveState(Communicator* comm) : comm_(comm) {}
-  Communicator* communicator() const { return comm_; }
-  void Put(const std::string& key, std::shared_ptr<Work> work);
-  std::shared_ptr<Work> Get(const std::string& key) const;
+// The per-Session state kernels may reach, owned and implemented by the runtime (Session);
+// kernels hold only what these hand them and never communicate themselves.
 
- private:
-  Communicator* comm_;
-  mutable std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Work>> in_flight_;
-};
-
-// Variable storage of one Session, by variable node name. Slots are created on first use and
-// never move; a slot's tensor is unallocated until the variable is first assigned.
-class VariableStore {
+// The Session's variables: one slot per variable name. The state kernels (Variable, Assign,
+// Apply*) read and update a slot's tensor in place.
+class VariableResource {
  public:
   struct Slot {
     std::string name;
-    Tensor value;  // (the variable's shape)
+    Tensor value;  // (the variable's shape); unallocated until first assigned
   };
-  Slot* GetOrCreate(const std::string& name, DType dtype, const Shape& shape);
-  Slot* Find(const std::string& name);
-  std::vector<const Slot*> slots() const;
-  bool OwnsBuffer(const Buffer* b) const;
+  virtual ~VariableResource() = default;
+  // The slot of `name`, created on first use; it never moves.
+  virtual Slot* GetOrCreate(const std::string& name, DType dtype, const Shape& shape) = 0;
+};
 
- private:
-  mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<Slot>> slots_;
+// The Session's communicator, as the collective ops need it: an allreduce started by one kernel
+// (AllreduceStart) and waited for by others (AllreduceWait), keyed by bucket name.
+class CollectiveResource {
+ public:
+  virtual ~CollectiveResource() = default;
+  // Starts summing `packed` in place over every rank, by `algorithm` (auto, native, ring, hd,
+  // rd); `name` labels it in stall reports and the timeline.
+  virtual Status StartAllreduce(const std::string& key, Tensor packed, const std::string& algorithm,
+                                const std::string& name) = 0;
+  // Blocks until `key`'s allreduce completes; its status (NotFound: never started).
+  virtual Status WaitAllreduce(const std::string& key) = 0;
+  virtual Timeline* timeline() = 0;  // where ops may record events (null when off)
 };
 
 // What a kernel sees while it runs: inputs, outputs, the step, and an intra-op pool.
@@ -97,12 +93,12 @@ class OpKernel {
   const Node& node_;
 };
 
-// What a kernel factory gets: the node (attrs already checked by the shape function), the
-// Session's variables and its collective state.
+// What a kernel factory gets: the node (attrs already checked by the shape function) and the
+// Session's resources.
 struct KernelInitContext {
   const Node& node;
-  VariableStore* variables;
-  CollectiveState* collectives = nullptr;  // null without a communicator
+  VariableResource* variables;
+  CollectiveResource* collectives = nullptr;  // null without a communicator
 };
 
 using KernelFactory =

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "mpiflow/graph.h"
+#include "mpiflow/scope.h"
 
 namespace mpiflow {
 

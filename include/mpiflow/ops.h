@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "mpiflow/graph.h"
+#include "mpiflow/scope.h"
 
 namespace mpiflow {
 namespace ops {
@@ -125,8 +125,12 @@ Output ApplyAdam(const Scope& s, Output var, Output m, Output v, Output lr, Outp
 
 // Learning rate at an int64 global step. kind: "constant", "step" (times decay_rate every
 // decay_steps), "cosine" (to alpha*base over decay_steps); linear warm-up over warmup_steps.
+enum class LearningRateSchedule { kConstant, kStep, kCosine };
+StatusOr<LearningRateSchedule> ParseLearningRateSchedule(const std::string& name);
+const char* LearningRateScheduleName(LearningRateSchedule s);  // constant, step, cosine
+
 struct LearningRateOptions {
-  std::string kind = "constant";
+  LearningRateSchedule kind = LearningRateSchedule::kConstant;
   double base = 0.01;
   int64_t warmup_steps = 0;
   int64_t decay_steps = 1000;  // mpiflow-train resolves 0 to the length of the run

@@ -12,9 +12,13 @@
 
 namespace mpiflow {
 
+enum class OptimizerKind { kSgd, kMomentum, kRmsprop, kAdam };
+StatusOr<OptimizerKind> ParseOptimizer(const std::string& name);  // sgd, momentum, rmsprop, adam
+const char* OptimizerName(OptimizerKind kind);
+
 struct OptimizerOptions {
-  std::string name = "sgd";  // sgd, momentum, rmsprop, adam
-  double momentum = 0.9;     // momentum; rmsprop's momentum term is rmsprop_momentum
+  OptimizerKind kind = OptimizerKind::kSgd;
+  double momentum = 0.9;  // momentum; rmsprop's momentum term is rmsprop_momentum
   bool nesterov = false;
   double rho = 0.9;  // rmsprop decay
   double rmsprop_momentum = 0.0;

@@ -18,7 +18,10 @@
 
 namespace mpiflow {
 
+class Communicator;
 class Timeline;
+class VariableStore;         // src/runtime/session_resources.h
+class CommunicatorResource;  // src/runtime/session_resources.h
 
 struct SessionOptions {
   int inter_op_threads = 1;  // nodes run concurrently (1: in topological order on the caller)
@@ -89,8 +92,8 @@ class Session {
 
   const Graph* graph_;
   SessionOptions options_;
-  VariableStore variables_;
-  std::unique_ptr<CollectiveState> collectives_;  // with options_.communicator
+  std::unique_ptr<VariableStore> variables_;
+  std::unique_ptr<CommunicatorResource> collectives_;  // with options_.communicator
   std::unique_ptr<ThreadPool> inter_op_pool_;
   std::unique_ptr<ThreadPool> intra_op_pool_;
   mutable std::mutex mu_;

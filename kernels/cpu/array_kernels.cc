@@ -2,7 +2,7 @@
 // registered for every dtype. Not shape inference: runtime checks only what static shapes miss.
 #include <cstring>
 
-#include "kernels/cpu/cpu_util.h"
+#include "cpu_util.h"
 #include "mpiflow/thread_pool.h"
 
 namespace mpiflow {

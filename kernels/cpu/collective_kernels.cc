@@ -1,14 +1,13 @@
 // CPU kernels of AllreduceStart and AllreduceWait. Start packs scale * gradients into the output
-// buffer and hands it to the communicator (which reduces it in place on its own thread); Wait
-// blocks on that Work, then outputs a view of its slice (no copy) after checking it is finite. The
-// Work passes from Start to Wait through the Session's CollectiveState, keyed by bucket name.
+// buffer and hands it to the Session's CollectiveResource (whose communicator reduces it in place
+// on its own thread); Wait blocks until that bucket is reduced, then outputs a view of its slice
+// (no copy) after checking it is finite. The kernels never call the communicator themselves.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <type_traits>
 
-#include "kernels/cpu/cpu_util.h"
-#include "mpiflow/communicator.h"
+#include "cpu_util.h"
 #include "mpiflow/ops.h"
 #include "mpiflow/timeline.h"
 
@@ -40,17 +39,13 @@ class AllreduceStartKernel : public OpKernel {
       : OpKernel(c.node),
         state_(c.collectives),
         bucket_(c.node.attr<std::string>("bucket")),
-        first_unscaled_(c.node.num_inputs() - c.node.attr<int64_t>("unscaled")) {
-    StatusOr<AllreduceAlgorithm> a = ParseAllreduceAlgorithm(c.node.attr<std::string>("algorithm"));
-    algorithm_status_ = a.status();
-    if (a.ok()) algorithm_ = *a;
-  }
+        algorithm_(c.node.attr<std::string>("algorithm")),
+        first_unscaled_(c.node.num_inputs() - c.node.attr<int64_t>("unscaled")) {}
 
   Status Compute(KernelContext* ctx) override {
     if (!state_) {
       return ctx->Error("needs a Session with a communicator (SessionOptions::communicator)");
     }
-    MPIFLOW_RETURN_IF_ERROR(algorithm_status_);
     const auto t0 = Clock::now();
     const T scale = *ctx->input(0).data<T>();
     // (packed elements) scale * grads in order, each starting at a multiple of kAlignElements
@@ -72,13 +67,9 @@ class AllreduceStartKernel : public OpKernel {
       std::fill(out + n, base + next, T(0));
       offset = next;
     }
-    Communicator* comm = state_->communicator();
-    AllreduceOptions o;
-    o.op = ReduceOp::kSum;
-    o.algorithm = algorithm_;
-    o.name = StrCat(bucket_, " (run ", ctx->step(), ")");
-    state_->Put(bucket_, comm->Allreduce(*packed, o));
-    if (Timeline* tl = comm->timeline()) {
+    MPIFLOW_RETURN_IF_ERROR(state_->StartAllreduce(bucket_, *packed, algorithm_,
+                                                   StrCat(bucket_, " (run ", ctx->step(), ")")));
+    if (Timeline* tl = state_->timeline()) {
       tl->Add("pack " + bucket_, "bucket", t0, Clock::now(), Timeline::kCompute,
               StrCat("\"bytes\":", packed->bytes(), ",\"gradients\":", ctx->num_inputs() - 1));
     }
@@ -86,11 +77,9 @@ class AllreduceStartKernel : public OpKernel {
   }
 
  private:
-  CollectiveState* state_;
-  std::string bucket_;
+  CollectiveResource* state_;
+  std::string bucket_, algorithm_;
   int first_unscaled_;  // inputs from here on are packed without the scale
-  AllreduceAlgorithm algorithm_ = AllreduceAlgorithm::kAuto;
-  Status algorithm_status_;
 };
 
 template <typename T>
@@ -107,14 +96,9 @@ class AllreduceWaitKernel : public OpKernel {
     if (!state_) {
       return ctx->Error("needs a Session with a communicator (SessionOptions::communicator)");
     }
-    std::shared_ptr<Work> work = state_->Get(bucket_);
-    if (!work)
+    Status s = state_->WaitAllreduce(bucket_);
+    if (s.code() == Code::kNotFound) {
       return Internal("AllreduceWait '", node_.name(), "': bucket '", bucket_, "' never started");
-    const auto t0 = Clock::now();
-    const bool was_done = work->Completed();
-    Status s = work->Wait();
-    if (Timeline* tl = state_->communicator()->timeline()) {
-      if (!was_done) tl->Add("wait " + bucket_, "wait", t0, Clock::now(), Timeline::kCompute);
     }
     if (!s.ok()) {
       return Status(s.code(), StrCat("allreduce of ", bucket_, " (gradient of '", variable_,
@@ -134,7 +118,7 @@ class AllreduceWaitKernel : public OpKernel {
   }
 
  private:
-  CollectiveState* state_;
+  CollectiveResource* state_;
   std::string bucket_, variable_;
   int64_t offset_;
 };

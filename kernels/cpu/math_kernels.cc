@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "kernels/cpu/cpu_util.h"
+#include "cpu_util.h"
 
 namespace mpiflow {
 namespace {

@@ -2,7 +2,7 @@
 // Not a GEMM implementation: OpenBLAS does the arithmetic.
 #include <cblas.h>
 
-#include "kernels/cpu/cpu_util.h"
+#include "cpu_util.h"
 
 namespace mpiflow {
 

@@ -5,7 +5,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "kernels/cpu/cpu_util.h"
+#include "cpu_util.h"
 #include "mpiflow/random.h"
 #include "mpiflow/window.h"
 

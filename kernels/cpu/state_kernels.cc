@@ -1,10 +1,11 @@
 // CPU kernels for state ops (Variable, Assign*), seeded initializers, optimizer updates and the
 // learning-rate schedule. Updates write the variable's buffer in place: the Variable kernel
-// outputs the VariableStore's tensor itself, so input 0 of an Assign/Apply op *is* the variable.
+// outputs the Session's variable slot itself, so input 0 of an Assign/Apply op *is* the variable.
 #include <cmath>
 #include <cstring>
 
-#include "kernels/cpu/cpu_util.h"
+#include "cpu_util.h"
+#include "mpiflow/ops.h"
 #include "mpiflow/random.h"
 
 namespace mpiflow {
@@ -22,10 +23,10 @@ class VariableKernel : public OpKernel {
   }
 
  private:
-  VariableStore::Slot* slot_;
+  VariableResource::Slot* slot_;
 };
 
-VariableStore::Slot* SlotOfInput0(const KernelInitContext& c) {
+VariableResource::Slot* SlotOfInput0(const KernelInitContext& c) {
   const Node* var = c.node.input(0).node;
   if (var->op() != "Variable") return nullptr;
   return c.variables->GetOrCreate(var->name(), var->output_dtype(0), var->output_shape(0));
@@ -51,7 +52,7 @@ class AssignKernel : public OpKernel {
   }
 
  private:
-  VariableStore::Slot* slot_;
+  VariableResource::Slot* slot_;
 };
 
 template <typename T, bool kAdd>
@@ -269,9 +270,11 @@ class ApplyAdamKernel : public OpKernel {
 class LearningRateKernel : public OpKernel {
  public:
   explicit LearningRateKernel(const KernelInitContext& c) : OpKernel(c.node) {
-    // The schedule's name is parsed once here, not compared every step.
-    const std::string& kind = c.node.attr<std::string>("kind");
-    o_.kind = kind == "step" ? Kind::kStep : kind == "cosine" ? Kind::kCosine : Kind::kConstant;
+    // The schedule's name is parsed once here (the shape function admitted it), not compared
+    // every step.
+    StatusOr<ops::LearningRateSchedule> kind =
+        ops::ParseLearningRateSchedule(c.node.attr<std::string>("kind"));
+    o_.kind = kind.ok() ? *kind : ops::LearningRateSchedule::kConstant;
     o_.base = c.node.attr<double>("base");
     o_.warmup_steps = c.node.attr<int64_t>("warmup_steps");
     o_.decay_steps = c.node.attr<int64_t>("decay_steps");
@@ -285,9 +288,9 @@ class LearningRateKernel : public OpKernel {
       lr = o_.base * static_cast<double>(step + 1) / static_cast<double>(o_.warmup_steps);
     } else {
       const int64_t t = step - o_.warmup_steps;
-      if (o_.kind == Kind::kStep) {
+      if (o_.kind == ops::LearningRateSchedule::kStep) {
         lr = o_.base * std::pow(o_.decay_rate, static_cast<double>(t / o_.decay_steps));
-      } else if (o_.kind == Kind::kCosine) {
+      } else if (o_.kind == ops::LearningRateSchedule::kCosine) {
         const double p =
             static_cast<double>(std::min(t, o_.decay_steps)) / static_cast<double>(o_.decay_steps);
         const double cosine = 0.5 * (1.0 + std::cos(3.141592653589793 * p));
@@ -299,9 +302,8 @@ class LearningRateKernel : public OpKernel {
   }
 
  private:
-  enum class Kind { kConstant, kStep, kCosine };  // the shape function admits only these
   struct {
-    Kind kind;
+    ops::LearningRateSchedule kind;
     double base, decay_rate, alpha;
     int64_t warmup_steps, decay_steps;
   } o_;

@@ -9,8 +9,8 @@
 //      loss, stop if any rank was signalled, checkpoint if rank 0's clock said so; a NaN or Inf
 //      in a reduced gradient fails the step on every rank together.
 #include "mpiflow/gradients.h"
-#include "src/distributed/replicated_strategy.h"
-#include "src/distributed/strategy_util.h"
+#include "replicated_strategy.h"
+#include "strategy_util.h"
 
 namespace mpiflow {
 

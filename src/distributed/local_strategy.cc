@@ -1,8 +1,8 @@
 // LocalStrategy: training in one process. A step runs the graph once; the stop request and the
 // checkpoint clock are this process's own. See replicated_strategy.h.
 #include "mpiflow/gradients.h"
-#include "src/distributed/replicated_strategy.h"
-#include "src/distributed/strategy_util.h"
+#include "replicated_strategy.h"
+#include "strategy_util.h"
 
 namespace mpiflow {
 

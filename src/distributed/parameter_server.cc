@@ -1,6 +1,6 @@
 // The parameter-server exchange (see parameter_server.h): layout, the worker's push/receive,
 // the server's gather/publish. Every message is float32 [8 header + shard elements].
-#include "src/distributed/parameter_server.h"
+#include "parameter_server.h"
 
 #include <algorithm>
 #include <chrono>
@@ -29,33 +29,6 @@ int64_t GetVersion(const float* h) {
 }
 
 using Clock = std::chrono::steady_clock;
-
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// Work::WaitAny with the stall inspector's limits (CollectiveOptions): after
-// stall_warning_seconds prints report(waited) on stderr, after stall_abort_seconds ends the job
-// with it (exit code 3), so a hung worker or server does not hang the job.
-size_t WatchedWaitAny(Communicator* comm, const std::vector<std::shared_ptr<Work>>& works,
-                      Clock::time_point start, const std::function<std::string(double)>& report) {
-  const CollectiveOptions& o = comm->options();
-  bool warned = false;
-  while (true) {
-    const double limit = warned ? o.stall_abort_seconds : o.stall_warning_seconds;
-    const size_t i = Work::WaitAnyFor(works, std::max(0.0, limit - Since(start)));
-    if (i < works.size()) return i;
-    if (!warned) {
-      warned = true;
-      const std::string line = report(Since(start)) + "\n";
-      std::fputs(line.c_str(), stderr);  // one write: lines of several ranks do not interleave
-      std::fflush(stderr);
-      continue;
-    }
-    comm->Abort(3, StrCat(report(Since(start)), "; aborting the job after ", o.stall_abort_seconds,
-                          " s (--stall-abort-seconds)"));
-  }
-}
 
 std::string List(const std::vector<int>& v) {
   std::string s;
@@ -133,7 +106,7 @@ Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply) {
   const Clock::time_point start = Clock::now();
   for (size_t j = 0; j < works.size(); ++j) {
     const int k = in[j].first;
-    WatchedWaitAny(comm_, {works[j]}, start, [&](double waited) {
+    comm_->WaitAnyWatched({works[j]}, start, [&](double waited) {
       return StrCat("mpiflow: rank ", comm_->rank(), ": stall: worker has waited ",
                     static_cast<int64_t>(waited), " s for parameter server ", k, " (rank ",
                     layout_.server_rank(k), ") to answer its push of step ", version_[k]);
@@ -256,7 +229,7 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
     if (live.empty()) {
       return Status(Code::kInternal, "parameter server: no worker left to gather from");
     }
-    const int w = who[WatchedWaitAny(comm_, live, start, [&](double waited) {
+    const int w = who[comm_->WaitAnyWatched(live, start, [&](double waited) {
       std::vector<int> missing;
       for (int q : who) {
         if (!recvs_[q]->Completed()) missing.push_back(q);

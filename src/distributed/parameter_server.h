@@ -1,14 +1,27 @@
-// Synchronous training through parameter servers, with backup workers: the layout (which ranks
-// serve, which variable lives on which server) and the two ends of the exchange. Ranks
-// 0..W-1 are workers, W..W+P-1 servers. Each step a worker pushes its gradients (times its
-// example count) for each server's shard to that server; a server averages the first N = W - b
-// pushes of the current version it receives (b backup workers), applies them, and answers those
-// N with the new values; a push of an older version (a straggler's) is dropped and answered at
-// once with the current values, so a slow worker never falls more than one step behind.
-// Not the optimizer (the trainer runs the graph's update ops on the server) and not the
-// collectives (communicator.h): this is the message protocol over Communicator Send/Recv.
+// The parameter servers' wire protocol (synchronous, with backup workers) and their layout
+// (which ranks serve, which variable lives on which server). Ranks 0..W-1 are workers,
+// W..W+P-1 servers. Private to src/distributed: ps_strategy.h is the strategy built on it.
+// Not the optimizer (the server runs the graph's update ops, ps_server.cc) and not the
+// collectives (communicator.h): this is a message protocol over Communicator Send/Recv.
 //
-// Messages are float32 tensors: an 8-float header, then the shard's variables in shard order.
+// Messages are float32 tensors: an 8-float header (version as two floats, loss sum, examples,
+// stop, done, NaN, dropped), then the shard's variables in shard order. Per server:
+//   1. Start: the server sends its shard's values as version v to every worker and posts a
+//      receive for each worker's push.
+//   2. Receive: a worker waits for one reply from every server still serving and takes the
+//      values (views of the reply buffer) and the version.
+//   3. Push: the worker sends examples * gradient, its loss sum and its stop vote, tagged with
+//      the version it holds.
+//   4. Gather: the server takes pushes as they arrive. One of the current version counts; an
+//      older one (a straggler's) is dropped and answered at once with the current values, so a
+//      slow worker never falls more than one step behind. After N = W - b pushes (b backup
+//      workers) it averages them, summing in worker order: the same bits whatever the order of
+//      arrival.
+//   5. Publish: after the update, version v+1 goes to the N workers gathered, whose receives are
+//      posted again. With `done`, every other worker's next push is answered with done, and the
+//      server returns once no message is in flight.
+//   6. Every wait on either side is under the communicator's stall limits (WaitAnyWatched): the
+//      missing peer is named after the warning limit, and the job ends after the abort limit.
 // Why not graph-level Send/Recv ops: which pushes a step uses is decided at run time (the
 // first N to arrive), which a fixed dataflow plan cannot express.
 #pragma once

@@ -3,8 +3,8 @@
 // pushes, agree with the other servers, apply, checkpoint, publish.
 #include <cmath>
 
-#include "src/distributed/ps_strategy.h"
-#include "src/distributed/strategy_util.h"
+#include "ps_strategy.h"
+#include "strategy_util.h"
 
 namespace mpiflow {
 

@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "mpiflow/strategy.h"
-#include "src/distributed/parameter_server.h"
+#include "parameter_server.h"
 
 namespace mpiflow {
 

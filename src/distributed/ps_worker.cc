@@ -1,8 +1,8 @@
 // ParameterServerStrategy, the graph both sides build and the worker's side of a step (steps 1
 // and 5 in ps_strategy.h). The server's side is ps_server.cc.
 #include "mpiflow/gradients.h"
-#include "src/distributed/ps_strategy.h"
-#include "src/distributed/strategy_util.h"
+#include "ps_strategy.h"
+#include "strategy_util.h"
 
 namespace mpiflow {
 

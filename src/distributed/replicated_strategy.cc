@@ -1,8 +1,8 @@
 // What the one-process and allreduce strategies share: the whole run's checkpoint (written by
 // rank 0, resumed by every rank) and the optimizer's update op. See replicated_strategy.h.
-#include "src/distributed/replicated_strategy.h"
+#include "replicated_strategy.h"
 
-#include "src/distributed/strategy_util.h"
+#include "strategy_util.h"
 
 namespace mpiflow {
 

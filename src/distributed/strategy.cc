@@ -1,9 +1,9 @@
 // Strategy names, the choice of a strategy for a run, and the interface's defaults.
 #include "mpiflow/strategy.h"
 
-#include "src/distributed/parameter_server.h"
-#include "src/distributed/ps_strategy.h"
-#include "src/distributed/replicated_strategy.h"
+#include "parameter_server.h"
+#include "ps_strategy.h"
+#include "replicated_strategy.h"
 
 namespace mpiflow {
 

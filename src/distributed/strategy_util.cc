@@ -1,5 +1,5 @@
 // The strategies' shared helpers (see strategy_util.h).
-#include "src/distributed/strategy_util.h"
+#include "strategy_util.h"
 
 namespace mpiflow {
 namespace strategy_util {

@@ -13,7 +13,7 @@
 #include <cstring>
 #include <set>
 
-#include "src/io/hdf5_util.h"
+#include "hdf5_util.h"
 
 namespace mpiflow {
 

@@ -6,8 +6,8 @@
 
 #include <algorithm>
 
+#include "hdf5_util.h"
 #include "mpiflow/data.h"
-#include "src/io/hdf5_util.h"
 
 namespace mpiflow {
 

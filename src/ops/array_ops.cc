@@ -3,7 +3,7 @@
 // Not kernels: those are in kernels/cpu/array_kernels.cc.
 #include <numeric>
 
-#include "src/ops/op_util.h"
+#include "op_util.h"
 
 namespace mpiflow {
 namespace {

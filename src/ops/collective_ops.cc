@@ -2,7 +2,7 @@
 // gradients (times a per-step scale) into one buffer and starts its allreduce; AllreduceWait
 // waits for it and hands one gradient back. Definitions, shape functions and builders; the
 // kernels are in kernels/cpu/collective_kernels.cc, the bucketing in src/distributed/.
-#include "src/ops/op_util.h"
+#include "op_util.h"
 
 namespace mpiflow {
 

@@ -1,6 +1,6 @@
 // Math ops: broadcasting Add/Sub/Mul/Div, AddN, unary functions, Sum/Mean/Max, MatMul, and the
 // helper ops their gradients use. Definition, shape fn, gradient, builder. Kernels: kernels/cpu.
-#include "src/ops/op_util.h"
+#include "op_util.h"
 
 namespace mpiflow {
 namespace {

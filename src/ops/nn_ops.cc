@@ -1,7 +1,7 @@
 // Neural-network ops: BiasAdd, Softmax, LogSoftmax, SparseSoftmaxCrossEntropyWithLogits, Conv2D,
 // MaxPool, AvgPool, Dropout, with their gradient ops. Definition, shape fn, gradient, builder.
 #include "mpiflow/window.h"
-#include "src/ops/op_util.h"
+#include "op_util.h"
 
 namespace mpiflow {
 namespace {

@@ -1,13 +1,13 @@
-// OpRegistry::Global and the shared op helpers. Every op family registers here, once, explicitly
+// BuiltinOps and the shared op helpers. Every op family registers here, once, explicitly
 // (no static registrars, which a static library link would drop).
 #include <algorithm>
 #include <mutex>
 
-#include "src/ops/op_util.h"
+#include "op_util.h"
 
 namespace mpiflow {
 
-OpRegistry& OpRegistry::Global() {
+OpRegistry& BuiltinOps() {
   static OpRegistry* registry = [] {
     auto* r = new OpRegistry();
     RegisterArrayOps(*r);

@@ -3,7 +3,7 @@
 // Variable values live in the Session's VariableStore; kernels update them in place.
 #include <cmath>
 
-#include "src/ops/op_util.h"
+#include "op_util.h"
 
 namespace mpiflow {
 namespace {

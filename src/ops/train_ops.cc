@@ -3,7 +3,7 @@
 // that wire these into a graph are in src/train/optimizer.cc.
 #include <cmath>
 
-#include "src/ops/op_util.h"
+#include "op_util.h"
 
 namespace mpiflow {
 namespace {
@@ -47,17 +47,34 @@ OpDef ApplyDef(const std::string& name, std::vector<std::string> inputs, ShapeFn
 
 }  // namespace
 
-Status ops::ValidateLearningRateOptions(const LearningRateOptions& o) {
-  if (o.kind != "constant" && o.kind != "step" && o.kind != "cosine") {
-    return InvalidArgument("learning-rate schedule must be constant, step or cosine, got '", o.kind,
-                           "'");
+StatusOr<ops::LearningRateSchedule> ops::ParseLearningRateSchedule(const std::string& name) {
+  if (name == "constant") return LearningRateSchedule::kConstant;
+  if (name == "step") return LearningRateSchedule::kStep;
+  if (name == "cosine") return LearningRateSchedule::kCosine;
+  return InvalidArgument("learning-rate schedule must be constant, step or cosine, got '", name,
+                         "'");
+}
+
+const char* ops::LearningRateScheduleName(LearningRateSchedule s) {
+  switch (s) {
+    case LearningRateSchedule::kConstant:
+      return "constant";
+    case LearningRateSchedule::kStep:
+      return "step";
+    case LearningRateSchedule::kCosine:
+      return "cosine";
   }
+  return "?";
+}
+
+Status ops::ValidateLearningRateOptions(const LearningRateOptions& o) {
   if (!(o.base > 0) || !std::isfinite(o.base)) {
     return InvalidArgument("learning rate must be positive, got ", o.base);
   }
   if (o.warmup_steps < 0) return InvalidArgument("warm-up steps must be >= 0");
-  if (o.kind != "constant" && o.decay_steps <= 0) {
-    return InvalidArgument("decay steps must be positive for the ", o.kind, " schedule");
+  if (o.kind != LearningRateSchedule::kConstant && o.decay_steps <= 0) {
+    return InvalidArgument("decay steps must be positive for the ",
+                           LearningRateScheduleName(o.kind), " schedule");
   }
   return Status::OK();
 }
@@ -88,7 +105,11 @@ void RegisterTrainOps(OpRegistry& r) {
     MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, {DType::kInt64}));
     ops::LearningRateOptions o;
     DType dtype = DType::kInvalid;
-    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("kind", &o.kind));
+    std::string kind;
+    MPIFLOW_RETURN_IF_ERROR(c.GetAttr("kind", &kind));
+    StatusOr<ops::LearningRateSchedule> parsed = ops::ParseLearningRateSchedule(kind);
+    if (!parsed.ok()) return c.Error(parsed.status().message());
+    o.kind = *parsed;
     MPIFLOW_RETURN_IF_ERROR(c.GetAttr("base", &o.base));
     MPIFLOW_RETURN_IF_ERROR(c.GetAttr("warmup_steps", &o.warmup_steps));
     MPIFLOW_RETURN_IF_ERROR(c.GetAttr("decay_steps", &o.decay_steps));
@@ -129,7 +150,7 @@ Output ApplyAdam(const Scope& s, Output var, Output m, Output v, Output lr, Outp
 }
 Output LearningRate(const Scope& s, Output global_step, const LearningRateOptions& o) {
   return s.AddOp("LearningRate", {global_step},
-                 {{"kind", o.kind},
+                 {{"kind", std::string(LearningRateScheduleName(o.kind))},
                   {"base", o.base},
                   {"warmup_steps", o.warmup_steps},
                   {"decay_steps", o.decay_steps},

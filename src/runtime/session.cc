@@ -9,6 +9,7 @@
 #include <queue>
 
 #include "mpiflow/timeline.h"
+#include "session_resources.h"
 
 namespace mpiflow {
 
@@ -30,7 +31,7 @@ struct Session::Plan {
 };
 
 Session::Session(const Graph* graph, SessionOptions options)
-    : graph_(graph), options_(std::move(options)) {
+    : graph_(graph), options_(std::move(options)), variables_(std::make_unique<VariableStore>()) {
   options_.inter_op_threads = std::max(1, options_.inter_op_threads);
   options_.intra_op_threads = std::max(1, options_.intra_op_threads);
   if (options_.inter_op_threads > 1) {
@@ -41,7 +42,7 @@ Session::Session(const Graph* graph, SessionOptions options)
   }
   SetCpuKernelThreads(options_.intra_op_threads);
   if (options_.communicator)
-    collectives_ = std::make_unique<CollectiveState>(options_.communicator);
+    collectives_ = std::make_unique<CommunicatorResource>(options_.communicator);
 }
 
 Session::~Session() = default;
@@ -208,7 +209,7 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
     auto k = kernels_.find(id);
     if (k == kernels_.end()) {
       StatusOr<std::unique_ptr<OpKernel>> kernel = KernelRegistry::Global().Create(
-          options_.device, KernelInitContext{*node, &variables_, collectives_.get()});
+          options_.device, KernelInitContext{*node, variables_.get(), collectives_.get()});
       if (!kernel.ok()) return kernel.status();
       k = kernels_.emplace(id, std::move(kernel).value()).first;
     }
@@ -384,7 +385,7 @@ Status Session::Run(const std::vector<Feed>& feeds, const std::vector<Output>& f
         return FailedPrecondition("fetch '", fetches[i].name(),
                                   "' has no value: it is an uninitialized variable");
       }
-      if (variables_.OwnsBuffer(t.buffer())) t = t.DeepCopy();
+      if (variables_->OwnsBuffer(t.buffer())) t = t.DeepCopy();
       outputs->push_back(std::move(t));
     }
   }
@@ -392,7 +393,7 @@ Status Session::Run(const std::vector<Feed>& feeds, const std::vector<Output>& f
 }
 
 StatusOr<Tensor> Session::ReadVariable(const std::string& name) {
-  VariableStore::Slot* slot = variables_.Find(name);
+  VariableResource::Slot* slot = variables_->Find(name);
   if (!slot) {
     const Node* node = graph_->FindNode(name);
     if (!node || node->op() != "Variable") return NotFound("no variable named '", name, "'");
@@ -411,8 +412,8 @@ Status Session::WriteVariable(const std::string& name, const Tensor& value) {
                            node->output_shape(0).ToString(), "; the value is ",
                            DTypeName(value.dtype()), value.shape().ToString());
   }
-  VariableStore::Slot* slot =
-      variables_.GetOrCreate(name, node->output_dtype(0), node->output_shape(0));
+  VariableResource::Slot* slot =
+      variables_->GetOrCreate(name, node->output_dtype(0), node->output_shape(0));
   if (slot->value.allocated()) {
     std::memcpy(slot->value.raw(), value.raw(), value.bytes());
   } else {

@@ -3,7 +3,7 @@
 // several ranks it starts the communicator and trains data-parallel. Exit codes: 0 done, 1 training
 // failed (the reason on stderr), 2 bad options or job file, 3 the stall inspector gave up,
 // 75 preempted (SIGTERM/SIGUSR1) after writing a checkpoint: requeue and --resume latest.
-#include "src/tools/train_main.h"
+#include "train_main.h"
 
 #include <boost/program_options.hpp>
 #include <fstream>
@@ -23,9 +23,9 @@ constexpr int kExitUsage = 2;
 
 // The options that arrive as text and are parsed into types after reading (ParseTyped).
 struct CommandLine {
-  std::string config_file, lr_kind, timeline, allreduce_rules;
-  std::string model = "mlp", dataset = "fashion-mnist", strategy = "auto", allreduce = "auto",
-              data_sharding = "global";
+  std::string config_file, lr_kind = "constant", timeline, allreduce_rules;
+  std::string optimizer = "adam", model = "mlp", dataset = "fashion-mnist", strategy = "auto",
+              allreduce = "auto", data_sharding = "global";
   mpiflow::CollectiveOptions collectives;
 };
 
@@ -46,7 +46,12 @@ mpiflow::Status ParseTyped(const CommandLine& cl, TrainConfig* c) {
   auto sharding = mpiflow::ParseDataSharding(cl.data_sharding);
   if (!sharding.ok()) return sharding.status();
   c->data_sharding = *sharding;
-  c->optimizer.lr.kind = cl.lr_kind;
+  auto optimizer = mpiflow::ParseOptimizer(cl.optimizer);
+  if (!optimizer.ok()) return optimizer.status();
+  c->optimizer.kind = *optimizer;
+  auto schedule = mpiflow::ops::ParseLearningRateSchedule(cl.lr_kind);
+  if (!schedule.ok()) return schedule.status();
+  c->optimizer.lr.kind = *schedule;
   return mpiflow::Status::OK();
 }
 
@@ -71,11 +76,11 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
      "examples per step (per rank)")
     ("max-steps", po::value(&c->max_steps)->default_value(c->max_steps),
      "stop after this many steps (-1: run every epoch)")
-    ("optimizer", po::value(&c->optimizer.name)->default_value(c->optimizer.name),
+    ("optimizer", po::value(&cl->optimizer)->default_value(cl->optimizer),
      "sgd, momentum, rmsprop or adam")
     ("lr", po::value(&c->optimizer.lr.base)->default_value(c->optimizer.lr.base),
      "base learning rate")
-    ("lr-schedule", po::value(lr_kind)->default_value(c->optimizer.lr.kind),
+    ("lr-schedule", po::value(lr_kind)->default_value(*lr_kind),
      "constant, step or cosine")
     ("warmup-steps", po::value(&c->optimizer.lr.warmup_steps)->default_value(0),
      "linear learning-rate warm-up steps")
@@ -157,7 +162,6 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
 
 int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
   TrainConfig config;
-  config.optimizer.name = "adam";
   config.optimizer.lr.base = 0.001;
   CommandLine cl;
   std::string& config_file = cl.config_file;

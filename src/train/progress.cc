@@ -1,5 +1,5 @@
 // Progress lines, metrics records and the profile table (see progress.h).
-#include "src/train/progress.h"
+#include "progress.h"
 
 #include <algorithm>
 #include <cmath>
@@ -49,14 +49,19 @@ void Progress::Step(int64_t step, int64_t epoch, double loss, int64_t examples, 
   window_samples_ = 0;
 }
 
-void Progress::Evaluated(int64_t epoch, double accuracy, int64_t images, double seconds) {
+double Progress::Evaluated(int64_t epoch, double accuracy, int64_t images,
+                           std::chrono::steady_clock::time_point start) {
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char line[160];
   std::snprintf(line, sizeof(line), "epoch %lld/%lld  test_accuracy %.4f  (%lld images, %.1f s)\n",
                 static_cast<long long>(epoch + 1), static_cast<long long>(epochs_), accuracy,
                 static_cast<long long>(images), seconds);
   log_ << line << std::flush;
-  if (metrics_)
+  if (metrics_) {
     *metrics_ << "{\"epoch\":" << epoch + 1 << ",\"test_accuracy\":" << accuracy << "}\n";
+  }
+  return seconds;
 }
 
 void Progress::AddKernelTimes(const RunStats& stats) {

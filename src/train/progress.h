@@ -3,6 +3,7 @@
 // table. Private to src/train. Not the loop (trainer.cc) and not the timeline (timeline.h).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <ostream>
@@ -26,7 +27,9 @@ class Progress {
   // After step `step` of epoch `epoch` (from 0), which took `seconds` for `examples`; prints the
   // line and writes the record when `print`.
   void Step(int64_t step, int64_t epoch, double loss, int64_t examples, double seconds, bool print);
-  void Evaluated(int64_t epoch, double accuracy, int64_t images, double seconds);
+  // After an evaluation that started at `start`; returns the seconds it took.
+  double Evaluated(int64_t epoch, double accuracy, int64_t images,
+                   std::chrono::steady_clock::time_point start);
   // Adds the kernel times of one step (RunStats::node_times).
   void AddKernelTimes(const RunStats& stats);
   // The profile table over the steps after warm-up (nothing when none was timed).

@@ -1,6 +1,6 @@
 // ScopedPreemptionSignals (see signals.h). A signal handler can reach only static state: the
 // token of the innermost live scope, through one atomic pointer.
-#include "src/train/signals.h"
+#include "signals.h"
 
 #include <atomic>
 

@@ -1,5 +1,5 @@
 // LoadTrainingData and Evaluate (see train_data.h).
-#include "src/train/train_data.h"
+#include "train_data.h"
 
 #include <tuple>
 #include <utility>

@@ -16,9 +16,9 @@
 #include "mpiflow/graph_io.h"
 #include "mpiflow/ops.h"
 #include "mpiflow/timeline.h"
-#include "src/train/progress.h"
-#include "src/train/signals.h"
-#include "src/train/train_data.h"
+#include "progress.h"
+#include "signals.h"
+#include "train_data.h"
 
 namespace mpiflow {
 
@@ -104,9 +104,9 @@ std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainCon
           {"max-steps", StrCat(c.max_steps)},
           {"eval", c.eval ? "true" : "false"},
           {"seed", StrCat(c.seed)},
-          {"optimizer", o.name},
+          {"optimizer", OptimizerName(o.kind)},
           {"lr", StrCat(o.lr.base)},
-          {"lr-schedule", o.lr.kind},
+          {"lr-schedule", ops::LearningRateScheduleName(o.lr.kind)},
           {"warmup-steps", StrCat(o.lr.warmup_steps)},
           {"decay-steps", StrCat(o.lr.decay_steps)},
           {"decay-rate", StrCat(o.lr.decay_rate)},
@@ -136,6 +136,28 @@ std::map<std::string, std::string> CheckpointAttributes(const TrainConfig& cfg, 
   return a;
 }
 
+// decay_steps 0 means the whole run, after any warm-up.
+OptimizerOptions ResolvedOptimizer(OptimizerOptions o, int64_t total_steps) {
+  if (o.lr.decay_steps == 0)
+    o.lr.decay_steps = std::max<int64_t>(1, total_steps - o.lr.warmup_steps);
+  return o;
+}
+
+// An empty checkpoint directory means <output_dir>/checkpoints (or ./checkpoints).
+CheckpointOptions ResolvedCheckpointOptions(const TrainConfig& cfg) {
+  CheckpointOptions co = cfg.checkpoint;
+  if (co.dir.empty()) {
+    co.dir = cfg.output_dir.empty() ? "checkpoints" : cfg.output_dir + "/checkpoints";
+  }
+  return co;
+}
+
+Status NonFiniteLoss(double loss, const Communicator* comm, int64_t step, const Batch& b) {
+  return Status(Code::kAborted,
+                StrCat("the loss is NaN or Inf (", loss, comm ? ", on some rank" : "", ") at step ",
+                       step, " (epoch ", b.epoch + 1, "): lower the learning rate (--lr)"));
+}
+
 // The start-up line.
 void LogStart(std::ostream& log, const TrainConfig& cfg, const OptimizerOptions& opt,
               const TrainingData& data, const std::vector<Output>& vars, const Strategy& strategy,
@@ -144,10 +166,13 @@ void LogStart(std::ostream& log, const TrainConfig& cfg, const OptimizerOptions&
   for (const Output& v : vars) parameters += v.shape().num_elements();
   log << "mpiflow: training " << ModelName(cfg.model) << " on " << DatasetName(cfg.dataset) << " ("
       << data.train.count << " train, " << data.test.count << " test images), " << cfg.epochs
-      << " epochs x " << data.per_epoch << " steps, batch " << cfg.batch_size << ", " << opt.name
-      << " lr " << opt.lr.base << " (" << opt.lr.kind
-      << (opt.lr.kind == "constant" ? "" : StrCat(" over ", opt.lr.decay_steps, " steps")) << "), "
-      << cfg.threads << " thread(s), " << parameters << " parameters";
+      << " epochs x " << data.per_epoch << " steps, batch " << cfg.batch_size << ", "
+      << OptimizerName(opt.kind) << " lr " << opt.lr.base << " ("
+      << ops::LearningRateScheduleName(opt.lr.kind)
+      << (opt.lr.kind == ops::LearningRateSchedule::kConstant
+              ? ""
+              : StrCat(" over ", opt.lr.decay_steps, " steps"))
+      << "), " << cfg.threads << " thread(s), " << parameters << " parameters";
   const std::string distribution = strategy.Describe(global_batch);
   if (!distribution.empty()) log << "\nmpiflow: " << distribution;
   log << "\n";
@@ -246,12 +271,9 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   const TrainingData& data = *loaded;
   const int64_t global_batch = cfg.batch_size * strategy.data_ranks();
   const int64_t per_epoch = data.per_epoch;
-  int64_t total_steps = per_epoch * cfg.epochs;
-  if (cfg.max_steps >= 0) total_steps = std::min(total_steps, cfg.max_steps);
-  OptimizerOptions optimizer = cfg.optimizer;
-  if (optimizer.lr.decay_steps == 0) {  // decay over the whole run, after any warm-up
-    optimizer.lr.decay_steps = std::max<int64_t>(1, total_steps - optimizer.lr.warmup_steps);
-  }
+  const int64_t total_steps =
+      cfg.max_steps >= 0 ? std::min(per_epoch * cfg.epochs, cfg.max_steps) : per_epoch * cfg.epochs;
+  const OptimizerOptions optimizer = ResolvedOptimizer(cfg.optimizer, total_steps);
 
   Scope root = Scope::NewRootScope();
   std::vector<Output> vars;
@@ -264,17 +286,10 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   }
   std::unique_ptr<std::ofstream> metrics;
   if (rank == 0) MPIFLOW_RETURN_IF_ERROR(OpenOutputs(cfg, *root.graph(), &metrics));
-  SessionOptions so;
-  so.intra_op_threads = cfg.threads;
-  so.inter_op_threads = cfg.inter_op_threads;
-  so.communicator = comm;
-  so.timeline = timeline;
-  Session session(root.graph(), so);
+  Session session(root.graph(), {cfg.inter_op_threads, cfg.threads, kCpu, comm, timeline});
   MPIFLOW_RETURN_IF_ERROR(session.RunTargets({init}));
 
-  CheckpointOptions co = cfg.checkpoint;
-  if (co.dir.empty())
-    co.dir = cfg.output_dir.empty() ? "checkpoints" : cfg.output_dir + "/checkpoints";
+  const CheckpointOptions co = ResolvedCheckpointOptions(cfg);
   CheckpointManager checkpoints(co, strategy.checkpoint_shard(), hooks);
   checkpoints.SetAttributes(CheckpointAttributes(cfg, *root.graph()));
   StatusOr<int64_t> first_step = strategy.Start(session, checkpoints);
@@ -317,12 +332,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
         strategy.RunStep(session, {{m.images, b.images}, {m.labels, b.labels}}, b, &stats);
     if (!s.ok()) return failed(s.status());
     progress.AddKernelTimes(stats);
-    if (!std::isfinite(s->loss)) {
-      return failed(Status(
-          Code::kAborted,
-          StrCat("the loss is NaN or Inf (", s->loss, comm ? ", on some rank" : "", ") at step ",
-                 r.steps + 1, " (epoch ", b.epoch + 1, "): lower the learning rate (--lr)")));
-    }
+    if (!std::isfinite(s->loss)) return failed(NonFiniteLoss(s->loss, comm, r.steps + 1, b));
     // Epochs by the step now held: a straggler may jump past an epoch's last batch, so an epoch
     // ends where the step crosses a multiple of per_epoch (every rank crosses each once).
     const int64_t before = r.steps;
@@ -341,9 +351,8 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
         StatusOr<double> acc =
             Evaluate(session, m, data, cfg.eval_batch_size, strategy.eval_comm());
         if (!acc.ok()) return failed(acc.status());
-        eval_seconds += Seconds(Clock::now() - e0);
         r.test_accuracy = *acc;
-        progress.Evaluated(epoch, *acc, data.test.count, Seconds(Clock::now() - e0));
+        eval_seconds += progress.Evaluated(epoch, *acc, data.test.count, e0);
       }
     }
     // A preemption (every rank agreed on it) always writes a checkpoint.

@@ -8,10 +8,29 @@
 
 namespace mpiflow {
 
-Status ValidateOptimizerOptions(const OptimizerOptions& o) {
-  if (o.name != "sgd" && o.name != "momentum" && o.name != "rmsprop" && o.name != "adam") {
-    return InvalidArgument("optimizer must be sgd, momentum, rmsprop or adam, got '", o.name, "'");
+StatusOr<OptimizerKind> ParseOptimizer(const std::string& name) {
+  if (name == "sgd") return OptimizerKind::kSgd;
+  if (name == "momentum") return OptimizerKind::kMomentum;
+  if (name == "rmsprop") return OptimizerKind::kRmsprop;
+  if (name == "adam") return OptimizerKind::kAdam;
+  return InvalidArgument("optimizer must be sgd, momentum, rmsprop or adam, got '", name, "'");
+}
+
+const char* OptimizerName(OptimizerKind kind) {
+  switch (kind) {
+    case OptimizerKind::kSgd:
+      return "sgd";
+    case OptimizerKind::kMomentum:
+      return "momentum";
+    case OptimizerKind::kRmsprop:
+      return "rmsprop";
+    case OptimizerKind::kAdam:
+      return "adam";
   }
+  return "?";
+}
+
+Status ValidateOptimizerOptions(const OptimizerOptions& o) {
   if (o.momentum < 0 || o.momentum >= 1) return InvalidArgument("momentum must be in [0, 1)");
   if (o.beta1 < 0 || o.beta1 >= 1 || o.beta2 < 0 || o.beta2 >= 1) {
     return InvalidArgument("adam betas must be in [0, 1)");
@@ -99,14 +118,14 @@ StatusOr<TrainOp> ApplyGradients(const Scope& scope, const std::vector<Output>& 
     if (var.dtype() != DType::kFloat32) lr = ops::Cast(vs, lr, var.dtype());
     Output update;
     const bool sparse = grad.node->op() == "IndexedSlices";
-    if (opts.name == "sgd") {
+    if (opts.kind == OptimizerKind::kSgd) {
       update = sparse ? ops::SparseApplyGradientDescent(vs, var, lr, grad.node->input(0),
                                                         grad.node->input(1))
                       : ops::ApplyGradientDescent(vs, var, lr, grad);
-    } else if (opts.name == "momentum") {
+    } else if (opts.kind == OptimizerKind::kMomentum) {
       update = ops::ApplyMomentum(vs, var, Slot(s, var, "momentum"), lr, grad, opts.momentum,
                                   opts.nesterov);
-    } else if (opts.name == "rmsprop") {
+    } else if (opts.kind == OptimizerKind::kRmsprop) {
       update = ops::ApplyRMSProp(vs, var, Slot(s, var, "rms"), Slot(s, var, "rms_momentum"), lr,
                                  grad, opts.rho, opts.rmsprop_momentum, opts.epsilon);
     } else {
