@@ -4,31 +4,23 @@
 
 #include <algorithm>
 
+#include "mpiflow/enum_names.h"
 #include "mpiflow/gradients.h"
 
 namespace mpiflow {
 
+namespace {
+constexpr EnumName<OptimizerKind> kOptimizers[] = {{OptimizerKind::kSgd, "sgd"},
+                                                   {OptimizerKind::kMomentum, "momentum"},
+                                                   {OptimizerKind::kRmsprop, "rmsprop"},
+                                                   {OptimizerKind::kAdam, "adam"}};
+}  // namespace
+
 StatusOr<OptimizerKind> ParseOptimizer(const std::string& name) {
-  if (name == "sgd") return OptimizerKind::kSgd;
-  if (name == "momentum") return OptimizerKind::kMomentum;
-  if (name == "rmsprop") return OptimizerKind::kRmsprop;
-  if (name == "adam") return OptimizerKind::kAdam;
-  return InvalidArgument("optimizer must be sgd, momentum, rmsprop or adam, got '", name, "'");
+  return ParseEnum(kOptimizers, "optimizer", name);
 }
 
-const char* OptimizerName(OptimizerKind kind) {
-  switch (kind) {
-    case OptimizerKind::kSgd:
-      return "sgd";
-    case OptimizerKind::kMomentum:
-      return "momentum";
-    case OptimizerKind::kRmsprop:
-      return "rmsprop";
-    case OptimizerKind::kAdam:
-      return "adam";
-  }
-  return "?";
-}
+const char* OptimizerName(OptimizerKind kind) { return EnumToName(kOptimizers, kind); }
 
 Status ValidateOptimizerOptions(const OptimizerOptions& o) {
   if (o.momentum < 0 || o.momentum >= 1) return InvalidArgument("momentum must be in [0, 1)");

@@ -1,33 +1,25 @@
 // Strategy names, the choice of a strategy for a run, and the interface's defaults.
 #include "mpiflow/strategy.h"
 
+#include "mpiflow/enum_names.h"
 #include "parameter_server.h"
 #include "ps_strategy.h"
 #include "replicated_strategy.h"
 
 namespace mpiflow {
 
+namespace {
+constexpr EnumName<StrategyKind> kStrategies[] = {{StrategyKind::kAuto, "auto"},
+                                                  {StrategyKind::kAllReduce, "allreduce"},
+                                                  {StrategyKind::kParameterServer, "ps"},
+                                                  {StrategyKind::kNone, "none"}};
+}  // namespace
+
 StatusOr<StrategyKind> ParseStrategy(const std::string& name) {
-  if (name == "auto") return StrategyKind::kAuto;
-  if (name == "none") return StrategyKind::kNone;
-  if (name == "allreduce") return StrategyKind::kAllReduce;
-  if (name == "ps") return StrategyKind::kParameterServer;
-  return InvalidArgument("--strategy must be auto, allreduce, ps or none, got '", name, "'");
+  return ParseEnum(kStrategies, "--strategy", name);
 }
 
-const char* StrategyName(StrategyKind kind) {
-  switch (kind) {
-    case StrategyKind::kAuto:
-      return "auto";
-    case StrategyKind::kNone:
-      return "none";
-    case StrategyKind::kAllReduce:
-      return "allreduce";
-    case StrategyKind::kParameterServer:
-      return "ps";
-  }
-  return "?";
-}
+const char* StrategyName(StrategyKind kind) { return EnumToName(kStrategies, kind); }
 
 Status CheckParameterServerRanks(int ranks, const ParameterServerOptions& o) {
   return MakePsLayout(ranks, o.servers, o.backup_workers, {}).status();

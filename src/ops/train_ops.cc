@@ -1,8 +1,9 @@
 // Optimizer update ops (ApplyGradientDescent, SparseApplyGradientDescent, ApplyMomentum,
 // ApplyRMSProp, ApplyAdam) and LearningRate. Definition, shape fn, builder. The Optimizer classes
-// that wire these into a graph are in src/train/optimizer.cc.
+// that wire these into a graph are in src/autodiff/optimizer.cc.
 #include <cmath>
 
+#include "mpiflow/enum_names.h"
 #include "op_util.h"
 
 namespace mpiflow {
@@ -47,24 +48,19 @@ OpDef ApplyDef(const std::string& name, std::vector<std::string> inputs, ShapeFn
 
 }  // namespace
 
+namespace {
+constexpr EnumName<ops::LearningRateSchedule> kSchedules[] = {
+    {ops::LearningRateSchedule::kConstant, "constant"},
+    {ops::LearningRateSchedule::kStep, "step"},
+    {ops::LearningRateSchedule::kCosine, "cosine"}};
+}  // namespace
+
 StatusOr<ops::LearningRateSchedule> ops::ParseLearningRateSchedule(const std::string& name) {
-  if (name == "constant") return LearningRateSchedule::kConstant;
-  if (name == "step") return LearningRateSchedule::kStep;
-  if (name == "cosine") return LearningRateSchedule::kCosine;
-  return InvalidArgument("learning-rate schedule must be constant, step or cosine, got '", name,
-                         "'");
+  return ParseEnum(kSchedules, "learning-rate schedule", name);
 }
 
 const char* ops::LearningRateScheduleName(LearningRateSchedule s) {
-  switch (s) {
-    case LearningRateSchedule::kConstant:
-      return "constant";
-    case LearningRateSchedule::kStep:
-      return "step";
-    case LearningRateSchedule::kCosine:
-      return "cosine";
-  }
-  return "?";
+  return EnumToName(kSchedules, s);
 }
 
 Status ops::ValidateLearningRateOptions(const LearningRateOptions& o) {

@@ -1,6 +1,7 @@
 // BuildModel: the MLP and CNN graphs with loss and accuracy. Not the training loop (trainer.cc).
 #include "mpiflow/models.h"
 
+#include "mpiflow/enum_names.h"
 #include "mpiflow/ops.h"
 
 namespace mpiflow {
@@ -23,13 +24,15 @@ Output ConvRelu(const Scope& s, Output x, int64_t size, int64_t filters, int64_t
   return ops::Relu(s, ops::BiasAdd(s, ops::Conv2D(s, x, f, {1, 1}, "SAME"), b));
 }
 
+namespace {
+constexpr EnumName<ModelKind> kModels[] = {{ModelKind::kMlp, "mlp"}, {ModelKind::kCnn, "cnn"}};
+}  // namespace
+
 StatusOr<ModelKind> ParseModel(const std::string& name) {
-  if (name == "mlp") return ModelKind::kMlp;
-  if (name == "cnn") return ModelKind::kCnn;
-  return InvalidArgument("--model must be mlp or cnn, got '", name, "'");
+  return ParseEnum(kModels, "--model", name);
 }
 
-const char* ModelName(ModelKind kind) { return kind == ModelKind::kMlp ? "mlp" : "cnn"; }
+const char* ModelName(ModelKind kind) { return EnumToName(kModels, kind); }
 
 StatusOr<Model> BuildModel(const Scope& s, ModelKind kind, int64_t seed, int num_classes) {
   Model m;

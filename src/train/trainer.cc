@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "mpiflow/distributed.h"
+#include "mpiflow/enum_names.h"
 #include "mpiflow/graph_io.h"
 #include "mpiflow/ops.h"
 #include "mpiflow/timeline.h"
@@ -28,34 +29,25 @@ double PeakRssMiB() {
   return static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is KiB on Linux
 }
 
+namespace {
+constexpr EnumName<DatasetKind> kDatasets[] = {{DatasetKind::kFashionMnist, "fashion-mnist"},
+                                               {DatasetKind::kHdf5, "hdf5"},
+                                               {DatasetKind::kSynthetic, "synthetic"}};
+constexpr EnumName<DataSharding> kShardings[] = {{DataSharding::kGlobal, "global"},
+                                                 {DataSharding::kLocal, "local"}};
+}  // namespace
+
 StatusOr<DatasetKind> ParseDataset(const std::string& name) {
-  if (name == "fashion-mnist") return DatasetKind::kFashionMnist;
-  if (name == "synthetic") return DatasetKind::kSynthetic;
-  if (name == "hdf5") return DatasetKind::kHdf5;
-  return InvalidArgument("--dataset must be fashion-mnist, hdf5 or synthetic, got '", name, "'");
+  return ParseEnum(kDatasets, "--dataset", name);
 }
 
-const char* DatasetName(DatasetKind kind) {
-  switch (kind) {
-    case DatasetKind::kFashionMnist:
-      return "fashion-mnist";
-    case DatasetKind::kSynthetic:
-      return "synthetic";
-    case DatasetKind::kHdf5:
-      return "hdf5";
-  }
-  return "?";
-}
+const char* DatasetName(DatasetKind kind) { return EnumToName(kDatasets, kind); }
 
 StatusOr<DataSharding> ParseDataSharding(const std::string& name) {
-  if (name == "global") return DataSharding::kGlobal;
-  if (name == "local") return DataSharding::kLocal;
-  return InvalidArgument("--data-sharding must be global or local, got '", name, "'");
+  return ParseEnum(kShardings, "--data-sharding", name);
 }
 
-const char* DataShardingName(DataSharding s) {
-  return s == DataSharding::kGlobal ? "global" : "local";
-}
+const char* DataShardingName(DataSharding s) { return EnumToName(kShardings, s); }
 
 Status ValidateTrainConfig(const TrainConfig& c) {
   if (c.batch_size <= 0)
