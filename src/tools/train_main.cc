@@ -29,30 +29,26 @@ struct CommandLine {
   mpiflow::CollectiveOptions collectives;
 };
 
+// *out = parse(text), or the parse error.
+template <typename T, typename Parse>
+mpiflow::Status ParseInto(T* out, Parse parse, const std::string& text) {
+  auto value = parse(text);
+  if (!value.ok()) return value.status();
+  *out = *value;
+  return mpiflow::Status::OK();
+}
+
 // The text options into the config's enums; the first bad one is the error.
 mpiflow::Status ParseTyped(const CommandLine& cl, TrainConfig* c) {
-  auto model = mpiflow::ParseModel(cl.model);
-  if (!model.ok()) return model.status();
-  c->model = *model;
-  auto dataset = mpiflow::ParseDataset(cl.dataset);
-  if (!dataset.ok()) return dataset.status();
-  c->dataset = *dataset;
-  auto strategy = mpiflow::ParseStrategy(cl.strategy);
-  if (!strategy.ok()) return strategy.status();
-  c->strategy = *strategy;
-  auto algorithm = mpiflow::ParseAllreduceAlgorithm(cl.allreduce);
-  if (!algorithm.ok()) return algorithm.status();
-  c->allreduce.algorithm = *algorithm;
-  auto sharding = mpiflow::ParseDataSharding(cl.data_sharding);
-  if (!sharding.ok()) return sharding.status();
-  c->data_sharding = *sharding;
-  auto optimizer = mpiflow::ParseOptimizer(cl.optimizer);
-  if (!optimizer.ok()) return optimizer.status();
-  c->optimizer.kind = *optimizer;
-  auto schedule = mpiflow::ops::ParseLearningRateSchedule(cl.lr_kind);
-  if (!schedule.ok()) return schedule.status();
-  c->optimizer.lr.kind = *schedule;
-  return mpiflow::Status::OK();
+  MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->model, mpiflow::ParseModel, cl.model));
+  MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->dataset, mpiflow::ParseDataset, cl.dataset));
+  MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->strategy, mpiflow::ParseStrategy, cl.strategy));
+  MPIFLOW_RETURN_IF_ERROR(
+      ParseInto(&c->allreduce.algorithm, mpiflow::ParseAllreduceAlgorithm, cl.allreduce));
+  MPIFLOW_RETURN_IF_ERROR(
+      ParseInto(&c->data_sharding, mpiflow::ParseDataSharding, cl.data_sharding));
+  MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->optimizer.kind, mpiflow::ParseOptimizer, cl.optimizer));
+  return ParseInto(&c->optimizer.lr.kind, mpiflow::ops::ParseLearningRateSchedule, cl.lr_kind);
 }
 
 po::options_description Options(TrainConfig* c, CommandLine* cl) {
