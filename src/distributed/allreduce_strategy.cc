@@ -52,11 +52,10 @@ StatusOr<StepOutcome> AllReduceStrategy::RunStep(Session& session, std::vector<S
   feeds.push_back({sync_.examples, Tensor::Scalar<float>(static_cast<float>(batch.examples))});
   feeds.push_back({sync_.stop, Tensor::Scalar<float>(stop_vote ? 1.0f : 0.0f)});
   feeds.push_back({sync_.checkpoint, Tensor::Scalar<float>(checkpoint_vote ? 1.0f : 0.0f)});
-  std::vector<Tensor> out;
-  Status run = session.Run(feeds, {sync_.agreement}, {train_op_.train}, &out, stats);
+  Status run = session.Run(feeds, {sync_.agreement}, {train_op_.train}, &out_, stats);
   if (!run.ok()) return strategy_util::StepError(run, step_ + 1, batch, /*lr_hint=*/true);
   // Every rank holds the same sums: (loss * examples, examples, stop votes, checkpoint votes).
-  const float* agreed = out[0].data<float>();
+  const float* agreed = out_[0].data<float>();
   StepOutcome o;
   o.step = ++step_;
   o.loss = agreed[0] / std::max(agreed[1], 1.0f);

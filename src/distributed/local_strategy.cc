@@ -16,12 +16,11 @@ Status LocalStrategy::Build(const Scope& root, Output loss, const std::vector<Ou
 
 StatusOr<StepOutcome> LocalStrategy::RunStep(Session& session, std::vector<Session::Feed> feeds,
                                              const Batch& batch, RunStats* stats) {
-  std::vector<Tensor> out;
-  Status run = session.Run(feeds, {loss_}, {train_op_.train}, &out, stats);
+  Status run = session.Run(feeds, {loss_}, {train_op_.train}, &out_, stats);
   if (!run.ok()) return strategy_util::StepError(run, step_ + 1, batch, /*lr_hint=*/true);
   StepOutcome o;
   o.step = ++step_;
-  o.loss = *out[0].data<float>();
+  o.loss = *out_[0].data<float>();
   o.examples = batch.global_examples;
   o.stop = env_.stop && env_.stop->requested();
   o.checkpoint = checkpoints_ && checkpoints_->DueByTime();

@@ -64,13 +64,14 @@ class ParameterServerStrategy : public Strategy {
   int rank_ = 0, ranks_ = 1;
   bool server_ = false;
   std::vector<Output> variables_, gradients_, placeholders_;
-  Output loss_;
+  std::vector<Output> fetches_;  // a worker's: the gradients, then the loss
   TrainOp train_op_;
   PsLayout layout_;
   std::unique_ptr<Communicator> group_;  // the workers' (evaluation) or the servers'
   // Worker side.
   std::unique_ptr<PsWorkerLink> link_;
   std::vector<Tensor> values_, pushed_;  // indexed like variables_
+  std::vector<Tensor> out_;              // fetches_' values, reused
   PsReply reply_;
 };
 

@@ -17,9 +17,10 @@ ParameterServerStrategy::ParameterServerStrategy(const StrategyEnv& env,
 Status ParameterServerStrategy::Build(const Scope& root, Output loss,
                                       const std::vector<Output>& variables,
                                       const OptimizerOptions& optimizer) {
-  loss_ = loss;
   variables_ = variables;
   MPIFLOW_RETURN_IF_ERROR(AddGradients(root, {loss}, variables, {}, &gradients_));
+  fetches_ = gradients_;
+  fetches_.push_back(loss);
   std::vector<int64_t> elements;
   for (const Output& v : variables) {
     if (v.dtype() != DType::kFloat32) {
@@ -91,13 +92,10 @@ StatusOr<StepOutcome> ParameterServerStrategy::RunStep(Session& session,
                                                        const Batch& batch, RunStats* stats) {
   double loss_sum = 0;
   if (batch.examples > 0) {
-    std::vector<Output> fetches = gradients_;
-    fetches.push_back(loss_);
-    std::vector<Tensor> out;
-    Status run = session.Run(feeds, fetches, {}, &out, stats);
+    Status run = session.Run(feeds, fetches_, {}, &out_, stats);
     if (!run.ok()) return strategy_util::StepError(run, reply_.version + 1, batch, false);
-    for (size_t i = 0; i < variables_.size(); ++i) pushed_[i] = out[i];
-    loss_sum = static_cast<double>(*out.back().data<float>()) * batch.examples;
+    for (size_t i = 0; i < variables_.size(); ++i) pushed_[i] = out_[i];
+    loss_sum = static_cast<double>(*out_.back().data<float>()) * batch.examples;
   } else {  // a share of nothing: weight 0
     for (size_t i = 0; i < variables_.size(); ++i) {
       pushed_[i] = Tensor(DType::kFloat32, variables_[i].shape());

@@ -27,7 +27,8 @@ class ReplicatedStrategy : public Strategy {
 
   StrategyEnv env_;
   int rank_ = 0, ranks_ = 1;
-  int64_t step_ = 0;  // the global step the variables hold
+  std::vector<Tensor> out_;  // a step's fetched values, reused
+  int64_t step_ = 0;         // the global step the variables hold
   TrainOp train_op_;
   CheckpointManager* checkpoints_ = nullptr;  // set by Start
 };
