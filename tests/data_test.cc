@@ -67,6 +67,23 @@ TEST(IdxTest, ReadsPlainAndGzip) {
   }
 }
 
+// A label byte outside the dataset's classes (200 among 0..9) is an error naming the file, the
+// example and the label, not a silently larger model.
+TEST(IdxTest, ALabelOutsideTheClassesIsAnError) {
+  const std::string d = TempDir();
+  std::string labels = LabelsIdx(4);
+  labels[8 + 2] = static_cast<char>(200);  // example 2
+  Write(d + "/i4", ImagesIdx(4, 2, 2));
+  Write(d + "/l200", labels);
+  EXPECT_EQ(LoadIdx(d + "/i4", d + "/l200").status().message(),
+            "'" + d +
+                "/l200': label 200 of example 2 is outside [0, 10) (the dataset has 10 "
+                "classes)");
+  StatusOr<ImageDataset> three = LoadIdx(d + "/i4", d + "/l200", 201);
+  ASSERT_TRUE(three.ok()) << three.status();
+  EXPECT_EQ(three->num_classes, 201);
+}
+
 TEST(IdxTest, BadFilesGiveClearErrors) {
   const std::string d = TempDir();
   Write(d + "/l", LabelsIdx(3));

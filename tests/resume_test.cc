@@ -111,6 +111,45 @@ TEST(Resume, SigtermCheckpointsAtTheNextStepAndStops) {
   ExpectSameBits(*b, *whole);
 }
 
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A resumed run continues metrics.jsonl (the records up to its checkpoint stay, the rest are
+// the resumed run's), and a resume that fails leaves the output directory as it was.
+TEST(Resume, MetricsContinueAcrossAResume) {
+  const std::string dir = ::testing::TempDir() + "/metrics";
+  TrainConfig c = Base(dir);  // 10 steps per epoch
+  c.log_every = 2;
+  c.max_steps = 7;
+  c.checkpoint.every_steps = 7;
+  ASSERT_TRUE(TrainLogged(c).ok());
+  const std::string before = Slurp(dir + "/metrics.jsonl"), graph = Slurp(dir + "/graph.mpg");
+  TrainConfig cnn = c;
+  cnn.model = ModelKind::kCnn;
+  cnn.checkpoint.resume = "latest";
+  ASSERT_FALSE(TrainLogged(cnn).ok());  // another model's checkpoint: refused
+  EXPECT_EQ(Slurp(dir + "/metrics.jsonl"), before);
+  EXPECT_EQ(Slurp(dir + "/graph.mpg"), graph);
+  TrainConfig rest = c;
+  rest.max_steps = 16;
+  rest.checkpoint.resume = "latest";
+  ASSERT_TRUE(TrainLogged(rest).ok());
+  std::istringstream lines(Slurp(dir + "/metrics.jsonl"));
+  std::vector<int> steps, evaluated;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("{\"step\":", 0) == 0) {
+      steps.push_back(std::atoi(line.c_str() + 8));
+      EXPECT_NE(line.find(",\"time\":"), std::string::npos) << line;
+    } else if (line.find("test_accuracy") != std::string::npos) {
+      evaluated.push_back(std::atoi(line.c_str() + 9));
+    }
+  }
+  EXPECT_EQ(steps, (std::vector<int>{2, 4, 6, 7, 8, 10, 12, 14, 16}));
+  EXPECT_EQ(evaluated, (std::vector<int>{1, 2}));  // the first run's mid-epoch one is redone
+}
+
 TEST(Resume, RemovesWhatAKilledWriterLeftBehind) {
   const std::string dir = ::testing::TempDir() + "/stale";
   TrainConfig c = Base(dir);

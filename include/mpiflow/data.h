@@ -31,7 +31,10 @@ struct ImageDataset {
 
 // Reads an IDX3 ubyte images file and an IDX1 ubyte labels file (".gz" read through zlib).
 // Errors name the file and what is wrong: missing, wrong magic, truncated, counts differ.
-StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string& labels_path);
+// Labels must lie in [0, num_classes) (the MNIST family has 10); one outside is an error naming
+// the file, the example and the label.
+StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string& labels_path,
+                               int num_classes = 10);
 
 // HDF5 (one file, one group per split): /<split>/images uint8 (count, rows, cols), chunked by
 // `chunk_images` and deflate-compressed at `compression` (0: none), /<split>/labels int32

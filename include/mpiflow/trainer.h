@@ -70,7 +70,7 @@ struct TrainResult {
   int64_t epochs = 0;
   double final_loss = 0;
   double test_accuracy = 0;    // after the last epoch (0 when eval is off)
-  double samples_per_sec = 0;  // over training steps after the first 20, evaluation excluded
+  double samples_per_sec = 0;  // over the steps after warm-up (progress.h), evaluation excluded
   double train_seconds = 0;
   double peak_rss_mib = 0;
   double train_flops_per_example = 0;  // see Model

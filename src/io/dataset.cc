@@ -76,7 +76,8 @@ Status ParseIdx(const std::string& path, const std::vector<uint8_t>& bytes, int 
 
 }  // namespace
 
-StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string& labels_path) {
+StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string& labels_path,
+                               int num_classes) {
   StatusOr<std::vector<uint8_t>> img = ReadAll(images_path);
   if (!img.ok()) return img.status();
   StatusOr<std::vector<uint8_t>> lab = ReadAll(labels_path);
@@ -95,12 +96,15 @@ StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string
   d.cols = idims[2];
   d.images.assign(img->begin() + ioff, img->begin() + ioff + d.count * d.rows * d.cols);
   d.labels.resize(d.count);
-  int max_label = 0;
   for (int64_t i = 0; i < d.count; ++i) {
     d.labels[i] = (*lab)[loff + i];
-    max_label = std::max(max_label, d.labels[i]);
+    if (d.labels[i] >= num_classes) {
+      return Status(Code::kDataLoss, StrCat("'", labels_path, "': label ", d.labels[i],
+                                            " of example ", i, " is outside [0, ", num_classes,
+                                            ") (the dataset has ", num_classes, " classes)"));
+    }
   }
-  d.num_classes = std::max(10, max_label + 1);
+  d.num_classes = num_classes;
   return d;
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <utility>
 #include <vector>
 
@@ -23,9 +24,46 @@ std::string FormatDuration(double s) {
   return buf;
 }
 
+namespace {
+
+// The integer after "key": in a metrics record, or -1.
+int64_t Field(const std::string& line, const char* key) {
+  const std::string k = StrCat("\"", key, "\":");
+  const size_t at = line.find(k);
+  return at == std::string::npos ? -1 : std::atoll(line.c_str() + at + k.size());
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<std::ofstream>> OpenMetrics(const std::string& path, int64_t resumed_step,
+                                                     int64_t per_epoch) {
+  if (resumed_step >= 0) {
+    std::ifstream in(path);
+    std::string kept, line;
+    while (std::getline(in, line)) {
+      const int64_t step = Field(line, "step"), epoch = Field(line, "epoch");
+      const bool keep = step >= 0 ? step <= resumed_step : epoch * per_epoch <= resumed_step;
+      if (keep && !line.empty()) kept += line + "\n";
+    }
+    const std::string tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << kept;
+      if (!out.flush()) return Status(Code::kUnavailable, StrCat("cannot write '", tmp, "'"));
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      return Status(Code::kUnavailable, StrCat("cannot rename '", tmp, "' to '", path, "'"));
+    }
+  }
+  auto out =
+      std::make_unique<std::ofstream>(path, resumed_step >= 0 ? std::ios::app : std::ios::trunc);
+  if (!*out) return Status(Code::kUnavailable, StrCat("cannot write '", path, "'"));
+  return out;
+}
+
 void Progress::Step(int64_t step, int64_t epoch, double loss, int64_t examples, double seconds,
                     bool print) {
-  if (step > kWarmupSteps) {
+  if (step > timed_from_) {
     timed_seconds_ += seconds;
     timed_samples_ += examples;
   }
@@ -42,8 +80,12 @@ void Progress::Step(int64_t step, int64_t epoch, double loss, int64_t examples, 
                 FormatDuration(eta).c_str());
   log_ << line << std::flush;
   if (metrics_) {
+    const double now =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    char time[32];
+    std::snprintf(time, sizeof(time), "%.3f", now);  // wall clock, seconds since 1970
     *metrics_ << "{\"step\":" << step << ",\"epoch\":" << epoch + 1 << ",\"loss\":" << loss
-              << ",\"samples_per_sec\":" << rate << "}\n";
+              << ",\"samples_per_sec\":" << rate << ",\"time\":" << time << "}\n";
   }
   window_seconds_ = 0;
   window_samples_ = 0;
@@ -72,7 +114,7 @@ void Progress::AddKernelTimes(const RunStats& stats) {
   }
 }
 
-void Progress::PrintProfile(int64_t total_steps) {
+void Progress::PrintProfile(int64_t last_step) {
   if (timed_seconds_ <= 0) return;
   std::vector<std::pair<double, std::string>> rows;
   double kernel_seconds = 0;
@@ -81,7 +123,7 @@ void Progress::PrintProfile(int64_t total_steps) {
     kernel_seconds += e.first;
   }
   std::sort(rows.rbegin(), rows.rend());
-  const int64_t steps = total_steps - kWarmupSteps;
+  const int64_t steps = last_step - timed_from_;
   char line[160];
   std::snprintf(line, sizeof(line), "profile: %lld steps, %.3f ms/step, %.3f ms/step in kernels\n",
                 static_cast<long long>(steps), 1e3 * timed_seconds_ / steps,

@@ -93,7 +93,7 @@ StatusOr<double> Evaluate(Session& session, const Model& m, const TrainingData& 
     MPIFLOW_RETURN_IF_ERROR(comm->Allreduce(t, {})->Wait());
     correct = *t.data<double>();
   }
-  return correct / static_cast<double>(data.local ? data.global_test : data.test.count);
+  return correct / static_cast<double>(data.test_count());
 }
 
 }  // namespace mpiflow

@@ -18,6 +18,8 @@ struct TrainingData {
   bool local = false;  // each rank holds only its share (DataSharding::kLocal over >1 ranks)
   int64_t global_train = 0, global_test = 0;  // example counts over all ranks, when local
   int64_t per_epoch = 0;                      // global batches (steps) per epoch
+  // Test examples over all ranks (what evaluation's accuracy is over).
+  int64_t test_count() const { return local ? global_test : test.count; }
 };
 
 // Loads cfg's dataset for rank `data_rank` of `data_ranks` ranks that read data.

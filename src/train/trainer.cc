@@ -186,16 +186,18 @@ StatusOr<Model> BuildGraph(const Scope& root, const TrainConfig& cfg, const Trai
   return model;
 }
 
-// Rank 0's outputs: the graph file and the metrics file (none without an output directory).
-Status OpenOutputs(const TrainConfig& cfg, const Graph& graph,
-                   std::unique_ptr<std::ofstream>* metrics) {
+// Rank 0's outputs, opened once the run has validated its inputs (a resume included): the graph
+// file and the metrics file, continued from `resumed_step` when the run resumed (none without an
+// output directory).
+Status OpenOutputs(const TrainConfig& cfg, const Graph& graph, int64_t resumed_step,
+                   int64_t per_epoch, std::unique_ptr<std::ofstream>* metrics) {
   if (cfg.output_dir.empty()) return Status::OK();
   MPIFLOW_RETURN_IF_ERROR(MakeDirs(cfg.output_dir));
   MPIFLOW_RETURN_IF_ERROR(SaveGraph(graph, cfg.output_dir + "/graph.mpg"));
-  *metrics = std::make_unique<std::ofstream>(cfg.output_dir + "/metrics.jsonl");
-  if (!**metrics) {
-    return Status(Code::kUnavailable, StrCat("cannot write '", cfg.output_dir, "/metrics.jsonl'"));
-  }
+  StatusOr<std::unique_ptr<std::ofstream>> m =
+      OpenMetrics(cfg.output_dir + "/metrics.jsonl", resumed_step, per_epoch);
+  if (!m.ok()) return m.status();
+  *metrics = std::move(*m);
   return Status::OK();
 }
 
@@ -276,8 +278,6 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   if (comm) {
     MPIFLOW_RETURN_IF_ERROR(CheckSameOnAllRanks(comm, *root.graph(), ConsistencyItems(cfg)));
   }
-  std::unique_ptr<std::ofstream> metrics;
-  if (rank == 0) MPIFLOW_RETURN_IF_ERROR(OpenOutputs(cfg, *root.graph(), &metrics));
   Session session(root.graph(), {cfg.inter_op_threads, cfg.threads, kCpu, comm, timeline});
   MPIFLOW_RETURN_IF_ERROR(session.RunTargets({init}));
 
@@ -295,6 +295,10 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   TrainResult r;
   r.steps = *first_step;
   if (!co.resume.empty()) r.resumed_from = r.steps;
+  std::unique_ptr<std::ofstream> metrics;
+  if (rank == 0) {
+    MPIFLOW_RETURN_IF_ERROR(OpenOutputs(cfg, *root.graph(), r.resumed_from, per_epoch, &metrics));
+  }
 
   BatchStream stream(&data.train, StreamOptions(cfg, strategy, data, r.steps));
   MPIFLOW_CHECK(stream.batches_per_epoch() == per_epoch);
@@ -302,7 +306,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
 
   r.train_flops_per_example = m.train_flops_per_example;
   r.epochs = r.steps / per_epoch;
-  Progress progress(log, metrics.get(), total_steps, cfg.epochs, global_batch);
+  Progress progress(log, metrics.get(), r.steps, total_steps, cfg.epochs, global_batch);
   // Adds where to resume from to an error that ends the run.
   auto failed = [&](Status st) {
     if (checkpoints.last().empty()) return st;
@@ -319,7 +323,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     }
     if (hooks) hooks->BeforeStep(rank, r.steps + 1);
     const auto t0 = Clock::now();
-    stats.collect_node_times = cfg.profile && r.steps >= Progress::kWarmupSteps;
+    stats.collect_node_times = cfg.profile && progress.Timing(r.steps);
     StatusOr<StepOutcome> s =
         strategy.RunStep(session, {{m.images, b.images}, {m.labels, b.labels}}, b, &stats);
     if (!s.ok()) return failed(s.status());
@@ -344,7 +348,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
             Evaluate(session, m, data, cfg.eval_batch_size, strategy.eval_comm());
         if (!acc.ok()) return failed(acc.status());
         r.test_accuracy = *acc;
-        eval_seconds += progress.Evaluated(epoch, *acc, data.test.count, e0);
+        eval_seconds += progress.Evaluated(epoch, *acc, data.test_count(), e0);
       }
     }
     // A preemption (every rank agreed on it) always writes a checkpoint.
