@@ -6,6 +6,7 @@
 #include "train_main.h"
 
 #include <boost/program_options.hpp>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 
@@ -20,6 +21,13 @@ namespace {
 
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
+
+// A default as a person writes it: Boost would print 0.1 as 0.10000000000000001.
+std::string Text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
 
 // The options that arrive as text and are parsed into types after reading (ParseTyped).
 struct CommandLine {
@@ -59,6 +67,7 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
   // clang-format off
   d.add_options()
     ("help,h", "print this help and exit")
+    ("version", "print mpiflow's version and exit")
     ("config", po::value(config_file)->value_name("FILE"),
      "INI job file with any of these options as key = value (jobs/*.ini); the command line wins")
     ("model", po::value(&cl->model)->default_value(cl->model), "mlp or cnn")
@@ -74,7 +83,7 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
      "stop after this many steps (-1: run every epoch)")
     ("optimizer", po::value(&cl->optimizer)->default_value(cl->optimizer),
      "sgd, momentum, rmsprop or adam")
-    ("lr", po::value(&c->optimizer.lr.base)->default_value(c->optimizer.lr.base),
+    ("lr", po::value(&c->optimizer.lr.base)->default_value(c->optimizer.lr.base, Text(c->optimizer.lr.base)),
      "base learning rate")
     ("lr-schedule", po::value(lr_kind)->default_value(*lr_kind),
      "constant, step or cosine")
@@ -82,11 +91,11 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
      "linear learning-rate warm-up steps")
     ("decay-steps", po::value(&c->optimizer.lr.decay_steps)->default_value(0),
      "step: steps between decays; cosine: steps to decay over; 0: the whole run")
-    ("decay-rate", po::value(&c->optimizer.lr.decay_rate)->default_value(0.1),
+    ("decay-rate", po::value(&c->optimizer.lr.decay_rate)->default_value(0.1, "0.1"),
      "step schedule: factor per decay")
-    ("momentum", po::value(&c->optimizer.momentum)->default_value(c->optimizer.momentum),
+    ("momentum", po::value(&c->optimizer.momentum)->default_value(c->optimizer.momentum, Text(c->optimizer.momentum)),
      "momentum optimizer coefficient")
-    ("nesterov", po::value(&c->optimizer.nesterov)->default_value(false),
+    ("nesterov", po::value(&c->optimizer.nesterov)->default_value(false, "false"),
      "Nesterov momentum (true/false)")
     ("threads", po::value(&c->threads)->default_value(c->threads),
      "threads one kernel may use (OpenBLAS and mpiflow's own); the environment is ignored")
@@ -98,8 +107,8 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
      "where metrics.jsonl and graph.mpg go")
     ("log-every", po::value(&c->log_every)->default_value(c->log_every),
      "progress line on stderr every N steps")
-    ("eval", po::value(&c->eval)->default_value(true), "test accuracy after each epoch")
-    ("profile", po::value(&c->profile)->default_value(false),
+    ("eval", po::value(&c->eval)->default_value(true, "true"), "test accuracy after each epoch")
+    ("profile", po::value(&c->profile)->default_value(false, "false"),
      "time every kernel after the first 20 steps and print ms/step per op type at the end")
     ("eval-batch-size", po::value(&c->eval_batch_size)->default_value(c->eval_batch_size),
      "examples per evaluation step")
@@ -118,7 +127,7 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
     ("backup-workers", po::value(&c->ps.backup_workers)->default_value(c->ps.backup_workers),
      "with --strategy ps: each step uses the first (workers - N) gradients to arrive and drops "
      "the stragglers' (synchronous training that does not wait for the slowest N)")
-    ("bucket-mb", po::value(&c->allreduce.bucket_mb)->default_value(c->allreduce.bucket_mb),
+    ("bucket-mb", po::value(&c->allreduce.bucket_mb)->default_value(c->allreduce.bucket_mb, Text(c->allreduce.bucket_mb)),
      "gradient fusion bucket size in MiB: each bucket's allreduce starts as soon as its "
      "gradients exist")
     ("allreduce", po::value(&cl->allreduce)->default_value(cl->allreduce),
@@ -127,10 +136,10 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
     ("allreduce-rules", po::value(&cl->allreduce_rules)->value_name("RULES"),
      "what auto picks, first match wins: e.g. rd:<=32768,ring (algorithm[:<=bytes][@>=ranks])")
     ("stall-warning-seconds", po::value(&co->stall_warning_seconds)
-                                  ->default_value(co->stall_warning_seconds),
+                                  ->default_value(co->stall_warning_seconds, Text(co->stall_warning_seconds)),
      "a collective waiting this long prints which ranks have not arrived")
     ("stall-abort-seconds", po::value(&co->stall_abort_seconds)
-                                ->default_value(co->stall_abort_seconds),
+                                ->default_value(co->stall_abort_seconds, Text(co->stall_abort_seconds)),
      "... and after this long aborts the job (exit code 3)")
     ("data-sharding", po::value(&cl->data_sharding)->default_value(cl->data_sharding),
      "global: every rank loads all training data and takes its part of each global batch (N "
@@ -140,7 +149,7 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
      "where checkpoints go (default: <output-dir>/checkpoints): ckpt-<step>.h5 and 'latest'")
     ("checkpoint-every", po::value(&c->checkpoint.every_steps)->default_value(0),
      "write an HDF5 checkpoint every N steps (0: off)")
-    ("checkpoint-seconds", po::value(&c->checkpoint.every_seconds)->default_value(0),
+    ("checkpoint-seconds", po::value(&c->checkpoint.every_seconds)->default_value(0, "0"),
      "... and/or every N seconds (0: off)")
     ("keep-checkpoints", po::value(&c->checkpoint.keep)->default_value(c->checkpoint.keep),
      "keep the newest N checkpoints")
@@ -166,6 +175,10 @@ int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
   try {
     const int style = po::command_line_style::unix_style ^ po::command_line_style::allow_guessing;
     po::store(po::command_line_parser(argc, argv).options(desc).style(style).run(), vm);
+    if (vm.count("version")) {
+      std::cout << "mpiflow-train " << MPIFLOW_VERSION << "\n";
+      return 0;
+    }
     if (vm.count("help")) {
       std::cout << "Usage: mpiflow-train [options]\n"
                 << "Trains a model on Fashion-MNIST (or synthetic data) and prints one summary "
