@@ -6,9 +6,11 @@
 //       [--straggler-ms S] [--ps-servers N] [--ranks 1,2,4,...] [--measured 1:48893,2:50012]
 //       [--cores C]
 //   mpiflow-scaling-model --scenarios     the published shapes (Horovod, Dean et al.)
-// Exit codes: 0 done, 2 usage.
+// Exit codes: 0 done, 2 usage (a bad value names its option).
+#include <boost/program_options.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -116,94 +118,131 @@ int Scenarios() {
   return 0;
 }
 
+// "1,2,4" -> {1, 2, 4}; false (and `bad` set) at an item that is not a positive integer.
+bool ParseRanks(const std::string& text, std::vector<int64_t>* ranks, std::string* bad) {
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    char* end = nullptr;
+    const long long v = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || v <= 0) {
+      *bad = item;
+      return false;
+    }
+    ranks->push_back(v);
+  }
+  return !ranks->empty();
+}
+
+int Usage(const std::string& what) {
+  std::fprintf(stderr, "mpiflow-scaling-model: %s (see --help)\n", what.c_str());
+  return 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  namespace po = boost::program_options;
   Job job;
   Network net;
   Options o;
+  double compute_ms = 0, gradient_mb = -1, alpha_us = 5, beta_gbs = 10;
   std::string strategy = "all", ranks_text, measured_text;
-  bool have_compute = false, have_grad = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (a == "--scenarios") return Scenarios();
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "mpiflow-scaling-model: %s needs a value\n%s", a.c_str(), kUsage);
-      return 2;
-    }
-    const std::string v = argv[++i];
-    const double x = std::atof(v.c_str());
-    if (a == "--compute-ms") {
-      job.compute_seconds = x / 1e3;
-      have_compute = x > 0;
-    } else if (a == "--gradient-mb") {
-      job.gradient_bytes = x * 1e6;
-      have_grad = x >= 0;
-    } else if (a == "--alpha-us") {
-      net.alpha = x / 1e6;
-    } else if (a == "--beta-gbs") {
-      net.beta = 1 / (x * 1e9);
-    } else if (a == "--batch") {
-      job.batch = x;
-    } else if (a == "--strategy") {
-      strategy = v;
-    } else if (a == "--overlap") {
-      o.overlap = v == "true" || v == "1";
-    } else if (a == "--backups") {
-      o.backups = static_cast<int64_t>(x);
-    } else if (a == "--straggler-ms") {
-      job.straggler_seconds = x / 1e3;
-    } else if (a == "--ps-servers") {
-      o.ps_servers = static_cast<int64_t>(x);
-    } else if (a == "--cores") {
-      o.cores = static_cast<int64_t>(x);
-    } else if (a == "--ranks") {
-      ranks_text = v;
-    } else if (a == "--measured") {
-      measured_text = v;
-    } else {
-      std::fprintf(stderr, "mpiflow-scaling-model: unknown option '%s'\n%s", a.c_str(), kUsage);
-      return 2;
-    }
+  po::options_description d("options");
+  // clang-format off
+  d.add_options()
+    ("help,h", "print this help and exit")
+    ("version", "print mpiflow's version and exit")
+    ("scenarios", "print the published shapes (Horovod, Dean et al.) and exit")
+    ("compute-ms", po::value(&compute_ms), "one rank's compute time per step, ms (needed)")
+    ("gradient-mb", po::value(&gradient_mb), "gradient bytes per step, MB (needed)")
+    ("alpha-us", po::value(&alpha_us)->default_value(5, "5"), "network latency per message, us")
+    ("beta-gbs", po::value(&beta_gbs)->default_value(10, "10"), "network bandwidth, GB/s")
+    ("batch", po::value(&job.batch)->default_value(job.batch, "64"), "examples per rank and step")
+    ("strategy", po::value(&strategy)->default_value(strategy), "ring, hd, ps or all")
+    ("overlap", po::value(&o.overlap)->default_value(o.overlap, o.overlap ? "true" : "false"),
+     "communication overlaps the backward pass (true/false)")
+    ("backups", po::value(&o.backups)->default_value(o.backups), "backup workers (ps)")
+    ("straggler-ms", po::value<double>()->default_value(0, "0"), "straggler tail per step, ms")
+    ("ps-servers", po::value(&o.ps_servers)->default_value(o.ps_servers),
+     "parameter servers (0: one per 8 workers)")
+    ("cores", po::value(&o.cores)->default_value(o.cores),
+     "cores of the one node every rank runs on (0: a node per rank)")
+    ("ranks", po::value(&ranks_text)->value_name("1,2,4,..."), "rank counts (default 1-1024)")
+    ("measured", po::value(&measured_text)->value_name("RANKS:SAMPLES_PER_S,..."),
+     "measured points to print beside the prediction");
+  // clang-format on
+  po::variables_map vm;
+  try {
+    const int style = po::command_line_style::unix_style ^ po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(argc, argv).options(d).style(style).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return Usage(e.what());
   }
-  if (!have_compute || !have_grad) {
+  if (vm.count("help")) {
+    std::cout << kUsage << "\n" << d;
+    return 0;
+  }
+  if (vm.count("version")) {
+    std::printf("mpiflow-scaling-model %s\n", MPIFLOW_VERSION);
+    return 0;
+  }
+  if (vm.count("scenarios")) return Scenarios();
+  if (!vm.count("compute-ms") || !vm.count("gradient-mb")) {
     std::fprintf(stderr, "mpiflow-scaling-model: --compute-ms and --gradient-mb are needed\n%s",
                  kUsage);
     return 2;
   }
+  if (!(compute_ms > 0))
+    return Usage(mpiflow::StrCat("--compute-ms must be positive, got ", compute_ms));
+  if (!(gradient_mb >= 0))
+    return Usage(mpiflow::StrCat("--gradient-mb must be >= 0, got ", gradient_mb));
+  if (!(alpha_us >= 0)) return Usage(mpiflow::StrCat("--alpha-us must be >= 0, got ", alpha_us));
+  if (!(beta_gbs > 0)) return Usage(mpiflow::StrCat("--beta-gbs must be positive, got ", beta_gbs));
+  if (!(job.batch > 0)) return Usage(mpiflow::StrCat("--batch must be positive, got ", job.batch));
+  const double straggler_ms = vm["straggler-ms"].as<double>();
+  if (!(straggler_ms >= 0)) {
+    return Usage(mpiflow::StrCat("--straggler-ms must be >= 0, got ", straggler_ms));
+  }
+  if (o.backups < 0 || o.ps_servers < 0 || o.cores < 0) {
+    return Usage("--backups, --ps-servers and --cores must be >= 0");
+  }
+  job.compute_seconds = compute_ms / 1e3;
+  job.gradient_bytes = gradient_mb * 1e6;
+  job.straggler_seconds = straggler_ms / 1e3;
+  net.alpha = alpha_us / 1e6;
+  net.beta = 1 / (beta_gbs * 1e9);
   std::vector<ModeledScheme> strategies;
   if (strategy == "all") {
     strategies = {ModeledScheme::kRing, ModeledScheme::kHalvingDoubling,
                   ModeledScheme::kParameterServer};
   } else {
-    mpiflow::StatusOr<ModeledScheme> s = ParseModeledScheme(strategy);
-    if (!s.ok()) {
-      std::fprintf(stderr, "mpiflow-scaling-model: %s\n", s.status().message().c_str());
-      return 2;
-    }
-    strategies = {*s};
+    mpiflow::StatusOr<ModeledScheme> sc = ParseModeledScheme(strategy);
+    if (!sc.ok()) return Usage(sc.status().message());
+    strategies = {*sc};
   }
   std::vector<int64_t> ranks = PowersOfTwo();
   if (!ranks_text.empty()) {
     ranks.clear();
-    std::stringstream in(ranks_text);
-    for (std::string item; std::getline(in, item, ',');) ranks.push_back(std::atoll(item.c_str()));
+    std::string bad;
+    if (!ParseRanks(ranks_text, &ranks, &bad)) {
+      return Usage(mpiflow::StrCat("--ranks: '", bad, "' is not a positive integer"));
+    }
   }
   std::map<int64_t, double> measured;
   std::stringstream in(measured_text);
   for (std::string item; std::getline(in, item, ',');) {
     const size_t colon = item.find(':');
-    if (colon == std::string::npos) {
-      std::fprintf(stderr,
-                   "mpiflow-scaling-model: --measured wants RANKS:SAMPLES_PER_S, got '%s'\n",
-                   item.c_str());
-      return 2;
+    std::vector<int64_t> r;
+    std::string bad;
+    char* end = nullptr;
+    const double rate =
+        colon == std::string::npos ? 0 : std::strtod(item.c_str() + colon + 1, &end);
+    if (colon == std::string::npos || !ParseRanks(item.substr(0, colon), &r, &bad) ||
+        r.size() != 1 || *end != '\0' || !(rate > 0)) {
+      return Usage(mpiflow::StrCat("--measured wants RANKS:SAMPLES_PER_S, got '", item, "'"));
     }
-    measured[std::atoll(item.substr(0, colon).c_str())] = std::atof(item.substr(colon + 1).c_str());
+    measured[r[0]] = rate;
   }
   Table("prediction", job, net, o, ranks, strategies, measured);
   return 0;
