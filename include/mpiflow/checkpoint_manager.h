@@ -41,7 +41,6 @@ class CheckpointManager {
   const CheckpointOptions& options() const { return options_; }
   // Stored on /job of every checkpoint written (graph fingerprint, "option.<name>" values).
   void SetAttributes(std::map<std::string, std::string> attributes);
-  const std::map<std::string, std::string>& attributes() const { return attributes_; }
 
   bool DueAtStep(int64_t step) const;  // every_steps divides step
   bool DueByTime() const;              // every_seconds have passed since the last save (or start)
