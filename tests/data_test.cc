@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <set>
 
 namespace mpiflow {
@@ -156,6 +157,88 @@ TEST(BatchStreamTest, ShufflesPerEpochDeterministicallyAndCoversEverything) {
   o.drop_remainder = true;
   BatchStream dropped(&d, o);
   EXPECT_EQ(dropped.batches_per_epoch(), 2);
+}
+
+TEST(DataPlanTest, StepsThroughEpochsFromAnyExample) {
+  // 25 examples in steps of 9, starting at step 4 on example 12 of epoch 1.
+  const DataPlan plan({4, 1, 12}, 9, 25);
+  EXPECT_EQ(plan.At(4).example, 12);
+  EXPECT_EQ(plan.At(5).example, 21);
+  EXPECT_EQ(plan.At(5).epoch, 1);
+  EXPECT_EQ(plan.At(6).epoch, 2);  // 21 + 9 passes 25: epoch 2 starts at its example 0
+  EXPECT_EQ(plan.At(6).example, 0);
+  EXPECT_EQ(plan.At(8).example, 18);
+  EXPECT_EQ(plan.At(9).epoch, 3);
+  EXPECT_EQ(plan.At(9).step, 9);
+  EXPECT_EQ(plan.StepsUntil(1), 4);  // already past epoch 0
+  EXPECT_EQ(plan.StepsUntil(2), 6);
+  EXPECT_EQ(plan.StepsUntil(4), 12);
+}
+
+// Labels that name their example, to follow examples through batches.
+ImageDataset Numbered(int64_t count) {
+  ImageDataset d = SyntheticDataset(count, 10, 1);
+  for (int64_t i = 0; i < count; ++i) d.labels[i] = static_cast<int32_t>(i);
+  return d;
+}
+
+// The examples of the next `steps` global batches of `shards` streams, in shard order.
+std::vector<int32_t> Take(const ImageDataset& d, BatchStreamOptions o, int shards, int64_t steps,
+                          std::vector<int64_t>* epochs = nullptr) {
+  o.num_shards = shards;
+  std::vector<std::unique_ptr<BatchStream>> streams;
+  for (int r = 0; r < shards; ++r) {
+    o.shard_index = r;
+    streams.push_back(std::make_unique<BatchStream>(&d, o));
+  }
+  std::vector<int32_t> seen;
+  for (int64_t k = 0; k < steps; ++k) {
+    for (auto& s : streams) {
+      Batch b;
+      if (!s->Next(&b)) return seen;
+      if (epochs && s == streams.front()) epochs->push_back(b.epoch);
+      for (int64_t i = 0; i < b.examples; ++i) seen.push_back(b.labels.data<int32_t>()[i]);
+    }
+  }
+  return seen;
+}
+
+// A run stopped after 2 steps of 2 shards x 3 resumes on 3 shards x 3 at the position its
+// checkpoint records: the epochs see every example once, in the order one process would.
+TEST(BatchStreamTest, ResumesAtTheSameExampleOnAnotherShardCount) {
+  const ImageDataset d = Numbered(25);
+  BatchStreamOptions o;
+  o.batch_size = 3;
+  o.seed = 7;
+  o.num_epochs = 2;
+  o.prefetch = 0;
+  std::vector<int32_t> seen = Take(d, o, 2, 2);
+  const DataPosition at = BatchStream::PlanOf(
+                              [&] {
+                                BatchStreamOptions two = o;
+                                two.num_shards = 2;
+                                return two;
+                              }(),
+                              d.count, 0)
+                              .At(2);
+  EXPECT_EQ(at.epoch, 0);
+  EXPECT_EQ(at.example, 12);
+  o.first_epoch = at.epoch;
+  o.first_example = at.example;
+  BatchStreamOptions three = o;
+  three.num_shards = 3;
+  const DataPlan plan = BatchStream::PlanOf(three, d.count, at.step);
+  EXPECT_EQ(plan.StepsUntil(1), 4);  // 13 examples left of epoch 0: 2 batches of up to 9
+  EXPECT_EQ(plan.StepsUntil(2), 7);
+  std::vector<int64_t> epochs;
+  const std::vector<int32_t> rest = Take(d, o, 3, 100, &epochs);
+  EXPECT_EQ(epochs, (std::vector<int64_t>{0, 0, 1, 1, 1}));
+  seen.insert(seen.end(), rest.begin(), rest.end());
+  std::vector<int32_t> expected;
+  for (int64_t epoch : {0, 1}) {
+    for (int64_t i : BatchStream::EpochOrder(25, 7, epoch, true)) expected.push_back(i);
+  }
+  EXPECT_EQ(seen, expected);
 }
 
 TEST(SyntheticTest, SameSeedSameBytes) {

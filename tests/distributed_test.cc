@@ -1,12 +1,14 @@
 // Data-parallel training under mpiexec (CTest runs it with 1, 2 and 4 ranks): N ranks with
 // per-rank batch B end with the weights of one process with batch N*B on the same samples, the
-// same bits on every rank and on a rerun, uneven last batches included; mismatched graphs or
+// same bits on every rank and on a rerun, uneven last batches included, across a resume on
+// another rank count; mismatched graphs or
 // options are a clear error on every rank; a NaN gradient stops every rank at the same step.
 #include "mpiflow/distributed.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -124,6 +126,54 @@ TEST(DataParallel, ResumeIsBitIdentical) {
   for (size_t v = 0; v < r->variables.size(); ++v) {
     EXPECT_TRUE(r->variables[v].second.BitEqual(w->variables[v].second)) << r->variables[v].first;
   }
+  EXPECT_TRUE(SameBitsOnEveryRank(*r));
+}
+
+// A checkpoint resumes on another rank count at the example it records: N ranks of batch B to
+// step 3, one process of batch N*B (the same global batch) to step 7, N ranks again to step 12
+// end within rounding of one process that never stopped.
+TEST(DataParallel, ResumeOnAnotherRankCountKeepsThePlace) {
+  const int n = comm->size();
+  const std::string dir = ::testing::TempDir() + "/dp_ranks_" + std::to_string(n);
+  if (comm->rank() == 0) {
+    ASSERT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
+  }
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  TrainConfig c = Base();
+  c.epochs = 3;  // 40 / N steps per epoch: step 12 is in the second epoch on 4 ranks
+  TrainConfig one = c;
+  one.batch_size = c.batch_size * n;
+  TrainConfig whole = one;
+  whole.max_steps = 12;
+  StatusOr<TrainResult> w = TrainWith(whole, nullptr);
+  ASSERT_TRUE(w.ok()) << w.status();
+  TrainConfig a = c;
+  a.max_steps = 3;
+  a.checkpoint.dir = dir + "/a";
+  a.checkpoint.every_steps = 3;
+  ASSERT_TRUE(TrainWith(a, comm).ok());
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());  // rank 0 has written it
+  if (comm->rank() == 0) {
+    TrainConfig b = one;
+    b.max_steps = 7;
+    b.checkpoint.dir = dir + "/b";
+    b.checkpoint.every_steps = 7;
+    b.checkpoint.resume = dir + "/a/ckpt-00000003.h5";
+    StatusOr<TrainResult> rb = TrainWith(b, nullptr);
+    ASSERT_TRUE(rb.ok()) << rb.status();
+    EXPECT_EQ(rb->resumed_from, 3);
+  }
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  TrainConfig rest = c;
+  rest.max_steps = 12;
+  rest.checkpoint.dir = dir + "/c";
+  rest.checkpoint.resume = dir + "/b/ckpt-00000007.h5";
+  StatusOr<TrainResult> r = TrainWith(rest, comm);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->resumed_from, 7);
+  EXPECT_EQ(r->steps, 12);
+  EXPECT_LE(WorstRelativeDiff(*r, *w), 1e-6) << n << " ranks";
+  EXPECT_NEAR(r->test_accuracy, w->test_accuracy, 1e-12);
   EXPECT_TRUE(SameBitsOnEveryRank(*r));
 }
 

@@ -203,6 +203,51 @@ TEST(ParameterServer, ResumeFromShardsIsBitIdentical) {
 
 // One worker sleeps through a step: with a backup worker the others go on without it, its
 // push is dropped as stale, and it catches up with the current values.
+// Four ranks: 3 workers of batch 8 and 1 server to step 4, then 2 workers of batch 12 (the same
+// global batch) and 2 servers, which re-shard the checkpoint's one shard between them: the
+// workers of both runs end within rounding of a run that never stopped.
+TEST(ParameterServer, ResumeOnAnotherServerCount) {
+  if (comm->size() != 4) return;  // the shape needs four ranks
+  const std::string dir = ::testing::TempDir() + "/ps_reshard";
+  if (comm->rank() == 0) {
+    ASSERT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
+  }
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  TrainConfig c = Base();
+  c.optimizer.kind = OptimizerKind::kMomentum;
+  c.ps.servers = 1;
+  c.batch_size = 8;
+  c.checkpoint.dir = dir + "/checkpoints";
+  TrainConfig whole = c;
+  whole.checkpoint.dir = dir + "/whole_checkpoints";
+  whole.max_steps = 9;
+  StatusOr<TrainResult> w = TrainWith(whole, comm);
+  ASSERT_TRUE(w.ok()) << w.status();
+  TrainConfig part = c;
+  part.max_steps = 4;
+  part.checkpoint.every_steps = 4;
+  ASSERT_TRUE(TrainWith(part, comm).ok());
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  TrainConfig rest = c;
+  rest.ps.servers = 2;
+  rest.batch_size = 12;
+  rest.max_steps = 9;
+  rest.checkpoint.resume = "latest";
+  StatusOr<TrainResult> r = TrainWith(rest, comm);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->resumed_from, 4);
+  EXPECT_EQ(r->steps, 9);
+  EXPECT_EQ(r->ps_server, comm->rank() >= 2);
+  if (comm->rank() < 2) {  // a worker in both runs
+    EXPECT_LE(WorstRelativeDiff(*r, *w), 1e-6);
+    EXPECT_NEAR(r->test_accuracy, w->test_accuracy, 1e-12);
+  } else {  // each new server holds its shard's variables and their momentum slots
+    size_t slots = 0;
+    for (const auto& [name, t] : r->variables) slots += name.find("/momentum") != std::string::npos;
+    EXPECT_GT(slots, 0u);
+  }
+}
+
 TEST(ParameterServer, BackupWorkerLetsTheStepGoOnWithoutAStraggler) {
   if (comm->size() < 3) return;  // needs two workers
   TrainConfig c = Base();

@@ -1,14 +1,18 @@
 // Checkpoint and resume in the training loop, one process: a run stopped after K steps and
 // resumed for M more ends with the bits of an uninterrupted K+M-step run (SGD and Adam, a resume
 // mid-epoch and at an epoch boundary); a preemption (SIGTERM) checkpoints at the next step and
-// says so; a checkpoint of another model or rank count is refused with the reason.
+// says so; a checkpoint of another model is refused with the reason; another global batch goes
+// on at the example the checkpoint records; old or impossible positions are refused.
 #include <gtest/gtest.h>
 
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <sstream>
 
+#include "mpiflow/checkpoint_manager.h"
 #include "mpiflow/trainer.h"
 #include "tests/fault_hooks.h"
 
@@ -142,12 +146,94 @@ TEST(Resume, MetricsContinueAcrossAResume) {
     if (line.rfind("{\"step\":", 0) == 0) {
       steps.push_back(std::atoi(line.c_str() + 8));
       EXPECT_NE(line.find(",\"time\":"), std::string::npos) << line;
+      EXPECT_NE(line.find(",\"lr\":0.002,"), std::string::npos) << line;
     } else if (line.find("test_accuracy") != std::string::npos) {
       evaluated.push_back(std::atoi(line.c_str() + 9));
     }
   }
   EXPECT_EQ(steps, (std::vector<int>{2, 4, 6, 7, 8, 10, 12, 14, 16}));
   EXPECT_EQ(evaluated, (std::vector<int>{1, 2}));  // the first run's mid-epoch one is redone
+}
+
+// The global batch changes on a resume on another rank count; one process shows it with another
+// batch size: the run goes on at the example its checkpoint records (224 of 320), finishes that
+// epoch in batches of 20 and runs the remaining epochs whole.
+TEST(Resume, AnotherGlobalBatchGoesOnAtTheSameExample) {
+  const std::string dir = ::testing::TempDir() + "/other_batch";
+  TrainConfig c = Base(dir);  // 320 examples, batch 32, 3 epochs
+  c.max_steps = 7;
+  c.checkpoint.every_steps = 7;
+  ASSERT_TRUE(TrainLogged(c).ok());
+  StatusOr<Checkpoint> ck = ReadCheckpoint(dir + "/checkpoints/ckpt-00000007.h5");
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  const RunState state = GetRunState(*ck);
+  EXPECT_TRUE(state.has_position);
+  EXPECT_EQ(state.position.epoch, 0);
+  EXPECT_EQ(state.position.example, 224);
+  EXPECT_EQ(state.data_ranks, 1);
+  TrainConfig rest = c;
+  rest.batch_size = 20;
+  rest.max_steps = -1;
+  rest.checkpoint.resume = "latest";
+  std::string log;
+  StatusOr<TrainResult> r = TrainLogged(rest, &log);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->steps, 7 + 5 + 16 + 16);  // 96 examples left of epoch 1: 5 steps; then 2 x 16
+  EXPECT_EQ(r->epochs, 3);
+  EXPECT_NE(log.find("batch-size 32 -> 20"), std::string::npos) << log;
+  std::istringstream lines(Slurp(dir + "/metrics.jsonl"));
+  std::vector<int> evaluated;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("test_accuracy") != std::string::npos) {
+      evaluated.push_back(std::atoi(line.c_str() + 9));
+    }
+  }
+  EXPECT_EQ(evaluated, (std::vector<int>{1, 2, 3}));
+}
+
+// Rewrites the counters of `path` with `edit`.
+void EditCounters(const std::string& path,
+                  const std::function<void(std::map<std::string, int64_t>*)>& edit) {
+  StatusOr<Checkpoint> ck = ReadCheckpoint(path);
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  edit(&ck->counters);
+  ASSERT_TRUE(WriteCheckpoint(path, *ck).ok());
+}
+
+// A checkpoint from before positions were recorded resumes only on its rank count; a position
+// outside the data is an error naming it.
+TEST(Resume, OldOrImpossiblePositionsAreRefused) {
+  const std::string dir = ::testing::TempDir() + "/old_position";
+  TrainConfig c = Base(dir);
+  c.max_steps = 3;
+  c.checkpoint.every_steps = 3;
+  ASSERT_TRUE(TrainLogged(c).ok());
+  const std::string path = dir + "/checkpoints/ckpt-00000003.h5";
+  TrainConfig rest = c;
+  rest.max_steps = 5;
+  rest.checkpoint.resume = path;
+  EditCounters(path, [](std::map<std::string, int64_t>* k) { (*k)["example"] = 320; });
+  Status s = TrainLogged(rest).status();
+  EXPECT_NE(s.message().find("is at example 320 of epoch 1 (step 3), outside this run's 320 "
+                             "training examples per epoch"),
+            std::string::npos)
+      << s;
+  EditCounters(path, [](std::map<std::string, int64_t>* k) {
+    k->erase("epoch");
+    k->erase("example");
+    k->erase("data_ranks");
+    (*k)["ranks"] = 2;
+  });
+  s = TrainLogged(rest).status();
+  EXPECT_NE(s.message().find("written by a run of 2 ranks before mpiflow recorded data positions; "
+                             "resume it with the same number"),
+            std::string::npos)
+      << s;
+  // On its own rank count it resumes, the position following from the step.
+  EditCounters(path, [](std::map<std::string, int64_t>* k) { (*k)["ranks"] = 1; });
+  StatusOr<TrainResult> r = TrainLogged(rest);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->steps, 5);
 }
 
 TEST(Resume, RemovesWhatAKilledWriterLeftBehind) {

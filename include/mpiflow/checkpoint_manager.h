@@ -15,6 +15,7 @@
 #include <string>
 
 #include "mpiflow/checkpoint.h"
+#include "mpiflow/data.h"
 #include "mpiflow/fault_hooks.h"
 #include "mpiflow/status.h"
 
@@ -29,6 +30,20 @@ struct CheckpointOptions {
   bool enabled() const { return every_steps > 0 || every_seconds > 0; }
 };
 Status ValidateCheckpointOptions(const CheckpointOptions& o);
+
+// A training checkpoint's counters (/state): where the run is in its data and who wrote it.
+struct RunState {
+  DataPosition position;     // the step, and the example the next global batch starts at
+  bool has_position = true;  // false: a checkpoint from before positions were recorded (the
+                             // position follows from the step on the same rank count only)
+  int64_t ranks = 0;         // the world size of the run that wrote it (0: a fresh run)
+  int64_t data_ranks = 0;    // those of them that read data
+  int64_t run_counter = 0;   // Session::run_counter() (per-run random streams)
+};
+// Stores `s` in c->counters ("step", "epoch", "example", "ranks", "data_ranks", "run_counter").
+void SetRunState(const RunState& s, Checkpoint* c);
+// The counters of `c` (a checkpoint without "epoch" has has_position false).
+RunState GetRunState(const Checkpoint& c);
 
 // Creates `path` and its parents (mkdir -p). An existing file in the way is an error saying so.
 Status MakeDirs(const std::string& path);
@@ -59,13 +74,15 @@ class CheckpointManager {
   // Points `latest` at FileName(step, shard) (atomically: a temporary renamed over it).
   Status PointLatest(int64_t step, const std::string& shard) const;
 
-  // The file a resume reads: the --resume file, or what `latest` names; for a shard, the same
-  // step's file of this shard (`latest` names shard 0's). Errors say what is missing.
+  // The file a resume names: the --resume file, or what `latest` names (for a sharded run,
+  // shard 0's file of the step). Errors say what is missing.
   StatusOr<std::string> ResumePath() const;
-  // Reads ResumePath(), checks it was written by `ranks` ranks (`why` ends the message), and
-  // records it as last(). `changed` gets "name old -> new" for job options that differ (epochs
-  // and max-steps may change freely).
-  StatusOr<Checkpoint> LoadForResume(int ranks, const std::string& why, std::string* changed);
+  // Reads the checkpoint ResumePath() names and records it as last(). A shard role reads every
+  // shard of that step, however many servers wrote them, and returns them merged (its own
+  // variables are among them: the servers re-shard when their number changed). `changed`
+  // gets "name old -> new" for job options that differ (epochs and max-steps may change
+  // freely). Whether the rank count may differ is the caller's question (RunState).
+  StatusOr<Checkpoint> LoadForResume(std::string* changed);
 
   // The newest checkpoint written or resumed from ("" when none), and its step (-1).
   const std::string& last() const { return last_; }

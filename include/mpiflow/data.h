@@ -57,11 +57,43 @@ StatusOr<ImageDataset> LoadMnistDirectory(const std::string& dir, bool train);
 // and noise. Same seed, same bytes.
 ImageDataset SyntheticDataset(int64_t count, int num_classes, uint64_t seed);
 
+// Where a run stands in its data: after global step `step`, the next global batch starts at
+// example `example` of epoch `epoch`'s order (for local shards, at each shard's own example).
+// Checkpoints record it, so that a run resumes at the same example on any number of ranks.
+struct DataPosition {
+  int64_t step = 0;
+  int64_t epoch = 0;
+  int64_t example = 0;
+};
+
+// How a run moves through its data from `start` on: each step takes the next `stride` examples
+// of an epoch of `epoch_length` (the global batch of the whole dataset; for local shards, the
+// per-shard batch of the largest shard's batches). An epoch's last step may take fewer; the
+// next epoch starts at its example 0. A resume on another rank count changes the stride, not
+// where the run is.
+class DataPlan {
+ public:
+  DataPlan(DataPosition start, int64_t stride, int64_t epoch_length);
+  const DataPosition& start() const { return start_; }
+  int64_t stride() const { return stride_; }
+  int64_t epoch_length() const { return epoch_length_; }
+  // The position after global step `step` (>= start().step).
+  DataPosition At(int64_t step) const;
+  // The global step that ends epoch `epochs` - 1 (start().step when the start is past it).
+  int64_t StepsUntil(int64_t epochs) const;
+
+ private:
+  DataPosition start_;
+  int64_t stride_, epoch_length_;
+  int64_t first_steps_;  // steps left in the start's epoch
+  int64_t per_epoch_;    // steps in a whole epoch
+};
+
 struct Batch {
   Tensor images;  // (batch, rows*cols) float32 in [0, 1]
   Tensor labels;  // (batch) int32
   int64_t epoch = 0;
-  int64_t index = 0;            // batch index within the epoch
+  int64_t index = 0;            // batch index within the epoch (from its first example / stride)
   int64_t examples = 0;         // this shard's examples (0: a stand-in example that must not count)
   int64_t global_examples = 0;  // in the whole global batch, over all shards
 };
@@ -72,7 +104,9 @@ struct BatchStreamOptions {
   bool shuffle = true;          // a new permutation each epoch, from (seed, epoch)
   bool drop_remainder = false;  // false: the last batch of an epoch may be smaller
   int64_t first_epoch = 0;
-  int64_t first_batch = 0;  // skip this many batches from the start of first_epoch (a resume)
+  // The example of first_epoch's order (of this shard's, for local shards) that the first
+  // global batch starts at: a resume's DataPosition::example, on any number of shards.
+  int64_t first_example = 0;
   int64_t num_epochs = 1;
   int prefetch = 2;  // batches prepared ahead on a background thread (0: on the caller)
   // Data parallelism: every shard draws the same permutation (from seed and epoch) and takes its
@@ -99,7 +133,14 @@ class BatchStream {
 
   // False when the stream is exhausted.
   bool Next(Batch* batch);
-  int64_t batches_per_epoch() const;
+  // In a whole epoch.
+  int64_t batches_per_epoch() const { return BatchesPerEpoch(opts_, data_->count); }
+  // The same for a stream of options `o` over `count` examples (this shard's, for local shards).
+  static int64_t BatchesPerEpoch(const BatchStreamOptions& o, int64_t count);
+  // The positions of such a stream: steps of `stride` examples (the global batch; for local
+  // shards the per-shard batch) through epochs of epoch_length examples, from o.first_example
+  // of o.first_epoch, which is the position of global step `first_step`.
+  static DataPlan PlanOf(const BatchStreamOptions& o, int64_t count, int64_t first_step);
 
   // The order of examples in `epoch` (identity when not shuffling).
   static std::vector<int64_t> EpochOrder(int64_t count, uint64_t seed, int64_t epoch, bool shuffle);
@@ -109,13 +150,15 @@ class BatchStream {
 
  private:
   bool Make(int64_t ordinal, Batch* batch);  // ordinal: batch number across epochs
-  void ShardOfGlobalBatch(int64_t index, int64_t* begin, int64_t* n, int64_t* total,
+  // Shard's part of the global batch that starts at example `global_begin` of the order.
+  void ShardOfGlobalBatch(int64_t global_begin, int64_t* begin, int64_t* n, int64_t* total,
                           int64_t* fallback) const;
   void Fill(int64_t begin, int64_t n, int64_t fallback, Batch* batch) const;
   void Producer();
 
   const ImageDataset* data_;
   BatchStreamOptions opts_;
+  DataPlan plan_;     // batch k (from 0) starts at plan_.At(k)
   int64_t next_ = 0;  // next ordinal handed out (caller side)
   std::vector<int64_t> order_;
   int64_t order_epoch_ = -1;

@@ -138,6 +138,8 @@ struct LearningRateOptions {
   double alpha = 0.0;
 };
 Output LearningRate(const Scope& s, Output global_step, const LearningRateOptions& opts);
+// The schedule's value at `step` (what the LearningRate op computes, in double).
+double LearningRateAt(const LearningRateOptions& opts, int64_t step);
 Status ValidateLearningRateOptions(const LearningRateOptions& opts);
 
 // ---- collective_ops.cc: gradient synchronisation (see distributed.h) ----

@@ -98,8 +98,9 @@ class Strategy {
   // server's shard).
   virtual std::string checkpoint_shard() const { return ""; }
   // After the graph is initialised in `session`: resume from `checkpoints` when asked, receive
-  // initial values. Returns the step training continues from.
-  virtual StatusOr<int64_t> Start(Session& session, CheckpointManager& checkpoints) = 0;
+  // initial values. Returns the resumed checkpoint's state (the same on every rank; a fresh
+  // run's is step 0 with ranks 0); the trainer decides whether its position fits this run.
+  virtual StatusOr<RunState> Start(Session& session, CheckpointManager& checkpoints) = 0;
   // Evaluation sums its counts over this communicator (null: this process alone).
   virtual Communicator* eval_comm() const = 0;
 
@@ -107,11 +108,12 @@ class Strategy {
   // Errors are final: every rank that reached an agreed failure returns the same message.
   virtual StatusOr<StepOutcome> RunStep(Session& session, std::vector<Session::Feed> feeds,
                                         const Batch& batch, RunStats* stats) = 0;
-  // Writes (or records) the checkpoint of `step` as this strategy divides the work.
-  virtual Status Save(Session& session, CheckpointManager& checkpoints, int64_t step) = 0;
-  // A serving rank's whole run (serves() only).
+  // Writes (or records) the checkpoint of the run at `at` as this strategy divides the work.
+  virtual Status Save(Session& session, CheckpointManager& checkpoints, const DataPosition& at) = 0;
+  // A serving rank's whole run (serves() only): from plan.start() to `total_steps`, the
+  // checkpoints of step s at plan.At(s).
   virtual StatusOr<ServeOutcome> Serve(Session& session, CheckpointManager& checkpoints,
-                                       int64_t total_steps);
+                                       const DataPlan& plan, int64_t total_steps);
   // Whether this rank's final result lists the variable (a worker's optimizer slots live on
   // the servers and are not).
   virtual bool Reports(const VariableInfo& v) const { return true; }

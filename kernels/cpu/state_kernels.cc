@@ -282,31 +282,13 @@ class LearningRateKernel : public OpKernel {
     o_.alpha = c.node.attr<double>("alpha");
   }
   Status Compute(KernelContext* ctx) override {
-    const int64_t step = *ctx->input(0).data<int64_t>();
-    double lr = o_.base;
-    if (o_.warmup_steps > 0 && step < o_.warmup_steps) {
-      lr = o_.base * static_cast<double>(step + 1) / static_cast<double>(o_.warmup_steps);
-    } else {
-      const int64_t t = step - o_.warmup_steps;
-      if (o_.kind == ops::LearningRateSchedule::kStep) {
-        lr = o_.base * std::pow(o_.decay_rate, static_cast<double>(t / o_.decay_steps));
-      } else if (o_.kind == ops::LearningRateSchedule::kCosine) {
-        const double p =
-            static_cast<double>(std::min(t, o_.decay_steps)) / static_cast<double>(o_.decay_steps);
-        const double cosine = 0.5 * (1.0 + std::cos(3.141592653589793 * p));
-        lr = o_.base * ((1.0 - o_.alpha) * cosine + o_.alpha);
-      }
-    }
+    const double lr = ops::LearningRateAt(o_, *ctx->input(0).data<int64_t>());
     *ctx->allocate_output(0, Shape{})->data<float>() = static_cast<float>(lr);
     return Status::OK();
   }
 
  private:
-  struct {
-    ops::LearningRateSchedule kind;
-    double base, decay_rate, alpha;
-    int64_t warmup_steps, decay_steps;
-  } o_;
+  ops::LearningRateOptions o_;
 };
 
 }  // namespace

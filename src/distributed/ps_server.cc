@@ -27,23 +27,35 @@ std::set<std::string> ParameterServerStrategy::OwnVariables(const Graph& graph) 
   return own;
 }
 
+StatusOr<RunState> ParameterServerStrategy::Restore(Session& session,
+                                                    CheckpointManager& checkpoints) {
+  std::string changed;  // servers do not warn: the workers' rank 0 logs
+  StatusOr<Checkpoint> c = checkpoints.LoadForResume(&changed);
+  if (!c.ok()) return c.status();
+  // Every shard of the step, merged: first the whole graph is checked, then this server takes
+  // its own variables (which another server count may have placed elsewhere).
+  const std::string& path = checkpoints.last();
+  MPIFLOW_RETURN_IF_ERROR(RestoreCheckpoint(*c, session.graph(), path).status());
+  const std::set<std::string> own = OwnVariables(session.graph());
+  std::vector<std::pair<std::string, Tensor>> values;
+  for (auto& v : c->variables) {
+    if (own.count(v.first)) values.push_back(std::move(v));
+  }
+  MPIFLOW_RETURN_IF_ERROR(strategy_util::WriteVariables(session, values));
+  strategy_util::NoteCheckpoint(env_.comm, path, GetRunState(*c).position.step);
+  return GetRunState(*c);
+}
+
 StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
                                                       CheckpointManager& checkpoints,
-                                                      int64_t total_steps) {
+                                                      const DataPlan& plan, int64_t total_steps) {
   const int k = layout_.ServerIndex(rank_);
   const std::vector<int>& shard = layout_.shards[k];
   const std::string global_step = train_op_.global_step.node->name();
   const std::set<std::string> own = OwnVariables(session.graph());
   ServeOutcome r;
+  r.steps = plan.start().step;
   if (!checkpoints.options().resume.empty()) {
-    std::string changed;  // servers do not warn: the workers' rank 0 logs
-    StatusOr<Checkpoint> c = checkpoints.LoadForResume(ranks_, "", &changed);
-    if (!c.ok()) return c.status();
-    StatusOr<std::vector<std::pair<std::string, Tensor>>> values =
-        RestoreCheckpoint(*c, session.graph(), checkpoints.last(), &own);
-    if (!values.ok()) return values.status();
-    MPIFLOW_RETURN_IF_ERROR(strategy_util::WriteVariables(session, *values));
-    r.steps = c->counters["step"];
     r.resumed_from = r.steps;
     r.last_checkpoint = checkpoints.last();
   }
@@ -102,7 +114,8 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
                                                (timed_all || done || checkpoints.DueAtStep(next))));
     if (save) {
       MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(global_step, Tensor::Scalar<int64_t>(next)));
-      StatusOr<Checkpoint> c = strategy_util::Snapshot(session, next, ranks_, &own);
+      StatusOr<Checkpoint> c =
+          strategy_util::Snapshot(session, plan.At(next), ranks_, layout_.workers, &own);
       if (!c.ok()) return c.status();
       StatusOr<std::string> p = checkpoints.Save(std::move(*c), next, /*point_latest=*/false);
       if (!p.ok()) return p.status();

@@ -40,24 +40,29 @@ class ParameterServerStrategy : public Strategy {
                const OptimizerOptions& optimizer) override;
   std::string Describe(int64_t global_batch) const override;
   std::string checkpoint_shard() const override;
-  StatusOr<int64_t> Start(Session& session, CheckpointManager& checkpoints) override;
+  // The servers restore their shards (from every shard of the resumed step, so that a run
+  // resumes on another number of servers) and server 0 broadcasts the run's state to every
+  // rank; the workers then receive the values to start from.
+  StatusOr<RunState> Start(Session& session, CheckpointManager& checkpoints) override;
   Communicator* eval_comm() const override { return group_.get(); }
   // A worker's step (ps_worker.cc).
   StatusOr<StepOutcome> RunStep(Session& session, std::vector<Session::Feed> feeds,
                                 const Batch& batch, RunStats* stats) override;
   // The servers write the checkpoints (in Serve): a worker has nothing to save.
-  Status Save(Session& session, CheckpointManager& checkpoints, int64_t step) override {
+  Status Save(Session& session, CheckpointManager& checkpoints, const DataPosition& at) override {
     return Status::OK();
   }
   // A server's run (ps_server.cc).
   StatusOr<ServeOutcome> Serve(Session& session, CheckpointManager& checkpoints,
-                               int64_t total_steps) override;
+                               const DataPlan& plan, int64_t total_steps) override;
   // A worker's optimizer slots were never updated (the servers hold them).
   bool Reports(const VariableInfo& v) const override;
 
  private:
   Status Receive(Session& session);  // worker: values and version from the servers
   std::set<std::string> OwnVariables(const Graph& graph) const;  // server: shard, slots, step
+  // Server: restores its variables from the resumed checkpoint; returns its state.
+  StatusOr<RunState> Restore(Session& session, CheckpointManager& checkpoints);
 
   StrategyEnv env_;
   ParameterServerOptions options_;
@@ -68,6 +73,7 @@ class ParameterServerStrategy : public Strategy {
   TrainOp train_op_;
   PsLayout layout_;
   std::unique_ptr<Communicator> group_;  // the workers' (evaluation) or the servers'
+  RunState resumed_;                     // what Start resumed from
   // Worker side.
   std::unique_ptr<PsWorkerLink> link_;
   std::vector<Tensor> values_, pushed_;  // indexed like variables_

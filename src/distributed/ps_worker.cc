@@ -61,21 +61,43 @@ bool ParameterServerStrategy::Reports(const VariableInfo& v) const {
   return server_ || v.trainable || v.variable == train_op_.global_step.node;
 }
 
-StatusOr<int64_t> ParameterServerStrategy::Start(Session& session, CheckpointManager& checkpoints) {
+StatusOr<RunState> ParameterServerStrategy::Start(Session& session,
+                                                  CheckpointManager& checkpoints) {
   StatusOr<std::unique_ptr<Communicator>> g = env_.comm->Split(server_ ? 1 : 0, rank_);
   if (!g.ok()) return g.status();
   group_ = std::move(*g);
-  if (server_) return 0;  // Serve resumes and publishes
+  const bool resume = !checkpoints.options().resume.empty();
+  if (resume) {
+    // The servers read the checkpoint; server 0 tells every rank what they resumed (a server
+    // that fails ends the job, so nobody waits here for ever).
+    if (server_) {
+      StatusOr<RunState> s = Restore(session, checkpoints);
+      if (!s.ok()) return s.status();
+      resumed_ = *s;
+    }
+    const RunState& s = resumed_;
+    Tensor state = Tensor::FromVector<int64_t>(
+        Shape{7}, {s.position.step, s.position.epoch, s.position.example, s.has_position ? 1 : 0,
+                   s.ranks, s.data_ranks, s.run_counter});
+    MPIFLOW_RETURN_IF_ERROR(env_.comm->Broadcast(state, layout_.server_rank(0))->Wait());
+    const int64_t* v = state.data<int64_t>();
+    resumed_ = RunState{{v[0], v[1], v[2]}, v[3] != 0, v[4], v[5], v[6]};
+  }
+  if (server_) return resumed_;  // Serve sends the starting values
   std::vector<Shape> shapes;
   for (const Output& v : variables_) shapes.push_back(v.shape());
   link_ = std::make_unique<PsWorkerLink>(env_.comm, layout_, shapes);
   values_.resize(variables_.size());
   pushed_.resize(variables_.size());
   MPIFLOW_RETURN_IF_ERROR(Receive(session));  // the servers send the values to start from
-  if (!checkpoints.options().resume.empty()) {
+  if (reply_.version != resumed_.position.step) {
+    return Status(Code::kInternal, StrCat("the parameter servers started at step ", reply_.version,
+                                          ", server 0 resumed step ", resumed_.position.step));
+  }
+  if (resume) {
     *env_.log << "mpiflow: the parameter servers resumed at step " << reply_.version << "\n";
   }
-  return reply_.version;
+  return resumed_;
 }
 
 Status ParameterServerStrategy::Receive(Session& session) {

@@ -18,12 +18,11 @@ Status ReplicatedStrategy::AddUpdates(const Scope& root, const std::vector<Outpu
   return Status::OK();
 }
 
-StatusOr<int64_t> ReplicatedStrategy::Start(Session& session, CheckpointManager& checkpoints) {
+StatusOr<RunState> ReplicatedStrategy::Start(Session& session, CheckpointManager& checkpoints) {
   checkpoints_ = &checkpoints;
-  if (checkpoints.options().resume.empty()) return step_;
+  if (checkpoints.options().resume.empty()) return RunState{};
   std::string changed;
-  StatusOr<Checkpoint> c =
-      checkpoints.LoadForResume(ranks_, " (the data order depends on it)", &changed);
+  StatusOr<Checkpoint> c = checkpoints.LoadForResume(&changed);
   if (!c.ok()) return c.status();
   const std::string& path = checkpoints.last();
   StatusOr<std::vector<std::pair<std::string, Tensor>>> values =
@@ -35,24 +34,26 @@ StatusOr<int64_t> ReplicatedStrategy::Start(Session& session, CheckpointManager&
     log << "mpiflow: warning: resuming with options that differ from the checkpoint's: " << changed
         << "\n";
   }
-  step_ = c->counters["step"];
+  const RunState state = GetRunState(*c);
+  step_ = state.position.step;
   strategy_util::NoteCheckpoint(env_.comm, path, step_);
-  session.set_run_counter(c->counters["run_counter"]);
+  session.set_run_counter(state.run_counter);
   log << "mpiflow: resumed from '" << path << "' at step " << step_ << "\n";
-  return step_;
+  return state;
 }
 
-Status ReplicatedStrategy::Save(Session& session, CheckpointManager& checkpoints, int64_t step) {
+Status ReplicatedStrategy::Save(Session& session, CheckpointManager& checkpoints,
+                                const DataPosition& at) {
   if (rank_ == 0) {
-    StatusOr<Checkpoint> c = strategy_util::Snapshot(session, step, ranks_);
+    StatusOr<Checkpoint> c = strategy_util::Snapshot(session, at, ranks_, ranks_);
     if (!c.ok()) return c.status();
-    StatusOr<std::string> p = checkpoints.Save(std::move(*c), step);
+    StatusOr<std::string> p = checkpoints.Save(std::move(*c), at.step);
     if (!p.ok()) return p.status();
-    *env_.log << "mpiflow: checkpoint '" << *p << "' (step " << step << ")\n";
+    *env_.log << "mpiflow: checkpoint '" << *p << "' (step " << at.step << ")\n";
   } else {
-    checkpoints.MarkSaved(step);
+    checkpoints.MarkSaved(at.step);
   }
-  strategy_util::NoteCheckpoint(env_.comm, checkpoints.last(), step);
+  strategy_util::NoteCheckpoint(env_.comm, checkpoints.last(), at.step);
   return Status::OK();
 }
 

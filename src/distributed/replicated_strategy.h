@@ -16,9 +16,9 @@ class ReplicatedStrategy : public Strategy {
   int data_rank() const override { return rank_; }
   Communicator* eval_comm() const override { return env_.comm; }
   // Resumes the whole run from `checkpoints` when asked (every rank reads the same file).
-  StatusOr<int64_t> Start(Session& session, CheckpointManager& checkpoints) override;
+  StatusOr<RunState> Start(Session& session, CheckpointManager& checkpoints) override;
   // Rank 0 writes the whole run; the others record that it exists.
-  Status Save(Session& session, CheckpointManager& checkpoints, int64_t step) override;
+  Status Save(Session& session, CheckpointManager& checkpoints, const DataPosition& at) override;
 
  protected:
   // Adds the optimizer's updates of `gradients` to `variables` as train_op_.

@@ -25,7 +25,7 @@ Status CheckParameterServerRanks(int ranks, const ParameterServerOptions& o) {
   return MakePsLayout(ranks, o.servers, o.backup_workers, {}).status();
 }
 
-StatusOr<ServeOutcome> Strategy::Serve(Session&, CheckpointManager&, int64_t) {
+StatusOr<ServeOutcome> Strategy::Serve(Session&, CheckpointManager&, const DataPlan&, int64_t) {
   return Internal("this strategy has no serving ranks");
 }
 

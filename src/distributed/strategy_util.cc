@@ -4,7 +4,7 @@
 namespace mpiflow {
 namespace strategy_util {
 
-StatusOr<Checkpoint> Snapshot(Session& session, int64_t step, int ranks,
+StatusOr<Checkpoint> Snapshot(Session& session, const DataPosition& at, int ranks, int data_ranks,
                               const std::set<std::string>* only) {
   Checkpoint c;
   for (const VariableInfo& v : session.graph().variables()) {
@@ -13,10 +13,12 @@ StatusOr<Checkpoint> Snapshot(Session& session, int64_t step, int ranks,
     if (!t.ok()) return t.status();
     c.variables.emplace_back(v.variable->name(), *t);
   }
-  c.counters["step"] = step;
-  c.counters["ranks"] = ranks;
-  c.counters["run_counter"] = session.run_counter();
-  c.counters["data_cursor"] = step;
+  RunState state;
+  state.position = at;
+  state.ranks = ranks;
+  state.data_ranks = data_ranks;
+  state.run_counter = session.run_counter();
+  SetRunState(state, &c);
   return c;
 }
 

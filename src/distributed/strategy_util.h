@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "mpiflow/checkpoint.h"
+#include "mpiflow/checkpoint_manager.h"
 #include "mpiflow/communicator.h"
 #include "mpiflow/data.h"
 #include "mpiflow/session.h"
@@ -16,10 +16,9 @@
 namespace mpiflow {
 namespace strategy_util {
 
-// The session's variables (those named in `only` when given) as a checkpoint of `step` written
-// by a run of `ranks` ranks: counters step, ranks, run_counter and data_cursor (= step: every
-// rank has consumed `step` global batches).
-StatusOr<Checkpoint> Snapshot(Session& session, int64_t step, int ranks,
+// The session's variables (those named in `only` when given) as a checkpoint of the run at `at`,
+// written by a run of `ranks` ranks of which `data_ranks` read data (RunState's counters).
+StatusOr<Checkpoint> Snapshot(Session& session, const DataPosition& at, int ranks, int data_ranks,
                               const std::set<std::string>* only = nullptr);
 // Writes restored (name, value) pairs into the session's variables.
 Status WriteVariables(Session& session, const std::vector<std::pair<std::string, Tensor>>& values);

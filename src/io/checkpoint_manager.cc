@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <vector>
 
 namespace mpiflow {
@@ -47,6 +48,31 @@ Status MakeDirs(const std::string& path) {
     if (i < path.size()) cur += path[i];
   }
   return Status::OK();
+}
+
+void SetRunState(const RunState& s, Checkpoint* c) {
+  c->counters["step"] = s.position.step;
+  c->counters["epoch"] = s.position.epoch;
+  c->counters["example"] = s.position.example;
+  c->counters["ranks"] = s.ranks;
+  c->counters["data_ranks"] = s.data_ranks;
+  c->counters["run_counter"] = s.run_counter;
+}
+
+RunState GetRunState(const Checkpoint& c) {
+  auto get = [&c](const char* name, int64_t otherwise) {
+    auto it = c.counters.find(name);
+    return it == c.counters.end() ? otherwise : it->second;
+  };
+  RunState s;
+  s.position.step = get("step", 0);
+  s.has_position = c.counters.count("epoch") && c.counters.count("example");
+  s.position.epoch = get("epoch", 0);
+  s.position.example = get("example", 0);
+  s.ranks = get("ranks", 0);
+  s.data_ranks = get("data_ranks", s.ranks);
+  s.run_counter = get("run_counter", 0);
+  return s;
 }
 
 CheckpointManager::CheckpointManager(CheckpointOptions options, std::string shard,
@@ -150,30 +176,62 @@ StatusOr<std::string> CheckpointManager::ResumePath() const {
     }
     path = options_.dir + "/" + name;
   }
-  if (shard_.empty()) return path;
-  // A sharded run is named by shard 0's file; this role reads its own shard of that step.
-  const size_t of = shard_.find("-of-");
-  const std::string servers = shard_.substr(of + 4);
-  const std::string first = ".ps0-of-" + servers + ".h5";
-  const size_t at = path.rfind(first);
-  if (at == std::string::npos || at + first.size() != path.size()) {
-    return InvalidArgument("--resume '", path, "': not server 0's shard of a run with --ps-ranks ",
-                           servers, " (a name ending in '", first,
-                           "'); resume a parameter-server run from its own checkpoints");
-  }
-  return path.substr(0, at) + shard_ + ".h5";
+  return path;
 }
 
-StatusOr<Checkpoint> CheckpointManager::LoadForResume(int ranks, const std::string& why,
-                                                      std::string* changed) {
+namespace {
+
+// The number of servers P of a path ending in ".ps0-of-<P>.h5" (0: it does not).
+int ShardCountOf(const std::string& path) {
+  const std::string first = ".ps0-of-", ext = ".h5";
+  const size_t at = path.rfind(first);
+  if (at == std::string::npos || path.size() < ext.size() ||
+      path.compare(path.size() - ext.size(), ext.size(), ext) != 0) {
+    return 0;
+  }
+  const std::string digits =
+      path.substr(at + first.size(), path.size() - ext.size() - at - first.size());
+  if (digits.empty() || digits.size() > 6 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    return 0;
+  }
+  return std::stoi(digits);
+}
+
+}  // namespace
+
+StatusOr<Checkpoint> CheckpointManager::LoadForResume(std::string* changed) {
   StatusOr<std::string> path = ResumePath();
   if (!path.ok()) return path.status();
+  const int servers = shard_.empty() ? 0 : ShardCountOf(*path);
+  if (!shard_.empty() && servers == 0) {
+    const std::string now = shard_.substr(shard_.find("-of-") + 4);
+    return InvalidArgument("--resume '", *path, "': not server 0's shard of a run with --ps-ranks ",
+                           now,
+                           " (a name ending in '.ps0-of-<servers>.h5'); resume a "
+                           "parameter-server run from its own checkpoints");
+  }
   StatusOr<Checkpoint> c = ReadCheckpoint(*path);
   if (!c.ok()) return c.status();
-  if (c->counters.count("ranks") && c->counters["ranks"] != ranks) {
-    return InvalidArgument("checkpoint '", *path, "' was written by a run of ",
-                           c->counters["ranks"], " ranks; resume it with the same number", why,
-                           ", not ", ranks);
+  if (servers > 0) {
+    // A sharded run is named by shard 0's file: read the step's other shards and merge them
+    // (the global step is in every shard; the first one read is kept).
+    const std::string stem = path->substr(0, path->rfind(".ps0-of-"));
+    std::set<std::string> names;
+    for (const auto& v : c->variables) names.insert(v.first);
+    for (int k = 1; k < servers; ++k) {
+      const std::string other = StrCat(stem, ShardSuffix(k, servers), ".h5");
+      StatusOr<Checkpoint> part = ReadCheckpoint(other);
+      if (!part.ok()) return part.status();
+      if (part->counters["step"] != c->counters["step"]) {
+        return InvalidArgument("checkpoint shard '", other, "' holds step ", part->counters["step"],
+                               ", shard 0 step ", c->counters["step"], ": the shards of '", *path,
+                               "' are not of one step");
+      }
+      for (auto& v : part->variables) {
+        if (names.insert(v.first).second) c->variables.push_back(std::move(v));
+      }
+    }
   }
   changed->clear();
   for (const auto& [k, v] : attributes_) {

@@ -158,7 +158,7 @@ std::vector<int64_t> BatchStream::EpochOrder(int64_t count, uint64_t seed, int64
 }
 
 BatchStream::BatchStream(const ImageDataset* data, BatchStreamOptions options)
-    : data_(data), opts_(options) {
+    : data_(data), opts_(options), plan_(PlanOf(options, data->count, 0)) {
   MPIFLOW_CHECK(opts_.num_shards >= 1 && opts_.shard_index >= 0 &&
                 opts_.shard_index < opts_.num_shards && opts_.batch_size >= 1);
   if (opts_.prefetch > 0) producer_ = std::thread([this] { Producer(); });
@@ -173,16 +173,51 @@ BatchStream::~BatchStream() {
   if (producer_.joinable()) producer_.join();
 }
 
-int64_t BatchStream::batches_per_epoch() const {
-  if (opts_.local_shards) {  // every shard runs as many steps as the largest needs
-    const int64_t largest = ShardRange(opts_.global_count, opts_.num_shards, 0).second;
-    const int64_t smallest =
-        ShardRange(opts_.global_count, opts_.num_shards, opts_.num_shards - 1).second;
-    const int64_t b = opts_.batch_size;
-    return opts_.drop_remainder ? smallest / b : (largest + b - 1) / b;
+DataPlan::DataPlan(DataPosition start, int64_t stride, int64_t epoch_length)
+    : start_(start), stride_(stride), epoch_length_(epoch_length) {
+  MPIFLOW_CHECK(stride >= 1 && epoch_length >= 0 && start.example >= 0 &&
+                start.example <= epoch_length);
+  per_epoch_ = (epoch_length + stride - 1) / stride;
+  first_steps_ = (epoch_length - start.example + stride - 1) / stride;
+}
+
+DataPosition DataPlan::At(int64_t step) const {
+  const int64_t k = step - start_.step;
+  MPIFLOW_CHECK(k >= 0);
+  DataPosition p{step, start_.epoch, 0};
+  if (k < first_steps_) {
+    p.example = start_.example + k * stride_;
+  } else if (per_epoch_ > 0) {  // past the start's epoch: whole epochs from example 0
+    const int64_t after = k - first_steps_;
+    p.epoch = start_.epoch + 1 + after / per_epoch_;
+    p.example = (after % per_epoch_) * stride_;
   }
-  const int64_t b = opts_.batch_size * opts_.num_shards;  // the global batch
-  return opts_.drop_remainder ? data_->count / b : (data_->count + b - 1) / b;
+  return p;
+}
+
+int64_t DataPlan::StepsUntil(int64_t epochs) const {
+  if (start_.epoch >= epochs) return start_.step;
+  return start_.step + first_steps_ + (epochs - start_.epoch - 1) * per_epoch_;
+}
+
+int64_t BatchStream::BatchesPerEpoch(const BatchStreamOptions& o, int64_t count) {
+  if (o.local_shards) {  // every shard runs as many steps as the largest needs
+    const int64_t largest = ShardRange(o.global_count, o.num_shards, 0).second;
+    const int64_t smallest = ShardRange(o.global_count, o.num_shards, o.num_shards - 1).second;
+    const int64_t b = o.batch_size;
+    return o.drop_remainder ? smallest / b : (largest + b - 1) / b;
+  }
+  const int64_t b = o.batch_size * o.num_shards;  // the global batch
+  return o.drop_remainder ? count / b : (count + b - 1) / b;
+}
+
+DataPlan BatchStream::PlanOf(const BatchStreamOptions& o, int64_t count, int64_t first_step) {
+  // Global shards step through the one order by global batches; local shards through their
+  // own by per-shard batches, every shard as many as the largest takes.
+  const int64_t stride = o.local_shards ? o.batch_size : o.batch_size * o.num_shards;
+  const int64_t length =
+      o.local_shards || o.drop_remainder ? BatchesPerEpoch(o, count) * stride : count;
+  return DataPlan({first_step, o.first_epoch, o.first_example}, stride, length);
 }
 
 std::pair<int64_t, int64_t> BatchStream::ShardRange(int64_t count, int64_t shards, int64_t r) {
@@ -191,10 +226,9 @@ std::pair<int64_t, int64_t> BatchStream::ShardRange(int64_t count, int64_t shard
 }
 
 bool BatchStream::Make(int64_t ordinal, Batch* batch) {
-  const int64_t per_epoch = batches_per_epoch();
-  ordinal += opts_.first_batch;
-  if (per_epoch == 0 || ordinal >= per_epoch * opts_.num_epochs) return false;
-  const int64_t epoch = opts_.first_epoch + ordinal / per_epoch, index = ordinal % per_epoch;
+  const DataPosition at = plan_.At(ordinal);
+  if (plan_.epoch_length() == 0 || at.epoch >= opts_.first_epoch + opts_.num_epochs) return false;
+  const int64_t epoch = at.epoch;
   if (epoch != order_epoch_) {
     // Local shards each shuffle their own examples, with a seed of their own.
     const uint64_t seed = opts_.local_shards
@@ -205,10 +239,10 @@ bool BatchStream::Make(int64_t ordinal, Batch* batch) {
   }
   int64_t begin, n_r, total, fallback;
   if (opts_.local_shards) {
-    // Batch `index` of every shard is its examples [index * B, (index + 1) * B), fewer (or
-    // none) at the end of a smaller shard; the global batch is the sum over shards.
+    // The batch at example e of every shard is its examples [e, e + B), fewer (or none) at
+    // the end of a smaller shard; the global batch is the sum over shards.
     const int64_t b = opts_.batch_size;
-    begin = index * b;
+    begin = at.example;
     n_r = std::clamp<int64_t>(data_->count - begin, 0, b);
     total = 0;
     for (int64_t q = 0; q < opts_.num_shards; ++q) {
@@ -217,23 +251,23 @@ bool BatchStream::Make(int64_t ordinal, Batch* batch) {
     }
     fallback = 0;
   } else {
-    ShardOfGlobalBatch(index, &begin, &n_r, &total, &fallback);
+    ShardOfGlobalBatch(at.example, &begin, &n_r, &total, &fallback);
   }
   Fill(begin, n_r, fallback, batch);
   batch->examples = n_r;
   batch->global_examples = total;
   batch->epoch = epoch;
-  batch->index = index;
+  batch->index = at.example / plan_.stride();
   return true;
 }
 
-void BatchStream::ShardOfGlobalBatch(int64_t index, int64_t* begin_out, int64_t* n_out,
+void BatchStream::ShardOfGlobalBatch(int64_t global_begin, int64_t* begin_out, int64_t* n_out,
                                      int64_t* total_out, int64_t* fallback_out) const {
-  // The global batch is order_[index * G, index * G + R), G = batch_size * num_shards; shard r
-  // takes its r-th contiguous part, the parts as even as R allows. A shard whose part is empty
-  // (R < num_shards) gets one example with weight 0, so it still runs the step with the others.
+  // The global batch is order_[global_begin, global_begin + R), R <= G = batch_size *
+  // num_shards; shard r takes its r-th contiguous part, the parts as even as R allows. A shard
+  // whose part is empty (R < num_shards) gets one example with weight 0, so it still runs the
+  // step with the others.
   const int64_t global = opts_.batch_size * opts_.num_shards;
-  const int64_t global_begin = index * global;
   const int64_t total = std::min(global, data_->count - global_begin);
   const int64_t shards = opts_.num_shards, r = opts_.shard_index;
   const int64_t n_r = total / shards + (r < total % shards ? 1 : 0);

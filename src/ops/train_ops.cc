@@ -1,6 +1,7 @@
 // Optimizer update ops (ApplyGradientDescent, SparseApplyGradientDescent, ApplyMomentum,
 // ApplyRMSProp, ApplyAdam) and LearningRate. Definition, shape fn, builder. The Optimizer classes
 // that wire these into a graph are in src/autodiff/optimizer.cc.
+#include <algorithm>
 #include <cmath>
 
 #include "mpiflow/enum_names.h"
@@ -73,6 +74,23 @@ Status ops::ValidateLearningRateOptions(const LearningRateOptions& o) {
                            LearningRateScheduleName(o.kind), " schedule");
   }
   return Status::OK();
+}
+
+double ops::LearningRateAt(const LearningRateOptions& o, int64_t step) {
+  if (o.warmup_steps > 0 && step < o.warmup_steps) {
+    return o.base * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
+  }
+  const int64_t t = step - o.warmup_steps;
+  if (o.kind == LearningRateSchedule::kStep) {
+    return o.base * std::pow(o.decay_rate, static_cast<double>(t / o.decay_steps));
+  }
+  if (o.kind == LearningRateSchedule::kCosine) {
+    const double p =
+        static_cast<double>(std::min(t, o.decay_steps)) / static_cast<double>(o.decay_steps);
+    const double cosine = 0.5 * (1.0 + std::cos(3.141592653589793 * p));
+    return o.base * ((1.0 - o.alpha) * cosine + o.alpha);
+  }
+  return o.base;
 }
 
 void RegisterTrainOps(OpRegistry& r) {

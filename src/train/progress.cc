@@ -36,13 +36,13 @@ int64_t Field(const std::string& line, const char* key) {
 }  // namespace
 
 StatusOr<std::unique_ptr<std::ofstream>> OpenMetrics(const std::string& path, int64_t resumed_step,
-                                                     int64_t per_epoch) {
+                                                     int64_t epochs_done) {
   if (resumed_step >= 0) {
     std::ifstream in(path);
     std::string kept, line;
     while (std::getline(in, line)) {
       const int64_t step = Field(line, "step"), epoch = Field(line, "epoch");
-      const bool keep = step >= 0 ? step <= resumed_step : epoch * per_epoch <= resumed_step;
+      const bool keep = step >= 0 ? step <= resumed_step : epoch <= epochs_done;
       if (keep && !line.empty()) kept += line + "\n";
     }
     const std::string tmp = path + ".tmp";
@@ -61,8 +61,8 @@ StatusOr<std::unique_ptr<std::ofstream>> OpenMetrics(const std::string& path, in
   return out;
 }
 
-void Progress::Step(int64_t step, int64_t epoch, double loss, int64_t examples, double seconds,
-                    bool print) {
+void Progress::Step(int64_t step, int64_t epoch, double loss, double lr, int64_t examples,
+                    double seconds, bool print) {
   if (step > timed_from_) {
     timed_seconds_ += seconds;
     timed_samples_ += examples;
@@ -85,7 +85,8 @@ void Progress::Step(int64_t step, int64_t epoch, double loss, int64_t examples, 
     char time[32];
     std::snprintf(time, sizeof(time), "%.3f", now);  // wall clock, seconds since 1970
     *metrics_ << "{\"step\":" << step << ",\"epoch\":" << epoch + 1 << ",\"loss\":" << loss
-              << ",\"samples_per_sec\":" << rate << ",\"time\":" << time << "}\n";
+              << ",\"lr\":" << lr << ",\"samples_per_sec\":" << rate << ",\"time\":" << time
+              << "}\n";
   }
   window_seconds_ = 0;
   window_samples_ = 0;

@@ -21,10 +21,10 @@ std::string FormatDuration(double seconds);
 
 // metrics.jsonl for appending. A fresh run (resumed_step < 0) starts it empty; a resumed run
 // keeps the records of the run so far up to its checkpoint (step records up to resumed_step,
-// evaluations of the epochs finished by then: the resumed run writes the rest again), rewritten
-// atomically, so a requeued job's loss curve goes on where it stopped.
+// evaluations of the first `epochs_done` epochs: the resumed run writes the rest again),
+// rewritten atomically, so a requeued job's loss curve goes on where it stopped.
 StatusOr<std::unique_ptr<std::ofstream>> OpenMetrics(const std::string& path, int64_t resumed_step,
-                                                     int64_t per_epoch);
+                                                     int64_t epochs_done);
 
 class Progress {
  public:
@@ -46,9 +46,10 @@ class Progress {
   // Whether the step after `step` is timed (and profiled).
   bool Timing(int64_t step) const { return step >= timed_from_; }
 
-  // After step `step` of epoch `epoch` (from 0), which took `seconds` for `examples`; prints the
-  // line and writes the record when `print`.
-  void Step(int64_t step, int64_t epoch, double loss, int64_t examples, double seconds, bool print);
+  // After step `step` of epoch `epoch` (from 0), which took `seconds` for `examples` at learning
+  // rate `lr`; prints the line and writes the record when `print`.
+  void Step(int64_t step, int64_t epoch, double loss, double lr, int64_t examples, double seconds,
+            bool print);
   // After an evaluation that started at `start`; returns the seconds it took.
   double Evaluated(int64_t epoch, double accuracy, int64_t images,
                    std::chrono::steady_clock::time_point start);

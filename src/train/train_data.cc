@@ -58,12 +58,6 @@ StatusOr<TrainingData> LoadTrainingData(const TrainConfig& cfg, int data_ranks, 
     return InvalidArgument("the models expect 28x28 images; '", cfg.data_dir, "' holds ",
                            d.train.rows, "x", d.train.cols);
   }
-  const int64_t global_batch = cfg.batch_size * data_ranks;
-  d.per_epoch =
-      d.local
-          ? (BatchStream::ShardRange(d.global_train, data_ranks, 0).second + cfg.batch_size - 1) /
-                cfg.batch_size
-          : (d.train.count + global_batch - 1) / global_batch;
   return d;
 }
 

@@ -1,5 +1,5 @@
 // The data side of a training run: loading the configured dataset (this rank's share of it
-// under local sharding), the steps per epoch, and test accuracy over ranks. Private to src/train.
+// under local sharding) and test accuracy over ranks. Private to src/train.
 // Not batching (data.h's BatchStream) and not the loop (trainer.cc).
 #pragma once
 
@@ -17,7 +17,6 @@ struct TrainingData {
   ImageDataset train, test;
   bool local = false;  // each rank holds only its share (DataSharding::kLocal over >1 ranks)
   int64_t global_train = 0, global_test = 0;  // example counts over all ranks, when local
-  int64_t per_epoch = 0;                      // global batches (steps) per epoch
   // Test examples over all ranks (what evaluation's accuracy is over).
   int64_t test_count() const { return local ? global_test : test.count; }
 };

@@ -152,13 +152,13 @@ Status NonFiniteLoss(double loss, const Communicator* comm, int64_t step, const 
 
 // The start-up line.
 void LogStart(std::ostream& log, const TrainConfig& cfg, const OptimizerOptions& opt,
-              const TrainingData& data, const std::vector<Output>& vars, const Strategy& strategy,
-              int64_t global_batch) {
+              const TrainingData& data, int64_t per_epoch, const std::vector<Output>& vars,
+              const Strategy& strategy, int64_t global_batch) {
   int64_t parameters = 0;
   for (const Output& v : vars) parameters += v.shape().num_elements();
   log << "mpiflow: training " << ModelName(cfg.model) << " on " << DatasetName(cfg.dataset) << " ("
       << data.train.count << " train, " << data.test.count << " test images), " << cfg.epochs
-      << " epochs x " << data.per_epoch << " steps, batch " << cfg.batch_size << ", "
+      << " epochs x " << per_epoch << " steps, batch " << cfg.batch_size << ", "
       << OptimizerName(opt.kind) << " lr " << opt.lr.base << " ("
       << ops::LearningRateScheduleName(opt.lr.kind)
       << (opt.lr.kind == ops::LearningRateSchedule::kConstant
@@ -190,31 +190,66 @@ StatusOr<Model> BuildGraph(const Scope& root, const TrainConfig& cfg, const Trai
 // file and the metrics file, continued from `resumed_step` when the run resumed (none without an
 // output directory).
 Status OpenOutputs(const TrainConfig& cfg, const Graph& graph, int64_t resumed_step,
-                   int64_t per_epoch, std::unique_ptr<std::ofstream>* metrics) {
+                   int64_t epochs_done, std::unique_ptr<std::ofstream>* metrics) {
   if (cfg.output_dir.empty()) return Status::OK();
   MPIFLOW_RETURN_IF_ERROR(MakeDirs(cfg.output_dir));
   MPIFLOW_RETURN_IF_ERROR(SaveGraph(graph, cfg.output_dir + "/graph.mpg"));
   StatusOr<std::unique_ptr<std::ofstream>> m =
-      OpenMetrics(cfg.output_dir + "/metrics.jsonl", resumed_step, per_epoch);
+      OpenMetrics(cfg.output_dir + "/metrics.jsonl", resumed_step, epochs_done);
   if (!m.ok()) return m.status();
   *metrics = std::move(*m);
   return Status::OK();
 }
 
-// This rank's share of each global batch, from `first_step` on (a resume continues there).
+// This rank's share of each global batch, from `start` on (a resume continues there).
 BatchStreamOptions StreamOptions(const TrainConfig& cfg, const Strategy& strategy,
-                                 const TrainingData& data, int64_t first_step) {
+                                 const TrainingData& data, const DataPosition& start) {
   BatchStreamOptions bo;
   bo.batch_size = cfg.batch_size;
   bo.seed = static_cast<uint64_t>(cfg.seed);
-  bo.num_epochs = cfg.epochs;
+  bo.first_epoch = start.epoch;
+  bo.first_example = start.example;
+  bo.num_epochs = std::max<int64_t>(0, cfg.epochs - start.epoch);
   bo.prefetch = cfg.prefetch;
   bo.num_shards = strategy.data_ranks();
   bo.shard_index = strategy.data_rank();
-  bo.first_batch = first_step;
   bo.local_shards = data.local;
   bo.global_count = data.global_train;
   return bo;
+}
+
+// Where this run starts in its data (`fresh`: a run's plan from its beginning): a fresh run at
+// the beginning; a resumed one where its checkpoint says. That position means the same on any
+// number of data ranks (the same examples in the same order, in global batches of another
+// size), unless each rank shuffles a shard of its own, or the checkpoint is older than
+// positions: those resume on the rank count that wrote them.
+StatusOr<DataPosition> StartPosition(const RunState& s, const DataPlan& fresh, bool local,
+                                     int data_ranks, int ranks, const std::string& path) {
+  if (s.ranks == 0) return fresh.start();
+  if (!s.has_position) {
+    if (s.ranks != ranks) {
+      return InvalidArgument("checkpoint '", path, "' was written by a run of ", s.ranks,
+                             " ranks before mpiflow recorded data positions; resume it with the "
+                             "same number (the data order depends on it), not ",
+                             ranks);
+    }
+    return fresh.At(s.position.step);
+  }
+  if (local && s.data_ranks != data_ranks) {
+    return InvalidArgument("checkpoint '", path, "' was written by ", s.data_ranks,
+                           " data ranks with --data-sharding local, where each rank shuffles its "
+                           "own shard: resume it on ",
+                           s.data_ranks, " (or with --data-sharding global), not ", data_ranks);
+  }
+  const DataPosition& p = s.position;
+  if (p.step < 0 || p.epoch < 0 || p.example < 0 || p.example >= fresh.epoch_length() ||
+      p.example % (local ? fresh.stride() : 1) != 0) {
+    return InvalidArgument("checkpoint '", path, "' is at example ", p.example, " of epoch ",
+                           p.epoch + 1, " (step ", p.step, "), outside this run's ",
+                           fresh.epoch_length(),
+                           " training examples per epoch: was it written for another dataset?");
+  }
+  return p;
 }
 
 // The variables the strategy says this rank reports, by name.
@@ -264,10 +299,14 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   if (!loaded.ok()) return loaded.status();
   const TrainingData& data = *loaded;
   const int64_t global_batch = cfg.batch_size * strategy.data_ranks();
-  const int64_t per_epoch = data.per_epoch;
-  const int64_t total_steps =
-      cfg.max_steps >= 0 ? std::min(per_epoch * cfg.epochs, cfg.max_steps) : per_epoch * cfg.epochs;
-  const OptimizerOptions optimizer = ResolvedOptimizer(cfg.optimizer, total_steps);
+  const DataPlan fresh =
+      BatchStream::PlanOf(StreamOptions(cfg, strategy, data, {}), data.train.count, 0);
+  const int64_t per_epoch = fresh.StepsUntil(1);
+  // The learning-rate schedule's length (decay_steps 0) is a whole run's at this rank count.
+  const int64_t run_steps = cfg.max_steps >= 0
+                                ? std::min(fresh.StepsUntil(cfg.epochs), cfg.max_steps)
+                                : fresh.StepsUntil(cfg.epochs);
+  const OptimizerOptions optimizer = ResolvedOptimizer(cfg.optimizer, run_steps);
 
   Scope root = Scope::NewRootScope();
   std::vector<Output> vars;
@@ -284,28 +323,36 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   const CheckpointOptions co = ResolvedCheckpointOptions(cfg);
   CheckpointManager checkpoints(co, strategy.checkpoint_shard(), hooks);
   checkpoints.SetAttributes(CheckpointAttributes(cfg, *root.graph()));
-  StatusOr<int64_t> first_step = strategy.Start(session, checkpoints);
-  if (!first_step.ok()) return first_step.status();
+  StatusOr<RunState> started = strategy.Start(session, checkpoints);
+  if (!started.ok()) return started.status();
   const int ranks = comm ? comm->size() : 1;
+  StatusOr<DataPosition> start =
+      StartPosition(*started, fresh, data.local, strategy.data_ranks(), ranks, checkpoints.last());
+  if (!start.ok()) return start.status();
+  const BatchStreamOptions stream_options = StreamOptions(cfg, strategy, data, *start);
+  const DataPlan plan = BatchStream::PlanOf(stream_options, data.train.count, start->step);
+  const int64_t total_steps = cfg.max_steps >= 0
+                                  ? std::min(plan.StepsUntil(cfg.epochs), cfg.max_steps)
+                                  : plan.StepsUntil(cfg.epochs);
   if (strategy.serves()) {
-    StatusOr<ServeOutcome> served = strategy.Serve(session, checkpoints, total_steps);
+    StatusOr<ServeOutcome> served = strategy.Serve(session, checkpoints, plan, total_steps);
     if (!served.ok()) return served.status();
     return FromServing(std::move(*served), ranks);
   }
   TrainResult r;
-  r.steps = *first_step;
+  r.steps = start->step;
   if (!co.resume.empty()) r.resumed_from = r.steps;
   std::unique_ptr<std::ofstream> metrics;
   if (rank == 0) {
-    MPIFLOW_RETURN_IF_ERROR(OpenOutputs(cfg, *root.graph(), r.resumed_from, per_epoch, &metrics));
+    MPIFLOW_RETURN_IF_ERROR(
+        OpenOutputs(cfg, *root.graph(), r.resumed_from, start->epoch, &metrics));
   }
 
-  BatchStream stream(&data.train, StreamOptions(cfg, strategy, data, r.steps));
-  MPIFLOW_CHECK(stream.batches_per_epoch() == per_epoch);
-  LogStart(log, cfg, optimizer, data, vars, strategy, global_batch);
+  BatchStream stream(&data.train, stream_options);
+  LogStart(log, cfg, optimizer, data, per_epoch, vars, strategy, global_batch);
 
   r.train_flops_per_example = m.train_flops_per_example;
-  r.epochs = r.steps / per_epoch;
+  r.epochs = start->epoch;  // the epochs finished
   Progress progress(log, metrics.get(), r.steps, total_steps, cfg.epochs, global_batch);
   // Adds where to resume from to an error that ends the run.
   auto failed = [&](Status st) {
@@ -317,10 +364,11 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   double eval_seconds = 0;
   RunStats stats;
   Batch b;
+  int64_t batch_after = r.steps;  // the step that the batch in hand trains for
   while (r.steps < total_steps && stream.Next(&b)) {
+    ++batch_after;
     // A straggler whose push was dropped skips to the batch of the step it now holds.
-    while (b.epoch * per_epoch + b.index < r.steps && stream.Next(&b)) {
-    }
+    while (batch_after <= r.steps && stream.Next(&b)) ++batch_after;
     if (hooks) hooks->BeforeStep(rank, r.steps + 1);
     const auto t0 = Clock::now();
     stats.collect_node_times = cfg.profile && progress.Timing(r.steps);
@@ -330,15 +378,17 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     progress.AddKernelTimes(stats);
     if (!std::isfinite(s->loss)) return failed(NonFiniteLoss(s->loss, comm, r.steps + 1, b));
     // Epochs by the step now held: a straggler may jump past an epoch's last batch, so an epoch
-    // ends where the step crosses a multiple of per_epoch (every rank crosses each once).
+    // ends where the step's position enters the next epoch (every rank crosses each once).
     const int64_t before = r.steps;
     r.steps = s->step;
     r.final_loss = s->loss;
     r.stale_dropped = s->stale_dropped;
-    const bool crossed = r.steps / per_epoch != before / per_epoch;
-    const int64_t epoch = crossed ? r.steps / per_epoch - 1 : (r.steps - 1) / per_epoch;
+    const DataPosition at = plan.At(r.steps);
+    const bool crossed = at.epoch != plan.At(before).epoch;
+    const int64_t epoch = crossed ? at.epoch - 1 : at.epoch;
     const bool epoch_end = crossed || r.steps == total_steps;
-    progress.Step(r.steps, epoch, r.final_loss, s->examples, Seconds(Clock::now() - t0),
+    progress.Step(r.steps, epoch, r.final_loss, ops::LearningRateAt(optimizer.lr, r.steps - 1),
+                  s->examples, Seconds(Clock::now() - t0),
                   r.steps % cfg.log_every == 0 || epoch_end);
     if (epoch_end && epoch >= r.epochs) {
       r.epochs = epoch + 1;
@@ -353,7 +403,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     }
     // A preemption (every rank agreed on it) always writes a checkpoint.
     if ((co.enabled() && (s->checkpoint || checkpoints.DueAtStep(r.steps))) || s->stop) {
-      MPIFLOW_RETURN_IF_ERROR(failed(strategy.Save(session, checkpoints, r.steps)));
+      MPIFLOW_RETURN_IF_ERROR(failed(strategy.Save(session, checkpoints, at)));
     }
     if (s->stop) {
       r.preempted = true;
@@ -364,7 +414,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     if (s->done) break;
   }
   if (co.enabled() && !r.preempted && r.steps > 0 && checkpoints.last_step() != r.steps) {
-    MPIFLOW_RETURN_IF_ERROR(strategy.Save(session, checkpoints, r.steps));  // the final state
+    MPIFLOW_RETURN_IF_ERROR(strategy.Save(session, checkpoints, plan.At(r.steps)));  // the end
   }
   if (cfg.profile) progress.PrintProfile(r.steps);
   r.train_seconds = Seconds(Clock::now() - train_start) - eval_seconds;
