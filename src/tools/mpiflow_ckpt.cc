@@ -3,6 +3,7 @@
 //   mpiflow-ckpt inspect FILE      step, counters, job attributes, every variable's dtype/shape
 //   mpiflow-ckpt diff FILE FILE    names only in one, dtype/shape differences, the largest
 //                                  element difference of every variable in both
+//   mpiflow-ckpt --help | --version
 // Exit codes: 0 done (diff: also when they differ), 1 an unreadable checkpoint, 2 usage.
 #include <dirent.h>
 #include <sys/stat.h>
@@ -11,10 +12,12 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "cli.h"
 #include "mpiflow/checkpoint.h"
 
 namespace {
@@ -22,12 +25,18 @@ namespace {
 using mpiflow::Checkpoint;
 using mpiflow::Tensor;
 
+constexpr const char* kTool = "mpiflow-ckpt";
+
 constexpr const char* kUsage =
     "Usage: mpiflow-ckpt list DIR | inspect FILE | diff FILE_A FILE_B\n"
-    "  list     the checkpoints in DIR with their steps and sizes, and which one 'latest' names\n"
-    "  inspect  a checkpoint's step, counters, job attributes and variables (dtype, shape)\n"
-    "  diff     variables only in one file, dtype or shape differences, and the largest\n"
-    "           absolute element difference of every variable both hold\n";
+    "\n"
+    "Commands:\n"
+    "  list DIR            the checkpoints in DIR with their steps and sizes, and which one\n"
+    "                      'latest' names\n"
+    "  inspect FILE        a checkpoint's step, counters, job attributes and variables (dtype,\n"
+    "                      shape)\n"
+    "  diff FILE_A FILE_B  variables only in one file, dtype or shape differences, and the\n"
+    "                      largest absolute element difference of every variable both hold\n";
 
 double Element(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
@@ -142,14 +151,51 @@ int Diff(const std::string& a_path, const std::string& b_path) {
   return 0;
 }
 
+// "why" (when there is one) and the usage on stderr; the usage exit code.
+int Usage(const std::string& why) {
+  if (!why.empty()) std::fprintf(stderr, "%s: %s\n", kTool, why.c_str());
+  std::fputs(kUsage, stderr);
+  return 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string cmd = argc > 1 ? argv[1] : "";
-  if (cmd == "list" && argc == 3) return List(argv[2]);
-  if (cmd == "inspect" && argc == 3) return Inspect(argv[2]);
-  if (cmd == "diff" && argc == 4) return Diff(argv[2], argv[3]);
-  const bool help = cmd == "--help" || cmd == "-h" || cmd == "help";
-  std::fputs(kUsage, help ? stdout : stderr);
-  return help ? 0 : 2;
+  namespace po = boost::program_options;
+  std::string cmd;
+  std::vector<std::string> args;  // the command's operands
+  po::options_description options("Options");
+  // clang-format off
+  options.add_options()
+    ("help,h", "print this help and exit")
+    ("version", "print mpiflow's version and exit");
+  po::options_description operands;  // the bare words, not listed in --help
+  operands.add_options()
+    ("command", po::value(&cmd))
+    ("operand", po::value(&args));
+  // clang-format on
+  po::options_description all;
+  all.add(options).add(operands);
+  po::positional_options_description positional;
+  positional.add("command", 1).add("operand", -1);
+  po::variables_map vm;
+  if (!mpiflow::cli::ParseCommandLine(kTool, argc, argv, all, positional, &vm)) return 2;
+  if (vm.count("help") || cmd == "help") {
+    std::cout << kUsage << "\n"
+              << options
+              << "\nExit codes: 0 done (diff: also when the files differ), 1 an unreadable "
+                 "checkpoint, 2 usage.\n";
+    return 0;
+  }
+  if (vm.count("version")) {
+    mpiflow::cli::PrintVersion(kTool);
+    return 0;
+  }
+  if (cmd == "list" && args.size() == 1) return List(args[0]);
+  if (cmd == "inspect" && args.size() == 1) return Inspect(args[0]);
+  if (cmd == "diff" && args.size() == 2) return Diff(args[0], args[1]);
+  if (cmd == "list") return Usage("list takes one directory, DIR");
+  if (cmd == "inspect") return Usage("inspect takes one checkpoint file, FILE");
+  if (cmd == "diff") return Usage("diff takes two checkpoint files, FILE_A FILE_B");
+  return Usage(cmd.empty() ? "" : "unknown command '" + cmd + "'");
 }

@@ -3,77 +3,56 @@
 //       the train and test IDX files of an MNIST-layout directory (Debian's
 //       dataset-fashion-mnist) into one HDF5 file: /train and /test, images + labels
 //   mpiflow-data info FILE    splits, counts, image size, classes
+//   mpiflow-data --help | --version
 // Exit codes: 0 done, 1 failed (the reason on stderr), 2 usage.
 #include <cstdio>
-#include <cstdlib>
+#include <iostream>
 #include <string>
+#include <vector>
 
+#include "cli.h"
 #include "mpiflow/data.h"
 
 namespace {
 
+constexpr const char* kTool = "mpiflow-data";
+
 constexpr const char* kUsage =
     "Usage: mpiflow-data convert --data-dir DIR --output FILE [--chunk N] [--compression 0-9]\n"
     "       mpiflow-data info FILE\n"
-    "  convert  IDX files ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]) to one HDF5 file\n"
-    "           with /train and /test (images uint8 (n,rows,cols) in chunks of N images\n"
-    "           (default 1024), deflate level 0-9 (default 4); labels int32 (n))\n"
-    "  info     what an HDF5 dataset file holds\n"
+    "\n"
+    "Commands:\n"
+    "  convert    IDX files ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]) to one HDF5\n"
+    "             file with /train and /test (images uint8 (n,rows,cols) in chunks of --chunk\n"
+    "             images (default 1024), deflate level --compression (default 4); labels\n"
+    "             int32 (n))\n"
+    "  info FILE  what an HDF5 dataset file holds\n"
     "Train on it with: mpiflow-train --dataset hdf5 --data-dir FILE\n";
 
 int Fail(const mpiflow::Status& s) {
-  std::fprintf(stderr, "mpiflow-data: %s\n", s.message().c_str());
+  std::fprintf(stderr, "%s: %s\n", kTool, s.message().c_str());
   return 1;
 }
 
+// "why" (when there is one) and the usage on stderr; the usage exit code.
 int Usage(const std::string& why) {
-  if (!why.empty()) std::fprintf(stderr, "mpiflow-data: %s\n", why.c_str());
+  if (!why.empty()) std::fprintf(stderr, "%s: %s\n", kTool, why.c_str());
   std::fputs(kUsage, stderr);
   return 2;
 }
 
-}  // namespace
+int Info(const std::string& path) {
+  for (const char* split : {"train", "test"}) {
+    mpiflow::StatusOr<mpiflow::ImageDataset> all = mpiflow::ReadHdf5Split(path, split);
+    if (!all.ok()) return Fail(all.status());
+    std::printf("/%s: %lld examples of %lldx%lld, %d classes\n", split,
+                static_cast<long long>(all->count), static_cast<long long>(all->rows),
+                static_cast<long long>(all->cols), all->num_classes);
+  }
+  return 0;
+}
 
-int main(int argc, char** argv) {
-  const std::string cmd = argc > 1 ? argv[1] : "";
-  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  if (cmd == "info" && argc == 3) {
-    for (const char* split : {"train", "test"}) {
-      mpiflow::StatusOr<mpiflow::ImageDataset> all = mpiflow::ReadHdf5Split(argv[2], split);
-      if (!all.ok()) return Fail(all.status());
-      std::printf("/%s: %lld examples of %lldx%lld, %d classes\n", split,
-                  static_cast<long long>(all->count), static_cast<long long>(all->rows),
-                  static_cast<long long>(all->cols), all->num_classes);
-    }
-    return 0;
-  }
-  if (cmd != "convert") return Usage(cmd.empty() ? "" : "unknown command '" + cmd + "'");
-  std::string dir, out;
-  long long chunk = 1024;
-  int compression = 4;
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (i + 1 >= argc) return Usage(a + " needs a value");
-    const std::string v = argv[++i];
-    char* end = nullptr;
-    if (a == "--data-dir") {
-      dir = v;
-    } else if (a == "--output") {
-      out = v;
-    } else if (a == "--chunk") {
-      chunk = std::strtoll(v.c_str(), &end, 10);
-      if (*end || chunk < 1) return Usage("--chunk must be a positive number of images");
-    } else if (a == "--compression") {
-      compression = static_cast<int>(std::strtol(v.c_str(), &end, 10));
-      if (*end || compression < 0 || compression > 9) return Usage("--compression must be 0-9");
-    } else {
-      return Usage("unknown option '" + a + "'");
-    }
-  }
-  if (dir.empty() || out.empty()) return Usage("convert needs --data-dir and --output");
+int Convert(const std::string& dir, const std::string& out, long long chunk, int compression) {
   std::remove(out.c_str());  // a fresh file
   for (bool train : {true, false}) {
     mpiflow::StatusOr<mpiflow::ImageDataset> d = mpiflow::LoadMnistDirectory(dir, train);
@@ -81,10 +60,73 @@ int main(int argc, char** argv) {
     const char* split = train ? "train" : "test";
     mpiflow::Status s = mpiflow::WriteHdf5Split(out, split, *d, chunk, compression);
     if (!s.ok()) return Fail(s);
-    std::fprintf(stderr, "mpiflow-data: /%s: %lld images of %lldx%lld\n", split,
+    std::fprintf(stderr, "%s: /%s: %lld images of %lldx%lld\n", kTool, split,
                  static_cast<long long>(d->count), static_cast<long long>(d->rows),
                  static_cast<long long>(d->cols));
   }
   std::printf("wrote '%s'\n", out.c_str());
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace po = boost::program_options;
+  std::string cmd, dir, out;
+  std::vector<std::string> args;  // the command's operands
+  long long chunk = 1024;
+  int compression = 4;
+  po::options_description convert("Options of convert");
+  // clang-format off
+  convert.add_options()
+    ("data-dir", po::value(&dir)->value_name("DIR"),
+     "directory of the IDX files (needed)")
+    ("output", po::value(&out)->value_name("FILE"), "the HDF5 file to write, replaced (needed)")
+    ("chunk", po::value(&chunk)->default_value(chunk), "images per HDF5 chunk")
+    ("compression", po::value(&compression)->default_value(compression), "deflate level, 0-9");
+  po::options_description general("Options");
+  general.add_options()
+    ("help,h", "print this help and exit")
+    ("version", "print mpiflow's version and exit");
+  po::options_description operands;  // the bare words, not listed in --help
+  operands.add_options()
+    ("command", po::value(&cmd))
+    ("operand", po::value(&args));
+  // clang-format on
+  po::options_description shown;
+  shown.add(convert).add(general);
+  po::options_description all;
+  all.add(shown).add(operands);
+  po::positional_options_description positional;
+  positional.add("command", 1).add("operand", -1);
+  po::variables_map vm;
+  if (!mpiflow::cli::ParseCommandLine(kTool, argc, argv, all, positional, &vm)) return 2;
+  if (vm.count("help") || cmd == "help") {
+    std::cout << kUsage << shown
+              << "\nExit codes: 0 done, 1 failed (the reason on stderr), 2 usage.\n";
+    return 0;
+  }
+  if (vm.count("version")) {
+    mpiflow::cli::PrintVersion(kTool);
+    return 0;
+  }
+  if (cmd == "info") {
+    for (const char* o : {"data-dir", "output", "chunk", "compression"}) {
+      if (vm.count(o) && !vm[o].defaulted()) {
+        return Usage(std::string("--") + o + " is an option of convert, not of info");
+      }
+    }
+    if (args.size() != 1) return Usage("info takes one HDF5 file, FILE");
+    return Info(args[0]);
+  }
+  if (cmd != "convert") return Usage(cmd.empty() ? "" : "unknown command '" + cmd + "'");
+  if (!args.empty()) return Usage("convert takes only options, not '" + args[0] + "'");
+  if (chunk < 1) {
+    return Usage("--chunk must be a positive number of images, got " + std::to_string(chunk));
+  }
+  if (compression < 0 || compression > 9) {
+    return Usage("--compression must be 0-9, got " + std::to_string(compression));
+  }
+  if (dir.empty() || out.empty()) return Usage("convert needs --data-dir and --output");
+  return Convert(dir, out, chunk, compression);
 }

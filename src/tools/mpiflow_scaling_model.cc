@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.h"
 #include "mpiflow/scaling_model.h"
 
 using namespace mpiflow::scaling;
@@ -172,19 +173,13 @@ int main(int argc, char** argv) {
      "measured points to print beside the prediction");
   // clang-format on
   po::variables_map vm;
-  try {
-    const int style = po::command_line_style::unix_style ^ po::command_line_style::allow_guessing;
-    po::store(po::command_line_parser(argc, argv).options(d).style(style).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return Usage(e.what());
-  }
+  if (!mpiflow::cli::ParseCommandLine("mpiflow-scaling-model", argc, argv, d, {}, &vm)) return 2;
   if (vm.count("help")) {
     std::cout << kUsage << "\n" << d;
     return 0;
   }
   if (vm.count("version")) {
-    std::printf("mpiflow-scaling-model %s\n", MPIFLOW_VERSION);
+    mpiflow::cli::PrintVersion("mpiflow-scaling-model");
     return 0;
   }
   if (vm.count("scenarios")) return Scenarios();

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "cli.h"
 #include "mpiflow/communicator.h"
 #include "mpiflow/timeline.h"
 #include "mpiflow/trainer.h"
@@ -173,10 +174,10 @@ int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
   po::options_description desc = Options(&config, &cl);
   po::variables_map vm;
   try {
-    const int style = po::command_line_style::unix_style ^ po::command_line_style::allow_guessing;
-    po::store(po::command_line_parser(argc, argv).options(desc).style(style).run(), vm);
+    po::store(po::command_line_parser(argc, argv).options(desc).style(mpiflow::cli::kStyle).run(),
+              vm);
     if (vm.count("version")) {
-      std::cout << "mpiflow-train " << MPIFLOW_VERSION << "\n";
+      mpiflow::cli::PrintVersion("mpiflow-train");
       return 0;
     }
     if (vm.count("help")) {

@@ -1,0 +1,24 @@
+// What the command-line tools (mpiflow-train, -ckpt, -data, -scaling-model) share: one option
+// syntax, one way to report a bad option, one --version line. Not any tool's options.
+#pragma once
+
+#include <boost/program_options.hpp>
+
+namespace mpiflow::cli {
+
+// GNU-style long and short options, without Boost's prefix guessing (--epoch is not --epochs).
+constexpr int kStyle = boost::program_options::command_line_style::unix_style ^
+                       boost::program_options::command_line_style::allow_guessing;
+
+// Parses argv with `options` (bare words go to `positional`) into *vm and runs notify(). On an
+// unknown option or a bad value prints "TOOL: <what is wrong, naming the option> (see --help)"
+// on stderr and returns false: the caller exits with its usage code.
+bool ParseCommandLine(const char* tool, int argc, char** argv,
+                      const boost::program_options::options_description& options,
+                      const boost::program_options::positional_options_description& positional,
+                      boost::program_options::variables_map* vm);
+
+// Prints "TOOL VERSION" (mpiflow's version) on stdout: every tool's --version.
+void PrintVersion(const char* tool);
+
+}  // namespace mpiflow::cli
