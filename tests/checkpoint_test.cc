@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "mpiflow/checkpoint_manager.h"
 #include "mpiflow/models.h"
 #include "mpiflow/ops.h"
 #include "mpiflow/optimizer.h"
@@ -214,6 +216,49 @@ TEST(Checkpoint, AKilledWriterNeverLeavesABrokenFile) {
     // Before the rename the old file is there; from the rename on, the new one.
     EXPECT_EQ(r->counters["step"], point <= points - 1 ? 1 : 2) << "crash point " << point;
     EXPECT_EQ(r->variables.size(), old_c.variables.size());
+  }
+}
+
+// The checkpoint manager's writer killed at each of 101 crash points of a save (95 datasets,
+// the file's flush, fsync and rename, `latest`'s temporary and rename, the removal of the
+// checkpoint before): `latest` always names a checkpoint that loads whole, and it names the new
+// one from its rename on; the previous one is removed only after that.
+TEST(CheckpointManagerTest, AWriterKilledAtAnyOf101PointsLosesNothing) {
+  const std::string dir = Temp("killed_manager");
+  CheckpointOptions o;
+  o.dir = dir;
+  o.every_steps = 1;
+  o.keep = 1;
+  Checkpoint c;
+  for (int i = 0; i < 95; ++i) {
+    c.variables.emplace_back(StrCat("v", i),
+                             Tensor::FromVector<float>(Shape{2}, {static_cast<float>(i), 1.0f}));
+  }
+  const int points = 95 + 3 + 2 + 1, renamed = 95 + 3 + 2;
+  for (int point = 1; point <= points + 1; ++point) {
+    std::filesystem::remove_all(dir);
+    ASSERT_TRUE(CheckpointManager(o).Save(c, 1).ok());
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      test::InjectedFaults faults;
+      faults.CrashCheckpointAt(point);
+      CheckpointManager m(o, "", &faults);
+      std::_Exit(m.Save(c, 2).ok() ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    const bool crashed = WIFEXITED(status) && WEXITSTATUS(status) == 9;
+    EXPECT_EQ(crashed, point <= points) << "crash point " << point;
+    std::ifstream latest(dir + "/latest");
+    std::string name;
+    ASSERT_TRUE(static_cast<bool>(latest >> name)) << "crash point " << point;
+    StatusOr<Checkpoint> r = ReadCheckpoint(dir + "/" + name);
+    ASSERT_TRUE(r.ok()) << "crash point " << point << ": " << r.status();
+    EXPECT_EQ(r->variables.size(), 95u);
+    EXPECT_EQ(r->counters["step"], point < renamed ? 1 : 2) << "crash point " << point;
+    EXPECT_EQ(std::filesystem::exists(dir + "/ckpt-00000001.h5"), point < points)
+        << "crash point " << point;
   }
 }
 

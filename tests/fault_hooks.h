@@ -28,6 +28,7 @@ class InjectedFaults : public FaultHooks {
     double seconds = 0;
   };
   void Add(Fault f) { faults_.push_back(f); }
+  // Exit with 9 at the `point`-th checkpoint crash point reached (from 1).
   void CrashCheckpointAt(int point) { crash_point_ = point; }
   // "kill:RANK:STEP", "sigterm:RANK:STEP" or "sleep:RANK:STEP:SECONDS"; false when malformed.
   bool Parse(const std::string& spec) {
@@ -59,8 +60,8 @@ class InjectedFaults : public FaultHooks {
     }
   }
   // Ends the process abruptly (as a kill would) at the chosen crash point.
-  void AtCheckpointCrashPoint(int point) override {
-    if (point == crash_point_) std::_Exit(9);
+  void AtCheckpointCrashPoint() override {
+    if (++crash_points_ == crash_point_) std::_Exit(9);
   }
 
  private:
@@ -70,6 +71,7 @@ class InjectedFaults : public FaultHooks {
   }
   std::vector<Fault> faults_;
   int crash_point_ = -1;
+  int crash_points_ = 0;  // reached so far
 };
 
 }  // namespace test

@@ -90,6 +90,9 @@ class CheckpointManager {
 
  private:
   void RemoveStaleTemporaries() const;
+  void CrashPoint() const {  // tests only (FaultHooks)
+    if (hooks_) hooks_->AtCheckpointCrashPoint();
+  }
 
   CheckpointOptions options_;
   std::string shard_;

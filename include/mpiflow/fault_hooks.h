@@ -13,9 +13,11 @@ class FaultHooks {
   virtual ~FaultHooks() = default;
   // On every rank (workers and parameter servers) before training step `step` (counted from 1).
   virtual void BeforeStep(int rank, int64_t step) {}
-  // At the `point`-th crash point of a checkpoint write (counted from 1 within the write): after
-  // each dataset, after the flush, after the fsync, after the rename.
-  virtual void AtCheckpointCrashPoint(int point) {}
+  // At each crash point of a checkpoint save, in this order: after each dataset, after the
+  // flush, the fsync and the rename of the file (WriteCheckpoint); then after `latest`'s
+  // temporary is written, after it is renamed, and after each old checkpoint is removed
+  // (CheckpointManager). A test counts the calls to pick the point where the writer dies.
+  virtual void AtCheckpointCrashPoint() {}
 };
 
 }  // namespace mpiflow

@@ -196,12 +196,11 @@ class CrashPoints {
  public:
   explicit CrashPoints(FaultHooks* hooks) : hooks_(hooks) {}
   void Reached() {
-    if (hooks_) hooks_->AtCheckpointCrashPoint(++reached_);
+    if (hooks_) hooks_->AtCheckpointCrashPoint();
   }
 
  private:
   FaultHooks* hooks_;
-  int reached_ = 0;
 };
 
 std::string DirectoryOf(const std::string& path) {

@@ -112,10 +112,12 @@ Status CheckpointManager::PointLatest(int64_t step, const std::string& shard) co
     f << FileName(step, shard) << "\n";
     if (!f.flush()) return Status(Code::kUnavailable, StrCat("cannot write '", tmp, "'"));
   }
+  CrashPoint();
   if (std::rename(tmp.c_str(), latest.c_str()) != 0) {
     return Status(Code::kUnavailable,
                   StrCat("cannot rename '", tmp, "' to '", latest, "': ", std::strerror(errno)));
   }
+  CrashPoint();
   return Status::OK();
 }
 
@@ -152,7 +154,10 @@ StatusOr<std::string> CheckpointManager::Save(Checkpoint c, int64_t step, bool p
   for (int64_t old = step - 1, kept = 1; old >= 0; --old) {
     const std::string p = PathOf(old);
     if (::access(p.c_str(), F_OK) != 0) continue;
-    if (++kept > options_.keep) std::remove(p.c_str());
+    if (++kept > options_.keep) {
+      std::remove(p.c_str());
+      CrashPoint();
+    }
     if (kept > options_.keep + 64) break;
   }
   MarkSaved(step);
