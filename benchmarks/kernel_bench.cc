@@ -3,11 +3,11 @@
 // Each benchmark checks its result once before timing. Run with --benchmark_repetitions=5
 // --benchmark_report_aggregates_only=true for medians.
 #include <benchmark/benchmark.h>
-#include <cblas.h>
 
 #include <cmath>
 #include <cstdlib>
 
+#include "kernels/cpu/blas.h"
 #include "mpiflow/ops.h"
 #include "mpiflow/random.h"
 #include "mpiflow/session.h"
@@ -27,7 +27,7 @@ void Fail(benchmark::State& state, const std::string& why) { state.SkipWithError
 
 // Raw cblas_sgemm, one thread: the reference peak the other figures are compared with.
 void BM_Sgemm(benchmark::State& state) {
-  openblas_set_num_threads(1);
+  blas::SetThreads(1);
   const int m = state.range(0), k = state.range(1), n = state.range(2);
   Tensor a = RandomF32({m, k}, 1), b = RandomF32({k, n}, 2), c(DType::kFloat32, {m, n});
   for (auto _ : state) {

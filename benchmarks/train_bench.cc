@@ -4,7 +4,6 @@
 // process maximum).
 //   mpiflow_train_bench [--model mlp|cnn] [--steps N] [--repeats R] [--batch B] [--threads T]
 //                       [--optimizer adam] [--dataset fashion-mnist|synthetic]
-#include <cblas.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,12 +12,13 @@
 #include <iostream>
 #include <sstream>
 
+#include "kernels/cpu/blas.h"
 #include "mpiflow/trainer.h"
 
 namespace {
 
 double SgemmPeakGflops() {
-  openblas_set_num_threads(1);
+  mpiflow::blas::SetThreads(1);
   const int n = 1024;
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
   double best = 0;

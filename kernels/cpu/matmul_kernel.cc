@@ -1,12 +1,11 @@
-// MatMul on the CPU through OpenBLAS (cblas_sgemm / cblas_dgemm), and the BLAS thread control.
-// Not a GEMM implementation: OpenBLAS does the arithmetic.
-#include <cblas.h>
-
+// MatMul on the CPU through the BLAS CMake found (cblas_sgemm / cblas_dgemm, blas.h), and the
+// BLAS thread control. Not a GEMM implementation: the BLAS does the arithmetic.
+#include "blas.h"
 #include "cpu_util.h"
 
 namespace mpiflow {
 
-void SetCpuKernelThreads(int num_threads) { openblas_set_num_threads(num_threads); }
+void SetCpuKernelThreads(int num_threads) { blas::SetThreads(num_threads); }
 
 namespace cpu {
 
