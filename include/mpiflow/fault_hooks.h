@@ -11,7 +11,8 @@ namespace mpiflow {
 class FaultHooks {
  public:
   virtual ~FaultHooks() = default;
-  // On every rank (workers and parameter servers) before training step `step` (counted from 1).
+  // On every rank (workers and parameter servers) before training step `step` (counted from 1);
+  // step 0 is mpiflow-train's start-up, before MPI starts (rank is 0 in every process there).
   virtual void BeforeStep(int rank, int64_t step) {}
   // At each crash point of a checkpoint save, in this order: after each dataset, after the
   // flush, the fsync and the rename of the file (WriteCheckpoint); then after `latest`'s

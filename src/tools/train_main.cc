@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "mpiflow/communicator.h"
+#include "mpiflow/signals.h"
 #include "mpiflow/timeline.h"
 #include "mpiflow/trainer.h"
 
@@ -66,100 +67,134 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
   mpiflow::CollectiveOptions* co = &cl->collectives;
   po::options_description d("mpiflow-train options (also valid as keys of an INI job file)");
   // clang-format off
-  d.add_options()
-    ("help,h", "print this help and exit")
-    ("version", "print mpiflow's version and exit")
-    ("config", po::value(config_file)->value_name("FILE"),
-     "INI job file with any of these options as key = value (jobs/*.ini); the command line wins")
-    ("model", po::value(&cl->model)->default_value(cl->model), "mlp or cnn")
-    ("dataset", po::value(&cl->dataset)->default_value(cl->dataset),
-     "fashion-mnist (IDX files in --data-dir), hdf5 (--data-dir is a file from mpiflow-data "
-     "convert) or synthetic")
-    ("data-dir", po::value(&c->data_dir)->default_value(c->data_dir),
-     "directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
-    ("epochs", po::value(&c->epochs)->default_value(c->epochs), "passes over the training set")
-    ("batch-size", po::value(&c->batch_size)->default_value(c->batch_size),
-     "examples per step (per rank)")
-    ("max-steps", po::value(&c->max_steps)->default_value(c->max_steps),
-     "stop after this many steps (-1: run every epoch)")
-    ("optimizer", po::value(&cl->optimizer)->default_value(cl->optimizer),
-     "sgd, momentum, rmsprop or adam")
-    ("lr", po::value(&c->optimizer.lr.base)->default_value(c->optimizer.lr.base, Text(c->optimizer.lr.base)),
-     "base learning rate")
-    ("lr-schedule", po::value(lr_kind)->default_value(*lr_kind),
-     "constant, step or cosine")
-    ("warmup-steps", po::value(&c->optimizer.lr.warmup_steps)->default_value(0),
-     "linear learning-rate warm-up steps")
-    ("decay-steps", po::value(&c->optimizer.lr.decay_steps)->default_value(0),
-     "step: steps between decays; cosine: steps to decay over; 0: the whole run")
-    ("decay-rate", po::value(&c->optimizer.lr.decay_rate)->default_value(0.1, "0.1"),
-     "step schedule: factor per decay")
-    ("momentum", po::value(&c->optimizer.momentum)->default_value(c->optimizer.momentum, Text(c->optimizer.momentum)),
-     "momentum optimizer coefficient")
-    ("nesterov", po::value(&c->optimizer.nesterov)->default_value(false, "false"),
-     "Nesterov momentum (true/false)")
-    ("threads", po::value(&c->threads)->default_value(c->threads),
-     "threads one kernel may use (OpenBLAS and mpiflow's own); the environment is ignored")
-    ("inter-op-threads", po::value(&c->inter_op_threads)->default_value(c->inter_op_threads),
-     "graph nodes run concurrently")
-    ("seed", po::value(&c->seed)->default_value(c->seed),
-     "seeds initial weights, shuffling and dropout: same seed, same result")
-    ("output-dir", po::value(&c->output_dir)->default_value("mpiflow-out"),
-     "where metrics.jsonl and graph.mpg go")
-    ("log-every", po::value(&c->log_every)->default_value(c->log_every),
-     "progress line on stderr every N steps")
-    ("eval", po::value(&c->eval)->default_value(true, "true"), "test accuracy after each epoch")
-    ("profile", po::value(&c->profile)->default_value(false, "false"),
-     "time every kernel after the first 20 steps and print ms/step per op type at the end")
-    ("eval-batch-size", po::value(&c->eval_batch_size)->default_value(c->eval_batch_size),
-     "examples per evaluation step")
-    ("prefetch", po::value(&c->prefetch)->default_value(c->prefetch),
-     "batches prepared ahead on a background thread")
-    ("synthetic-train", po::value(&c->synthetic_train)->default_value(c->synthetic_train),
-     "training examples when --dataset=synthetic")
-    ("synthetic-test", po::value(&c->synthetic_test)->default_value(c->synthetic_test),
-     "test examples when --dataset=synthetic")
-    ("strategy", po::value(&cl->strategy)->default_value(cl->strategy),
-     "auto (allreduce under several ranks), allreduce, ps (parameter servers: see --ps-ranks), "
-     "or none (one rank only)")
-    ("ps-ranks", po::value(&c->ps.servers)->default_value(c->ps.servers),
-     "with --strategy ps: the last N ranks are parameter servers, each holding a share of the "
-     "variables (balanced by size); the other ranks are workers")
-    ("backup-workers", po::value(&c->ps.backup_workers)->default_value(c->ps.backup_workers),
-     "with --strategy ps: each step uses the first (workers - N) gradients to arrive and drops "
-     "the stragglers' (synchronous training that does not wait for the slowest N)")
-    ("bucket-mb", po::value(&c->allreduce.bucket_mb)->default_value(c->allreduce.bucket_mb, Text(c->allreduce.bucket_mb)),
-     "gradient fusion bucket size in MiB: each bucket's allreduce starts as soon as its "
-     "gradients exist")
-    ("allreduce", po::value(&cl->allreduce)->default_value(cl->allreduce),
-     "allreduce algorithm for gradient buckets: auto (see --allreduce-rules), native (the MPI "
-     "library's MPI_Allreduce), ring, hd (halving-doubling), rd (recursive doubling)")
-    ("allreduce-rules", po::value(&cl->allreduce_rules)->value_name("RULES"),
-     "what auto picks, first match wins: e.g. rd:<=32768,ring (algorithm[:<=bytes][@>=ranks])")
-    ("stall-warning-seconds", po::value(&co->stall_warning_seconds)
-                                  ->default_value(co->stall_warning_seconds, Text(co->stall_warning_seconds)),
-     "a collective waiting this long prints which ranks have not arrived")
-    ("stall-abort-seconds", po::value(&co->stall_abort_seconds)
-                                ->default_value(co->stall_abort_seconds, Text(co->stall_abort_seconds)),
-     "... and after this long aborts the job (exit code 3)")
-    ("data-sharding", po::value(&cl->data_sharding)->default_value(cl->data_sharding),
-     "global: every rank loads all training data and takes its part of each global batch (N "
-     "ranks train like one with N x the batch); local: each rank reads only its share (an HDF5 "
-     "hyperslab) and shuffles within it, for data larger than memory")
-    ("checkpoint-dir", po::value(&c->checkpoint.dir)->value_name("DIR"),
-     "where checkpoints go (default: <output-dir>/checkpoints): ckpt-<step>.h5 and 'latest'")
-    ("checkpoint-every", po::value(&c->checkpoint.every_steps)->default_value(0),
-     "write an HDF5 checkpoint every N steps (0: off)")
-    ("checkpoint-seconds", po::value(&c->checkpoint.every_seconds)->default_value(0, "0"),
-     "... and/or every N seconds (0: off)")
-    ("keep-checkpoints", po::value(&c->checkpoint.keep)->default_value(c->checkpoint.keep),
-     "keep the newest N checkpoints")
-    ("resume", po::value(&c->checkpoint.resume)->value_name("latest|FILE"),
-     "continue from the latest checkpoint in --checkpoint-dir, or from FILE, exactly where it "
-     "stopped")
-    ("timeline", po::value(&cl->timeline)->value_name("FILE"),
-     "write a Chrome-trace JSON (Perfetto, chrome://tracing) of ops, buckets, allreduces and "
-     "waits; '%r' in FILE becomes the rank, and rank 0 merges all ranks into FILE with %r -> all");
+  {
+    po::options_description g("General");
+    g.add_options()
+      ("help,h", "print this help and exit")
+      ("version", "print mpiflow's version and exit")
+      ("config", po::value(config_file)->value_name("FILE"),
+       "INI job file with any of these options as key = value (jobs/*.ini); the command line wins");
+    d.add(g);
+  }
+  {
+    po::options_description g("Model and data");
+    g.add_options()
+      ("model", po::value(&cl->model)->default_value(cl->model), "mlp or cnn")
+      ("dataset", po::value(&cl->dataset)->default_value(cl->dataset),
+       "fashion-mnist (IDX files in --data-dir), hdf5 (--data-dir is a file from mpiflow-data "
+       "convert) or synthetic")
+      ("data-dir", po::value(&c->data_dir)->default_value(c->data_dir),
+       "directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
+      ("synthetic-train", po::value(&c->synthetic_train)->default_value(c->synthetic_train),
+       "training examples when --dataset=synthetic")
+      ("synthetic-test", po::value(&c->synthetic_test)->default_value(c->synthetic_test),
+       "test examples when --dataset=synthetic")
+      ("data-sharding", po::value(&cl->data_sharding)->default_value(cl->data_sharding),
+       "global: every rank loads all training data and takes its part of each global batch (N "
+       "ranks train like one with N x the batch); local: each rank reads only its share (an HDF5 "
+       "hyperslab) and shuffles within it, for data larger than memory")
+      ("prefetch", po::value(&c->prefetch)->default_value(c->prefetch),
+       "batches prepared ahead on a background thread")
+      ("seed", po::value(&c->seed)->default_value(c->seed),
+       "seeds initial weights, shuffling and dropout: same seed, same result");
+    d.add(g);
+  }
+  {
+    po::options_description g("Training");
+    g.add_options()
+      ("epochs", po::value(&c->epochs)->default_value(c->epochs), "passes over the training set")
+      ("batch-size", po::value(&c->batch_size)->default_value(c->batch_size),
+       "examples per step (per rank)")
+      ("max-steps", po::value(&c->max_steps)->default_value(c->max_steps),
+       "stop after this many steps (-1: run every epoch)")
+      ("eval", po::value(&c->eval)->default_value(true, "true"), "test accuracy after each epoch")
+      ("eval-batch-size", po::value(&c->eval_batch_size)->default_value(c->eval_batch_size),
+       "examples per evaluation step")
+      ("threads", po::value(&c->threads)->default_value(c->threads),
+       "threads one kernel may use (OpenBLAS and mpiflow's own); the environment is ignored")
+      ("inter-op-threads", po::value(&c->inter_op_threads)->default_value(c->inter_op_threads),
+       "graph nodes run concurrently");
+    d.add(g);
+  }
+  {
+    po::options_description g("Optimizer and learning rate");
+    g.add_options()
+      ("optimizer", po::value(&cl->optimizer)->default_value(cl->optimizer),
+       "sgd, momentum, rmsprop or adam")
+      ("lr", po::value(&c->optimizer.lr.base)->default_value(c->optimizer.lr.base, Text(c->optimizer.lr.base)),
+       "base learning rate")
+      ("lr-schedule", po::value(lr_kind)->default_value(*lr_kind),
+       "constant, step or cosine")
+      ("warmup-steps", po::value(&c->optimizer.lr.warmup_steps)->default_value(0),
+       "linear learning-rate warm-up steps")
+      ("decay-steps", po::value(&c->optimizer.lr.decay_steps)->default_value(0),
+       "step: steps between decays; cosine: steps to decay over; 0: the whole run")
+      ("decay-rate", po::value(&c->optimizer.lr.decay_rate)->default_value(0.1, "0.1"),
+       "step schedule: factor per decay")
+      ("momentum", po::value(&c->optimizer.momentum)->default_value(c->optimizer.momentum, Text(c->optimizer.momentum)),
+       "momentum optimizer coefficient")
+      ("nesterov", po::value(&c->optimizer.nesterov)->default_value(false, "false"),
+       "Nesterov momentum (true/false)");
+    d.add(g);
+  }
+  {
+    po::options_description g("Distribution over ranks");
+    g.add_options()
+      ("strategy", po::value(&cl->strategy)->default_value(cl->strategy),
+       "auto (allreduce under several ranks), allreduce, ps (parameter servers: see --ps-ranks), "
+       "or none (one rank only)")
+      ("ps-ranks", po::value(&c->ps.servers)->default_value(c->ps.servers),
+       "with --strategy ps: the last N ranks are parameter servers, each holding a share of the "
+       "variables (balanced by size); the other ranks are workers")
+      ("backup-workers", po::value(&c->ps.backup_workers)->default_value(c->ps.backup_workers),
+       "with --strategy ps: each step uses the first (workers - N) gradients to arrive and drops "
+       "the stragglers' (synchronous training that does not wait for the slowest N)")
+      ("bucket-mb", po::value(&c->allreduce.bucket_mb)->default_value(c->allreduce.bucket_mb, Text(c->allreduce.bucket_mb)),
+       "gradient fusion bucket size in MiB: each bucket's allreduce starts as soon as its "
+       "gradients exist")
+      ("allreduce", po::value(&cl->allreduce)->default_value(cl->allreduce),
+       "allreduce algorithm for gradient buckets: auto (see --allreduce-rules), native (the MPI "
+       "library's MPI_Allreduce), ring, hd (halving-doubling), rd (recursive doubling)")
+      ("allreduce-rules", po::value(&cl->allreduce_rules)->value_name("RULES"),
+       "what auto picks, first match wins: e.g. rd:<=32768,ring (algorithm[:<=bytes][@>=ranks])")
+      ("stall-warning-seconds", po::value(&co->stall_warning_seconds)
+                                    ->default_value(co->stall_warning_seconds, Text(co->stall_warning_seconds)),
+       "a collective waiting this long prints which ranks have not arrived")
+      ("stall-abort-seconds", po::value(&co->stall_abort_seconds)
+                                  ->default_value(co->stall_abort_seconds, Text(co->stall_abort_seconds)),
+       "... and after this long aborts the job (exit code 3)");
+    d.add(g);
+  }
+  {
+    po::options_description g("Checkpoints and preemption");
+    g.add_options()
+      ("checkpoint-dir", po::value(&c->checkpoint.dir)->value_name("DIR"),
+       "where checkpoints go (default: <output-dir>/checkpoints): ckpt-<step>.h5 and 'latest'")
+      ("checkpoint-every", po::value(&c->checkpoint.every_steps)->default_value(0),
+       "write an HDF5 checkpoint every N steps (0: off)")
+      ("checkpoint-seconds", po::value(&c->checkpoint.every_seconds)->default_value(0, "0"),
+       "... and/or every N seconds (0: off)")
+      ("keep-checkpoints", po::value(&c->checkpoint.keep)->default_value(c->checkpoint.keep),
+       "keep the newest N checkpoints")
+      ("resume", po::value(&c->checkpoint.resume)->value_name("latest|FILE"),
+       "continue from the latest checkpoint in --checkpoint-dir, or from FILE, exactly where it "
+       "stopped");
+    d.add(g);
+  }
+  {
+    po::options_description g("Output and diagnostics");
+    g.add_options()
+      ("output-dir", po::value(&c->output_dir)->default_value("mpiflow-out"),
+       "where metrics.jsonl and graph.mpg go")
+      ("log-every", po::value(&c->log_every)->default_value(c->log_every),
+       "progress line on stderr every N steps")
+      ("profile", po::value(&c->profile)->default_value(false, "false"),
+       "time every kernel after the first 20 steps and print ms/step per op type at the end")
+      ("timeline", po::value(&cl->timeline)->value_name("FILE"),
+       "write a Chrome-trace JSON (Perfetto, chrome://tracing) of ops, buckets, allreduces and "
+       "waits; '%r' in FILE becomes the rank, and rank 0 merges all ranks into FILE with %r -> all");
+    d.add(g);
+  }
   // clang-format on
   return d;
 }
@@ -167,6 +202,11 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
 }  // namespace
 
 int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
+  // First thing: a SIGTERM/SIGUSR1 from here on (MPI start-up, data loading) stops the run
+  // after its first step with a checkpoint and exit 75, never with 143.
+  mpiflow::StopToken stop;
+  mpiflow::ScopedPreemptionSignals signals(&stop);
+  if (hooks) hooks->BeforeStep(0, 0);
   TrainConfig config;
   config.optimizer.lr.base = 0.001;
   CommandLine cl;

@@ -1,6 +1,6 @@
-// ScopedPreemptionSignals (see signals.h). A signal handler can reach only static state: the
-// token of the innermost live scope, through one atomic pointer.
-#include "signals.h"
+// ScopedPreemptionSignals (see mpiflow/signals.h). A signal handler can reach only static
+// state: the token of the innermost live scope, through one atomic pointer.
+#include "mpiflow/signals.h"
 
 #include <atomic>
 
@@ -17,7 +17,9 @@ extern "C" void OnPreemptionSignal(int) {
 
 ScopedPreemptionSignals::ScopedPreemptionSignals(StopToken* token) {
   if (!token) return;
-  g_token.store(token);
+  token_ = token;
+  outer_ = g_token.exchange(token);
+  if (outer_ && outer_->requested()) token->Request();
   struct sigaction sa = {};
   sa.sa_handler = OnPreemptionSignal;
   sigemptyset(&sa.sa_mask);
@@ -31,7 +33,8 @@ ScopedPreemptionSignals::~ScopedPreemptionSignals() {
   if (!installed_) return;
   sigaction(SIGTERM, &old_term_, nullptr);
   sigaction(SIGUSR1, &old_usr1_, nullptr);
-  g_token.store(nullptr);
+  g_token.store(outer_);
+  if (outer_ && token_->requested()) outer_->Request();
 }
 
 }  // namespace mpiflow

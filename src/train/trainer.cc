@@ -16,9 +16,9 @@
 #include "mpiflow/enum_names.h"
 #include "mpiflow/graph_io.h"
 #include "mpiflow/ops.h"
+#include "mpiflow/signals.h"
 #include "mpiflow/timeline.h"
 #include "progress.h"
-#include "signals.h"
 #include "train_data.h"
 
 namespace mpiflow {

@@ -1,6 +1,9 @@
 // Preemption signals: while a ScopedPreemptionSignals lives, SIGTERM and SIGUSR1 (Slurm's
 // --signal) request a stop on its StopToken; the previous handlers come back when it goes.
-// Private to src/train. Not the stop decision: the strategy makes every rank agree on it.
+// Scopes nest: mpiflow-train installs one first thing (a signal during start-up is not lost),
+// Train its own; a stop requested in the outer scope carries into an inner one as it begins,
+// and one requested in the inner scope into the outer as it ends. Not the stop decision: the
+// strategy makes every rank agree on it.
 #pragma once
 
 #include <signal.h>
@@ -18,6 +21,8 @@ class ScopedPreemptionSignals {
 
  private:
   bool installed_ = false;
+  StopToken* token_ = nullptr;
+  StopToken* outer_ = nullptr;  // the enclosing scope's token, if any
   struct sigaction old_term_ = {}, old_usr1_ = {};
 };
 
