@@ -45,7 +45,19 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscrib
 CONF
 }
 
-running() { scontrol ping 2>/dev/null | grep -q "is UP"; }
+# Without its config file, scontrol retries for a minute before it gives up: no file, not running.
+running() { [ -f "$SLURM_CONF" ] && scontrol ping 2>/dev/null | grep -q "is UP"; }
+munge_ok() { munge -n 2>/dev/null | unmunge > /dev/null 2>&1; }
+gone() {  # gone NAME...: wait up to 10 s until no process has any of these names
+  local name busy
+  for _ in $(seq 50); do
+    busy=""
+    for name in "$@"; do if pgrep -x "$name" > /dev/null; then busy=1; fi; done
+    if [ -z "$busy" ]; then return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
 
 start() {
   [ "$(id -u)" -eq 0 ] || die "start needs root (slurmd runs as root)"
@@ -53,7 +65,14 @@ start() {
   if running; then echo "local-cluster.sh: already running (SLURM_CONF=$SLURM_CONF)"; return; fi
   write_config
   install -d -o munge -g munge /run/munge
-  if ! pgrep -x munged > /dev/null; then runuser -u munge -- munged; fi
+  # A munged that answers is used as it is; one that a stop has just killed may still be in
+  # the process table without its socket: wait for it to go, then start a new one.
+  if ! munge_ok; then
+    gone munged || die "a munged that does not answer is still running"
+    runuser -u munge -- munged
+    for _ in $(seq 50); do munge_ok && break; sleep 0.2; done
+    munge_ok || die "munged did not come up"
+  fi
   slurmctld
   slurmd
   for _ in $(seq 50); do
@@ -67,7 +86,7 @@ start() {
 }
 
 stop() {
-  if [ -f "$SLURM_CONF" ] && running; then scontrol shutdown || true; fi
+  if running; then scontrol shutdown || true; fi
   for _ in $(seq 50); do
     pgrep -x slurmctld > /dev/null || pgrep -x slurmd > /dev/null || break
     sleep 0.2
@@ -76,6 +95,8 @@ stop() {
   pkill -x slurmctld 2>/dev/null || true
   pkill -x slurmstepd 2>/dev/null || true
   pkill -x munged 2>/dev/null || true
+  # Gone, not just signalled: a start right after must find the ports free and no dying munged.
+  gone slurmd slurmctld slurmstepd munged || echo "local-cluster.sh: daemons still exiting" >&2
   echo "local-cluster.sh: stopped"
 }
 
@@ -83,7 +104,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status)
-    if [ -f "$SLURM_CONF" ] && running; then sinfo; else echo "local-cluster.sh: not running"; exit 1; fi
+    if running; then sinfo; else echo "local-cluster.sh: not running"; exit 1; fi
     ;;
   *)
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
