@@ -149,24 +149,51 @@ TEST(Checkpoint, BadFilesAreClearErrors) {
   const std::string text = Temp("text.h5");
   std::ofstream(text) << "not hdf5 at all\n";
   EXPECT_EQ(ReadCheckpoint(text).status().message(),
-            "checkpoint '" + text + "' is not an HDF5 file (or its superblock is damaged)");
-  // Truncated: the first half of a good file.
-  const std::string good = Temp("good.h5"), cut = Temp("cut.h5");
+            "checkpoint '" + text +
+                "' is not an mpiflow checkpoint (no 'mpiflow-checkpoint' header, and not HDF5)");
+  // Truncated: the first half of a good file; damaged: one byte flipped in the middle. Both are
+  // refused by the header's size and CRC before HDF5 reads them.
+  const std::string good = Temp("good.h5"), cut = Temp("cut.h5"), flipped = Temp("flipped.h5");
   ASSERT_TRUE(WriteCheckpoint(good, EveryDType()).ok());
   const std::string bytes = Slurp(good);
+  EXPECT_EQ(bytes.rfind("mpiflow-checkpoint 2 size=" + std::to_string(bytes.size()) + " crc32=", 0),
+            0u);
   std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
-  const Status st = ReadCheckpoint(cut).status();
-  EXPECT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("checkpoint '" + cut + "'"), std::string::npos) << st;
+  EXPECT_EQ(ReadCheckpoint(cut).status().message(),
+            StrCat("checkpoint '", cut, "' is truncated or extended: ", bytes.size() / 2,
+                   " bytes, its header says ", bytes.size()));
+  std::string damaged = bytes;
+  damaged[bytes.size() / 2] ^= 0x10;
+  std::ofstream(flipped, std::ios::binary) << damaged;
+  const Status st = ReadCheckpoint(flipped).status();
+  EXPECT_EQ(st.code(), Code::kDataLoss);
+  EXPECT_NE(st.message().find("checkpoint '" + flipped + "' is damaged: its CRC-32 is "),
+            std::string::npos)
+      << st;
+  // Format 1 (no user block, no checksum; h5unjam takes the block off): read only when trusted.
+  const std::string old = Temp("format1.h5");
+  std::remove(old.c_str());
+  ASSERT_EQ(std::system(("h5unjam -i " + good + " -o " + old + " > /dev/null").c_str()), 0);
+  EXPECT_NE(ReadCheckpoint(old).status().message().find(
+                "has no checksum (format 1, written before mpiflow checked its files), so it is "
+                "not read as it is; if you trust it: mpiflow-ckpt upgrade '" +
+                old + "' NEW.h5"),
+            std::string::npos)
+      << ReadCheckpoint(old).status();
+  ReadOptions trust;
+  trust.trust_unchecked = true;
+  StatusOr<Checkpoint> trusted = ReadCheckpoint(old, trust);
+  ASSERT_TRUE(trusted.ok()) << trusted.status();
+  EXPECT_EQ(trusted->variables.size(), EveryDType().variables.size());
   // An HDF5 file that is not a checkpoint.
-  Checkpoint c = EveryDType();
-  ASSERT_TRUE(WriteCheckpoint(good, c).ok());
   const std::string plain = Temp("plain.h5");
   std::remove(plain.c_str());  // h5copy will not overwrite
   ASSERT_EQ(std::system(("h5copy -i " + good + " -o " + plain + " -s /variables -d /v").c_str()),
             0);
-  EXPECT_NE(ReadCheckpoint(plain).status().message().find(
-                "is an HDF5 file but not an mpiflow checkpoint"),
+  EXPECT_NE(ReadCheckpoint(plain, trust)
+                .status()
+                .message()
+                .find("is an HDF5 file but not an mpiflow checkpoint"),
             std::string::npos);
 }
 

@@ -2,10 +2,15 @@
 // (/variables/dense_1/kernel, /variables/global_step), optimizer slots at theirs under /slots
 // (/slots/dense_1/kernel/adam_m: HDF5 cannot make a name both a dataset and a group), each with
 // a "dtype" attribute; string attributes (job options, graph fingerprint) on /job; int64 counters
-// (run counter, data cursors) on /state; a format name and version on the root. Files read as
+// (run counter, data position) on /state; a format name and version on the root. Files read as
 // they are with h5dump and h5py. Writing is atomic: a temporary file in the same directory,
 // flushed and fsynced, then renamed over the target, so a crash at any moment leaves the
 // previous file whole.
+// Checked: the file starts with a 512-byte HDF5 user block (HDF5 and h5py skip it) whose first
+// line is "mpiflow-checkpoint 2 size=<bytes> crc32=<hex>", the CRC of everything after the
+// block. A reader checks size and CRC before HDF5 parses a byte, so a damaged or truncated file
+// is refused with the reason (HDF5 1.10 can crash on malformed files). Format 1 files (no
+// block) are read only when trusted (ReadOptions, `mpiflow-ckpt upgrade`).
 // Not the policy (names, `latest`, rotation, resume): that is CheckpointManager's
 // (checkpoint_manager.h); not a Session's variables: callers snapshot and write those.
 #pragma once
@@ -25,7 +30,8 @@
 namespace mpiflow {
 
 inline constexpr const char* kCheckpointFormat = "mpiflow-checkpoint";
-inline constexpr int64_t kCheckpointFormatVersion = 1;
+inline constexpr int64_t kCheckpointFormatVersion = 2;
+inline constexpr int64_t kCheckpointHeaderBytes = 512;  // the user block
 
 struct Checkpoint {
   std::vector<std::pair<std::string, Tensor>> variables;  // by graph name, in the order written
@@ -37,9 +43,14 @@ struct Checkpoint {
 // Every dtype (float16 as IEEE half, bool as uint8), any shape including scalars and empty ones.
 // `hooks` (tests only) is told of each crash point.
 Status WriteCheckpoint(const std::string& path, const Checkpoint& c, FaultHooks* hooks = nullptr);
-// Reads a whole checkpoint. Errors name the file and the object: not HDF5, truncated, not an
-// mpiflow checkpoint, a newer format version, a dataset of an unknown type.
-StatusOr<Checkpoint> ReadCheckpoint(const std::string& path);
+struct ReadOptions {
+  // Read a format 1 file, which has no checksum, as it is (mpiflow-ckpt upgrade: the user says
+  // the file is sound). Otherwise such a file is refused, naming that command.
+  bool trust_unchecked = false;
+};
+// Reads a whole checkpoint. Errors name the file and the object: missing, damaged (size or
+// checksum), not an mpiflow checkpoint, a newer format version, a dataset of an unknown type.
+StatusOr<Checkpoint> ReadCheckpoint(const std::string& path, ReadOptions options = {});
 
 // What restoring `c` into `graph`'s variables would find wrong: every variable of the graph
 // missing from the checkpoint, every checkpoint variable the graph lacks, and every dtype or

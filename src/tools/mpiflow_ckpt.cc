@@ -3,6 +3,8 @@
 //   mpiflow-ckpt inspect FILE      step, counters, job attributes, every variable's dtype/shape
 //   mpiflow-ckpt diff FILE FILE    names only in one, dtype/shape differences, the largest
 //                                  element difference of every variable in both
+//   mpiflow-ckpt upgrade OLD NEW   a format 1 checkpoint (no checksum), which you trust, as a
+//                                  checked one
 //   mpiflow-ckpt --help | --version
 // Exit codes: 0 done (diff: also when they differ), 1 an unreadable checkpoint, 2 usage.
 #include <dirent.h>
@@ -28,7 +30,7 @@ using mpiflow::Tensor;
 constexpr const char* kTool = "mpiflow-ckpt";
 
 constexpr const char* kUsage =
-    "Usage: mpiflow-ckpt list DIR | inspect FILE | diff FILE_A FILE_B\n"
+    "Usage: mpiflow-ckpt list DIR | inspect FILE | diff FILE_A FILE_B | upgrade OLD NEW\n"
     "\n"
     "Commands:\n"
     "  list DIR            the checkpoints in DIR with their steps and sizes, and which one\n"
@@ -36,7 +38,9 @@ constexpr const char* kUsage =
     "  inspect FILE        a checkpoint's step, counters, job attributes and variables (dtype,\n"
     "                      shape)\n"
     "  diff FILE_A FILE_B  variables only in one file, dtype or shape differences, and the\n"
-    "                      largest absolute element difference of every variable both hold\n";
+    "                      largest absolute element difference of every variable both hold\n"
+    "  upgrade OLD NEW     rewrite a format 1 checkpoint (written before checkpoints carried a\n"
+    "                      checksum; read as it is, so only one you trust) in today's format\n";
 
 double Element(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
@@ -60,6 +64,19 @@ double Element(const Tensor& t, int64_t i) {
 int Fail(const mpiflow::Status& s) {
   std::fprintf(stderr, "mpiflow-ckpt: %s\n", s.message().c_str());
   return 1;
+}
+
+// upgrade: reads OLD without a checksum (the user vouches for it) and writes it checked.
+int Upgrade(const std::string& from, const std::string& to) {
+  mpiflow::ReadOptions trust;
+  trust.trust_unchecked = true;
+  mpiflow::StatusOr<Checkpoint> c = mpiflow::ReadCheckpoint(from, trust);
+  if (!c.ok()) return Fail(c.status());
+  const mpiflow::Status w = mpiflow::WriteCheckpoint(to, *c);
+  if (!w.ok()) return Fail(w);
+  std::printf("%s: wrote '%s' (%zu variables, step %lld) with a checksum\n", kTool, to.c_str(),
+              c->variables.size(), static_cast<long long>(c->counters["step"]));
+  return 0;
 }
 
 int List(const std::string& dir) {
@@ -194,8 +211,10 @@ int main(int argc, char** argv) {
   if (cmd == "list" && args.size() == 1) return List(args[0]);
   if (cmd == "inspect" && args.size() == 1) return Inspect(args[0]);
   if (cmd == "diff" && args.size() == 2) return Diff(args[0], args[1]);
+  if (cmd == "upgrade" && args.size() == 2) return Upgrade(args[0], args[1]);
   if (cmd == "list") return Usage("list takes one directory, DIR");
   if (cmd == "inspect") return Usage("inspect takes one checkpoint file, FILE");
   if (cmd == "diff") return Usage("diff takes two checkpoint files, FILE_A FILE_B");
+  if (cmd == "upgrade") return Usage("upgrade takes two checkpoint files, OLD NEW");
   return Usage(cmd.empty() ? "" : "unknown command '" + cmd + "'");
 }
