@@ -158,7 +158,7 @@ class MpiCommunicator : public Communicator {
     // The constructor's MPI calls must also run on the communication thread.
     std::unique_ptr<Communicator> result;
     auto made = std::make_shared<Work>();
-    engine_->Submit([&] {
+    engine_->Submit([&result, this, sub, made] {  // `made` by value: see Work::Finish
       result = std::make_unique<MpiCommunicator>(engine_, sub);
       made->Finish(Status::OK());
     });
@@ -510,7 +510,7 @@ StatusOr<Communicator*> WorldCommunicator(const CollectiveOptions& options) {
   MPIFLOW_RETURN_IF_ERROR(engine->Start());
   g_engine = engine.release();
   auto made = std::make_shared<Work>();
-  g_engine->Submit([&] {
+  g_engine->Submit([made] {  // `made` by value: see Work::Finish
     MPI_Comm comm;
     MPI_Comm_dup(MPI_COMM_WORLD, &comm);
     g_world = new MpiCommunicator(g_engine, comm);

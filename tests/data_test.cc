@@ -96,8 +96,15 @@ TEST(IdxTest, BadFilesGiveClearErrors) {
   std::string truncated = ImagesIdx(3, 2, 2);
   truncated.resize(truncated.size() - 1);
   Write(d + "/trunc", truncated);
-  EXPECT_EQ(LoadIdx(d + "/trunc", d + "/l").status().message(),
-            "'" + d + "/trunc' is truncated: header promises 12 bytes of data, found 11");
+  EXPECT_EQ(
+      LoadIdx(d + "/trunc", d + "/l").status().message(),
+      "'" + d + "/trunc' is truncated: its header promises 3 x 2 x 2 bytes of data, found 11");
+  // Dims whose product passes 2^63 (fuzz/regressions/idx): truncated, not an overflow.
+  Write(d + "/huge", std::string("\x00\x00\x08\x03", 4) + std::string(12, '\xff') + "abcd");
+  EXPECT_EQ(LoadIdx(d + "/huge", d + "/l").status().message(),
+            "'" + d +
+                "/huge' is truncated: its header promises 4294967295 x 4294967295 x 4294967295 "
+                "bytes of data, found 4");
   Write(d + "/short", std::string("\x00\x00\x08", 3));
   EXPECT_EQ(LoadIdx(d + "/short", d + "/l").status().message(),
             "'" + d + "/short' is truncated: 3 bytes, the IDX header needs 16");

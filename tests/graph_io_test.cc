@@ -55,6 +55,15 @@ TEST(GraphIoTest, ErrorsNameTheLine) {
   Graph g4(BuiltinOps());
   EXPECT_EQ(GraphFromText("mpiflow-graph 1\nnode a Frobnicate\n", &g4).message(),
             "graph text line 2: unknown op 'Frobnicate' for node 'a'");
+  // A blank first line is not a header; a line of spaces later is blank (both found by
+  // fuzz/graph_text_fuzzer.cc: the first skipped the header check, the second read a token
+  // that was not there).
+  Graph g6(BuiltinOps());
+  EXPECT_EQ(GraphFromText("\n \nnode a Exp\n", &g6).message(),
+            "graph text line 1: not an mpiflow graph (expected the header 'mpiflow-graph "
+            "<version>')");
+  Graph g7(BuiltinOps());
+  EXPECT_TRUE(GraphFromText("mpiflow-graph 1\n   \n\n", &g7).ok());
   Graph g5(BuiltinOps());
   EXPECT_EQ(LoadGraph("/nonexistent.mpg", &g5).message(),
             "cannot open graph file '/nonexistent.mpg'");

@@ -46,7 +46,10 @@ class Work {
   bool Completed() const { return done_.load(std::memory_order_acquire); }
   Status Wait();          // blocks until completed; returns status()
   Status status() const;  // OK until completed
-  void Finish(Status s);  // the backend's side: exactly once
+  // The backend's side, exactly once. The caller holds its own reference (a shared_ptr) until
+  // Finish returns: a waiter may drop the last other one the moment it sees the result (a
+  // reference captured by reference was a use after free, found by ThreadSanitizer).
+  void Finish(Status s);
   // Threads of this process blocked in Wait right now (the backend spins rather than sleeps
   // while someone is waiting for it).
   static int Waiters();

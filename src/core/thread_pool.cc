@@ -2,7 +2,6 @@
 #include "mpiflow/thread_pool.h"
 
 #include <algorithm>
-#include <atomic>
 
 namespace mpiflow {
 
@@ -45,22 +44,24 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
   if (n <= 0) return;
   const int64_t blocks = std::min<int64_t>(n, num_threads() + 1);
   const int64_t per = (n + blocks - 1) / blocks;
-  std::atomic<int64_t> remaining(blocks - 1);
+  // The count and the wake-up under one mutex: a block's last touch of this frame is its
+  // unlock, so the caller returns (and the frame goes) only after every block is out of it.
+  // (An atomic count decremented outside the lock let the caller return while the last block
+  // was still about to lock done_mu: a use after scope the thread-sanitizer test would catch.)
+  int64_t remaining = blocks - 1;
   std::mutex done_mu;
   std::condition_variable done_cv;
   for (int64_t b = 1; b < blocks; ++b) {
     const int64_t begin = b * per, end = std::min(n, begin + per);
     Schedule([&, begin, end] {
       if (begin < end) fn(begin, end);
-      if (remaining.fetch_sub(1) == 1) {
-        std::lock_guard<std::mutex> lock(done_mu);
-        done_cv.notify_one();
-      }
+      std::lock_guard<std::mutex> lock(done_mu);
+      if (--remaining == 0) done_cv.notify_one();
     });
   }
   fn(0, std::min(n, per));
   std::unique_lock<std::mutex> lock(done_mu);
-  done_cv.wait(lock, [&] { return remaining.load() == 0; });
+  done_cv.wait(lock, [&] { return remaining == 0; });
 }
 
 void MaybeParallelFor(ThreadPool* pool, int64_t n, int64_t min_per_block,

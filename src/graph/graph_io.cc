@@ -89,11 +89,12 @@ Status GraphFromText(const std::string& text, Graph* g) {
   std::vector<std::pair<Node*, std::vector<std::string>>> controls;
   while (std::getline(is, line)) {
     ++line_no;
-    if (line.empty()) continue;
     auto error = [&](const std::string& what) {
       return InvalidArgument("graph text line ", line_no, ": ", what);
     };
     std::vector<std::string> tok = Split(line, ' ');
+    // The header comes first; after it a blank line (spaces only, too) is skipped.
+    if (tok.empty() && line_no > 1) continue;
     if (line_no == 1) {
       if (tok.size() != 2 || tok[0] != "mpiflow-graph") {
         return error("not an mpiflow graph (expected the header 'mpiflow-graph <version>')");

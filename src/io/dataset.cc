@@ -61,14 +61,25 @@ Status ParseIdx(const std::string& path, const std::vector<uint8_t>& bytes, int 
                            " (unsigned bytes, rank ", rank, "): not the right kind of IDX file");
   }
   dims->clear();
-  int64_t total = 1;
-  for (int i = 0; i < rank; ++i) {
-    dims->push_back(BigEndian32(bytes.data() + 4 + 4 * i));
-    total *= dims->back();
+  // The payload the header promises, counted only as far as the file could hold it: four
+  // 32-bit dims may multiply past 2^63 (found by fuzz/idx_fuzzer.cc).
+  const uint64_t have = bytes.size() - header;
+  for (int i = 0; i < rank; ++i) dims->push_back(BigEndian32(bytes.data() + 4 + 4 * i));
+  uint64_t total = 1;
+  bool beyond = false;
+  if (std::find(dims->begin(), dims->end(), 0) != dims->end()) {
+    total = 0;
+  } else {
+    for (int64_t d : *dims) {
+      beyond = beyond || total > have / static_cast<uint64_t>(d);
+      if (!beyond) total *= static_cast<uint64_t>(d);
+    }
   }
-  if (bytes.size() < header + static_cast<size_t>(total)) {
-    return DataLoss("'", path, "' is truncated: header promises ", total, " bytes of data, found ",
-                    bytes.size() - header);
+  if (beyond || total > have) {
+    std::string promised;
+    for (int i = 0; i < rank; ++i) promised += StrCat(i ? " x " : "", (*dims)[i]);
+    return DataLoss("'", path, "' is truncated: its header promises ", promised,
+                    " bytes of data, found ", have);
   }
   *offset = header;
   return Status::OK();

@@ -201,12 +201,7 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
 
 }  // namespace
 
-int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
-  // First thing: a SIGTERM/SIGUSR1 from here on (MPI start-up, data loading) stops the run
-  // after its first step with a checkpoint and exit 75, never with 143.
-  mpiflow::StopToken stop;
-  mpiflow::ScopedPreemptionSignals signals(&stop);
-  if (hooks) hooks->BeforeStep(0, 0);
+int mpiflow::ParseTrainCommandLine(int argc, char** argv, TrainCommandLine* out) {
   TrainConfig config;
   config.optimizer.lr.base = 0.001;
   CommandLine cl;
@@ -274,6 +269,25 @@ int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
               << config_file << (config_file.empty() ? "" : "')") << "\n";
     return kExitUsage;
   }
+  out->config = config;
+  out->config_file = config_file;
+  out->timeline = cl.timeline;
+  out->collectives = cl.collectives;
+  return kGoOn;
+}
+
+int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
+  // First thing: a SIGTERM/SIGUSR1 from here on (MPI start-up, data loading) stops the run
+  // after its first step with a checkpoint and exit 75, never with 143.
+  mpiflow::StopToken stop;
+  mpiflow::ScopedPreemptionSignals signals(&stop);
+  if (hooks) hooks->BeforeStep(0, 0);
+  TrainCommandLine parsed;
+  const int code = ParseTrainCommandLine(argc, argv, &parsed);
+  if (code != kGoOn) return code;
+  const TrainConfig& config = parsed.config;
+  TrainCommandLine& cl = parsed;
+
   // Parameter servers need a server and a worker: say so before starting MPI for one rank.
   const bool ps = config.strategy == mpiflow::StrategyKind::kParameterServer;
   if (ps && !mpiflow::LaunchedWithSeveralRanks()) {
