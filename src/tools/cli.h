@@ -3,6 +3,8 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <string>
+#include <vector>
 
 namespace mpiflow::cli {
 
@@ -20,5 +22,15 @@ bool ParseCommandLine(const char* tool, int argc, char** argv,
 
 // Prints "TOOL VERSION" (mpiflow's version) on stdout: every tool's --version.
 void PrintVersion(const char* tool);
+
+// "Options": --help (-h) and --version, which every tool has.
+boost::program_options::options_description StandardOptions();
+
+// A tool of subcommands ("TOOL COMMAND OPERAND... [options]"): ParseCommandLine with `shown`
+// (what --help lists) plus the bare words, the first into *command, the rest into *operands.
+bool ParseSubcommandLine(const char* tool, int argc, char** argv,
+                         const boost::program_options::options_description& shown,
+                         std::string* command, std::vector<std::string>* operands,
+                         boost::program_options::variables_map* vm);
 
 }  // namespace mpiflow::cli

@@ -181,22 +181,9 @@ int main(int argc, char** argv) {
   namespace po = boost::program_options;
   std::string cmd;
   std::vector<std::string> args;  // the command's operands
-  po::options_description options("Options");
-  // clang-format off
-  options.add_options()
-    ("help,h", "print this help and exit")
-    ("version", "print mpiflow's version and exit");
-  po::options_description operands;  // the bare words, not listed in --help
-  operands.add_options()
-    ("command", po::value(&cmd))
-    ("operand", po::value(&args));
-  // clang-format on
-  po::options_description all;
-  all.add(options).add(operands);
-  po::positional_options_description positional;
-  positional.add("command", 1).add("operand", -1);
+  const po::options_description options = mpiflow::cli::StandardOptions();
   po::variables_map vm;
-  if (!mpiflow::cli::ParseCommandLine(kTool, argc, argv, all, positional, &vm)) return 2;
+  if (!mpiflow::cli::ParseSubcommandLine(kTool, argc, argv, options, &cmd, &args, &vm)) return 2;
   if (vm.count("help") || cmd == "help") {
     std::cout << kUsage << "\n"
               << options

@@ -84,23 +84,11 @@ int main(int argc, char** argv) {
     ("output", po::value(&out)->value_name("FILE"), "the HDF5 file to write, replaced (needed)")
     ("chunk", po::value(&chunk)->default_value(chunk), "images per HDF5 chunk")
     ("compression", po::value(&compression)->default_value(compression), "deflate level, 0-9");
-  po::options_description general("Options");
-  general.add_options()
-    ("help,h", "print this help and exit")
-    ("version", "print mpiflow's version and exit");
-  po::options_description operands;  // the bare words, not listed in --help
-  operands.add_options()
-    ("command", po::value(&cmd))
-    ("operand", po::value(&args));
   // clang-format on
   po::options_description shown;
-  shown.add(convert).add(general);
-  po::options_description all;
-  all.add(shown).add(operands);
-  po::positional_options_description positional;
-  positional.add("command", 1).add("operand", -1);
+  shown.add(convert).add(mpiflow::cli::StandardOptions());
   po::variables_map vm;
-  if (!mpiflow::cli::ParseCommandLine(kTool, argc, argv, all, positional, &vm)) return 2;
+  if (!mpiflow::cli::ParseSubcommandLine(kTool, argc, argv, shown, &cmd, &args, &vm)) return 2;
   if (vm.count("help") || cmd == "help") {
     std::cout << kUsage << shown
               << "\nExit codes: 0 done, 1 failed (the reason on stderr), 2 usage.\n";
