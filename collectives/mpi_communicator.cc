@@ -145,7 +145,7 @@ class MpiCommunicator : public Communicator {
   StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) override {
     MPI_Comm sub = MPI_COMM_NULL;
     auto work = std::make_shared<Work>();
-    engine_->Submit([&] {
+    engine_->Submit([this, &sub, color, key, work] {  // `work` by value: see Work::Finish
       const int rc = MPI_Comm_split(coll_, color < 0 ? MPI_UNDEFINED : color, key, &sub);
       work->Finish(rc == MPI_SUCCESS ? Status::OK()
                                      : Status(Code::kUnavailable,

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "mpiflow/checkpoint_manager.h"
+#include "mpiflow/ops.h"
 #include "mpiflow/trainer.h"
 #include "tests/fault_hooks.h"
 
@@ -229,11 +230,75 @@ TEST(Resume, OldOrImpossiblePositionsAreRefused) {
                              "resume it with the same number"),
             std::string::npos)
       << s;
+  // Written with --data-sharding local over 2 ranks: its example counts within each rank's
+  // shard, so one process reading the whole set (or global sharding) must not take it.
+  EditCounters(path, [](std::map<std::string, int64_t>* k) {
+    (*k)["epoch"] = 0;
+    (*k)["example"] = 64;
+    (*k)["per_shard"] = 1;
+    (*k)["data_ranks"] = 2;
+  });
+  s = TrainLogged(rest).status();
+  EXPECT_NE(s.message().find("was written by 2 data ranks with --data-sharding local, where each "
+                             "rank shuffles its own shard: resume it that way on 2 data ranks "
+                             "(this run: 1, global)"),
+            std::string::npos)
+      << s;
+  EditCounters(path, [](std::map<std::string, int64_t>* k) {
+    k->erase("epoch");
+    k->erase("example");
+    k->erase("per_shard");
+    k->erase("data_ranks");
+    (*k)["ranks"] = 2;
+  });
   // On its own rank count it resumes, the position following from the step.
   EditCounters(path, [](std::map<std::string, int64_t>* k) { (*k)["ranks"] = 1; });
   StatusOr<TrainResult> r = TrainLogged(rest);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->steps, 5);
+}
+
+// A preempted run resumed with another global batch: a schedule over "the whole run"
+// (--decay-steps 0) spans the whole run as it now goes, step 0 to the new end (7 steps of 32,
+// then 5 + 16 + 16 of 20: 44), so it ends decayed; it does not restart its length at the
+// resume, nor keep the old one.
+TEST(Resume, AScheduleOverTheWholeRunSpansTheResumedRun) {
+  const std::string dir = ::testing::TempDir() + "/schedule";
+  TrainConfig c = Base(dir);  // 320 examples, batch 32, 3 epochs: 30 steps
+  c.optimizer.lr.kind = ops::LearningRateSchedule::kCosine;
+  c.optimizer.lr.decay_steps = 0;
+  c.log_every = 1;
+  test::InjectedFaults faults;
+  faults.Add({test::InjectedFaults::Kind::kSigterm, 0, 7});
+  StatusOr<TrainResult> a = TrainLogged(c, nullptr, &faults);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(a->preempted);
+  TrainConfig rest = c;
+  rest.batch_size = 20;
+  rest.checkpoint.resume = "latest";
+  StatusOr<TrainResult> b = TrainLogged(rest);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->steps, 44);
+  ops::LearningRateOptions whole = c.optimizer.lr, first = c.optimizer.lr;
+  whole.decay_steps = 44;
+  first.decay_steps = 30;
+  std::map<int, double> lr;  // step -> the lr of its update, from metrics.jsonl
+  std::istringstream lines(Slurp(dir + "/metrics.jsonl"));
+  for (std::string line; std::getline(lines, line);) {
+    const size_t at = line.find("\"lr\":");
+    if (line.rfind("{\"step\":", 0) == 0 && at != std::string::npos) {
+      lr[std::atoi(line.c_str() + 8)] = std::atof(line.c_str() + at + 5);
+    }
+  }
+  ASSERT_EQ(lr.size(), 44u);
+  // metrics.jsonl holds 6 significant digits; the wrong lengths differ by percents.
+  const double first_lr = ops::LearningRateAt(first, 6);  // the first run's, over 30 steps
+  EXPECT_NEAR(lr[7], first_lr, 1e-5 * first_lr);
+  for (int step : {8, 20, 44}) {
+    const double want = ops::LearningRateAt(whole, step - 1);
+    EXPECT_NEAR(lr[step], want, 1e-5 * want + 1e-12) << "step " << step;
+  }
+  EXPECT_LT(lr[44], 1e-5);  // decayed by the end
 }
 
 TEST(Resume, RemovesWhatAKilledWriterLeftBehind) {

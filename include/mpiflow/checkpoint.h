@@ -47,6 +47,8 @@ struct ReadOptions {
   // Read a format 1 file, which has no checksum, as it is (mpiflow-ckpt upgrade: the user says
   // the file is sound). Otherwise such a file is refused, naming that command.
   bool trust_unchecked = false;
+  // Attributes and counters only, no variables (a resume's first look, before the graph).
+  bool metadata_only = false;
 };
 // Reads a whole checkpoint. Errors name the file and the object: missing, damaged (size or
 // checksum), not an mpiflow checkpoint, a newer format version, a dataset of an unknown type.

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "mpiflow/checkpoint.h"
 #include "mpiflow/data.h"
@@ -33,14 +34,16 @@ Status ValidateCheckpointOptions(const CheckpointOptions& o);
 
 // A training checkpoint's counters (/state): where the run is in its data and who wrote it.
 struct RunState {
+  bool resumed = false;      // read from a checkpoint (false: a fresh run, all zero)
   DataPosition position;     // the step, and the example the next global batch starts at
   bool has_position = true;  // false: a checkpoint from before positions were recorded (the
                              // position follows from the step on the same rank count only)
-  int64_t ranks = 0;         // the world size of the run that wrote it (0: a fresh run)
+  int64_t ranks = 0;         // the world size of the run that wrote it
   int64_t data_ranks = 0;    // those of them that read data
   int64_t run_counter = 0;   // Session::run_counter() (per-run random streams)
 };
-// Stores `s` in c->counters ("step", "epoch", "example", "ranks", "data_ranks", "run_counter").
+// Stores `s` in c->counters ("step", "epoch", "example", "per_shard", "ranks", "data_ranks",
+// "run_counter").
 void SetRunState(const RunState& s, Checkpoint* c);
 // The counters of `c` (a checkpoint without "epoch" has has_position false).
 RunState GetRunState(const Checkpoint& c);
@@ -83,6 +86,9 @@ class CheckpointManager {
   // gets "name old -> new" for job options that differ (epochs and max-steps may change
   // freely). Whether the rank count may differ is the caller's question (RunState).
   StatusOr<Checkpoint> LoadForResume(std::string* changed);
+  // The state of the checkpoint a resume names, read without its variables (every shard holds
+  // the same): what a run needs before it builds its graph. Errors as LoadForResume's.
+  StatusOr<RunState> PeekResumeState() const;
 
   // The newest checkpoint written or resumed from ("" when none), and its step (-1).
   const std::string& last() const { return last_; }
@@ -90,6 +96,9 @@ class CheckpointManager {
 
  private:
   void RemoveStaleTemporaries() const;
+  // ResumePath() and, for a shard role, the number of servers that wrote it (0 for a whole run);
+  // a sharded role's path must be shard 0's.
+  StatusOr<std::pair<std::string, int>> ResumeTarget() const;
   void CrashPoint() const {  // tests only (FaultHooks)
     if (hooks_) hooks_->AtCheckpointCrashPoint();
   }

@@ -64,6 +64,7 @@ struct DataPosition {
   int64_t step = 0;
   int64_t epoch = 0;
   int64_t example = 0;
+  bool per_shard = false;  // `example` counts within each rank's own shard (local sharding)
 };
 
 // How a run moves through its data from `start` on: each step takes the next `stride` examples

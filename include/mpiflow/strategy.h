@@ -1,6 +1,7 @@
 // Strategy: everything one way of distributing training decides, behind one interface that the
 // trainer's single loop calls (src/train/trainer.cc never branches on the strategy):
 //   Build    how the graph is extended for a step: gradients, their synchronisation, updates;
+//   ResumeState  before the graph: the state of the checkpoint a resume reads, on every rank;
 //   Start    what happens before the first step: sub-communicators, resume, initial values;
 //   RunStep  what one step does on this rank: run, exchange, and agree with the other ranks on
 //            the loss, stop, checkpoint and NaN, so that every training rank decides alike;
@@ -97,10 +98,15 @@ class Strategy {
   // The suffix of this rank's checkpoint files ("" for a whole run's, ".ps<k>-of-<P>" for a
   // server's shard).
   virtual std::string checkpoint_shard() const { return ""; }
-  // After the graph is initialised in `session`: resume from `checkpoints` when asked, receive
-  // initial values. Returns the resumed checkpoint's state (the same on every rank; a fresh
-  // run's is step 0 with ranks 0); the trainer decides whether its position fits this run.
-  virtual StatusOr<RunState> Start(Session& session, CheckpointManager& checkpoints) = 0;
+  // Before the graph is built: the state of the checkpoint this run resumes from (RunState{},
+  // not `resumed`, for a fresh run), the same on every rank. From it the trainer decides where
+  // the run starts and how long it is (which the learning-rate schedule needs). Reads counters
+  // only; the default reads them on every rank.
+  virtual StatusOr<RunState> ResumeState(CheckpointManager& checkpoints);
+  // After the graph is initialised in `session`: restore the checkpoint of `resumed` (when it
+  // is), receive initial values.
+  virtual Status Start(Session& session, CheckpointManager& checkpoints,
+                       const RunState& resumed) = 0;
   // Evaluation sums its counts over this communicator (null: this process alone).
   virtual Communicator* eval_comm() const = 0;
 

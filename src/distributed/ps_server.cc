@@ -27,14 +27,15 @@ std::set<std::string> ParameterServerStrategy::OwnVariables(const Graph& graph) 
   return own;
 }
 
-StatusOr<RunState> ParameterServerStrategy::Restore(Session& session,
-                                                    CheckpointManager& checkpoints) {
+Status ParameterServerStrategy::Restore(Session& session, CheckpointManager& checkpoints,
+                                        const RunState& resumed) {
   std::string changed;  // servers do not warn: the workers' rank 0 logs
   StatusOr<Checkpoint> c = checkpoints.LoadForResume(&changed);
   if (!c.ok()) return c.status();
   // Every shard of the step, merged: first the whole graph is checked, then this server takes
   // its own variables (which another server count may have placed elsewhere).
   const std::string& path = checkpoints.last();
+  MPIFLOW_RETURN_IF_ERROR(strategy_util::SameStep(path, resumed, GetRunState(*c)));
   MPIFLOW_RETURN_IF_ERROR(RestoreCheckpoint(*c, session.graph(), path).status());
   const std::set<std::string> own = OwnVariables(session.graph());
   std::vector<std::pair<std::string, Tensor>> values;
@@ -42,8 +43,8 @@ StatusOr<RunState> ParameterServerStrategy::Restore(Session& session,
     if (own.count(v.first)) values.push_back(std::move(v));
   }
   MPIFLOW_RETURN_IF_ERROR(strategy_util::WriteVariables(session, values));
-  strategy_util::NoteCheckpoint(env_.comm, path, GetRunState(*c).position.step);
-  return GetRunState(*c);
+  strategy_util::NoteCheckpoint(env_.comm, path, resumed.position.step);
+  return Status::OK();
 }
 
 StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,

@@ -40,10 +40,12 @@ class ParameterServerStrategy : public Strategy {
                const OptimizerOptions& optimizer) override;
   std::string Describe(int64_t global_batch) const override;
   std::string checkpoint_shard() const override;
+  // Server 0 reads the resumed checkpoint's state and broadcasts it to every rank (a server
+  // that fails ends the job, so nobody waits for ever; a worker never reads a file).
+  StatusOr<RunState> ResumeState(CheckpointManager& checkpoints) override;
   // The servers restore their shards (from every shard of the resumed step, so that a run
-  // resumes on another number of servers) and server 0 broadcasts the run's state to every
-  // rank; the workers then receive the values to start from.
-  StatusOr<RunState> Start(Session& session, CheckpointManager& checkpoints) override;
+  // resumes on another number of servers); the workers receive the values to start from.
+  Status Start(Session& session, CheckpointManager& checkpoints, const RunState& resumed) override;
   Communicator* eval_comm() const override { return group_.get(); }
   // A worker's step (ps_worker.cc).
   StatusOr<StepOutcome> RunStep(Session& session, std::vector<Session::Feed> feeds,
@@ -61,8 +63,8 @@ class ParameterServerStrategy : public Strategy {
  private:
   Status Receive(Session& session);  // worker: values and version from the servers
   std::set<std::string> OwnVariables(const Graph& graph) const;  // server: shard, slots, step
-  // Server: restores its variables from the resumed checkpoint; returns its state.
-  StatusOr<RunState> Restore(Session& session, CheckpointManager& checkpoints);
+  // Server: restores its variables from the resumed checkpoint (which must hold `resumed`'s step).
+  Status Restore(Session& session, CheckpointManager& checkpoints, const RunState& resumed);
 
   StrategyEnv env_;
   ParameterServerOptions options_;
@@ -73,7 +75,6 @@ class ParameterServerStrategy : public Strategy {
   TrainOp train_op_;
   PsLayout layout_;
   std::unique_ptr<Communicator> group_;  // the workers' (evaluation) or the servers'
-  RunState resumed_;                     // what Start resumed from
   // Worker side.
   std::unique_ptr<PsWorkerLink> link_;
   std::vector<Tensor> values_, pushed_;  // indexed like variables_

@@ -61,43 +61,54 @@ bool ParameterServerStrategy::Reports(const VariableInfo& v) const {
   return server_ || v.trainable || v.variable == train_op_.global_step.node;
 }
 
-StatusOr<RunState> ParameterServerStrategy::Start(Session& session,
-                                                  CheckpointManager& checkpoints) {
+StatusOr<RunState> ParameterServerStrategy::ResumeState(CheckpointManager& checkpoints) {
+  // Every rank takes part whatever its own --resume says (the start-up check then names a
+  // --resume that differs between ranks, rather than some ranks waiting here).
+  const int server0 = ranks_ - options_.servers;
+  RunState s;
+  if (rank_ == server0 && !checkpoints.options().resume.empty()) {
+    StatusOr<RunState> peeked = checkpoints.PeekResumeState();
+    if (!peeked.ok()) return peeked.status();
+    s = *peeked;
+  }
+  Tensor t = Tensor::FromVector<int64_t>(
+      Shape{9},
+      {s.resumed ? 1 : 0, s.position.step, s.position.epoch, s.position.example,
+       s.position.per_shard ? 1 : 0, s.has_position ? 1 : 0, s.ranks, s.data_ranks, s.run_counter});
+  MPIFLOW_RETURN_IF_ERROR(env_.comm->Broadcast(t, server0)->Wait());
+  const int64_t* v = t.data<int64_t>();
+  s.resumed = v[0] != 0;
+  s.position = {v[1], v[2], v[3], v[4] != 0};
+  s.has_position = v[5] != 0;
+  s.ranks = v[6];
+  s.data_ranks = v[7];
+  s.run_counter = v[8];
+  return s;
+}
+
+Status ParameterServerStrategy::Start(Session& session, CheckpointManager& checkpoints,
+                                      const RunState& resumed) {
   StatusOr<std::unique_ptr<Communicator>> g = env_.comm->Split(server_ ? 1 : 0, rank_);
   if (!g.ok()) return g.status();
   group_ = std::move(*g);
-  const bool resume = !checkpoints.options().resume.empty();
-  if (resume) {
-    // The servers read the checkpoint; server 0 tells every rank what they resumed (a server
-    // that fails ends the job, so nobody waits here for ever).
-    if (server_) {
-      StatusOr<RunState> s = Restore(session, checkpoints);
-      if (!s.ok()) return s.status();
-      resumed_ = *s;
-    }
-    const RunState& s = resumed_;
-    Tensor state = Tensor::FromVector<int64_t>(
-        Shape{7}, {s.position.step, s.position.epoch, s.position.example, s.has_position ? 1 : 0,
-                   s.ranks, s.data_ranks, s.run_counter});
-    MPIFLOW_RETURN_IF_ERROR(env_.comm->Broadcast(state, layout_.server_rank(0))->Wait());
-    const int64_t* v = state.data<int64_t>();
-    resumed_ = RunState{{v[0], v[1], v[2]}, v[3] != 0, v[4], v[5], v[6]};
+  session.set_run_counter(resumed.run_counter);
+  if (server_) {  // Serve sends the starting values
+    return resumed.resumed ? Restore(session, checkpoints, resumed) : Status::OK();
   }
-  if (server_) return resumed_;  // Serve sends the starting values
   std::vector<Shape> shapes;
   for (const Output& v : variables_) shapes.push_back(v.shape());
   link_ = std::make_unique<PsWorkerLink>(env_.comm, layout_, shapes);
   values_.resize(variables_.size());
   pushed_.resize(variables_.size());
   MPIFLOW_RETURN_IF_ERROR(Receive(session));  // the servers send the values to start from
-  if (reply_.version != resumed_.position.step) {
+  if (reply_.version != resumed.position.step) {
     return Status(Code::kInternal, StrCat("the parameter servers started at step ", reply_.version,
-                                          ", server 0 resumed step ", resumed_.position.step));
+                                          ", server 0 resumed step ", resumed.position.step));
   }
-  if (resume) {
+  if (resumed.resumed) {
     *env_.log << "mpiflow: the parameter servers resumed at step " << reply_.version << "\n";
   }
-  return resumed_;
+  return Status::OK();
 }
 
 Status ParameterServerStrategy::Receive(Session& session) {

@@ -18,9 +18,10 @@ Status ReplicatedStrategy::AddUpdates(const Scope& root, const std::vector<Outpu
   return Status::OK();
 }
 
-StatusOr<RunState> ReplicatedStrategy::Start(Session& session, CheckpointManager& checkpoints) {
+Status ReplicatedStrategy::Start(Session& session, CheckpointManager& checkpoints,
+                                 const RunState& resumed) {
   checkpoints_ = &checkpoints;
-  if (checkpoints.options().resume.empty()) return RunState{};
+  if (!resumed.resumed) return Status::OK();
   std::string changed;
   StatusOr<Checkpoint> c = checkpoints.LoadForResume(&changed);
   if (!c.ok()) return c.status();
@@ -35,11 +36,12 @@ StatusOr<RunState> ReplicatedStrategy::Start(Session& session, CheckpointManager
         << "\n";
   }
   const RunState state = GetRunState(*c);
+  MPIFLOW_RETURN_IF_ERROR(strategy_util::SameStep(path, resumed, state));
   step_ = state.position.step;
   strategy_util::NoteCheckpoint(env_.comm, path, step_);
   session.set_run_counter(state.run_counter);
   log << "mpiflow: resumed from '" << path << "' at step " << step_ << "\n";
-  return state;
+  return Status::OK();
 }
 
 Status ReplicatedStrategy::Save(Session& session, CheckpointManager& checkpoints,

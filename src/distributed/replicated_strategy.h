@@ -16,7 +16,7 @@ class ReplicatedStrategy : public Strategy {
   int data_rank() const override { return rank_; }
   Communicator* eval_comm() const override { return env_.comm; }
   // Resumes the whole run from `checkpoints` when asked (every rank reads the same file).
-  StatusOr<RunState> Start(Session& session, CheckpointManager& checkpoints) override;
+  Status Start(Session& session, CheckpointManager& checkpoints, const RunState& resumed) override;
   // Rank 0 writes the whole run; the others record that it exists.
   Status Save(Session& session, CheckpointManager& checkpoints, const DataPosition& at) override;
 

@@ -25,6 +25,11 @@ Status CheckParameterServerRanks(int ranks, const ParameterServerOptions& o) {
   return MakePsLayout(ranks, o.servers, o.backup_workers, {}).status();
 }
 
+StatusOr<RunState> Strategy::ResumeState(CheckpointManager& checkpoints) {
+  if (checkpoints.options().resume.empty()) return RunState{};
+  return checkpoints.PeekResumeState();
+}
+
 StatusOr<ServeOutcome> Strategy::Serve(Session&, CheckpointManager&, const DataPlan&, int64_t) {
   return Internal("this strategy has no serving ranks");
 }

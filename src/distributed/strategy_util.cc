@@ -22,6 +22,13 @@ StatusOr<Checkpoint> Snapshot(Session& session, const DataPosition& at, int rank
   return c;
 }
 
+Status SameStep(const std::string& path, const RunState& peeked, const RunState& read) {
+  if (peeked.position.step == read.position.step) return Status::OK();
+  return Status(Code::kAborted,
+                StrCat("checkpoint '", path, "' changed while the run started (step ",
+                       peeked.position.step, ", then ", read.position.step, "): start it again"));
+}
+
 Status WriteVariables(Session& session, const std::vector<std::pair<std::string, Tensor>>& values) {
   for (const auto& [name, t] : values) MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(name, t));
   return Status::OK();

@@ -20,6 +20,9 @@ namespace strategy_util {
 // written by a run of `ranks` ranks of which `data_ranks` read data (RunState's counters).
 StatusOr<Checkpoint> Snapshot(Session& session, const DataPosition& at, int ranks, int data_ranks,
                               const std::set<std::string>* only = nullptr);
+// The checkpoint `path` read in full holds the step its first look saw (it could have been
+// replaced in between: a clear error, not a mixed state).
+Status SameStep(const std::string& path, const RunState& peeked, const RunState& read);
 // Writes restored (name, value) pairs into the session's variables.
 Status WriteVariables(Session& session, const std::vector<std::pair<std::string, Tensor>>& values);
 // "at step N (epoch E): <what the run said>"; with `lr_hint`, an aborted run (a NaN) adds

@@ -54,6 +54,7 @@ void SetRunState(const RunState& s, Checkpoint* c) {
   c->counters["step"] = s.position.step;
   c->counters["epoch"] = s.position.epoch;
   c->counters["example"] = s.position.example;
+  c->counters["per_shard"] = s.position.per_shard ? 1 : 0;
   c->counters["ranks"] = s.ranks;
   c->counters["data_ranks"] = s.data_ranks;
   c->counters["run_counter"] = s.run_counter;
@@ -65,7 +66,9 @@ RunState GetRunState(const Checkpoint& c) {
     return it == c.counters.end() ? otherwise : it->second;
   };
   RunState s;
+  s.resumed = true;
   s.position.step = get("step", 0);
+  s.position.per_shard = get("per_shard", 0) != 0;
   s.has_position = c.counters.count("epoch") && c.counters.count("example");
   s.position.epoch = get("epoch", 0);
   s.position.example = get("example", 0);
@@ -205,7 +208,7 @@ int ShardCountOf(const std::string& path) {
 
 }  // namespace
 
-StatusOr<Checkpoint> CheckpointManager::LoadForResume(std::string* changed) {
+StatusOr<std::pair<std::string, int>> CheckpointManager::ResumeTarget() const {
   StatusOr<std::string> path = ResumePath();
   if (!path.ok()) return path.status();
   const int servers = shard_.empty() ? 0 : ShardCountOf(*path);
@@ -216,6 +219,24 @@ StatusOr<Checkpoint> CheckpointManager::LoadForResume(std::string* changed) {
                            " (a name ending in '.ps0-of-<servers>.h5'); resume a "
                            "parameter-server run from its own checkpoints");
   }
+  return std::make_pair(*path, servers);
+}
+
+StatusOr<RunState> CheckpointManager::PeekResumeState() const {
+  StatusOr<std::pair<std::string, int>> target = ResumeTarget();
+  if (!target.ok()) return target.status();
+  ReadOptions metadata;
+  metadata.metadata_only = true;
+  StatusOr<Checkpoint> c = ReadCheckpoint(target->first, metadata);
+  if (!c.ok()) return c.status();
+  return GetRunState(*c);
+}
+
+StatusOr<Checkpoint> CheckpointManager::LoadForResume(std::string* changed) {
+  StatusOr<std::pair<std::string, int>> target = ResumeTarget();
+  if (!target.ok()) return target.status();
+  const std::string* path = &target->first;
+  const int servers = target->second;
   StatusOr<Checkpoint> c = ReadCheckpoint(*path);
   if (!c.ok()) return c.status();
   if (servers > 0) {
@@ -240,7 +261,10 @@ StatusOr<Checkpoint> CheckpointManager::LoadForResume(std::string* changed) {
   }
   changed->clear();
   for (const auto& [k, v] : attributes_) {
-    if (k.rfind("option.", 0) != 0 || k == "option.epochs" || k == "option.max-steps") continue;
+    if (k.rfind("option.", 0) != 0 || k == "option.epochs" || k == "option.max-steps" ||
+        k == "option.resume") {
+      continue;
+    }
     auto it = c->attributes.find(k);
     if (it != c->attributes.end() && it->second != v) {
       *changed += StrCat(changed->empty() ? "" : ", ", k.substr(7), " ", it->second, " -> ", v);

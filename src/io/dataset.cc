@@ -195,7 +195,7 @@ DataPlan::DataPlan(DataPosition start, int64_t stride, int64_t epoch_length)
 DataPosition DataPlan::At(int64_t step) const {
   const int64_t k = step - start_.step;
   MPIFLOW_CHECK(k >= 0);
-  DataPosition p{step, start_.epoch, 0};
+  DataPosition p{step, start_.epoch, 0, start_.per_shard};
   if (k < first_steps_) {
     p.example = start_.example + k * stride_;
   } else if (per_epoch_ > 0) {  // past the start's epoch: whole epochs from example 0
@@ -228,7 +228,7 @@ DataPlan BatchStream::PlanOf(const BatchStreamOptions& o, int64_t count, int64_t
   const int64_t stride = o.local_shards ? o.batch_size : o.batch_size * o.num_shards;
   const int64_t length =
       o.local_shards || o.drop_remainder ? BatchesPerEpoch(o, count) * stride : count;
-  return DataPlan({first_step, o.first_epoch, o.first_example}, stride, length);
+  return DataPlan({first_step, o.first_epoch, o.first_example, o.local_shards}, stride, length);
 }
 
 std::pair<int64_t, int64_t> BatchStream::ShardRange(int64_t count, int64_t shards, int64_t r) {

@@ -23,6 +23,12 @@ class Handle {
   Handle& operator=(const Handle&) = delete;
   hid_t get() const { return id_; }
   bool ok() const { return id_ >= 0; }
+  // Closes now and says whether that worked (a file's close writes what is left of it).
+  herr_t Close() {
+    const herr_t rc = id_ >= 0 ? close_(id_) : 0;
+    id_ = -1;
+    return rc;
+  }
 
  private:
   hid_t id_;

@@ -109,7 +109,8 @@ std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainCon
           {"allreduce", AllreduceAlgorithmName(c.allreduce.algorithm)},
           {"data-sharding", DataShardingName(c.data_sharding)},
           {"ps-ranks", StrCat(c.ps.servers)},
-          {"backup-workers", StrCat(c.ps.backup_workers)}};
+          {"backup-workers", StrCat(c.ps.backup_workers)},
+          {"resume", c.checkpoint.resume}};
 }
 
 namespace {
@@ -218,14 +219,22 @@ BatchStreamOptions StreamOptions(const TrainConfig& cfg, const Strategy& strateg
   return bo;
 }
 
+// The checkpoint file a resume names, for messages ("" when it cannot be named).
+std::string ResumeName(const CheckpointManager& checkpoints) {
+  if (checkpoints.options().resume.empty()) return "";
+  StatusOr<std::string> path = checkpoints.ResumePath();
+  return path.ok() ? *path : checkpoints.options().resume;
+}
+
 // Where this run starts in its data (`fresh`: a run's plan from its beginning): a fresh run at
 // the beginning; a resumed one where its checkpoint says. That position means the same on any
 // number of data ranks (the same examples in the same order, in global batches of another
-// size), unless each rank shuffles a shard of its own, or the checkpoint is older than
-// positions: those resume on the rank count that wrote them.
+// size), unless each rank shuffles a shard of its own (--data-sharding local: the same
+// sharding on the same count only), or the checkpoint is older than positions: those resume on
+// the rank count that wrote them.
 StatusOr<DataPosition> StartPosition(const RunState& s, const DataPlan& fresh, bool local,
                                      int data_ranks, int ranks, const std::string& path) {
-  if (s.ranks == 0) return fresh.start();
+  if (!s.resumed) return fresh.start();
   if (!s.has_position) {
     if (s.ranks != ranks) {
       return InvalidArgument("checkpoint '", path, "' was written by a run of ", s.ranks,
@@ -235,11 +244,16 @@ StatusOr<DataPosition> StartPosition(const RunState& s, const DataPlan& fresh, b
     }
     return fresh.At(s.position.step);
   }
-  if (local && s.data_ranks != data_ranks) {
+  if (s.position.per_shard && (!local || s.data_ranks != data_ranks)) {
     return InvalidArgument("checkpoint '", path, "' was written by ", s.data_ranks,
                            " data ranks with --data-sharding local, where each rank shuffles its "
-                           "own shard: resume it on ",
-                           s.data_ranks, " (or with --data-sharding global), not ", data_ranks);
+                           "own shard: resume it that way on ",
+                           s.data_ranks, " data ranks (this run: ", data_ranks, ", ",
+                           local ? "local" : "global", ")");
+  }
+  if (!s.position.per_shard && local) {
+    return InvalidArgument("checkpoint '", path,
+                           "' was written with --data-sharding global: resume it that way");
   }
   const DataPosition& p = s.position;
   if (p.step < 0 || p.epoch < 0 || p.example < 0 || p.example >= fresh.epoch_length() ||
@@ -299,14 +313,26 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   if (!loaded.ok()) return loaded.status();
   const TrainingData& data = *loaded;
   const int64_t global_batch = cfg.batch_size * strategy.data_ranks();
+  const int ranks = comm ? comm->size() : 1;
+
+  // Where the run starts (a resume: its checkpoint's state, read before the graph) and how long
+  // it is, in global steps from step 0: the learning-rate schedule spans that (decay_steps 0).
+  const CheckpointOptions co = ResolvedCheckpointOptions(cfg);
+  CheckpointManager checkpoints(co, strategy.checkpoint_shard(), hooks);
+  StatusOr<RunState> resumed = strategy.ResumeState(checkpoints);
+  if (!resumed.ok()) return resumed.status();
   const DataPlan fresh =
       BatchStream::PlanOf(StreamOptions(cfg, strategy, data, {}), data.train.count, 0);
   const int64_t per_epoch = fresh.StepsUntil(1);
-  // The learning-rate schedule's length (decay_steps 0) is a whole run's at this rank count.
-  const int64_t run_steps = cfg.max_steps >= 0
-                                ? std::min(fresh.StepsUntil(cfg.epochs), cfg.max_steps)
-                                : fresh.StepsUntil(cfg.epochs);
-  const OptimizerOptions optimizer = ResolvedOptimizer(cfg.optimizer, run_steps);
+  StatusOr<DataPosition> start = StartPosition(*resumed, fresh, data.local, strategy.data_ranks(),
+                                               ranks, ResumeName(checkpoints));
+  if (!start.ok()) return start.status();
+  const BatchStreamOptions stream_options = StreamOptions(cfg, strategy, data, *start);
+  const DataPlan plan = BatchStream::PlanOf(stream_options, data.train.count, start->step);
+  const int64_t total_steps = cfg.max_steps >= 0
+                                  ? std::min(plan.StepsUntil(cfg.epochs), cfg.max_steps)
+                                  : plan.StepsUntil(cfg.epochs);
+  const OptimizerOptions optimizer = ResolvedOptimizer(cfg.optimizer, total_steps);
 
   Scope root = Scope::NewRootScope();
   std::vector<Output> vars;
@@ -319,21 +345,8 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   }
   Session session(root.graph(), {cfg.inter_op_threads, cfg.threads, kCpu, comm, timeline});
   MPIFLOW_RETURN_IF_ERROR(session.RunTargets({init}));
-
-  const CheckpointOptions co = ResolvedCheckpointOptions(cfg);
-  CheckpointManager checkpoints(co, strategy.checkpoint_shard(), hooks);
   checkpoints.SetAttributes(CheckpointAttributes(cfg, *root.graph()));
-  StatusOr<RunState> started = strategy.Start(session, checkpoints);
-  if (!started.ok()) return started.status();
-  const int ranks = comm ? comm->size() : 1;
-  StatusOr<DataPosition> start =
-      StartPosition(*started, fresh, data.local, strategy.data_ranks(), ranks, checkpoints.last());
-  if (!start.ok()) return start.status();
-  const BatchStreamOptions stream_options = StreamOptions(cfg, strategy, data, *start);
-  const DataPlan plan = BatchStream::PlanOf(stream_options, data.train.count, start->step);
-  const int64_t total_steps = cfg.max_steps >= 0
-                                  ? std::min(plan.StepsUntil(cfg.epochs), cfg.max_steps)
-                                  : plan.StepsUntil(cfg.epochs);
+  MPIFLOW_RETURN_IF_ERROR(strategy.Start(session, checkpoints, *resumed));
   if (strategy.serves()) {
     StatusOr<ServeOutcome> served = strategy.Serve(session, checkpoints, plan, total_steps);
     if (!served.ok()) return served.status();
@@ -341,7 +354,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   }
   TrainResult r;
   r.steps = start->step;
-  if (!co.resume.empty()) r.resumed_from = r.steps;
+  if (resumed->resumed) r.resumed_from = r.steps;
   std::unique_ptr<std::ofstream> metrics;
   if (rank == 0) {
     MPIFLOW_RETURN_IF_ERROR(
