@@ -5,6 +5,7 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <new>
 
 #include "hdf5_util.h"
 #include "mpiflow/data.h"
@@ -131,13 +132,29 @@ StatusOr<ImageDataset> ReadHdf5Split(const std::string& path, const std::string&
     return InvalidArgument(kKind, " '", path, "': examples [", begin, ", ", begin + count,
                            ") are outside '/", split, "' (", total, " examples)");
   }
+  // What the file declares is not trusted before it is allocated (a damaged header declared
+  // petabytes: found by fuzz/hdf5_dataset_fuzzer.cc).
+  constexpr hsize_t kMaxSide = 1 << 16;
+  if (dims[1] == 0 || dims[2] == 0 || dims[1] > kMaxSide || dims[2] > kMaxSide ||
+      dims[0] > (hsize_t{1} << 40)) {
+    return Status(Code::kDataLoss,
+                  StrCat(kKind, " '", path, "': '", images_name, "' is ", dims[0], " x ", dims[1],
+                         " x ", dims[2], ": not images (sides 1 to 65536)"));
+  }
   ImageDataset d;
   d.count = count;
   d.source_count = total;
   d.rows = static_cast<int64_t>(dims[1]);
   d.cols = static_cast<int64_t>(dims[2]);
-  d.images.resize(static_cast<size_t>(count * d.rows * d.cols));
-  d.labels.resize(static_cast<size_t>(count));
+  try {
+    d.images.resize(static_cast<size_t>(count * d.rows * d.cols));
+    d.labels.resize(static_cast<size_t>(count));
+  } catch (const std::bad_alloc&) {
+    return Status(Code::kUnavailable, StrCat(kKind, " '", path, "': ", count, " images of ", d.rows,
+                                             "x", d.cols, " from '/", split,
+                                             "' do not fit in memory here (read a share of them "
+                                             "per rank: --data-sharding local)"));
+  }
   if (H5Aexists(images.get(), "num_classes") > 0 ||
       H5Aexists_by_name(file.get(), ("/" + split).c_str(), "num_classes", H5P_DEFAULT) > 0) {
     Handle attr(

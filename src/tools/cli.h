@@ -20,6 +20,14 @@ bool ParseCommandLine(const char* tool, int argc, char** argv,
                       const boost::program_options::positional_options_description& positional,
                       boost::program_options::variables_map* vm);
 
+// Boost.Program_options 1.74 loops for ever composing the message about a bad value that holds
+// one of its own placeholders ("%value%", "%canonical_option%": found by fuzzing the job file).
+// The first "%word%" in `text` ("" when none): callers refuse such input before Boost sees it.
+std::string PlaceholderIn(const std::string& text);
+// The first argument of argv[1..] that holds one, as "TOOL: argument ... (see --help)" on stderr;
+// false when there is one.
+bool CheckArguments(const char* tool, int argc, char** argv);
+
 // Prints "TOOL VERSION" (mpiflow's version) on stdout: every tool's --version.
 void PrintVersion(const char* tool);
 

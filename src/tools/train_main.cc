@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "cli.h"
 #include "mpiflow/communicator.h"
@@ -208,6 +209,7 @@ int mpiflow::ParseTrainCommandLine(int argc, char** argv, TrainCommandLine* out)
   std::string& config_file = cl.config_file;
   po::options_description desc = Options(&config, &cl);
   po::variables_map vm;
+  if (!mpiflow::cli::CheckArguments("mpiflow-train", argc, argv)) return kExitUsage;
   try {
     po::store(po::command_line_parser(argc, argv).options(desc).style(mpiflow::cli::kStyle).run(),
               vm);
@@ -225,9 +227,17 @@ int mpiflow::ParseTrainCommandLine(int argc, char** argv, TrainCommandLine* out)
     }
     if (vm.count("config")) {
       const std::string file = vm["config"].as<std::string>();
-      std::ifstream in(file);
-      if (!in) {
+      std::ifstream f(file);
+      if (!f) {
         std::cerr << "mpiflow-train: cannot open job file '" << file << "'\n";
+        return kExitUsage;
+      }
+      std::stringstream in;
+      in << f.rdbuf();
+      const std::string bad = mpiflow::cli::PlaceholderIn(in.str());
+      if (!bad.empty()) {
+        std::cerr << "mpiflow-train: in job file '" << file << "': '" << bad
+                  << "' is not a value any option takes\n";
         return kExitUsage;
       }
       try {
