@@ -111,6 +111,15 @@ AllreduceAlgorithm ChooseAllreduce(const std::vector<AllreduceRule>& rules, int6
 
 namespace {
 std::atomic<int> g_waiters{0};
+std::atomic<void (*)(void*)> g_wake{nullptr};
+std::atomic<void*> g_wake_context{nullptr};
+
+void StartWaiting() {
+  g_waiters.fetch_add(1, std::memory_order_relaxed);
+  if (void (*wake)(void*) = g_wake.load(std::memory_order_acquire)) {
+    wake(g_wake_context.load(std::memory_order_acquire));
+  }
+}
 // WaitAny sleeps here; every Finish notifies it (taking the mutex, so no wake-up is lost).
 std::mutex g_any_mu;
 std::condition_variable g_any_cv;
@@ -126,7 +135,17 @@ size_t Work::WaitAny(const std::vector<std::shared_ptr<Work>>& works) {
   }
 }
 
-size_t Work::WaitAnyFor(const std::vector<std::shared_ptr<Work>>& works, double seconds) {
+size_t Work::WaitAnyFor(const std::vector<std::shared_ptr<Work>>& works, double seconds,
+                        bool urgent) {
+  struct Counted {
+    bool on;
+    explicit Counted(bool o) : on(o) {
+      if (on) StartWaiting();
+    }
+    ~Counted() {
+      if (on) g_waiters.fetch_sub(1, std::memory_order_relaxed);
+    }
+  } counted(urgent);
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                             std::chrono::duration<double>(seconds));
@@ -146,10 +165,15 @@ size_t Work::WaitAnyFor(const std::vector<std::shared_ptr<Work>>& works, double 
 
 int Work::Waiters() { return g_waiters.load(std::memory_order_relaxed); }
 
+void Work::SetWaitHook(void (*wake)(void*), void* context) {
+  g_wake_context.store(context, std::memory_order_release);
+  g_wake.store(wake, std::memory_order_release);
+}
+
 Status Work::Wait() {
   std::unique_lock<std::mutex> lock(mu_);
   if (!done_.load(std::memory_order_acquire)) {
-    g_waiters.fetch_add(1, std::memory_order_relaxed);
+    StartWaiting();
     cv_.wait(lock, [&] { return done_.load(std::memory_order_acquire); });
     g_waiters.fetch_sub(1, std::memory_order_relaxed);
   }

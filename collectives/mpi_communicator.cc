@@ -142,6 +142,24 @@ class MpiCommunicator : public Communicator {
     return PointToPoint(/*send=*/false, std::move(t), src, tag);
   }
 
+  std::shared_ptr<Work> RecvShaped(std::shared_ptr<Tensor> out, DType dtype, Shape shape, int src,
+                                   int tag) override {
+    if (shape.IsFullyDefined()) return Communicator::RecvShaped(out, dtype, shape, src, tag);
+    const std::string what = StrCat("Recv from rank ", src, " tag ", tag);
+    int unknown = 0;
+    for (int64_t d : shape.dims()) unknown += d < 0;
+    if (src < 0 || src >= size_ || tag < 0 || unknown > 1 || !out) {
+      return Done(InvalidArgument(what, " of ", shape.ToString(),
+                                  ": needs a rank of this communicator, a tag >= 0, an output, "
+                                  "and at most one unknown dimension"));
+    }
+    auto work = std::make_shared<Work>();
+    engine_->Submit([this, out, dtype, shape, src, tag, what, work] {
+      engine_->AddShapedRecv(p2p_, src, tag, out, dtype, shape, work, what);
+    });
+    return work;
+  }
+
   StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) override {
     MPI_Comm sub = MPI_COMM_NULL;
     auto work = std::make_shared<Work>();

@@ -17,6 +17,7 @@ Status Engine::Start() {
   thread_ = std::thread([this] { Loop(); });
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return started_; });
+  Work::SetWaitHook([](void* engine) { static_cast<Engine*>(engine)->Wake(); }, this);
   return init_status_;
 }
 
@@ -114,9 +115,18 @@ void Engine::Loop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (tasks_.empty() && !shutdown_ && abort_code_.load() < 0) {
-        // Idle: wake up now and then to answer stall queries and progress sends/recvs.
-        cv_.wait_for(
-            lock, p2p_.empty() ? std::chrono::microseconds(20000) : std::chrono::microseconds(50));
+        // Idle: wake up now and then to answer stall queries and progress sends/recvs. With
+        // sends/recvs in flight and a thread of this process waiting for one (its core is
+        // free), poll without a pause; otherwise compute runs beside us on the same core (mpirun
+        // binds a rank to one), so nap, longer while nothing completes: a 50 us period took
+        // half of a pipeline stage's time in context switches. A thread that starts waiting
+        // wakes us (Work::SetWaitHook).
+        if (p2p_.empty()) {
+          cv_.wait_for(lock, std::chrono::microseconds(20000));
+        } else if (oversubscribed_ || Work::Waiters() == 0) {
+          cv_.wait_for(lock, std::chrono::microseconds(p2p_nap_us_));
+          p2p_nap_us_ = std::min(kMaxP2PNapUs, p2p_nap_us_ * 2);
+        }
       }
       if (!tasks_.empty()) {
         task = std::move(tasks_.front());
@@ -135,9 +145,70 @@ void Engine::Loop() {
   MPI_Finalize();
 }
 
+bool Engine::ProbeArrived(P2P& p) {
+  Probe& pr = *p.probe;
+  int flag = 0;
+  MPI_Message msg;
+  MPI_Status st;
+  int rc = MPI_Improbe(pr.src, pr.tag, pr.comm, &flag, &msg, &st);
+  if (rc == MPI_SUCCESS && !flag) return false;
+  int bytes = 0;
+  if (rc == MPI_SUCCESS) rc = MPI_Get_count(&st, MPI_BYTE, &bytes);
+  if (rc != MPI_SUCCESS) {
+    p.work->Finish(Status(Code::kUnavailable, StrCat(p.what, " failed: ", MpiErrorString(rc))));
+    return true;
+  }
+  // The unknown dimension from the size: bytes / (dtype size x the known dimensions).
+  Shape shape = pr.shape;
+  int64_t known = DTypeSize(pr.dtype);
+  int unknown = -1;
+  for (int d = 0; d < shape.rank(); ++d) {
+    if (shape.dim(d) < 0) {
+      unknown = d;
+    } else {
+      known *= shape.dim(d);
+    }
+  }
+  Status bad;
+  if (unknown >= 0 && known > 0 && bytes % known == 0) {
+    shape.set_dim(unknown, bytes / known);
+  } else if (unknown >= 0 && known == 0 && bytes == 0) {
+    shape.set_dim(unknown, 0);
+  } else if (unknown >= 0 || known != bytes) {
+    bad = InvalidArgument(p.what, " received ", bytes, " bytes, which is no ", DTypeName(pr.dtype),
+                          pr.shape.ToString());
+  }
+  Tensor t = bad.ok() ? Tensor(pr.dtype, shape) : Tensor(DType::kBool, Shape{bytes});
+  MPI_Request req;
+  rc = MPI_Imrecv(t.raw(), bytes, MPI_BYTE, &msg, &req);  // the message is taken either way
+  if (rc != MPI_SUCCESS) {
+    p.work->Finish(Status(Code::kUnavailable, StrCat(p.what, " failed: ", MpiErrorString(rc))));
+    return true;
+  }
+  if (!bad.ok()) {
+    MPI_Wait(&req, MPI_STATUS_IGNORE);
+    p.work->Finish(bad);
+    return true;
+  }
+  *pr.out = t;
+  p.probe.reset();
+  p.req = req;
+  p.keep = t;
+  p.expect_bytes = bytes;
+  return false;  // now an ordinary receive in flight
+}
+
 void Engine::PollP2P() {
   for (size_t i = 0; i < p2p_.size();) {
     P2P& p = p2p_[i];
+    if (p.probe) {
+      if (ProbeArrived(p)) {
+        p2p_.erase(p2p_.begin() + static_cast<long>(i));
+      } else {
+        ++i;
+      }
+      continue;
+    }
     int flag = 0;
     MPI_Status st;
     const int rc = MPI_Test(&p.req, &flag, &st);
@@ -159,6 +230,7 @@ void Engine::PollP2P() {
       p.work->Finish(Status::OK());
     }
     p2p_.erase(p2p_.begin() + static_cast<long>(i));
+    p2p_nap_us_ = kMinP2PNapUs;
   }
 }
 

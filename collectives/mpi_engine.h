@@ -112,7 +112,14 @@ class Engine {
     cv_.notify_one();
   }
 
+  // Wakes the idle loop (a thread started waiting: poll for it now).
+  void Wake() {
+    std::lock_guard<std::mutex> lock(mu_);
+    cv_.notify_one();
+  }
+
   void Shutdown() {
+    Work::SetWaitHook(nullptr, nullptr);
     {
       std::lock_guard<std::mutex> lock(mu_);
       shutdown_ = true;
@@ -147,7 +154,24 @@ class Engine {
   // A point-to-point request completing in the background.
   void AddP2P(MPI_Request req, std::shared_ptr<Work> work, Tensor keep, int64_t expect_bytes,
               std::string what) {
-    p2p_.push_back({req, std::move(work), std::move(keep), expect_bytes, std::move(what)});
+    P2P p;
+    p.req = req;
+    p.work = std::move(work);
+    p.keep = std::move(keep);
+    p.expect_bytes = expect_bytes;
+    p.what = std::move(what);
+    p2p_.push_back(std::move(p));
+  }
+  // A receive of unknown size: probed (MPI_Improbe) until the message is there, then *out is
+  // allocated as `dtype` of `shape` with its unknown dimension from the size, and received.
+  void AddShapedRecv(MPI_Comm comm, int src, int tag, std::shared_ptr<Tensor> out, DType dtype,
+                     Shape shape, std::shared_ptr<Work> work, std::string what) {
+    P2P p;
+    p.work = std::move(work);
+    p.what = std::move(what);
+    p.probe =
+        std::make_unique<Probe>(Probe{comm, src, tag, std::move(out), dtype, std::move(shape)});
+    p2p_.push_back(std::move(p));
   }
 
   int world_rank() const { return world_rank_; }
@@ -156,13 +180,24 @@ class Engine {
   Timeline* timeline() { return timeline_.get(); }
 
  private:
-  struct P2P {
-    MPI_Request req;
-    std::shared_ptr<Work> work;
-    Tensor keep;           // the buffer stays alive until the request completes
-    int64_t expect_bytes;  // recv: the size the caller expects; -1 for sends
-    std::string what;
+  struct Probe {
+    MPI_Comm comm;
+    int src, tag;
+    std::shared_ptr<Tensor> out;
+    DType dtype;
+    Shape shape;  // at most one unknown dimension
   };
+  struct P2P {
+    MPI_Request req = MPI_REQUEST_NULL;
+    std::shared_ptr<Work> work;
+    Tensor keep;                // the buffer stays alive until the request completes
+    int64_t expect_bytes = -1;  // recv: the size the caller expects; -1 for sends
+    std::string what;
+    std::unique_ptr<Probe> probe;  // set until a shaped receive's message has arrived
+  };
+  // A shaped receive's probe: false while its message has not arrived; otherwise the receive
+  // is posted (or p.work finished with the error).
+  bool ProbeArrived(P2P& p);
 
   void Loop();
 
@@ -195,6 +230,8 @@ class Engine {
   bool oversubscribed_ = false;  // more ranks on this node than cores
   MPI_Comm control_ = MPI_COMM_NULL;
   std::deque<P2P> p2p_;
+  static constexpr int kMinP2PNapUs = 50, kMaxP2PNapUs = 1000;
+  int p2p_nap_us_ = kMinP2PNapUs;  // the idle loop's pause with sends/recvs in flight
   ProgressRecord progress_;
   std::deque<ProgressRecord> replies_out_;  // send buffers of answers in flight
   std::map<int, ProgressRecord> answers_;

@@ -1,6 +1,7 @@
-// Communicator::WaitAnyWatched: the stall limits of the collectives applied to waits that a
-// caller's own protocol makes (see communicator.h). The collectives' waits are watched on the
-// communication thread instead (mpi_engine.cc); both report and abort the same way.
+// Communicator::RecvShaped's default, and Communicator::WaitAnyWatched: the stall limits of the
+// collectives applied to waits that a caller's own protocol makes (see communicator.h). The
+// collectives' waits are watched on the communication thread instead (mpi_engine.cc); both report
+// and abort the same way.
 #include <algorithm>
 #include <cstdio>
 
@@ -8,9 +9,21 @@
 
 namespace mpiflow {
 
+std::shared_ptr<Work> Communicator::RecvShaped(std::shared_ptr<Tensor> out, DType dtype,
+                                               Shape shape, int src, int tag) {
+  if (!shape.IsFullyDefined()) {
+    auto w = std::make_shared<Work>();
+    w->Finish(Unimplemented("RecvShaped of ", shape.ToString(),
+                            ": this communicator receives fully known shapes only"));
+    return w;
+  }
+  *out = Tensor(dtype, shape);
+  return Recv(*out, src, tag);
+}
+
 size_t Communicator::WaitAnyWatched(const std::vector<std::shared_ptr<Work>>& works,
                                     std::chrono::steady_clock::time_point since,
-                                    const std::function<std::string(double)>& report) {
+                                    const std::function<std::string(double)>& report, bool urgent) {
   const CollectiveOptions& o = options();
   auto waited = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
@@ -18,7 +31,7 @@ size_t Communicator::WaitAnyWatched(const std::vector<std::shared_ptr<Work>>& wo
   bool warned = false;
   while (true) {
     const double limit = warned ? o.stall_abort_seconds : o.stall_warning_seconds;
-    const size_t i = Work::WaitAnyFor(works, std::max(0.0, limit - waited()));
+    const size_t i = Work::WaitAnyFor(works, std::max(0.0, limit - waited()), urgent);
     if (i < works.size()) return i;
     if (!warned) {
       warned = true;

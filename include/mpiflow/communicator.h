@@ -53,12 +53,17 @@ class Work {
   // Threads of this process blocked in Wait right now (the backend spins rather than sleeps
   // while someone is waiting for it).
   static int Waiters();
+  // The backend's: `wake(context)` is called whenever a thread starts waiting (a backend that
+  // naps between polls wakes up to poll for it). One hook per process; null to remove it.
+  static void SetWaitHook(void (*wake)(void*), void* context);
   // Blocks until one of `works` (not null, not empty) has completed; returns the lowest index
   // among those completed. Does not count as a Waiter: a parameter server waits whole compute
   // steps for its workers, and the backend should not spin through them.
   static size_t WaitAny(const std::vector<std::shared_ptr<Work>>& works);
-  // WaitAny for at most `seconds`: works.size() when none completed in that time.
-  static size_t WaitAnyFor(const std::vector<std::shared_ptr<Work>>& works, double seconds);
+  // WaitAny for at most `seconds`: works.size() when none completed in that time. `urgent`: the
+  // caller has nothing else to do, so it counts as a Waiter (the backend polls without naps).
+  static size_t WaitAnyFor(const std::vector<std::shared_ptr<Work>>& works, double seconds,
+                           bool urgent = false);
 
  private:
   std::atomic<bool> done_{false};
@@ -102,6 +107,12 @@ class Communicator {
   // Point to point; a Recv's tensor must have the sent element count and dtype.
   virtual std::shared_ptr<Work> Send(Tensor t, int dst, int tag) = 0;
   virtual std::shared_ptr<Work> Recv(Tensor t, int src, int tag) = 0;
+  // A Recv whose size the message says: *out becomes a `dtype` tensor of `shape`, its one unknown
+  // dimension (if any) given by the message's byte count, before the Work completes. (The
+  // pipeline's activations have a batch dimension only the sender knows.) The default handles
+  // fully known shapes only.
+  virtual std::shared_ptr<Work> RecvShaped(std::shared_ptr<Tensor> out, DType dtype, Shape shape,
+                                           int src, int tag);
   // A sub-communicator of the ranks that pass the same color, ordered by key (blocking,
   // collective over this communicator).
   virtual StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) = 0;
@@ -121,9 +132,10 @@ class Communicator {
   // servers), under the same stall limits as the collectives: after stall_warning_seconds since
   // `since` prints report(seconds waited) on stderr, after stall_abort_seconds ends the job with
   // it (Abort, exit code 3, with the report note). Returns the index of a completed Work.
+  // `urgent` as for Work::WaitAnyFor.
   size_t WaitAnyWatched(const std::vector<std::shared_ptr<Work>>& works,
                         std::chrono::steady_clock::time_point since,
-                        const std::function<std::string(double)>& report);
+                        const std::function<std::string(double)>& report, bool urgent = false);
 };
 
 // The world communicator of this process: the first call starts the communication thread,

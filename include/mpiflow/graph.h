@@ -23,6 +23,10 @@ using AttrValue =
     std::variant<int64_t, double, bool, std::string, DType, Shape, std::vector<int64_t>, Tensor>;
 using AttrMap = std::map<std::string, AttrValue>;
 
+// The attr naming the node an op must run with (Scope::ColocatedWith): its colocation group's
+// root. The placer keeps a group on one rank.
+inline constexpr const char* kColocateAttr = "_colocate_with";
+
 // One output of a node: the edge source. A default Output is invalid (a failed build).
 struct Output {
   Node* node = nullptr;
@@ -111,6 +115,11 @@ class Node {
   const std::string& op() const { return def_->name; }
   const OpDef& def() const { return *def_; }
   const std::string& device() const { return device_; }
+  // The name of the node this one runs with: its kColocateAttr, else its own name.
+  const std::string& colocation() const {
+    auto it = attrs_.find(kColocateAttr);
+    return it == attrs_.end() ? name_ : std::get<std::string>(it->second);
+  }
   int num_inputs() const { return static_cast<int>(inputs_.size()); }
   const Output& input(int i) const { return inputs_[i]; }
   const std::vector<Output>& inputs() const { return inputs_; }

@@ -1,4 +1,5 @@
-// The reference models, built from ops: an MLP 784-256-256-10 and a LeNet-style CNN, each with
+// The reference models, built from ops: an MLP 784-256-256-10, a LeNet-style CNN and a wide MLP
+// 784-2048-2048-2048-10 (for model parallelism), each with
 // a loss and an accuracy count. Not a layers library: Dense and Conv are the two helpers needed.
 #pragma once
 
@@ -8,8 +9,8 @@
 
 namespace mpiflow {
 
-enum class ModelKind { kMlp, kCnn };
-StatusOr<ModelKind> ParseModel(const std::string& name);  // "mlp" or "cnn"
+enum class ModelKind { kMlp, kCnn, kWideMlp };
+StatusOr<ModelKind> ParseModel(const std::string& name);  // "mlp", "cnn" or "wide_mlp"
 const char* ModelName(ModelKind kind);
 
 struct Model {

@@ -31,6 +31,10 @@ class Scope {
 
   Scope NewSubScope(const std::string& name) const;  // name prefix "name/"
   Scope WithDevice(const std::string& device) const;
+  // Ops added through the scope run where `node` runs (the placer keeps them together: a
+  // gradient op with its forward op, an optimizer slot with its variable). Recorded as the
+  // attr kColocateAttr = the node's name.
+  Scope ColocatedWith(const Node* node) const;
   Scope WithControlDependencies(const std::vector<Node*>& deps) const;
   Scope WithOpName(const std::string& name) const;  // the next op's exact (prefixed) name
   Scope WithAbsoluteOpName(const std::string& full_name) const;  // no prefix added
@@ -47,6 +51,7 @@ class Scope {
   std::shared_ptr<Status> status_;
   std::string prefix_;
   std::string device_;
+  std::string colocate_;
   std::string op_name_;
   std::vector<Node*> control_deps_;
 };

@@ -14,6 +14,7 @@
 
 #include "mpiflow/graph.h"
 #include "mpiflow/kernel.h"
+#include "mpiflow/placement.h"
 #include "mpiflow/thread_pool.h"
 
 namespace mpiflow {
@@ -31,6 +32,12 @@ struct SessionOptions {
   Communicator* communicator = nullptr;
   // Records every kernel run ("op" events on the compute lane). Null: off.
   Timeline* timeline = nullptr;
+  // Model parallelism: this process runs the nodes `placement` gives rank rendezvous->rank(), and
+  // the tensors that cross ranks go by Send/Recv on `rendezvous` (protocol in
+  // src/runtime/rendezvous.h). Every rank of it must make the same Runs in the same order. Null:
+  // this process runs every node.
+  std::shared_ptr<const Placement> placement;
+  Communicator* rendezvous = nullptr;  // must outlive the Session
 };
 
 struct RunStats {
@@ -89,6 +96,10 @@ class Session {
   Status RunSequential(const Plan& plan, std::vector<Tensor>& values, int64_t step,
                        RunStats* timing);
   Status RunParallel(const Plan& plan, std::vector<Tensor>& values, int64_t step, RunStats* timing);
+  // A partitioned plan: a dataflow on the caller's thread that posts its Recvs at once, starts
+  // each Send as its value appears and runs other ready nodes while Recvs are in flight.
+  Status RunPartitioned(const Plan& plan, std::vector<Tensor>& values, int64_t step,
+                        RunStats* timing);
 
   const Graph* graph_;
   SessionOptions options_;

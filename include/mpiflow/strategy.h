@@ -9,7 +9,8 @@
 //   Serve    what a rank that does not train (a parameter server) does instead of the loop.
 // Implementations, one room each in src/distributed/: local_strategy.cc (one rank),
 // allreduce_strategy.cc (synchronous data parallelism), ps_strategy.h with ps_worker.cc and
-// ps_server.cc (parameter servers with backup workers). A new scheme is a new class here.
+// ps_server.cc (parameter servers with backup workers), pipeline_strategy.h (model parallelism
+// over stages, with microbatches). A new scheme is a new class here.
 // Not the loop (trainer.h), not the collectives (communicator.h), not the data (data.h).
 #pragma once
 
@@ -30,8 +31,9 @@
 
 namespace mpiflow {
 
-enum class StrategyKind { kAuto, kNone, kAllReduce, kParameterServer };
-// "auto" (allreduce under several ranks, else none), "none", "allreduce", "ps".
+enum class StrategyKind { kAuto, kNone, kAllReduce, kParameterServer, kPipeline };
+// "auto" (pipeline with --pipeline-stages > 1, allreduce under several ranks, else none), "none",
+// "allreduce", "ps", "pipeline".
 StatusOr<StrategyKind> ParseStrategy(const std::string& name);
 const char* StrategyName(StrategyKind kind);
 
@@ -48,6 +50,14 @@ struct ParameterServerOptions {
 };
 // Whether `ranks` ranks can run parameter servers with these options (errors name the option).
 Status CheckParameterServerRanks(int ranks, const ParameterServerOptions& o);
+
+// Model parallelism: the model cut into `stages` stages, one per rank, each batch in
+// `microbatches` microbatches through them (pipeline_strategy.h).
+struct PipelineOptions {
+  int stages = 1;
+  int microbatches = 1;
+  bool print_placement = false;  // rank 0 prints node -> device and the bytes of each cut
+};
 
 // What every strategy is given.
 struct StrategyEnv {
@@ -95,6 +105,9 @@ class Strategy {
                        const OptimizerOptions& optimizer) = 0;
   // The distribution part of the start-up line ("" for one process), after Build.
   virtual std::string Describe(int64_t global_batch) const = 0;
+  // How this strategy's Session runs the graph Build made (a pipeline: its placement and the
+  // communicator its stages exchange tensors on).
+  virtual void ConfigureSession(SessionOptions* options) const {}
   // The suffix of this rank's checkpoint files ("" for a whole run's, ".ps<k>-of-<P>" for a
   // server's shard).
   virtual std::string checkpoint_shard() const { return ""; }
@@ -128,6 +141,7 @@ class Strategy {
 // The strategy `kind` for `env.comm` (kAuto resolved by the rank count). Errors name the option.
 StatusOr<std::unique_ptr<Strategy>> MakeStrategy(StrategyKind kind, const StrategyEnv& env,
                                                  const AllReduceOptions& allreduce,
-                                                 const ParameterServerOptions& ps);
+                                                 const ParameterServerOptions& ps,
+                                                 const PipelineOptions& pipeline = {});
 
 }  // namespace mpiflow

@@ -54,6 +54,7 @@ struct TrainConfig {
   StrategyKind strategy = StrategyKind::kAuto;
   AllReduceOptions allreduce;
   ParameterServerOptions ps;
+  PipelineOptions pipeline;
   // Checkpoints and resume; an empty dir means <output_dir>/checkpoints.
   CheckpointOptions checkpoint;
   // SIGTERM / SIGUSR1 (Slurm's --signal) make every rank stop at the next step boundary after a

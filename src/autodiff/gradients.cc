@@ -69,7 +69,11 @@ Status AddGradients(const Scope& scope, const std::vector<Output>& ys,
   for (size_t i = 0; i < ys.size(); ++i) {
     Output seed = grad_ys.empty() ? Output() : grad_ys[i];
     if (!seed.valid()) {
-      seed = ops::ReduceGrad(s, ops::ScalarConst(s, 1.0, ys[i].dtype()), ys[i], {}, false);
+      // dy/dy = 1 in y's shape. A scalar's seed is a constant: it must not wait for y's value
+      // (a pipeline's backward pass of one microbatch starts before the others' losses exist).
+      const Scope at_y = s.ColocatedWith(ys[i].node);
+      seed = ops::ScalarConst(at_y, 1.0, ys[i].dtype());
+      if (ys[i].shape().rank() != 0) seed = ops::ReduceGrad(at_y, seed, ys[i], {}, false);
     }
     pending[ys[i]].push_back(seed);
   }
@@ -78,12 +82,14 @@ Status AddGradients(const Scope& scope, const std::vector<Output>& ys,
   for (int id = n - 1; id >= 0; --id) {
     if (!from_x[id] || !to_y[id]) continue;
     Node* node = g.node(id);
+    // A node's gradient ops (and the sums of the gradients reaching it) run where it runs.
+    const Scope at = s.ColocatedWith(node);
     std::vector<Output> dy(node->num_outputs());
     bool any = false;
     for (int o = 0; o < node->num_outputs(); ++o) {
       auto it = pending.find(Output(node, o));
       if (it == pending.end()) continue;
-      dy[o] = SumPieces(s, it->second);
+      dy[o] = SumPieces(at, it->second);
       if (x_set.count(Output(node, o))) it->second = {dy[o]};  // keep the sum for the x
       any = true;
     }
@@ -98,7 +104,7 @@ Status AddGradients(const Scope& scope, const std::vector<Output>& ys,
                              "'), which lies on a path from the xs to the ys");
     }
     std::vector<Output> dx(node->num_inputs());
-    MPIFLOW_RETURN_IF_ERROR(node->def().grad_fn(s, *node, dy, &dx));
+    MPIFLOW_RETURN_IF_ERROR(node->def().grad_fn(at, *node, dy, &dx));
     MPIFLOW_RETURN_IF_ERROR(
         s.status().WithContext("building the gradient of '" + node->name() + "'"));
     for (int i = 0; i < node->num_inputs(); ++i) {
@@ -111,7 +117,7 @@ Status AddGradients(const Scope& scope, const std::vector<Output>& ys,
   grads->assign(xs.size(), Output());
   for (size_t j = 0; j < xs.size(); ++j) {
     auto it = pending.find(xs[j]);
-    if (it != pending.end()) (*grads)[j] = SumPieces(s, it->second);
+    if (it != pending.end()) (*grads)[j] = SumPieces(s.ColocatedWith(xs[j].node), it->second);
   }
   return s.status();
 }

@@ -72,7 +72,8 @@ std::vector<Node*> Readers(const Graph& g, const Node* var, const std::vector<ch
   return out;
 }
 
-Output Slot(const Scope& s, const Output& var, const std::string& name) {
+Output Slot(const Scope& scope, const Output& var, const std::string& name) {
+  const Scope s = scope.ColocatedWith(var.node);
   Output zeros = ops::Zeros(s.NewSubScope(var.node->name() + "/" + name), var.shape(), var.dtype());
   return ops::Variable(s.WithAbsoluteOpName(var.node->name() + "/" + name), zeros, false);
 }

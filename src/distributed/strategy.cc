@@ -3,6 +3,7 @@
 
 #include "mpiflow/enum_names.h"
 #include "parameter_server.h"
+#include "pipeline_strategy.h"
 #include "ps_strategy.h"
 #include "replicated_strategy.h"
 
@@ -12,6 +13,7 @@ namespace {
 constexpr EnumName<StrategyKind> kStrategies[] = {{StrategyKind::kAuto, "auto"},
                                                   {StrategyKind::kAllReduce, "allreduce"},
                                                   {StrategyKind::kParameterServer, "ps"},
+                                                  {StrategyKind::kPipeline, "pipeline"},
                                                   {StrategyKind::kNone, "none"}};
 }  // namespace
 
@@ -36,8 +38,29 @@ StatusOr<ServeOutcome> Strategy::Serve(Session&, CheckpointManager&, const DataP
 
 StatusOr<std::unique_ptr<Strategy>> MakeStrategy(StrategyKind kind, const StrategyEnv& env,
                                                  const AllReduceOptions& allreduce,
-                                                 const ParameterServerOptions& ps) {
+                                                 const ParameterServerOptions& ps,
+                                                 const PipelineOptions& pipeline) {
   const int ranks = env.comm ? env.comm->size() : 1;
+  if (pipeline.stages < 1 || pipeline.microbatches < 1) {
+    return InvalidArgument("--pipeline-stages and --microbatches must be >= 1, got ",
+                           pipeline.stages, " and ", pipeline.microbatches);
+  }
+  if (kind == StrategyKind::kAuto && pipeline.stages > 1) kind = StrategyKind::kPipeline;
+  if (kind != StrategyKind::kPipeline && (pipeline.stages > 1 || pipeline.microbatches > 1)) {
+    return InvalidArgument(
+        "--pipeline-stages and --microbatches need --strategy pipeline (or "
+        "auto), not ",
+        StrategyName(kind));
+  }
+  if (kind == StrategyKind::kPipeline) {
+    if (pipeline.stages != ranks) {
+      return InvalidArgument("--pipeline-stages ", pipeline.stages,
+                             " needs one rank per stage; the "
+                             "job has ",
+                             ranks, " rank(s): run mpirun -np ", pipeline.stages);
+    }
+    return std::unique_ptr<Strategy>(new PipelineStrategy(env, pipeline));
+  }
   if (kind == StrategyKind::kNone && ranks > 1) {
     return InvalidArgument("--strategy none under ", ranks, " ranks would train ", ranks,
                            " separate copies of the model: use --strategy allreduce, or run one "

@@ -59,6 +59,11 @@ StatusOr<Node*> Graph::AddNode(NodeSpec spec) {
   if (by_name_.count(spec.name)) {
     return InvalidArgument("a node named '", spec.name, "' already exists in the graph");
   }
+  auto colocate = spec.attrs.find(kColocateAttr);
+  if (colocate != spec.attrs.end() && !std::holds_alternative<std::string>(colocate->second)) {
+    return InvalidArgument(spec.op, " node '", spec.name, "': attr '", kColocateAttr,
+                           "' must name a node (a string)");
+  }
   const int n = static_cast<int>(spec.inputs.size());
   if (def->variadic ? n < def->min_inputs : n != static_cast<int>(def->inputs.size())) {
     return InvalidArgument(

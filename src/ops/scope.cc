@@ -29,6 +29,12 @@ Scope Scope::WithDevice(const std::string& device) const {
   return s;
 }
 
+Scope Scope::ColocatedWith(const Node* node) const {
+  Scope s = *this;
+  s.colocate_ = node ? node->colocation() : std::string();
+  return s;
+}
+
 Scope Scope::WithControlDependencies(const std::vector<Node*>& deps) const {
   Scope s = *this;
   s.control_deps_.insert(s.control_deps_.end(), deps.begin(), deps.end());
@@ -67,6 +73,7 @@ Node* Scope::AddOp(const std::string& op, const std::vector<Output>& inputs, Att
   spec.inputs = inputs;
   spec.control_inputs = control_deps_;
   spec.attrs = std::move(attrs);
+  if (!colocate_.empty()) spec.attrs[kColocateAttr] = colocate_;
   spec.device = device_;
   StatusOr<Node*> n = graph_->AddNode(std::move(spec));
   if (!n.ok()) {

@@ -7,28 +7,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <queue>
+#include <set>
 
 #include "mpiflow/timeline.h"
+#include "plan.h"
 #include "session_resources.h"
 
 namespace mpiflow {
-
-struct Session::Plan {
-  struct Step {
-    Node* node = nullptr;
-    OpKernel* kernel = nullptr;
-    int out_base = 0;             // values[out_base + i] holds output i
-    std::vector<int> in_slots;    // value slot of each input
-    std::vector<int> successors;  // steps that wait on this one
-    int num_preds = 0;
-  };
-  std::vector<Step> steps;  // a topological order
-  int num_slots = 0;
-  std::vector<int> feed_slots;   // per feed
-  std::vector<int> fetch_slots;  // per fetch
-  std::vector<int> uses;         // per slot: how many step inputs read it
-  std::vector<char> keep;        // per slot: fetched or fed, never released early
-};
 
 Session::Session(const Graph* graph, SessionOptions options)
     : graph_(graph), options_(std::move(options)), variables_(std::make_unique<VariableStore>()) {
@@ -180,11 +165,54 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
                            "' (", graph_->node(first)->op(), "); nodes on or behind it: ", stuck);
   }
 
+  // This rank's part: every node on one process; with a placement, the nodes placed here and
+  // a Send or Recv step per transfer of the run (rendezvous.h).
   auto plan = std::make_shared<Plan>();
-  std::vector<int> step_of(n, -1), out_base(n, -1);
+  const Placement* placement = options_.placement.get();
+  if (placement && (!options_.rendezvous || options_.rendezvous->size() != placement->ranks())) {
+    return InvalidArgument("the session's placement spans ", placement->ranks(),
+                           " ranks, but its rendezvous communicator has ",
+                           options_.rendezvous ? options_.rendezvous->size() : 0);
+  }
+  const int me = placement ? options_.rendezvous->rank() : 0;
+  auto local = [&](const Node* node) { return !placement || placement->RankOf(node) == me; };
+  if (placement) {
+    plan->partitioned = true;
+    std::set<Output> fed_set;
+    for (const auto& f : fed) fed_set.insert(f.first);
+    plan->transfers = PartitionRun(*graph_, *placement, needed, fed_set, fetches);
+  }
+  std::vector<int> out_base(n, -1);
+  std::map<Output, int> recv_slot;  // a remote output received here -> its slot
+  std::map<int, int> recv_step;     // a remote node -> a step receiving from it
   int slots = 0;
   for (size_t i = 0; i < feeds.size(); ++i) plan->feed_slots.push_back(slots++);
+  std::vector<std::vector<int>> step_preds;  // per step
+  for (size_t t = 0; t < plan->transfers.size(); ++t) {
+    const Transfer& tr = plan->transfers[t];
+    if (tr.dst != me) continue;
+    Plan::Step step;
+    step.kind = Plan::Kind::kRecv;
+    step.node = tr.from.node;
+    step.transfer = static_cast<int>(t);
+    step.out_base = -1;
+    if (!tr.control) {
+      int unknown = 0;
+      for (int64_t d : tr.from.shape().dims()) unknown += d < 0;
+      if (unknown > 1) {
+        return Unimplemented("tensor '", tr.from.name(), "' ", tr.from.shape().ToString(),
+                             " crosses from rank ", tr.src, " to rank ", tr.dst,
+                             " with more than one unknown dimension; place its producer and ",
+                             "consumers together (Scope::WithDevice)");
+      }
+      step.out_base = recv_slot[tr.from] = slots++;
+    }
+    recv_step[tr.from.node->id()] = static_cast<int>(plan->steps.size());
+    plan->steps.push_back(std::move(step));
+    step_preds.emplace_back();
+  }
   for (int id : order) {
+    if (!local(graph_->node(id))) continue;
     out_base[id] = slots;
     slots += graph_->node(id)->num_outputs();
   }
@@ -194,18 +222,26 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
   for (int s : plan->feed_slots) plan->keep[s] = 1;
   auto slot_of = [&](const Output& o) {
     auto f = fed.find(o);
-    return f != fed.end() ? plan->feed_slots[f->second] : out_base[o.node->id()] + o.index;
+    if (f != fed.end()) return plan->feed_slots[f->second];
+    return local(o.node) ? out_base[o.node->id()] + o.index : recv_slot.at(o);
+  };
+  std::vector<int> step_of(n, -1);
+  auto source_step = [&](const Node* from) {
+    return local(from) ? step_of[from->id()] : recv_step.at(from->id());
   };
   for (int id : order) {
     Node* node = graph_->node(id);
+    if (!local(node)) continue;
     Plan::Step step;
     step.node = node;
     step.out_base = out_base[id];
-    step.num_preds = preds[id];
+    std::vector<int> from;
     for (const Output& in : node->inputs()) {
       step.in_slots.push_back(slot_of(in));
       ++plan->uses[step.in_slots.back()];
+      if (!fed.count(in)) from.push_back(source_step(in.node));
     }
+    for (const Node* c : node->control_inputs()) from.push_back(source_step(c));
     auto k = kernels_.find(id);
     if (k == kernels_.end()) {
       StatusOr<std::unique_ptr<OpKernel>> kernel = KernelRegistry::Global().Create(
@@ -216,9 +252,29 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
     step.kernel = k->second.get();
     step_of[id] = static_cast<int>(plan->steps.size());
     plan->steps.push_back(std::move(step));
+    step_preds.push_back(std::move(from));
+    // Its sends go right after it: the executor starts them as soon as the value exists.
+    for (size_t t = 0; t < plan->transfers.size(); ++t) {
+      const Transfer& tr = plan->transfers[t];
+      if (tr.src != me || tr.from.node != node) continue;
+      Plan::Step send;
+      send.kind = Plan::Kind::kSend;
+      send.node = node;
+      send.transfer = static_cast<int>(t);
+      if (!tr.control) {
+        send.in_slots.push_back(slot_of(tr.from));
+        ++plan->uses[send.in_slots.back()];
+      }
+      plan->steps.push_back(std::move(send));
+      step_preds.push_back({step_of[id]});
+    }
   }
-  for (int id : order) {
-    for (int s : succ[id]) plan->steps[step_of[id]].successors.push_back(step_of[s]);
+  for (size_t i = 0; i < plan->steps.size(); ++i) {
+    std::vector<int>& p = step_preds[i];
+    std::sort(p.begin(), p.end());
+    p.erase(std::unique(p.begin(), p.end()), p.end());
+    plan->steps[i].num_preds = static_cast<int>(p.size());
+    for (int q : p) plan->steps[q].successors.push_back(static_cast<int>(i));
   }
   for (const Output& f : fetches) {
     plan->fetch_slots.push_back(slot_of(f));
@@ -371,8 +427,9 @@ Status Session::Run(const std::vector<Feed>& feeds, const std::vector<Output>& f
   const int64_t step = run_counter_.fetch_add(1);
   RunStats* timing = stats && stats->collect_node_times ? stats : nullptr;
   if (timing) timing->node_times.clear();
-  MPIFLOW_RETURN_IF_ERROR(inter_op_pool_ ? RunParallel(plan, values, step, timing)
-                                         : RunSequential(plan, values, step, timing));
+  MPIFLOW_RETURN_IF_ERROR(plan.partitioned ? RunPartitioned(plan, values, step, timing)
+                          : inter_op_pool_ ? RunParallel(plan, values, step, timing)
+                                           : RunSequential(plan, values, step, timing));
   if (stats) {
     stats->kernels_run = static_cast<int64_t>(plan.steps.size());
     stats->plan_cache_hit = hit;

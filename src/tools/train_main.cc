@@ -80,7 +80,7 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
   {
     po::options_description g("Model and data");
     g.add_options()
-      ("model", po::value(&cl->model)->default_value(cl->model), "mlp or cnn")
+      ("model", po::value(&cl->model)->default_value(cl->model), "mlp, cnn or wide_mlp")
       ("dataset", po::value(&cl->dataset)->default_value(cl->dataset),
        "fashion-mnist (IDX files in --data-dir), hdf5 (--data-dir is a file from mpiflow-data "
        "convert) or synthetic")
@@ -142,8 +142,19 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
     po::options_description g("Distribution over ranks");
     g.add_options()
       ("strategy", po::value(&cl->strategy)->default_value(cl->strategy),
-       "auto (allreduce under several ranks), allreduce, ps (parameter servers: see --ps-ranks), "
-       "or none (one rank only)")
+       "auto (pipeline with --pipeline-stages > 1, else allreduce under several ranks), "
+       "allreduce, ps (parameter servers: see --ps-ranks), pipeline (model parallelism: see "
+       "--pipeline-stages), or none (one rank only)")
+      ("pipeline-stages", po::value(&c->pipeline.stages)->default_value(c->pipeline.stages),
+       "model parallelism: cut the model into N stages, one per rank (by the cost model of "
+       "FLOPs and transfer bytes, or the model's device hints); run with mpirun -np N")
+      ("microbatches", po::value(&c->pipeline.microbatches)->default_value(c->pipeline.microbatches),
+       "with --strategy pipeline: each batch flows through the stages as M microbatches "
+       "(GPipe fill and drain; gradients summed, one update per batch); on one rank: gradient "
+       "accumulation")
+      ("print-placement",
+       po::value(&c->pipeline.print_placement)->default_value(false, "false")->implicit_value(true, "true"),
+       "with --strategy pipeline: print every node's device and the bytes that cross each cut")
       ("ps-ranks", po::value(&c->ps.servers)->default_value(c->ps.servers),
        "with --strategy ps: the last N ranks are parameter servers, each holding a share of the "
        "variables (balanced by size); the other ranks are workers")
@@ -308,7 +319,7 @@ int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
   // Several ranks: start the communicator (its thread initialises MPI).
   mpiflow::Communicator* comm = nullptr;
   if (mpiflow::LaunchedWithSeveralRanks() || config.strategy == mpiflow::StrategyKind::kAllReduce ||
-      ps) {
+      ps || config.pipeline.stages > 1) {
     if (!cl.timeline.empty() && cl.timeline.find("%r") == std::string::npos) {
       cl.timeline += ".rank%r.json";
     }
@@ -376,10 +387,14 @@ int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
   }
   if (r->preempted) return mpiflow::kExitPreempted;  // every rank: a job script can requeue
   if (rank != 0) return 0;
-  const std::string ps_fields = !ps ? ""
-                                    : mpiflow::StrCat(" ps_ranks=", config.ps.servers,
-                                                      " backup_workers=", config.ps.backup_workers,
-                                                      " stale_dropped=", r->stale_dropped);
+  const std::string ps_fields =
+      ps ? mpiflow::StrCat(" ps_ranks=", config.ps.servers,
+                           " backup_workers=", config.ps.backup_workers,
+                           " stale_dropped=", r->stale_dropped)
+      : config.strategy == mpiflow::StrategyKind::kPipeline || config.pipeline.stages > 1
+          ? mpiflow::StrCat(" stages=", config.pipeline.stages,
+                            " microbatches=", config.pipeline.microbatches)
+          : std::string();
   std::printf(
       "summary: model=%s epochs=%lld steps=%lld test_accuracy=%.4f samples_per_sec=%.1f "
       "peak_rss_mib=%.0f ranks=%d%s\n",

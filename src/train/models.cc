@@ -25,7 +25,8 @@ Output ConvRelu(const Scope& s, Output x, int64_t size, int64_t filters, int64_t
 }
 
 namespace {
-constexpr EnumName<ModelKind> kModels[] = {{ModelKind::kMlp, "mlp"}, {ModelKind::kCnn, "cnn"}};
+constexpr EnumName<ModelKind> kModels[] = {
+    {ModelKind::kMlp, "mlp"}, {ModelKind::kCnn, "cnn"}, {ModelKind::kWideMlp, "wide_mlp"}};
 }  // namespace
 
 StatusOr<ModelKind> ParseModel(const std::string& name) {
@@ -45,6 +46,16 @@ StatusOr<Model> BuildModel(const Scope& s, ModelKind kind, int64_t seed, int num
     m.logits = Dense(s.NewSubScope("dense_3"), h, num_classes, false, seed * 1000 + 3);
     m.forward_flops_per_example = 2.0 * (784 * 256 + 256 * 256 + 256 * num_classes);
     m.train_flops_per_example = 3 * m.forward_flops_per_example - 2.0 * 784 * 256;
+  } else if (kind == ModelKind::kWideMlp) {
+    // Wide enough that one rank's step is long and a split across ranks pays (the pipeline).
+    constexpr int64_t kWidth = 2048;
+    Output h = m.images;
+    for (int l = 1; l <= 3; ++l) {
+      h = Dense(s.NewSubScope(StrCat("dense_", l)), h, kWidth, true, seed * 1000 + l);
+    }
+    m.logits = Dense(s.NewSubScope("dense_4"), h, num_classes, false, seed * 1000 + 4);
+    m.forward_flops_per_example = 2.0 * (784 * kWidth + 2 * kWidth * kWidth + kWidth * num_classes);
+    m.train_flops_per_example = 3 * m.forward_flops_per_example - 2.0 * 784 * kWidth;
   } else {
     Output x = ops::Reshape(s, m.images, {-1, 28, 28, 1});
     x = ConvRelu(s.NewSubScope("conv_1"), x, 5, 32, seed * 1000 + 1);

@@ -110,6 +110,8 @@ std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainCon
           {"data-sharding", DataShardingName(c.data_sharding)},
           {"ps-ranks", StrCat(c.ps.servers)},
           {"backup-workers", StrCat(c.ps.backup_workers)},
+          {"pipeline-stages", StrCat(c.pipeline.stages)},
+          {"microbatches", StrCat(c.pipeline.microbatches)},
           {"resume", c.checkpoint.resume}};
 }
 
@@ -305,7 +307,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   std::ostream null_log(nullptr);
   std::ostream& log = rank == 0 ? out_log : null_log;
   StatusOr<std::unique_ptr<Strategy>> made =
-      MakeStrategy(cfg.strategy, {comm, &stop, hooks, &log}, cfg.allreduce, cfg.ps);
+      MakeStrategy(cfg.strategy, {comm, &stop, hooks, &log}, cfg.allreduce, cfg.ps, cfg.pipeline);
   if (!made.ok()) return made.status();
   Strategy& strategy = **made;
   StatusOr<TrainingData> loaded =
@@ -343,7 +345,9 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   if (comm) {
     MPIFLOW_RETURN_IF_ERROR(CheckSameOnAllRanks(comm, *root.graph(), ConsistencyItems(cfg)));
   }
-  Session session(root.graph(), {cfg.inter_op_threads, cfg.threads, kCpu, comm, timeline});
+  SessionOptions session_options{cfg.inter_op_threads, cfg.threads, kCpu, comm, timeline};
+  strategy.ConfigureSession(&session_options);
+  Session session(root.graph(), session_options);
   MPIFLOW_RETURN_IF_ERROR(session.RunTargets({init}));
   checkpoints.SetAttributes(CheckpointAttributes(cfg, *root.graph()));
   MPIFLOW_RETURN_IF_ERROR(strategy.Start(session, checkpoints, *resumed));

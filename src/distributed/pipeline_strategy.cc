@@ -1,0 +1,304 @@
+// PipelineStrategy (see pipeline_strategy.h): the microbatch copies of the forward pass, the
+// placement over stages, a step's feeds and agreement, and the whole-model checkpoint.
+#include "pipeline_strategy.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "mpiflow/gradients.h"
+#include "mpiflow/ops.h"
+#include "strategy_util.h"
+
+namespace mpiflow {
+namespace {
+
+// Copies the part of the graph between the inputs (placeholders) and `loss` under the prefix
+// "microbatch_<m>/", each copy colocated with its original; variables and everything that does
+// not depend on an input are shared. Returns the copy of `loss` and (original, copy) of every
+// placeholder.
+StatusOr<Output> CopyForward(Graph* g, Output loss, int m,
+                             std::vector<std::pair<Output, Output>>* inputs) {
+  const int n = loss.node->id() + 1;
+  std::vector<char> to_loss(n, 0), from_input(n, 0);
+  to_loss[loss.node->id()] = 1;
+  for (int id = n - 1; id >= 0; --id) {
+    if (!to_loss[id]) continue;
+    for (const Output& in : g->node(id)->inputs()) to_loss[in.node->id()] = 1;
+  }
+  for (int id = 0; id < n; ++id) {
+    const Node* node = g->node(id);
+    from_input[id] = node->op() == "Placeholder";
+    for (const Output& in : node->inputs()) from_input[id] |= from_input[in.node->id()];
+  }
+  std::map<const Node*, Node*> copy;
+  auto mapped = [&](const Output& o) {
+    auto it = copy.find(o.node);
+    return it == copy.end() ? o : Output(it->second, o.index);
+  };
+  for (int id = 0; id < n; ++id) {
+    Node* node = g->node(id);
+    if (!to_loss[id] || !from_input[id]) continue;
+    if (node->def().stateful && node->op() != "Placeholder") {
+      return InvalidArgument("the pipeline copies the forward pass once per microbatch, but node '",
+                             node->name(), "' (", node->op(),
+                             ") has state; use --microbatches 1 for this model");
+    }
+    NodeSpec spec;
+    spec.name = StrCat("microbatch_", m, "/", node->name());
+    spec.op = node->op();
+    for (const Output& in : node->inputs()) spec.inputs.push_back(mapped(in));
+    for (Node* c : node->control_inputs()) {
+      auto it = copy.find(c);
+      spec.control_inputs.push_back(it == copy.end() ? c : it->second);
+    }
+    spec.attrs = node->attrs();
+    spec.attrs[kColocateAttr] = node->colocation();
+    spec.device = node->device();
+    StatusOr<Node*> made = g->AddNode(std::move(spec));
+    if (!made.ok()) return made.status();
+    copy[node] = *made;
+    if (node->op() == "Placeholder") inputs->emplace_back(Output(node), Output(*made));
+  }
+  return mapped(loss);
+}
+
+// Rows [begin, begin + count) of a batch-major tensor (one stand-in row 0 when count is 0:
+// every copy of the forward pass runs, and a weight of 0 keeps it out of the loss).
+Tensor Rows(const Tensor& t, int64_t begin, int64_t count) {
+  std::vector<int64_t> dims = t.shape().dims();
+  const int64_t rows = dims.empty() ? 1 : dims[0];
+  const size_t row_bytes = rows > 0 ? t.bytes() / static_cast<size_t>(rows) : 0;
+  if (count == 0) {
+    begin = 0;
+    count = 1;
+  }
+  dims[0] = count;
+  Tensor out(t.dtype(), Shape(dims));
+  std::memcpy(out.raw(), static_cast<const char*>(t.raw()) + begin * row_bytes,
+              row_bytes * static_cast<size_t>(count));
+  return out;
+}
+
+}  // namespace
+
+PipelineStrategy::PipelineStrategy(const StrategyEnv& env, PipelineOptions options)
+    : env_(env), options_(options), stage_(env.comm ? env.comm->rank() : 0) {}
+
+Status PipelineStrategy::Build(const Scope& root, Output loss, const std::vector<Output>& variables,
+                               const OptimizerOptions& optimizer) {
+  Graph* g = root.graph();
+  const int M = options_.microbatches;
+  loss_ = loss;
+  if (M > 1) {
+    // The batch's loss: sum_m w_m * loss_m over the microbatches' copies.
+    const Scope s = root.NewSubScope("microbatches");
+    std::vector<Output> terms;
+    for (int m = 0; m < M; ++m) {
+      Microbatch mb;
+      StatusOr<Output> copy = CopyForward(g, loss, m, &mb.inputs);
+      if (!copy.ok()) return copy.status();
+      if (mb.inputs.empty()) {
+        return InvalidArgument("the loss '", loss.name(),
+                               "' depends on no placeholder: nothing "
+                               "to cut into microbatches");
+      }
+      mb.weight = ops::Placeholder(s.WithOpName(StrCat("weight_", m)), DType::kFloat32, Shape{});
+      terms.push_back(ops::Mul(s.ColocatedWith(copy->node), mb.weight, *copy));
+      microbatches_.push_back(std::move(mb));
+    }
+    loss_ = ops::AddN(s.ColocatedWith(loss.node).WithOpName("loss"), terms);
+    MPIFLOW_RETURN_IF_ERROR(root.status());
+  }
+  std::vector<Output> grads;
+  MPIFLOW_RETURN_IF_ERROR(AddGradients(root, {loss_}, variables, {}, &grads));
+  StatusOr<TrainOp> t = ApplyGradients(root, grads, variables, optimizer);
+  if (!t.ok()) return t.status();
+  train_op_ = std::move(*t);
+  if (options_.stages > 1) {
+    // The stages' tensors travel on a communicator of their own (no tag of another protocol on
+    // the world's can meet them).
+    StatusOr<std::unique_ptr<Communicator>> split = env_.comm->Split(0, env_.comm->rank());
+    if (!split.ok()) return split.status();
+    rendezvous_ = std::move(*split);
+    PlacementOptions po;
+    po.ranks = options_.stages;
+    po.stages = options_.stages;
+    po.roots = {loss};
+    StatusOr<Placement> p = PlaceGraph(*g, po);
+    if (!p.ok()) return p.status();
+    placement_ = std::make_shared<const Placement>(std::move(*p));
+    if (options_.print_placement && env_.log) {
+      *env_.log << DescribePlacement(*g, *placement_, {loss});
+    }
+  }
+  stage_parameters_.assign(options_.stages, 0);
+  for (const Output& v : variables) {
+    stage_parameters_[placement_ ? placement_->RankOf(v.node) : 0] += v.shape().num_elements();
+  }
+  return Status::OK();
+}
+
+std::string PipelineStrategy::Describe(int64_t global_batch) const {
+  const int S = options_.stages, M = options_.microbatches;
+  std::string per_stage;
+  for (int s = 0; s < S; ++s) {
+    per_stage += StrCat(s ? ", " : "", stage_parameters_[s]);
+  }
+  return StrCat("pipeline of ", S, " stage(s) on ", S, " rank(s), ", M, " microbatch(es) of ~",
+                (global_batch + M - 1) / M, " per batch (fill and drain; bubble (S-1)/(M+S-1) = ",
+                static_cast<int>(100.0 * (S - 1) / (M + S - 1) + 0.5),
+                "%); parameters per stage: ", per_stage);
+}
+
+void PipelineStrategy::ConfigureSession(SessionOptions* options) const {
+  options->communicator = nullptr;  // no collective ops in a pipeline's graph
+  if (placement_) {
+    options->placement = placement_;
+    options->rendezvous = rendezvous_.get();
+  }
+}
+
+bool PipelineStrategy::Reports(const VariableInfo& v) const {
+  return !placement_ || placement_->RankOf(v.variable) == stage_;
+}
+
+Status PipelineStrategy::Start(Session& session, CheckpointManager& checkpoints,
+                               const RunState& resumed) {
+  checkpoints_ = &checkpoints;
+  if (!resumed.resumed) return Status::OK();
+  // Every stage reads the whole model's file and keeps its own variables.
+  std::string changed;
+  StatusOr<Checkpoint> c = checkpoints.LoadForResume(&changed);
+  if (!c.ok()) return c.status();
+  const std::string& path = checkpoints.last();
+  StatusOr<std::vector<std::pair<std::string, Tensor>>> values =
+      RestoreCheckpoint(*c, session.graph(), path);
+  if (!values.ok()) return values.status();
+  for (const auto& [name, value] : *values) {
+    const Node* node = session.graph().FindNode(name);
+    if (placement_ && placement_->RankOf(node) != stage_) continue;
+    MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(name, value));
+  }
+  if (!changed.empty()) {
+    *env_.log << "mpiflow: warning: resuming with options that differ from the checkpoint's: "
+              << changed << "\n";
+  }
+  const RunState state = GetRunState(*c);
+  MPIFLOW_RETURN_IF_ERROR(strategy_util::SameStep(path, resumed, state));
+  step_ = state.position.step;
+  strategy_util::NoteCheckpoint(env_.comm, path, step_);
+  session.set_run_counter(state.run_counter);
+  *env_.log << "mpiflow: resumed from '" << path << "' at step " << step_ << "\n";
+  return Status::OK();
+}
+
+StatusOr<StepOutcome> PipelineStrategy::RunStep(Session& session, std::vector<Session::Feed> feeds,
+                                                const Batch& batch, RunStats* stats) {
+  if (!microbatches_.empty()) {
+    // Each input cut into M runs of rows, as even as can be (the first n % M one longer).
+    const int64_t n = feeds.empty() ? 0 : feeds[0].second.shape().dim(0);
+    const int64_t M = static_cast<int64_t>(microbatches_.size());
+    std::vector<Session::Feed> split;
+    int64_t begin = 0;
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t count = n / M + (m < n % M ? 1 : 0);
+      const Microbatch& mb = microbatches_[m];
+      for (const auto& [original, copy] : mb.inputs) {
+        auto fed = std::find_if(feeds.begin(), feeds.end(),
+                                [&](const Session::Feed& f) { return f.first == original; });
+        if (fed == feeds.end()) {
+          return InvalidArgument("the pipeline's step is not fed '", original.name(), "'");
+        }
+        if (fed->second.shape().rank() == 0 || fed->second.shape().dim(0) != n) {
+          return InvalidArgument(
+              "the pipeline cuts its inputs into microbatches along their "
+              "first dimension: '",
+              original.name(), "' is fed ", fed->second.shape().ToString(), ", not ", n,
+              " rows like the others");
+        }
+        split.push_back({copy, Rows(fed->second, begin, count)});
+      }
+      split.push_back(
+          {mb.weight, Tensor::Scalar<float>(
+                          n > 0 ? static_cast<float>(count) / static_cast<float>(n) : 0.0f)});
+      begin += count;
+    }
+    feeds = std::move(split);
+  }
+  Status run = session.Run(feeds, {loss_}, {train_op_.train}, &out_, stats);
+  if (!run.ok()) return strategy_util::StepError(run, step_ + 1, batch, /*lr_hint=*/true);
+  StepOutcome o;
+  o.step = ++step_;
+  o.loss = *out_[0].data<float>();
+  o.examples = batch.global_examples;
+  // One agreement over the stages: a stop on any, a checkpoint by rank 0's clock.
+  Tensor votes = Tensor::FromVector<float>(
+      Shape{2}, {env_.stop && env_.stop->requested() ? 1.0f : 0.0f,
+                 stage_ == 0 && checkpoints_ && checkpoints_->DueByTime() ? 1.0f : 0.0f});
+  if (env_.comm) MPIFLOW_RETURN_IF_ERROR(env_.comm->Allreduce(votes, {})->Wait());
+  o.stop = votes.data<float>()[0] > 0;
+  o.checkpoint = votes.data<float>()[1] > 0;
+  return o;
+}
+
+Status PipelineStrategy::Save(Session& session, CheckpointManager& checkpoints,
+                              const DataPosition& at) {
+  // Rank 0 gathers every stage's variables (graph order, tag = position) and writes the whole
+  // model, as one rank would.
+  std::set<std::string> own;
+  std::vector<std::pair<std::string, Tensor>> gathered;
+  std::vector<std::shared_ptr<Work>> works;
+  const std::vector<VariableInfo>& vars = session.graph().variables();
+  for (size_t i = 0; i < vars.size(); ++i) {
+    const Node* v = vars[i].variable;
+    const int owner = placement_ ? placement_->RankOf(v) : 0;
+    if (owner == stage_) own.insert(v->name());
+    if (owner == 0) continue;
+    if (stage_ == owner) {
+      StatusOr<Tensor> t = session.ReadVariable(v->name());
+      if (!t.ok()) return t.status();
+      works.push_back(env_.comm->Send(*t, 0, static_cast<int>(i)));
+    } else if (stage_ == 0) {
+      Tensor t(v->output_dtype(0), v->output_shape(0));
+      works.push_back(env_.comm->Recv(t, owner, static_cast<int>(i)));
+      gathered.emplace_back(v->name(), t);
+    }
+  }
+  for (const auto& w : works) MPIFLOW_RETURN_IF_ERROR(w->Wait());
+  Status saved = WriteGathered(session, checkpoints, at, own, std::move(gathered));
+  // Every stage learns whether the file is there before it goes on (a run that resumes at once
+  // reads it on every rank).
+  Tensor failed = Tensor::Scalar<int32_t>(saved.ok() ? 0 : 1);
+  if (env_.comm) MPIFLOW_RETURN_IF_ERROR(env_.comm->Allreduce(failed, {})->Wait());
+  MPIFLOW_RETURN_IF_ERROR(saved);
+  if (*failed.data<int32_t>() > 0) {
+    return Status(Code::kAborted,
+                  StrCat("rank 0 could not write the checkpoint of step ", at.step));
+  }
+  if (stage_ != 0) checkpoints.MarkSaved(at.step);
+  strategy_util::NoteCheckpoint(env_.comm, checkpoints.last(), at.step);
+  return Status::OK();
+}
+
+Status PipelineStrategy::WriteGathered(Session& session, CheckpointManager& checkpoints,
+                                       const DataPosition& at, const std::set<std::string>& own,
+                                       std::vector<std::pair<std::string, Tensor>> gathered) {
+  const std::vector<VariableInfo>& vars = session.graph().variables();
+  if (stage_ == 0) {
+    StatusOr<Checkpoint> c = strategy_util::Snapshot(session, at, options_.stages, 1, &own);
+    if (!c.ok()) return c.status();
+    c->variables.insert(c->variables.end(), gathered.begin(), gathered.end());
+    std::map<std::string, size_t> order;  // the graph's order, as one rank writes it
+    for (size_t i = 0; i < vars.size(); ++i) order[vars[i].variable->name()] = i;
+    std::sort(c->variables.begin(), c->variables.end(),
+              [&](const auto& a, const auto& b) { return order[a.first] < order[b.first]; });
+    StatusOr<std::string> p = checkpoints.Save(std::move(*c), at.step);
+    if (!p.ok()) return p.status();
+    *env_.log << "mpiflow: checkpoint '" << *p << "' (step " << at.step << ")\n";
+  }
+  return Status::OK();
+}
+
+}  // namespace mpiflow

@@ -1,0 +1,185 @@
+// Model parallelism under mpiexec (CTest runs it with 1, 2 and 3 ranks; every rank is a stage):
+// the MLP, CNN and wide MLP cut into stages end with the weights (and loss) of the whole model
+// trained by one process; 1, 2 and 4 microbatches give the same weights; reruns and resumes
+// are bit-identical; the checkpoint holds the whole model, which a one-process run resumes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "mpiflow/checkpoint.h"
+#include "mpiflow/communicator.h"
+#include "mpiflow/trainer.h"
+#include "tests/mpi_test_main.h"
+
+namespace mpiflow {
+namespace {
+
+Communicator*& comm = test::world;
+
+TrainConfig Pipelined(int microbatches) {
+  TrainConfig c = test::SmallSyntheticJob();
+  c.strategy = StrategyKind::kPipeline;
+  c.pipeline.stages = comm->size();
+  c.pipeline.microbatches = microbatches;
+  return c;
+}
+
+TrainConfig OneProcess(TrainConfig c) {
+  c.strategy = StrategyKind::kNone;
+  c.pipeline = {};
+  return c;
+}
+
+StatusOr<TrainResult> TrainWith(const TrainConfig& c, Communicator* with) {
+  std::ostringstream log;
+  return Train(c, log, with);
+}
+
+// Every stage reports its own variables; together they are the whole model's.
+int64_t VariablesOnAllRanks(const TrainResult& r) {
+  Tensor n = Tensor::Scalar<int64_t>(static_cast<int64_t>(r.variables.size()));
+  EXPECT_TRUE(comm->Allreduce(n, {})->Wait().ok());
+  return *n.data<int64_t>();
+}
+
+void ExpectLikeOneProcess(TrainConfig c, double tolerance) {
+  StatusOr<TrainResult> split = TrainWith(c, comm);
+  ASSERT_TRUE(split.ok()) << split.status();
+  StatusOr<TrainResult> whole = TrainWith(OneProcess(c), nullptr);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(split->steps, whole->steps);
+  EXPECT_EQ(VariablesOnAllRanks(*split), static_cast<int64_t>(whole->variables.size()));
+  if (comm->size() > 1) {
+    EXPECT_LT(split->variables.size(), whole->variables.size());
+  }
+  EXPECT_LE(test::WorstRelativeDiff(*split, *whole), tolerance)
+      << ModelName(c.model) << ", " << comm->size() << " stages, " << c.pipeline.microbatches
+      << " microbatches";
+  EXPECT_NEAR(split->final_loss, whole->final_loss, tolerance * std::fabs(whole->final_loss));
+  EXPECT_NEAR(split->test_accuracy, whole->test_accuracy, 1e-12);
+}
+
+TEST(Pipeline, TheMlpSplitTrainsLikeTheWholeModel) {
+  TrainConfig c = Pipelined(1);
+  c.max_steps = 8;
+  ExpectLikeOneProcess(c, 1e-6);
+}
+
+TEST(Pipeline, TheCnnSplitTrainsLikeTheWholeModel) {
+  TrainConfig c = Pipelined(1);
+  c.model = ModelKind::kCnn;
+  c.max_steps = 3;
+  ExpectLikeOneProcess(c, 1e-6);
+}
+
+TEST(Pipeline, TheWideMlpSplitTrainsLikeTheWholeModel) {
+  TrainConfig c = Pipelined(2);
+  c.model = ModelKind::kWideMlp;
+  c.max_steps = 3;
+  ExpectLikeOneProcess(c, 1e-6);
+}
+
+TEST(Pipeline, MicrobatchesGiveTheSameWeights) {
+  // 1, 2 and 4 microbatches of batches of 16 over 6 steps (rounding differences grow as a model
+  // trains), then of 5 batches of 16 and a last one of 3 (83 examples): some microbatches are
+  // empty there and must not count.
+  for (int64_t train : {640, 83}) {
+    TrainConfig c = Pipelined(1);
+    c.synthetic_train = train;
+    c.max_steps = 6;
+    c.optimizer.kind = OptimizerKind::kMomentum;
+    StatusOr<TrainResult> one = TrainWith(c, comm);
+    ASSERT_TRUE(one.ok()) << one.status();
+    for (int m : {2, 4}) {
+      c.pipeline.microbatches = m;
+      StatusOr<TrainResult> more = TrainWith(c, comm);
+      ASSERT_TRUE(more.ok()) << more.status();
+      EXPECT_EQ(more->steps, one->steps);
+      EXPECT_LE(test::WorstRelativeDiff(*more, *one), 1e-6) << m << " microbatches, " << train;
+      EXPECT_NEAR(more->final_loss, one->final_loss, 1e-5 * std::fabs(one->final_loss));
+    }
+  }
+}
+
+TEST(Pipeline, RerunIsBitIdentical) {
+  TrainConfig c = Pipelined(4);
+  c.max_steps = 10;
+  c.optimizer.kind = OptimizerKind::kAdam;
+  c.optimizer.lr.base = 0.001;
+  StatusOr<TrainResult> a = TrainWith(c, comm);
+  StatusOr<TrainResult> b = TrainWith(c, comm);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(test::HashVariables(a->variables), test::HashVariables(b->variables));
+  EXPECT_EQ(a->final_loss, b->final_loss);
+}
+
+// Rank 0's fresh directory for this test, the same name on every rank.
+std::string TestDir(const std::string& name) {
+  const std::string dir =
+      StrCat(::testing::TempDir(), "mpiflow_pipeline_", name, "_np", comm->size());
+  if (comm->rank() == 0) {
+    std::string cmd = "rm -rf '" + dir + "'";
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+  }
+  EXPECT_TRUE(comm->Barrier()->Wait().ok());
+  return dir;
+}
+
+TEST(Pipeline, ResumeIsBitIdenticalAndTheCheckpointIsTheWholeModel) {
+  TrainConfig c = Pipelined(2);
+  c.optimizer.kind = OptimizerKind::kMomentum;
+  c.max_steps = 12;
+  StatusOr<TrainResult> whole = TrainWith(c, comm);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+
+  const std::string dir = TestDir("resume");
+  TrainConfig part = c;
+  part.max_steps = 6;
+  part.checkpoint.dir = dir;
+  part.checkpoint.every_steps = 6;
+  StatusOr<TrainResult> first = TrainWith(part, comm);
+  ASSERT_TRUE(first.ok()) << first.status();
+  TrainConfig rest = c;
+  rest.checkpoint.dir = dir;
+  rest.checkpoint.resume = "latest";
+  StatusOr<TrainResult> second = TrainWith(rest, comm);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->resumed_from, 6);
+  EXPECT_EQ(second->steps, 12);
+  EXPECT_EQ(test::HashVariables(second->variables), test::HashVariables(whole->variables));
+
+  // The step-6 file holds every variable and slot of the model; one process resumes from it and
+  // ends where one process trained all along ends.
+  StatusOr<Checkpoint> ckpt = ReadCheckpoint(dir + "/ckpt-00000006.h5");
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  StatusOr<TrainResult> alone_whole = TrainWith(OneProcess(c), nullptr);
+  ASSERT_TRUE(alone_whole.ok());
+  size_t all = 0;
+  for (const auto& [name, t] : ckpt->variables) all += name.empty() ? 0 : 1;
+  EXPECT_EQ(all, alone_whole->variables.size());
+  if (comm->rank() == 0) {
+    TrainConfig alone = OneProcess(rest);
+    alone.checkpoint.dir = dir + "_alone";
+    alone.checkpoint.resume = dir + "/ckpt-00000006.h5";
+    StatusOr<TrainResult> resumed = TrainWith(alone, nullptr);
+    ASSERT_TRUE(resumed.ok()) << resumed.status();
+    EXPECT_EQ(resumed->resumed_from, 6);
+    EXPECT_LE(test::WorstRelativeDiff(*resumed, *alone_whole), 1e-6);
+  }
+  EXPECT_TRUE(comm->Barrier()->Wait().ok());
+}
+
+TEST(Pipeline, StagesMustMatchTheRanks) {
+  TrainConfig c = Pipelined(1);
+  c.pipeline.stages = comm->size() + 1;
+  StatusOr<TrainResult> r = TrainWith(c, comm);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(
+                StrCat("--pipeline-stages ", comm->size() + 1, " needs one rank per stage")),
+            std::string::npos)
+      << r.status();
+}
+
+}  // namespace
+}  // namespace mpiflow
