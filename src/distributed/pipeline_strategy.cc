@@ -205,7 +205,9 @@ StatusOr<StepOutcome> PipelineStrategy::RunStep(Session& session, std::vector<Se
     for (int64_t m = 0; m < M; ++m) {
       const int64_t count = n / M + (m < n % M ? 1 : 0);
       const Microbatch& mb = microbatches_[m];
-      for (const auto& [original, copy] : mb.inputs) {
+      for (const auto& input : mb.inputs) {
+        const Output& original = input.first;
+        const Output& copy = input.second;
         auto fed = std::find_if(feeds.begin(), feeds.end(),
                                 [&](const Session::Feed& f) { return f.first == original; });
         if (fed == feeds.end()) {
