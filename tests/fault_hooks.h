@@ -1,11 +1,13 @@
 // The failure tests' FaultHooks: kill, sleep or raise SIGTERM on a chosen rank before a chosen
-// step, or end a checkpoint writer at a chosen crash point. Installed by in-process tests and by
+// step, fail the first kernel of a chosen step on a chosen rank, or end a checkpoint writer at a
+// chosen crash point. Installed by in-process tests and by
 // tests/faulty_train.cc (mpiflow-train with `--inject` specs). Not part of the library.
 #pragma once
 
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -20,7 +22,7 @@ namespace test {
 
 class InjectedFaults : public FaultHooks {
  public:
-  enum class Kind { kKill, kSigterm, kSleep };
+  enum class Kind { kKill, kSigterm, kSleep, kFail };
   struct Fault {
     Kind kind;
     int rank;
@@ -30,7 +32,8 @@ class InjectedFaults : public FaultHooks {
   void Add(Fault f) { faults_.push_back(f); }
   // Exit with 9 at the `point`-th checkpoint crash point reached (from 1).
   void CrashCheckpointAt(int point) { crash_point_ = point; }
-  // "kill:RANK:STEP", "sigterm:RANK:STEP" or "sleep:RANK:STEP:SECONDS"; false when malformed.
+  // "kill:RANK:STEP", "sigterm:RANK:STEP", "fail:RANK:STEP" or "sleep:RANK:STEP:SECONDS"; false
+  // when malformed.
   bool Parse(const std::string& spec) {
     char kind[16] = {};
     int rank = -1;
@@ -40,13 +43,20 @@ class InjectedFaults : public FaultHooks {
     const std::string k = kind;
     if (n == 3 && k == "kill") return Added({Kind::kKill, rank, step});
     if (n == 3 && k == "sigterm") return Added({Kind::kSigterm, rank, step});
+    if (n == 3 && k == "fail") return Added({Kind::kFail, rank, step});
     if (n == 4 && k == "sleep") return Added({Kind::kSleep, rank, step, seconds});
     return false;
   }
 
   void BeforeStep(int rank, int64_t step) override {
+    rank_ = rank;
+    step_ = step;
     for (const Fault& f : faults_) {
       if (f.rank != rank || f.step != step) continue;
+      if (f.kind == Kind::kFail) {
+        fail_next_kernel_ = true;
+        continue;
+      }
       if (f.kind == Kind::kKill) {
         std::fprintf(stderr, "mpiflow: rank %d: injected fault: SIGKILL at step %lld\n", rank,
                      static_cast<long long>(step));
@@ -58,6 +68,12 @@ class InjectedFaults : public FaultHooks {
         std::this_thread::sleep_for(std::chrono::duration<double>(f.seconds));
       }
     }
+  }
+  // The first kernel after a "fail" fault's step begins fails.
+  Status BeforeKernel(const std::string& node, const std::string& op) override {
+    if (!fail_next_kernel_.exchange(false)) return Status::OK();  // executor threads call too
+    return Internal("injected kernel failure in node '", node, "' (", op, ") on rank ", rank_,
+                    " at step ", step_);
   }
   // Ends the process abruptly (as a kill would) at the chosen crash point.
   void AtCheckpointCrashPoint() override {
@@ -71,6 +87,9 @@ class InjectedFaults : public FaultHooks {
   }
   std::vector<Fault> faults_;
   int crash_point_ = -1;
+  int rank_ = 0;
+  int64_t step_ = 0;
+  std::atomic<bool> fail_next_kernel_{false};
   int crash_points_ = 0;  // reached so far
 };
 

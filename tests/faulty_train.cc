@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--inject") == 0 && i + 1 < argc) {
       if (!faults.Parse(argv[++i])) {
         std::fprintf(stderr,
-                     "faulty_train: bad --inject '%s' (kill|sigterm:RANK:STEP or "
+                     "faulty_train: bad --inject '%s' (kill|sigterm|fail:RANK:STEP or "
                      "sleep:RANK:STEP:SECONDS)\n",
                      argv[i]);
         return 2;

@@ -54,7 +54,9 @@ struct GradientSync {
 // (identical on every rank, roughly the order the backward pass produces them), and adds an
 // AllreduceStart per bucket, each ordered after the previous one, and one AllreduceWait per
 // gradient (and one for the step agreement on `loss`, in the last bucket). Gradients of one bucket
-// share a dtype. Run the graph in a Session whose SessionOptions::communicator is set.
+// share a dtype. Run the graph in a Session whose SessionOptions::communicator is set. Without a
+// `loss` (an invalid Output) there is no agreement: `examples`, `stop`, `checkpoint` and
+// `agreement` stay invalid (a pipeline's stage, whose ranks agree on the world instead).
 StatusOr<GradientSync> AddGradientSync(const Scope& s, Output loss,
                                        const std::vector<Output>& gradients,
                                        const std::vector<Output>& variables,

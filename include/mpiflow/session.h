@@ -20,6 +20,7 @@
 namespace mpiflow {
 
 class Communicator;
+class FaultHooks;
 class Timeline;
 class VariableStore;         // src/runtime/session_resources.h
 class CommunicatorResource;  // src/runtime/session_resources.h
@@ -38,6 +39,8 @@ struct SessionOptions {
   // this process runs every node.
   std::shared_ptr<const Placement> placement;
   Communicator* rendezvous = nullptr;  // must outlive the Session
+  // Tests only: asked before every kernel (FaultHooks::BeforeKernel). Null: none.
+  FaultHooks* hooks = nullptr;
 };
 
 struct RunStats {

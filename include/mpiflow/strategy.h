@@ -51,8 +51,9 @@ struct ParameterServerOptions {
 // Whether `ranks` ranks can run parameter servers with these options (errors name the option).
 Status CheckParameterServerRanks(int ranks, const ParameterServerOptions& o);
 
-// Model parallelism: the model cut into `stages` stages, one per rank, each batch in
-// `microbatches` microbatches through them (pipeline_strategy.h).
+// Model parallelism: the model cut into `stages` stages, each batch in `microbatches`
+// microbatches through them (pipeline_strategy.h). A job of R x stages ranks runs R replicas of
+// the pipeline (data parallel over the replicas; rank = replica * stages + stage).
 struct PipelineOptions {
   int stages = 1;
   int microbatches = 1;

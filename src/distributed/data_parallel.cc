@@ -64,28 +64,31 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
   if (!current.empty()) sync.buckets.push_back(current);
 
   // The step agreement (loss * examples, examples, stop, checkpoint) rides, unscaled, at the end
-  // of the last
-  // bucket: no collective of its own. (In a bucket of its own when the last bucket is float64.)
-  if (!loss.valid() || loss.dtype() != DType::kFloat32 || loss.shape().rank() != 0) {
+  // of the last bucket: no collective of its own. (In a bucket of its own when the last bucket
+  // is float64.) Without a loss, no agreement.
+  const bool agree = loss.valid();
+  if (agree && (loss.dtype() != DType::kFloat32 || loss.shape().rank() != 0)) {
     return InvalidArgument("AddGradientSync: the loss must be a float32 scalar");
   }
+  Output votes;
   const Scope as = s.NewSubScope("agreement");
-  sync.examples = ops::Placeholder(as.WithOpName("examples"), DType::kFloat32, Shape{});
-  sync.stop = ops::Placeholder(as.WithOpName("stop"), DType::kFloat32, Shape{});
-  sync.checkpoint = ops::Placeholder(as.WithOpName("checkpoint"), DType::kFloat32, Shape{});
-  Output votes =
-      ops::Concat(as,
-                  {ops::Reshape(as, ops::Mul(as, loss, sync.examples), {1}),
-                   ops::Reshape(as, sync.examples, {1}), ops::Reshape(as, sync.stop, {1}),
-                   ops::Reshape(as, sync.checkpoint, {1})},
-                  0);
-  if (sync.buckets.empty() || gradients[sync.buckets.back()[0]].dtype() != DType::kFloat32) {
-    sync.buckets.emplace_back();  // an agreement-only bucket
+  if (agree) {
+    sync.examples = ops::Placeholder(as.WithOpName("examples"), DType::kFloat32, Shape{});
+    sync.stop = ops::Placeholder(as.WithOpName("stop"), DType::kFloat32, Shape{});
+    sync.checkpoint = ops::Placeholder(as.WithOpName("checkpoint"), DType::kFloat32, Shape{});
+    votes = ops::Concat(as,
+                        {ops::Reshape(as, ops::Mul(as, loss, sync.examples), {1}),
+                         ops::Reshape(as, sync.examples, {1}), ops::Reshape(as, sync.stop, {1}),
+                         ops::Reshape(as, sync.checkpoint, {1})},
+                        0);
+    if (sync.buckets.empty() || gradients[sync.buckets.back()[0]].dtype() != DType::kFloat32) {
+      sync.buckets.emplace_back();  // an agreement-only bucket
+    }
   }
   Node* previous_start = nullptr;
   for (size_t b = 0; b < sync.buckets.size(); ++b) {
     const std::vector<int>& bucket = sync.buckets[b];
-    const bool last = b + 1 == sync.buckets.size();
+    const bool last = agree && b + 1 == sync.buckets.size();
     const std::string name = StrCat("bucket ", b, "/", sync.buckets.size());
     std::vector<Output> grads;
     for (int i : bucket) grads.push_back(gradients[i]);

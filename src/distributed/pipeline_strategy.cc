@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "mpiflow/distributed.h"
 #include "mpiflow/gradients.h"
 #include "mpiflow/ops.h"
 #include "strategy_util.h"
@@ -84,7 +85,39 @@ Tensor Rows(const Tensor& t, int64_t begin, int64_t count) {
 }  // namespace
 
 PipelineStrategy::PipelineStrategy(const StrategyEnv& env, PipelineOptions options)
-    : env_(env), options_(options), stage_(env.comm ? env.comm->rank() : 0) {}
+    : env_(env),
+      options_(options),
+      rank_(env.comm ? env.comm->rank() : 0),
+      ranks_(env.comm ? env.comm->size() : 1),
+      stage_(rank_ % options.stages),
+      replica_(rank_ / options.stages),
+      replicas_(ranks_ / options.stages) {}
+
+Status PipelineStrategy::AddStageSync(const Scope& root, const Placement* placement,
+                                      const std::vector<Output>& variables,
+                                      std::vector<Output>* grads) {
+  for (int s = 0; s < options_.stages; ++s) {
+    std::vector<int> mine;  // this stage's variables, in graph order
+    for (size_t i = 0; i < variables.size(); ++i) {
+      if ((placement ? placement->RankOf(variables[i].node) : 0) == s) {
+        mine.push_back(static_cast<int>(i));
+      }
+    }
+    if (mine.empty()) continue;
+    std::vector<Output> g, v;
+    for (int i : mine) {
+      g.push_back((*grads)[i]);
+      v.push_back(variables[i]);
+    }
+    // Every op of the stage's sync runs where the stage's variables live.
+    const Scope ss = root.NewSubScope(StrCat("stage_", s)).ColocatedWith(v[0].node);
+    StatusOr<GradientSync> sync = AddGradientSync(ss, Output(), g, v, GradientSyncOptions());
+    if (!sync.ok()) return sync.status();
+    for (size_t k = 0; k < mine.size(); ++k) (*grads)[mine[k]] = sync->gradients[k];
+    stage_scales_.push_back(sync->scale);
+  }
+  return Status::OK();
+}
 
 Status PipelineStrategy::Build(const Scope& root, Output loss, const std::vector<Output>& variables,
                                const OptimizerOptions& optimizer) {
@@ -113,22 +146,47 @@ Status PipelineStrategy::Build(const Scope& root, Output loss, const std::vector
   }
   std::vector<Output> grads;
   MPIFLOW_RETURN_IF_ERROR(AddGradients(root, {loss_}, variables, {}, &grads));
+  // A replica's stages exchange tensors on a communicator of their own (no tag of another
+  // protocol on the world's can meet them); a stage's replicas allreduce on theirs.
+  if (options_.stages > 1) {
+    StatusOr<std::unique_ptr<Communicator>> split = env_.comm->Split(replica_, stage_);
+    if (!split.ok()) return split.status();
+    rendezvous_ = std::move(*split);
+  }
+  if (replicas_ > 1) {
+    StatusOr<std::unique_ptr<Communicator>> split = env_.comm->Split(stage_, replica_);
+    if (!split.ok()) return split.status();
+    stage_comm_ = std::move(*split);
+  }
+  PlacementOptions po;
+  po.ranks = options_.stages;
+  po.stages = options_.stages;
+  po.roots = {loss};
+  std::vector<int> stage_of;  // each variable's stage before the sync and updates were added
+  if (replicas_ > 1) {
+    std::unique_ptr<Placement> first;
+    if (options_.stages > 1) {
+      StatusOr<Placement> p = PlaceGraph(*g, po);
+      if (!p.ok()) return p.status();
+      first = std::make_unique<Placement>(std::move(*p));
+      for (const Output& v : variables) stage_of.push_back(first->RankOf(v.node));
+    }
+    MPIFLOW_RETURN_IF_ERROR(AddStageSync(root, first.get(), variables, &grads));
+  }
   StatusOr<TrainOp> t = ApplyGradients(root, grads, variables, optimizer);
   if (!t.ok()) return t.status();
   train_op_ = std::move(*t);
   if (options_.stages > 1) {
-    // The stages' tensors travel on a communicator of their own (no tag of another protocol on
-    // the world's can meet them).
-    StatusOr<std::unique_ptr<Communicator>> split = env_.comm->Split(0, env_.comm->rank());
-    if (!split.ok()) return split.status();
-    rendezvous_ = std::move(*split);
-    PlacementOptions po;
-    po.ranks = options_.stages;
-    po.stages = options_.stages;
-    po.roots = {loss};
     StatusOr<Placement> p = PlaceGraph(*g, po);
     if (!p.ok()) return p.status();
     placement_ = std::make_shared<const Placement>(std::move(*p));
+    for (size_t i = 0; i < stage_of.size(); ++i) {
+      if (placement_->RankOf(variables[i].node) != stage_of[i]) {
+        return Internal("the pipeline placed variable '", variables[i].name(), "' on stage ",
+                        stage_of[i], " for its allreduce, then on stage ",
+                        placement_->RankOf(variables[i].node));
+      }
+    }
     if (options_.print_placement && env_.log) {
       *env_.log << DescribePlacement(*g, *placement_, {loss});
     }
@@ -146,14 +204,22 @@ std::string PipelineStrategy::Describe(int64_t global_batch) const {
   for (int s = 0; s < S; ++s) {
     per_stage += StrCat(s ? ", " : "", stage_parameters_[s]);
   }
-  return StrCat("pipeline of ", S, " stage(s) on ", S, " rank(s), ", M, " microbatch(es) of ~",
-                (global_batch + M - 1) / M, " per batch (fill and drain; bubble (S-1)/(M+S-1) = ",
+  const int64_t batch = global_batch / replicas_;
+  const std::string replicated =
+      replicas_ > 1 ? StrCat(" (", replicas_,
+                             " replicas, each stage's gradients allreduced over its replicas; "
+                             "global batch ",
+                             global_batch, ")")
+                    : std::string();
+  return StrCat("pipeline of ", S, " stage(s) on ", ranks_, " rank(s)", replicated, ", ", M,
+                " microbatch(es) of ~", (batch + M - 1) / M,
+                " per batch (fill and drain; bubble (S-1)/(M+S-1) = ",
                 static_cast<int>(100.0 * (S - 1) / (M + S - 1) + 0.5),
                 "%); parameters per stage: ", per_stage);
 }
 
 void PipelineStrategy::ConfigureSession(SessionOptions* options) const {
-  options->communicator = nullptr;  // no collective ops in a pipeline's graph
+  options->communicator = stage_comm_.get();  // the stage's allreduce (null: one replica)
   if (placement_) {
     options->placement = placement_;
     options->rendezvous = rendezvous_.get();
@@ -229,19 +295,29 @@ StatusOr<StepOutcome> PipelineStrategy::RunStep(Session& session, std::vector<Se
     }
     feeds = std::move(split);
   }
+  const float share = static_cast<float>(batch.examples) /
+                      static_cast<float>(std::max<int64_t>(1, batch.global_examples));
+  for (const Output& scale : stage_scales_) feeds.push_back({scale, Tensor::Scalar<float>(share)});
   Status run = session.Run(feeds, {loss_}, {train_op_.train}, &out_, stats);
   if (!run.ok()) return strategy_util::StepError(run, step_ + 1, batch, /*lr_hint=*/true);
   StepOutcome o;
   o.step = ++step_;
-  o.loss = *out_[0].data<float>();
+  const float loss = *out_[0].data<float>();
+  o.loss = loss;
   o.examples = batch.global_examples;
-  // One agreement over the stages: a stop on any, a checkpoint by rank 0's clock.
+  // One agreement over the world: a stop on any rank, a checkpoint by rank 0's clock, and (with
+  // replicas) the mean loss from each replica's first stage: (loss * examples, examples).
+  const bool counts = stage_ == 0;
   Tensor votes = Tensor::FromVector<float>(
-      Shape{2}, {env_.stop && env_.stop->requested() ? 1.0f : 0.0f,
-                 stage_ == 0 && checkpoints_ && checkpoints_->DueByTime() ? 1.0f : 0.0f});
+      Shape{4}, {env_.stop && env_.stop->requested() ? 1.0f : 0.0f,
+                 rank_ == 0 && checkpoints_ && checkpoints_->DueByTime() ? 1.0f : 0.0f,
+                 counts ? loss * static_cast<float>(batch.examples) : 0.0f,
+                 counts ? static_cast<float>(batch.examples) : 0.0f});
   if (env_.comm) MPIFLOW_RETURN_IF_ERROR(env_.comm->Allreduce(votes, {})->Wait());
-  o.stop = votes.data<float>()[0] > 0;
-  o.checkpoint = votes.data<float>()[1] > 0;
+  const float* agreed = votes.data<float>();
+  o.stop = agreed[0] > 0;
+  o.checkpoint = agreed[1] > 0;
+  if (replicas_ > 1) o.loss = agreed[2] / std::max(agreed[3], 1.0f);
   return o;
 }
 
@@ -258,11 +334,12 @@ Status PipelineStrategy::Save(Session& session, CheckpointManager& checkpoints,
     const int owner = placement_ ? placement_->RankOf(v) : 0;
     if (owner == stage_) own.insert(v->name());
     if (owner == 0) continue;
-    if (stage_ == owner) {
+    // Replica 0 holds the file's values: its stage s is world rank s.
+    if (rank_ == owner) {
       StatusOr<Tensor> t = session.ReadVariable(v->name());
       if (!t.ok()) return t.status();
       works.push_back(env_.comm->Send(*t, 0, static_cast<int>(i)));
-    } else if (stage_ == 0) {
+    } else if (rank_ == 0) {
       Tensor t(v->output_dtype(0), v->output_shape(0));
       works.push_back(env_.comm->Recv(t, owner, static_cast<int>(i)));
       gathered.emplace_back(v->name(), t);
@@ -279,7 +356,7 @@ Status PipelineStrategy::Save(Session& session, CheckpointManager& checkpoints,
     return Status(Code::kAborted,
                   StrCat("rank 0 could not write the checkpoint of step ", at.step));
   }
-  if (stage_ != 0) checkpoints.MarkSaved(at.step);
+  if (rank_ != 0) checkpoints.MarkSaved(at.step);
   strategy_util::NoteCheckpoint(env_.comm, checkpoints.last(), at.step);
   return Status::OK();
 }
@@ -288,8 +365,8 @@ Status PipelineStrategy::WriteGathered(Session& session, CheckpointManager& chec
                                        const DataPosition& at, const std::set<std::string>& own,
                                        std::vector<std::pair<std::string, Tensor>> gathered) {
   const std::vector<VariableInfo>& vars = session.graph().variables();
-  if (stage_ == 0) {
-    StatusOr<Checkpoint> c = strategy_util::Snapshot(session, at, options_.stages, 1, &own);
+  if (rank_ == 0) {
+    StatusOr<Checkpoint> c = strategy_util::Snapshot(session, at, ranks_, replicas_, &own);
     if (!c.ok()) return c.status();
     c->variables.insert(c->variables.end(), gathered.begin(), gathered.end());
     std::map<std::string, size_t> order;  // the graph's order, as one rank writes it

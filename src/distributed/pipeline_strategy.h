@@ -19,6 +19,12 @@
 // The original forward pass stays in the graph for evaluation (it runs across the stages too).
 // Checkpoints hold the whole model: rank 0 gathers every stage's variables and writes the file
 // a one-rank run would, so a run resumes on any number of stages (or any other strategy).
+// 2-D layout: R x S ranks run R replicas of the pipeline (rank = replica * S + stage), each on
+// its own shard of the global batch (the replica is the data rank). The ranks of one replica
+// exchange activations on a communicator of their own; the R ranks of one stage allreduce that
+// stage's gradients on theirs (AddGradientSync without an agreement, its ops colocated with the
+// stage's variables, so only that stage runs them), scaled by the replica's share of the global
+// batch; the step's agreement (stop, checkpoint, the loss) is the world's allreduce of step 4.
 // Private to src/distributed. Not the placer and not the executor.
 #pragma once
 
@@ -35,8 +41,8 @@ namespace mpiflow {
 class PipelineStrategy : public Strategy {
  public:
   PipelineStrategy(const StrategyEnv& env, PipelineOptions options);
-  int data_ranks() const override { return 1; }
-  int data_rank() const override { return 0; }
+  int data_ranks() const override { return replicas_; }
+  int data_rank() const override { return replica_; }
   Status Build(const Scope& root, Output loss, const std::vector<Output>& variables,
                const OptimizerOptions& optimizer) override;
   std::string Describe(int64_t global_batch) const override;
@@ -59,13 +65,22 @@ class PipelineStrategy : public Strategy {
     Output weight;                                  // scalar float32 w_m, fed
   };
 
+  // Adds each stage's allreduce of its gradients over the replicas (replicas_ > 1), replacing
+  // `grads` by the reduced ones; `placement` places the graph's nodes so far (null: one stage).
+  Status AddStageSync(const Scope& root, const Placement* placement,
+                      const std::vector<Output>& variables, std::vector<Output>* grads);
+
   StrategyEnv env_;
   PipelineOptions options_;
-  int stage_ = 0;
-  std::shared_ptr<const Placement> placement_;
-  std::unique_ptr<Communicator> rendezvous_;  // the stages' Send/Recv (a copy of the world)
-  std::vector<Microbatch> microbatches_;      // empty when M = 1
-  Output loss_;                               // the batch's loss
+  int rank_ = 0, ranks_ = 1;     // in the world
+  int stage_ = 0, replica_ = 0;  // rank_ = replica_ * stages + stage_
+  int replicas_ = 1;
+  std::shared_ptr<const Placement> placement_;  // over the stages (a rank of `rendezvous_`)
+  std::unique_ptr<Communicator> rendezvous_;    // this replica's stages' Send/Recv
+  std::unique_ptr<Communicator> stage_comm_;    // this stage's replicas' allreduce (replicas_ > 1)
+  std::vector<Output> stage_scales_;            // per stage with variables: the replica's share
+  std::vector<Microbatch> microbatches_;        // empty when M = 1
+  Output loss_;                                 // the batch's loss
   TrainOp train_op_;
   std::vector<Tensor> out_;
   int64_t step_ = 0;

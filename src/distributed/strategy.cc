@@ -53,11 +53,13 @@ StatusOr<std::unique_ptr<Strategy>> MakeStrategy(StrategyKind kind, const Strate
         StrategyName(kind));
   }
   if (kind == StrategyKind::kPipeline) {
-    if (pipeline.stages != ranks) {
-      return InvalidArgument("--pipeline-stages ", pipeline.stages,
-                             " needs one rank per stage; the "
-                             "job has ",
-                             ranks, " rank(s): run mpirun -np ", pipeline.stages);
+    if (ranks % pipeline.stages != 0) {
+      return InvalidArgument("--pipeline-stages ", pipeline.stages, " needs a multiple of ",
+                             pipeline.stages,
+                             " ranks (replicas x stages, one rank per stage of each replica); "
+                             "the job has ",
+                             ranks, " rank(s): run mpirun -np ", pipeline.stages, " (or ",
+                             2 * pipeline.stages, " for 2 replicas)");
     }
     return std::unique_ptr<Strategy>(new PipelineStrategy(env, pipeline));
   }

@@ -9,6 +9,7 @@
 #include <queue>
 #include <set>
 
+#include "mpiflow/fault_hooks.h"
 #include "mpiflow/timeline.h"
 #include "plan.h"
 #include "session_resources.h"
@@ -312,6 +313,8 @@ Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& v
     inputs[i] = &t;
   }
   Tensor* outputs = values.data() + st.out_base;
+  if (options_.hooks)
+    MPIFLOW_RETURN_IF_ERROR(options_.hooks->BeforeKernel(node->name(), node->op()));
   KernelContext ctx(node, inputs, outputs, step, intra_op_pool_.get());
   if (timing || options_.timeline) {
     const auto t0 = std::chrono::steady_clock::now();

@@ -346,6 +346,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     MPIFLOW_RETURN_IF_ERROR(CheckSameOnAllRanks(comm, *root.graph(), ConsistencyItems(cfg)));
   }
   SessionOptions session_options{cfg.inter_op_threads, cfg.threads, kCpu, comm, timeline};
+  session_options.hooks = hooks;
   strategy.ConfigureSession(&session_options);
   Session session(root.graph(), session_options);
   MPIFLOW_RETURN_IF_ERROR(session.RunTargets({init}));
