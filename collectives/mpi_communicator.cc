@@ -160,6 +160,10 @@ class MpiCommunicator : public Communicator {
     return work;
   }
 
+  void CancelRecv(const std::shared_ptr<Work>& recv) override {
+    engine_->Submit([this, recv] { engine_->CancelRecv(recv); });
+  }
+
   StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) override {
     MPI_Comm sub = MPI_COMM_NULL;
     auto work = std::make_shared<Work>();

@@ -198,6 +198,25 @@ bool Engine::ProbeArrived(P2P& p) {
   return false;  // now an ordinary receive in flight
 }
 
+void Engine::CancelRecv(const std::shared_ptr<Work>& work) {
+  for (auto it = p2p_.begin(); it != p2p_.end(); ++it) {
+    if (it->work != work || (!it->probe && it->expect_bytes < 0)) continue;  // not this, a send
+    bool cancelled = true;
+    if (!it->probe) {  // posted: MPI_Cancel, then the request ends one way or the other
+      MPI_Status st;
+      MPI_Cancel(&it->req);
+      MPI_Wait(&it->req, &st);
+      int flag = 0;
+      MPI_Test_cancelled(&st, &flag);
+      cancelled = flag != 0;
+    }
+    it->work->Finish(cancelled ? Status(Code::kAborted, StrCat(it->what, ": cancelled"))
+                               : Status::OK());
+    p2p_.erase(it);
+    return;
+  }
+}
+
 void Engine::PollP2P() {
   for (size_t i = 0; i < p2p_.size();) {
     P2P& p = p2p_[i];

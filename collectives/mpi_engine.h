@@ -174,6 +174,10 @@ class Engine {
     p2p_.push_back(std::move(p));
   }
 
+  // Withdraws the receive of `work` if its message has not arrived (`work` finishes aborted);
+  // one already received finishes as PollP2P would have finished it.
+  void CancelRecv(const std::shared_ptr<Work>& work);
+
   int world_rank() const { return world_rank_; }
   int world_size() const { return world_size_; }
   const CollectiveOptions& options() const { return options_; }

@@ -10,6 +10,10 @@
 
 #include "mpiflow/checkpoint.h"
 #include "mpiflow/communicator.h"
+#include "mpiflow/fault_hooks.h"
+#include "mpiflow/ops.h"
+#include "mpiflow/placement.h"
+#include "mpiflow/session.h"
 #include "mpiflow/trainer.h"
 #include "tests/mpi_test_main.h"
 
@@ -228,6 +232,66 @@ TEST(Pipeline2D, RerunIsBitIdentical) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(test::HashVariables(a->variables), test::HashVariables(b->variables));
   EXPECT_EQ(a->final_loss, b->final_loss);
+}
+
+// The rendezvous' error channel (src/runtime/rendezvous.h, steps 7 and 8), on 2 or more ranks:
+// x -> a = x * x on rank 1 -> b = a + x on rank 0, b fetched by every rank. The kernel of `a`
+// fails on rank 1: rank 1's run ends with that error, and every other rank's run, waiting for
+// a tensor that will not come, ends with rank 1's error instead of hanging.
+class FailKernel : public FaultHooks {
+ public:
+  explicit FailKernel(std::string node) : node_(std::move(node)) {}
+  Status BeforeKernel(const std::string& node, const std::string& op) override {
+    if (node == node_) return Internal("kernel '", node, "' (", op, ") broke");
+    return Status::OK();
+  }
+
+ private:
+  std::string node_;
+};
+
+TEST(Rendezvous, AFailureOnOneRankEndsEveryRanksRunWithItsError) {
+  Scope root = Scope::NewRootScope();
+  Output x = ops::Placeholder(root.WithOpName("x"), DType::kFloat32, Shape{2});
+  Output a = ops::Mul(root.WithOpName("a").WithDevice("/rank:1/cpu:0"), x, x);
+  Output b = ops::Add(root.WithOpName("b").WithDevice("/rank:0/cpu:0"), a, x);
+  ASSERT_TRUE(root.ok()) << root.status();
+  PlacementOptions po;
+  po.ranks = comm->size();
+  StatusOr<Placement> placed = PlaceGraph(*root.graph(), po);
+  ASSERT_TRUE(placed.ok()) << placed.status();
+  StatusOr<std::unique_ptr<Communicator>> rendezvous = comm->Split(0, comm->rank());
+  ASSERT_TRUE(rendezvous.ok()) << rendezvous.status();
+  FailKernel fail("a");
+  SessionOptions so;
+  so.placement = std::make_shared<const Placement>(std::move(*placed));
+  so.rendezvous = rendezvous->get();
+  std::vector<Tensor> out;
+  {
+    // First a run that works: b = x * x + x everywhere.
+    Session healthy(root.graph(), so);
+    Status ok = healthy.Run({{x, Tensor::FromVector<float>(Shape{2}, {2, 3})}}, {b}, {}, &out);
+    EXPECT_TRUE(ok.ok()) << ok;
+    if (ok.ok()) {
+      EXPECT_EQ(out[0].ToVector<float>(), (std::vector<float>{6, 12}));
+    }
+  }
+  // Sessions on one rendezvous communicator take turns on every rank (rendezvous.h, step 8).
+  EXPECT_TRUE(comm->Barrier()->Wait().ok());
+  so.hooks = comm->rank() == 1 ? &fail : nullptr;
+  Session session(root.graph(), so);
+  Status st = session.Run({{x, Tensor::FromVector<float>(Shape{2}, {2, 3})}}, {b}, {}, &out);
+  EXPECT_FALSE(st.ok());
+  if (comm->rank() == 1) {
+    EXPECT_EQ(st.code(), Code::kInternal) << st;
+    EXPECT_EQ(st.message(), "kernel 'a' (Mul) broke");
+  } else {
+    EXPECT_EQ(st.code(), Code::kAborted) << st;
+    EXPECT_NE(st.message().find("rank 1 failed in run 0: INTERNAL: kernel 'a' (Mul) broke"),
+              std::string::npos)
+        << st;
+  }
+  EXPECT_TRUE(comm->Barrier()->Wait().ok());
 }
 
 }  // namespace

@@ -113,6 +113,10 @@ class Communicator {
   // fully known shapes only.
   virtual std::shared_ptr<Work> RecvShaped(std::shared_ptr<Tensor> out, DType dtype, Shape shape,
                                            int src, int tag);
+  // Withdraws a Recv or RecvShaped whose message has not arrived: its Work finishes with
+  // kAborted (one whose message arrived completes as usual). For a protocol that gives up on
+  // messages that will not come. The default does nothing (the Recv stays posted).
+  virtual void CancelRecv(const std::shared_ptr<Work>& recv) {}
   // A sub-communicator of the ranks that pass the same color, ordered by key (blocking,
   // collective over this communicator).
   virtual StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) = 0;

@@ -115,6 +115,8 @@ class Session {
   std::map<std::string, std::shared_ptr<Plan>> plans_;
   std::map<int, std::unique_ptr<OpKernel>> kernels_;  // by node id
   std::atomic<int64_t> run_counter_{0};
+  struct PeerErrors;  // the rendezvous' error channel (src/runtime/rendezvous.h, step 8)
+  std::unique_ptr<PeerErrors> peer_errors_;
 };
 
 }  // namespace mpiflow

@@ -3,6 +3,7 @@
 #include "rendezvous.h"
 
 #include <chrono>
+#include <cstring>
 #include <queue>
 
 #include "mpiflow/communicator.h"
@@ -21,12 +22,57 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
     pending[i] = plan.steps[i].num_preds;
     if (pending[i] == 0) ready.push(i);
   }
+  if (!peer_errors_) {  // step 8: hear of the other ranks' failures from now on
+    peer_errors_ = std::make_unique<PeerErrors>();
+    peer_errors_->comm = comm;
+    for (int r = 0; r < comm->size(); ++r) {
+      if (r == comm->rank()) continue;
+      auto text = std::make_shared<Tensor>();
+      peer_errors_->peers.push_back(r);
+      peer_errors_->texts.push_back(text);
+      peer_errors_->works.push_back(
+          comm->RecvShaped(text, DType::kBool, Shape{-1}, r, kRendezvousErrorTag));
+    }
+  }
+  const PeerErrors& errors = *peer_errors_;
+  auto peer_failed = [&](size_t k) {
+    Status s = errors.works[k]->status();
+    if (!s.ok()) return s.WithContext(StrCat("the error channel from rank ", errors.peers[k]));
+    const Tensor& text = *errors.texts[k];
+    return Status(Code::kAborted,
+                  StrCat("rank ", errors.peers[k], " failed in run ", step, ": ",
+                         std::string(static_cast<const char*>(text.raw()), text.bytes())));
+  };
+  for (size_t k = 0; k < errors.works.size(); ++k) {
+    if (errors.works[k]->Completed()) return peer_failed(k);
+  }
+  // Step 7: every other rank hears of a failure here.
+  auto fail = [&](const Status& s) {
+    const std::string text = s.ToString();
+    Tensor bytes(DType::kBool, Shape{static_cast<int64_t>(text.size())});
+    std::memcpy(bytes.raw(), text.data(), text.size());
+    for (int r : errors.peers) comm->Send(bytes, r, kRendezvousErrorTag);
+    return s;
+  };
   struct InFlight {
     int step;
     std::shared_ptr<Tensor> value;
   };
-  std::vector<std::shared_ptr<Work>> recv_works, send_works;
-  std::vector<InFlight> recvs;
+  // What the executor waits for: the error channel's Recvs first, then the run's.
+  const size_t num_errors = errors.works.size();
+  std::vector<std::shared_ptr<Work>> recv_works = errors.works, send_works;
+  std::vector<InFlight> recvs;  // recvs[k] is recv_works[num_errors + k]
+  // A run that ends early withdraws its Recvs still in flight (their messages may never come).
+  struct Withdraw {
+    Communicator* comm;
+    const std::vector<std::shared_ptr<Work>>& works;
+    size_t from;
+    ~Withdraw() {
+      for (size_t k = from; k < works.size(); ++k) {
+        if (!works[k]->Completed()) comm->CancelRecv(works[k]);
+      }
+    }
+  } withdraw{comm, recv_works, num_errors};
   auto complete = [&](int i) {
     const Plan::Step& st = plan.steps[i];
     if (st.kind != Plan::Kind::kRecv) {
@@ -53,7 +99,8 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
       ready.pop();
       const Plan::Step& st = plan.steps[i];
       if (st.kind == Plan::Kind::kKernel) {
-        MPIFLOW_RETURN_IF_ERROR(RunNode(plan, i, values, step, timing));
+        Status s = RunNode(plan, i, values, step, timing);
+        if (!s.ok()) return fail(s);
       } else if (st.kind == Plan::Kind::kSend) {
         const Transfer& t = plan.transfers[st.transfer];
         Tensor value = t.control ? Tensor(DType::kBool, Shape{0}) : values[st.in_slots[0]];
@@ -84,15 +131,17 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
                         recvs.size(), " Recv(s): ", list);
         },
         /*urgent=*/true);
-    const int i = recvs[k].step;
+    if (k < num_errors) return peer_failed(k);
+    const size_t r = k - num_errors;
+    const int i = recvs[r].step;
     const Plan::Step& st = plan.steps[i];
     Status s = recv_works[k]->status();
     if (!s.ok()) {
-      return s.WithContext(StrCat("receiving ", describe(plan.transfers[st.transfer])));
+      return fail(s.WithContext(StrCat("receiving ", describe(plan.transfers[st.transfer]))));
     }
-    if (st.out_base >= 0) values[st.out_base] = std::move(*recvs[k].value);
+    if (st.out_base >= 0) values[st.out_base] = std::move(*recvs[r].value);
     recv_works.erase(recv_works.begin() + static_cast<long>(k));
-    recvs.erase(recvs.begin() + static_cast<long>(k));
+    recvs.erase(recvs.begin() + static_cast<long>(r));
     complete(i);
     ++done;
   }
@@ -102,7 +151,7 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
   }
   for (const auto& w : send_works) {
     Status s = w->Wait();
-    if (!s.ok()) return s.WithContext(StrCat("sending in run ", step));
+    if (!s.ok()) return fail(s.WithContext(StrCat("sending in run ", step)));
   }
   return Status::OK();
 }

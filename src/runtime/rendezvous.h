@@ -23,7 +23,42 @@
 //   6. the run ends when every local node has run and every Send has completed; a Recv waiting
 //      past the stall limits is reported by name (tensor, source rank, edge, microbatch, run) and
 //      then ends the job (exit code 3);
-//   7. a failure ends the run at once with that error (the Recvs still in flight are abandoned:
-//      this rank cannot take part in another run); mpiflow-train then ends the whole job with
-//      the reason (Communicator::Abort), so no rank waits for the failed one.
+//   7. a failure here (a kernel's error, a failed Send or Recv) ends the run at once with that
+//      error, after sending its text to every other rank of the communicator on the error tag
+//      (kRendezvousErrorTag); its Recvs still in flight are withdrawn (Communicator::CancelRecv;
+//      the ranks are out of step now: the Session cannot take part in another run);
+//      mpiflow-train then ends the whole job with the reason (Communicator::Abort);
+//   8. the error channel: the first partitioned run posts a Recv from every other rank on the
+//      error tag, kept until the Session ends (then withdrawn, Communicator::CancelRecv); every
+//      wait of step 5 waits for these too, and one that completes fails the run with the other
+//      rank's error ("rank R failed in run N: ...") instead of waiting for tensors that will not
+//      come. An error is never forwarded: the rank that failed tells every other rank itself.
+//      Sessions that share a rendezvous communicator take turns: every rank is done with one
+//      before any rank runs the next (the error tag is the communicator's, not a Session's).
 #pragma once
+
+#include <memory>
+#include <vector>
+
+#include "mpiflow/communicator.h"
+#include "mpiflow/session.h"
+
+namespace mpiflow {
+
+// Above every transfer's tag (a partition of more transfers is refused).
+constexpr int kRendezvousErrorTag = 32767;  // the least MPI_TAG_UB the MPI standard allows
+
+// Step 8's Recvs, one per other rank of the communicator.
+struct Session::PeerErrors {
+  Communicator* comm = nullptr;
+  std::vector<int> peers;
+  std::vector<std::shared_ptr<Tensor>> texts;  // each a kBool[bytes] of the error's text
+  std::vector<std::shared_ptr<Work>> works;
+  ~PeerErrors() {
+    for (const auto& w : works) {
+      if (!w->Completed()) comm->CancelRecv(w);
+    }
+  }
+};
+
+}  // namespace mpiflow

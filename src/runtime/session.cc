@@ -12,6 +12,7 @@
 #include "mpiflow/fault_hooks.h"
 #include "mpiflow/timeline.h"
 #include "plan.h"
+#include "rendezvous.h"
 #include "session_resources.h"
 
 namespace mpiflow {
@@ -182,6 +183,11 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
     std::set<Output> fed_set;
     for (const auto& f : fed) fed_set.insert(f.first);
     plan->transfers = PartitionRun(*graph_, *placement, needed, fed_set, fetches);
+    if (plan->transfers.size() >= static_cast<size_t>(kRendezvousErrorTag)) {
+      return InvalidArgument("this run's partition needs ", plan->transfers.size(),
+                             " transfers between ranks; the rendezvous tags at most ",
+                             kRendezvousErrorTag, ": place the model in fewer, larger pieces");
+    }
   }
   std::vector<int> out_base(n, -1);
   std::map<Output, int> recv_slot;  // a remote output received here -> its slot
