@@ -192,6 +192,7 @@ bool Engine::ProbeArrived(P2P& p) {
   }
   *pr.out = t;
   p.probe.reset();
+  p.arrived = std::chrono::steady_clock::now();
   p.req = req;
   p.keep = t;
   p.expect_bytes = bytes;
@@ -214,6 +215,16 @@ void Engine::CancelRecv(const std::shared_ptr<Work>& work) {
                                : Status::OK());
     p2p_.erase(it);
     return;
+  }
+}
+
+void Engine::RecordP2P(const P2P& p) {
+  if (!timeline_) return;
+  const auto now = std::chrono::steady_clock::now();
+  timeline_->Add(p.what, "p2p", p.posted, now, Timeline::kCommunication,
+                 StrCat("\"bytes\":", p.keep.allocated() ? p.keep.bytes() : 0));
+  if (p.arrived != std::chrono::steady_clock::time_point()) {
+    timeline_->Add(p.what, "p2p_arrived", p.arrived, now, Timeline::kData);
   }
 }
 
@@ -248,6 +259,7 @@ void Engine::PollP2P() {
     } else {
       p.work->Finish(Status::OK());
     }
+    RecordP2P(p);
     p2p_.erase(p2p_.begin() + static_cast<long>(i));
     p2p_nap_us_ = kMinP2PNapUs;
   }

@@ -198,7 +198,12 @@ class Engine {
     int64_t expect_bytes = -1;  // recv: the size the caller expects; -1 for sends
     std::string what;
     std::unique_ptr<Probe> probe;  // set until a shaped receive's message has arrived
+    std::chrono::steady_clock::time_point posted = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point arrived;  // a shaped receive's message matched
   };
+  // The timeline's "p2p" event of a completed send or receive (posted -> done), and for a
+  // shaped receive its "arrived" part (matched -> done).
+  void RecordP2P(const P2P& p);
   // A shaped receive's probe: false while its message has not arrived; otherwise the receive
   // is posted (or p.work finished with the error).
   bool ProbeArrived(P2P& p);

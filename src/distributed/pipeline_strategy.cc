@@ -82,6 +82,27 @@ Tensor Rows(const Tensor& t, int64_t begin, int64_t count) {
   return out;
 }
 
+// A weight's gradient over the microbatches, sum_m X_m^T dY_m (an AddN of M MatMuls, as
+// autodiff sums the copies' pieces), as one MatMul of the stacked rows, [X_1..X_M]^T
+// [dY_1..dY_M]: one GEMM of the batch's rows instead of M of a microbatch's and their sum, and
+// it runs after every microbatch's backward has sent its input gradient on (the stage before
+// waits less). Any other gradient is returned as it is.
+Output StackMicrobatchPieces(const Scope& root, Output grad) {
+  const Node* sum = grad.node;
+  if (sum->op() != "AddN" || sum->num_inputs() < 2) return grad;
+  std::vector<Output> xs, dys;
+  for (const Output& piece : sum->inputs()) {
+    const Node* mm = piece.node;
+    if (mm->op() != "MatMul" || !mm->attr<bool>("transpose_a") || mm->attr<bool>("transpose_b")) {
+      return grad;
+    }
+    xs.push_back(mm->input(0));
+    dys.push_back(mm->input(1));
+  }
+  const Scope s = root.NewSubScope("stacked_gradient").ColocatedWith(sum);
+  return ops::MatMul(s, ops::Concat(s, xs, 0), ops::Concat(s, dys, 0), true, false);
+}
+
 }  // namespace
 
 PipelineStrategy::PipelineStrategy(const StrategyEnv& env, PipelineOptions options)
@@ -146,6 +167,10 @@ Status PipelineStrategy::Build(const Scope& root, Output loss, const std::vector
   }
   std::vector<Output> grads;
   MPIFLOW_RETURN_IF_ERROR(AddGradients(root, {loss_}, variables, {}, &grads));
+  if (M > 1) {
+    for (Output& grad : grads) grad = StackMicrobatchPieces(root, grad);
+    MPIFLOW_RETURN_IF_ERROR(root.status());
+  }
   // A replica's stages exchange tensors on a communicator of their own (no tag of another
   // protocol on the world's can meet them); a stage's replicas allreduce on theirs.
   if (options_.stages > 1) {

@@ -17,10 +17,29 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
   Communicator* comm = options_.rendezvous;
   const int num_steps = static_cast<int>(plan.steps.size());
   std::vector<int> pending(num_steps), uses = plan.uses;
-  std::priority_queue<int, std::vector<int>, std::greater<int>> ready;  // plan order first
+  // Ready kernels by priority: first those whose output another rank waits for (it goes out the
+  // moment it exists: a microbatch's last backward op before the forward of the next), then the
+  // rest, each in plan order. Keys are step + (feeds a Send ? 0 : num_steps).
+  std::priority_queue<int, std::vector<int>, std::greater<int>> ready;
+  std::vector<char> feeds_send(num_steps, 0);
+  for (int i = 0; i < num_steps; ++i) {
+    for (int succ : plan.steps[i].successors) {
+      if (plan.steps[succ].kind == Plan::Kind::kSend) feeds_send[i] = 1;
+    }
+  }
+  // Sends and Recvs go before any kernel the moment they are ready: they cost nothing here, and
+  // a peer may be waiting for what a Send carries.
+  std::vector<int> ready_transfers;
+  auto make_ready = [&](int i) {
+    if (plan.steps[i].kind == Plan::Kind::kKernel) {
+      ready.push(feeds_send[i] ? i : i + num_steps);
+    } else {
+      ready_transfers.push_back(i);
+    }
+  };
   for (int i = 0; i < num_steps; ++i) {
     pending[i] = plan.steps[i].num_preds;
-    if (pending[i] == 0) ready.push(i);
+    if (pending[i] == 0) make_ready(i);
   }
   if (!peer_errors_) {  // step 8: hear of the other ranks' failures from now on
     peer_errors_ = std::make_unique<PeerErrors>();
@@ -81,7 +100,7 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
       }
     }
     for (int succ : st.successors) {
-      if (--pending[succ] == 0) ready.push(succ);
+      if (--pending[succ] == 0) make_ready(succ);
     }
   };
   auto describe = [&](const Transfer& t) {
@@ -93,10 +112,47 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
   };
   const auto since = std::chrono::steady_clock::now();
   int done = 0;
+  // recv_works[k] completed: a peer's failure, or a Recv whose consumers may now run.
+  auto take = [&](size_t k) -> Status {
+    if (k < num_errors) return peer_failed(k);
+    const size_t r = k - num_errors;
+    const int i = recvs[r].step;
+    const Plan::Step& st = plan.steps[i];
+    Status s = recv_works[k]->status();
+    if (!s.ok()) {
+      return fail(s.WithContext(StrCat("receiving ", describe(plan.transfers[st.transfer]))));
+    }
+    if (st.out_base >= 0) values[st.out_base] = std::move(*recvs[r].value);
+    recv_works.erase(recv_works.begin() + static_cast<long>(k));
+    recvs.erase(recvs.begin() + static_cast<long>(r));
+    complete(i);
+    ++done;
+    return Status::OK();
+  };
+  // Before each node: every message already here joins the ready queue, so a node it releases
+  // runs in its turn (plan order) rather than after everything that happened to be ready.
+  auto take_arrived = [&]() -> Status {
+    for (size_t k = 0; k < recv_works.size();) {
+      if (!recv_works[k]->Completed()) {
+        ++k;
+        continue;
+      }
+      MPIFLOW_RETURN_IF_ERROR(take(k));  // erases k
+    }
+    return Status::OK();
+  };
   while (true) {
-    while (!ready.empty()) {
-      const int i = ready.top();
-      ready.pop();
+    while (!ready.empty() || !ready_transfers.empty()) {
+      int i;
+      if (!ready_transfers.empty()) {
+        i = ready_transfers.back();
+        ready_transfers.pop_back();
+      } else {
+        if (recv_works.size() > num_errors) MPIFLOW_RETURN_IF_ERROR(take_arrived());
+        if (!ready_transfers.empty()) continue;
+        i = ready.top() % num_steps;
+        ready.pop();
+      }
       const Plan::Step& st = plan.steps[i];
       if (st.kind == Plan::Kind::kKernel) {
         Status s = RunNode(plan, i, values, step, timing);
@@ -131,19 +187,7 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
                         recvs.size(), " Recv(s): ", list);
         },
         /*urgent=*/true);
-    if (k < num_errors) return peer_failed(k);
-    const size_t r = k - num_errors;
-    const int i = recvs[r].step;
-    const Plan::Step& st = plan.steps[i];
-    Status s = recv_works[k]->status();
-    if (!s.ok()) {
-      return fail(s.WithContext(StrCat("receiving ", describe(plan.transfers[st.transfer]))));
-    }
-    if (st.out_base >= 0) values[st.out_base] = std::move(*recvs[r].value);
-    recv_works.erase(recv_works.begin() + static_cast<long>(k));
-    recvs.erase(recvs.begin() + static_cast<long>(r));
-    complete(i);
-    ++done;
+    MPIFLOW_RETURN_IF_ERROR(take(k));
   }
   if (done < num_steps) {
     return Internal("partitioned run ", step, " stopped with ", num_steps - done,

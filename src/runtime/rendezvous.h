@@ -18,8 +18,10 @@
 //      (Communicator::RecvShaped: an unknown batch dimension comes from the message's size);
 //   4. it runs its own nodes as a dataflow in the plan's order; when a node's output is sent
 //      somewhere, the Send starts at once and the executor goes on (Send never blocks it);
-//   5. with nothing ready to run, the executor waits for any Recv in flight (the communication
-//      thread polls without naps meanwhile); a completed Recv releases its consumers;
+//   5. a completed Recv releases its consumers: before each node, the executor takes in every
+//      Recv completed meanwhile (its consumers then run in plan order, a microbatch's forward
+//      before the backward that happened to be ready); with nothing ready to run, it waits for
+//      any Recv in flight (the communication thread polls without naps meanwhile);
 //   6. the run ends when every local node has run and every Send has completed; a Recv waiting
 //      past the stall limits is reported by name (tensor, source rank, edge, microbatch, run) and
 //      then ends the job (exit code 3);
