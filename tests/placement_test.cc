@@ -92,6 +92,19 @@ TEST(PlacementTest, HintsAndColocationAreHonoured) {
   EXPECT_EQ(slots, 2);
 }
 
+TEST(PlacementTest, TheFingerprintFollowsThePlacement) {
+  TwoLayers a, b, swapped("/rank:1", "/rank:0");
+  StatusOr<Placement> pa = PlaceGraph(*a.s.graph(), {2, 0, {}, {}});
+  StatusOr<Placement> pb = PlaceGraph(*b.s.graph(), {2, 0, {}, {}});
+  StatusOr<Placement> ps = PlaceGraph(*swapped.s.graph(), {2, 0, {}, {}});
+  ASSERT_TRUE(pa.ok() && pb.ok() && ps.ok());
+  EXPECT_EQ(pa->Fingerprint(), pb->Fingerprint());  // the same graph, placed on another "rank"
+  EXPECT_NE(pa->Fingerprint(), ps->Fingerprint());
+  StatusOr<Placement> three = PlaceGraph(*a.s.graph(), {3, 0, {}, {}});
+  ASSERT_TRUE(three.ok());
+  EXPECT_NE(pa->Fingerprint(), three->Fingerprint());
+}
+
 TEST(PlacementTest, BadHintsNameTheNode) {
   {
     TwoLayers m("/rank:0", "/rank:5");

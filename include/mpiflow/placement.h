@@ -72,6 +72,9 @@ class Placement {
   // input), else on rank 0.
   int RankOf(const Node* n) const;
   int num_placed() const { return static_cast<int>(rank_of_.size()); }
+  // A hash of every placed node's rank: ranks that computed the same placement agree on it (the
+  // pipeline's start-up check compares it, as it compares the graph).
+  uint64_t Fingerprint() const;
 
  private:
   const Graph* graph_ = nullptr;

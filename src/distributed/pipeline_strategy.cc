@@ -215,6 +215,9 @@ Status PipelineStrategy::Build(const Scope& root, Output loss, const std::vector
     if (options_.print_placement && env_.log) {
       *env_.log << DescribePlacement(*g, *placement_, {loss});
     }
+    // Every rank partitions its runs by its own placement: they must agree (as the graph must).
+    MPIFLOW_RETURN_IF_ERROR(CheckSameOnAllRanks(
+        env_.comm, *g, {{"placement", StrCat(std::hex, placement_->Fingerprint())}}));
   }
   stage_parameters_.assign(options_.stages, 0);
   for (const Output& v : variables) {

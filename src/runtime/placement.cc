@@ -117,6 +117,19 @@ double NodeFlops(const Node& n, int64_t batch) {
   return out;
 }
 
+uint64_t Placement::Fingerprint() const {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over (ranks, rank of each node)
+  auto mix = [&](int64_t v) {
+    for (int b = 0; b < 8; ++b) {
+      h ^= static_cast<uint64_t>(v >> (8 * b)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  };
+  mix(ranks_);
+  for (int r : rank_of_) mix(r);
+  return h;
+}
+
 int Placement::RankOf(const Node* n) const {
   if (n->id() < static_cast<int>(rank_of_.size())) return rank_of_[n->id()];
   // Added after placement: with the node it is colocated with, else with its inputs (an update
