@@ -202,6 +202,11 @@ bool Engine::ProbeArrived(P2P& p) {
 void Engine::CancelRecv(const std::shared_ptr<Work>& work) {
   for (auto it = p2p_.begin(); it != p2p_.end(); ++it) {
     if (it->work != work || (!it->probe && it->expect_bytes < 0)) continue;  // not this, a send
+    // A message that is there already is received (it would be left for a later receive).
+    if (it->probe && ProbeArrived(*it)) {  // finished: an error
+      p2p_.erase(it);
+      return;
+    }
     bool cancelled = true;
     if (!it->probe) {  // posted: MPI_Cancel, then the request ends one way or the other
       MPI_Status st;
@@ -210,7 +215,16 @@ void Engine::CancelRecv(const std::shared_ptr<Work>& work) {
       int flag = 0;
       MPI_Test_cancelled(&st, &flag);
       cancelled = flag != 0;
+      int got = 0;
+      if (!cancelled) MPI_Get_count(&st, MPI_BYTE, &got);
+      if (!cancelled && got != it->expect_bytes) {
+        it->work->Finish(
+            InvalidArgument(it->what, " received ", got, " bytes, expected ", it->expect_bytes));
+        p2p_.erase(it);
+        return;
+      }
     }
+    if (!cancelled) RecordP2P(*it);
     it->work->Finish(cancelled ? Status(Code::kAborted, StrCat(it->what, ": cancelled"))
                                : Status::OK());
     p2p_.erase(it);

@@ -283,6 +283,14 @@ TEST(Rendezvous, AFailureOnOneRankEndsEveryRanksRunWithItsError) {
               std::string::npos)
         << st;
   }
+  // The ranks are out of step now: every later run ends at once, with the same reason.
+  Status again = session.Run({{x, Tensor::FromVector<float>(Shape{2}, {2, 3})}}, {b}, {}, &out);
+  EXPECT_FALSE(again.ok());
+  EXPECT_NE(again.message().find(comm->rank() == 1 ? "refused: an earlier run failed"
+                                                   : "rank 1 failed in run 1: INTERNAL"),
+            std::string::npos)
+      << again;
+  EXPECT_NE(again.message().find("kernel 'a' (Mul) broke"), std::string::npos) << again;
   EXPECT_TRUE(comm->Barrier()->Wait().ok());
 }
 

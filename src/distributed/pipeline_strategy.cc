@@ -88,6 +88,7 @@ Tensor Rows(const Tensor& t, int64_t begin, int64_t count) {
 // it runs after every microbatch's backward has sent its input gradient on (the stage before
 // waits less). Any other gradient is returned as it is.
 Output StackMicrobatchPieces(const Scope& root, Output grad) {
+  if (!grad.valid()) return grad;  // no gradient: ApplyGradients says so, naming the variable
   const Node* sum = grad.node;
   if (sum->op() != "AddN" || sum->num_inputs() < 2) return grad;
   std::vector<Output> xs, dys;

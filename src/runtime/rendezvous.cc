@@ -53,7 +53,10 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
           comm->RecvShaped(text, DType::kBool, Shape{-1}, r, kRendezvousErrorTag));
     }
   }
-  const PeerErrors& errors = *peer_errors_;
+  PeerErrors& errors = *peer_errors_;
+  if (!errors.failed.ok()) {  // step 7: out of step with the other ranks for good
+    return errors.failed.WithContext(StrCat("run ", step, " refused: an earlier run failed"));
+  }
   auto peer_failed = [&](size_t k) {
     Status s = errors.works[k]->status();
     if (!s.ok()) return s.WithContext(StrCat("the error channel from rank ", errors.peers[k]));
@@ -67,6 +70,7 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
   }
   // Step 7: every other rank hears of a failure here.
   auto fail = [&](const Status& s) {
+    errors.failed = s;
     const std::string text = s.ToString();
     Tensor bytes(DType::kBool, Shape{static_cast<int64_t>(text.size())});
     std::memcpy(bytes.raw(), text.data(), text.size());
@@ -190,12 +194,24 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
     MPIFLOW_RETURN_IF_ERROR(take(k));
   }
   if (done < num_steps) {
-    return Internal("partitioned run ", step, " stopped with ", num_steps - done,
-                    " step(s) never ready");
+    return fail(Internal("partitioned run ", step, " stopped with ", num_steps - done,
+                         " step(s) never ready"));
   }
-  for (const auto& w : send_works) {
-    Status s = w->Wait();
+  // The run ends when its Sends are received (or a peer fails: it will not receive them).
+  std::vector<std::shared_ptr<Work>> sending = errors.works;
+  sending.insert(sending.end(), send_works.begin(), send_works.end());
+  while (sending.size() > num_errors) {
+    const size_t k = comm->WaitAnyWatched(
+        sending, since,
+        [&](double waited) {
+          return StrCat("rank ", comm->rank(), ": waiting ", static_cast<int>(waited), " s for ",
+                        sending.size() - num_errors, " Send(s) of run ", step, " to be received");
+        },
+        /*urgent=*/true);
+    if (k < num_errors) return peer_failed(k);
+    Status s = sending[k]->status();
     if (!s.ok()) return fail(s.WithContext(StrCat("sending in run ", step)));
+    sending.erase(sending.begin() + static_cast<long>(k));
   }
   return Status::OK();
 }

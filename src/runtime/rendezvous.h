@@ -22,21 +22,26 @@
 //      Recv completed meanwhile (its consumers then run in plan order, a microbatch's forward
 //      before the backward that happened to be ready); with nothing ready to run, it waits for
 //      any Recv in flight (the communication thread polls without naps meanwhile);
-//   6. the run ends when every local node has run and every Send has completed; a Recv waiting
-//      past the stall limits is reported by name (tensor, source rank, edge, microbatch, run) and
-//      then ends the job (exit code 3);
-//   7. a failure here (a kernel's error, a failed Send or Recv) ends the run at once with that
-//      error, after sending its text to every other rank of the communicator on the error tag
+//   6. the run ends when every local node has run and every Send has been received (a peer's
+//      failure, step 8, ends that wait too); a Recv waiting past the stall limits is reported by
+//      name (tensor, source rank, edge, microbatch, run), a Send by its count, and then the job
+//      ends (exit code 3);
+//   7. a failure here (a kernel's error, a failed Recv, a failed Send when the run waits for
+//      it) ends the run with that error, after sending its text to every other rank of the
+//      communicator on the error tag
 //      (kRendezvousErrorTag); its Recvs still in flight are withdrawn (Communicator::CancelRecv;
-//      the ranks are out of step now: the Session cannot take part in another run);
+//      the ranks are out of step now: the Session refuses every later run with that error);
 //      mpiflow-train then ends the whole job with the reason (Communicator::Abort);
 //   8. the error channel: the first partitioned run posts a Recv from every other rank on the
 //      error tag, kept until the Session ends (then withdrawn, Communicator::CancelRecv); every
 //      wait of step 5 waits for these too, and one that completes fails the run with the other
 //      rank's error ("rank R failed in run N: ...") instead of waiting for tensors that will not
 //      come. An error is never forwarded: the rank that failed tells every other rank itself.
-//      Sessions that share a rendezvous communicator take turns: every rank is done with one
-//      before any rank runs the next (the error tag is the communicator's, not a Session's).
+//      Sessions that share a rendezvous communicator take turns: every rank destroys one before
+//      any rank runs the next (the error tag is the communicator's, not a Session's, and a live
+//      Session's error Recvs would take a peer's error meant for the other). In a 2-D layout the
+//      channel reaches the ranks of one replica; the others learn of it from mpiflow-train's
+//      Abort (or the stall limits) in the allreduces they wait in.
 #pragma once
 
 #include <memory>
@@ -56,6 +61,7 @@ struct Session::PeerErrors {
   std::vector<int> peers;
   std::vector<std::shared_ptr<Tensor>> texts;  // each a kBool[bytes] of the error's text
   std::vector<std::shared_ptr<Work>> works;
+  Status failed;  // this rank's failure in a run (step 7): every later run is refused
   ~PeerErrors() {
     for (const auto& w : works) {
       if (!w->Completed()) comm->CancelRecv(w);
