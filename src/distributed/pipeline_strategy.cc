@@ -264,28 +264,11 @@ Status PipelineStrategy::Start(Session& session, CheckpointManager& checkpoints,
   checkpoints_ = &checkpoints;
   if (!resumed.resumed) return Status::OK();
   // Every stage reads the whole model's file and keeps its own variables.
-  std::string changed;
-  StatusOr<Checkpoint> c = checkpoints.LoadForResume(&changed);
-  if (!c.ok()) return c.status();
-  const std::string& path = checkpoints.last();
-  StatusOr<std::vector<std::pair<std::string, Tensor>>> values =
-      RestoreCheckpoint(*c, session.graph(), path);
-  if (!values.ok()) return values.status();
-  for (const auto& [name, value] : *values) {
-    const Node* node = session.graph().FindNode(name);
-    if (placement_ && placement_->RankOf(node) != stage_) continue;
-    MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(name, value));
-  }
-  if (!changed.empty()) {
-    *env_.log << "mpiflow: warning: resuming with options that differ from the checkpoint's: "
-              << changed << "\n";
-  }
-  const RunState state = GetRunState(*c);
-  MPIFLOW_RETURN_IF_ERROR(strategy_util::SameStep(path, resumed, state));
-  step_ = state.position.step;
-  strategy_util::NoteCheckpoint(env_.comm, path, step_);
-  session.set_run_counter(state.run_counter);
-  *env_.log << "mpiflow: resumed from '" << path << "' at step " << step_ << "\n";
+  StatusOr<int64_t> step = strategy_util::ResumeWholeModel(
+      session, checkpoints, resumed, env_.comm, *env_.log,
+      [this](const Node* node) { return !placement_ || placement_->RankOf(node) == stage_; });
+  if (!step.ok()) return step.status();
+  step_ = *step;
   return Status::OK();
 }
 

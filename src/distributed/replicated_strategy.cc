@@ -22,25 +22,10 @@ Status ReplicatedStrategy::Start(Session& session, CheckpointManager& checkpoint
                                  const RunState& resumed) {
   checkpoints_ = &checkpoints;
   if (!resumed.resumed) return Status::OK();
-  std::string changed;
-  StatusOr<Checkpoint> c = checkpoints.LoadForResume(&changed);
-  if (!c.ok()) return c.status();
-  const std::string& path = checkpoints.last();
-  StatusOr<std::vector<std::pair<std::string, Tensor>>> values =
-      RestoreCheckpoint(*c, session.graph(), path);
-  if (!values.ok()) return values.status();
-  MPIFLOW_RETURN_IF_ERROR(strategy_util::WriteVariables(session, *values));
-  std::ostream& log = *env_.log;
-  if (!changed.empty()) {
-    log << "mpiflow: warning: resuming with options that differ from the checkpoint's: " << changed
-        << "\n";
-  }
-  const RunState state = GetRunState(*c);
-  MPIFLOW_RETURN_IF_ERROR(strategy_util::SameStep(path, resumed, state));
-  step_ = state.position.step;
-  strategy_util::NoteCheckpoint(env_.comm, path, step_);
-  session.set_run_counter(state.run_counter);
-  log << "mpiflow: resumed from '" << path << "' at step " << step_ << "\n";
+  StatusOr<int64_t> step =
+      strategy_util::ResumeWholeModel(session, checkpoints, resumed, env_.comm, *env_.log);
+  if (!step.ok()) return step.status();
+  step_ = *step;
   return Status::OK();
 }
 

@@ -29,6 +29,33 @@ Status SameStep(const std::string& path, const RunState& peeked, const RunState&
                        peeked.position.step, ", then ", read.position.step, "): start it again"));
 }
 
+StatusOr<int64_t> ResumeWholeModel(Session& session, CheckpointManager& checkpoints,
+                                   const RunState& resumed, Communicator* comm, std::ostream& log,
+                                   const std::function<bool(const Node*)>& keep) {
+  std::string changed;
+  StatusOr<Checkpoint> c = checkpoints.LoadForResume(&changed);
+  if (!c.ok()) return c.status();
+  const std::string& path = checkpoints.last();
+  StatusOr<std::vector<std::pair<std::string, Tensor>>> values =
+      RestoreCheckpoint(*c, session.graph(), path);
+  if (!values.ok()) return values.status();
+  for (const auto& [name, value] : *values) {
+    if (keep && !keep(session.graph().FindNode(name))) continue;
+    MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(name, value));
+  }
+  if (!changed.empty()) {
+    log << "mpiflow: warning: resuming with options that differ from the checkpoint's: " << changed
+        << "\n";
+  }
+  const RunState state = GetRunState(*c);
+  MPIFLOW_RETURN_IF_ERROR(SameStep(path, resumed, state));
+  const int64_t step = state.position.step;
+  NoteCheckpoint(comm, path, step);
+  session.set_run_counter(state.run_counter);
+  log << "mpiflow: resumed from '" << path << "' at step " << step << "\n";
+  return step;
+}
+
 Status WriteVariables(Session& session, const std::vector<std::pair<std::string, Tensor>>& values) {
   for (const auto& [name, t] : values) MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(name, t));
   return Status::OK();

@@ -3,6 +3,8 @@
 // the last checkpoint. Private to src/distributed. Not a strategy.
 #pragma once
 
+#include <functional>
+#include <ostream>
 #include <set>
 #include <string>
 #include <utility>
@@ -23,6 +25,12 @@ StatusOr<Checkpoint> Snapshot(Session& session, const DataPosition& at, int rank
 // The checkpoint `path` read in full holds the step its first look saw (it could have been
 // replaced in between: a clear error, not a mixed state).
 Status SameStep(const std::string& path, const RunState& peeked, const RunState& read);
+// Resumes from the whole model's checkpoint (CheckpointManager::LoadForResume): writes the
+// variables `keep` accepts (null: every one) into the session, restores its run counter, warns
+// on `log` of options that differ, tells the stall inspector. Returns the step it holds.
+StatusOr<int64_t> ResumeWholeModel(Session& session, CheckpointManager& checkpoints,
+                                   const RunState& resumed, Communicator* comm, std::ostream& log,
+                                   const std::function<bool(const Node*)>& keep = nullptr);
 // Writes restored (name, value) pairs into the session's variables.
 Status WriteVariables(Session& session, const std::vector<std::pair<std::string, Tensor>>& values);
 // "at step N (epoch E): <what the run said>"; with `lr_hint`, an aborted run (a NaN) adds
