@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--model")
-      c.model = *mpiflow::ParseModel(v);
+      c.model = v;
     else if (k == "--steps")
       steps = std::stoll(v);
     else if (k == "--repeats")
@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
       "  %.1f GFLOP/s in the training step (%.2f MFLOP per example) = %.0f%% of "
       "one-thread sgemm %.1f GFLOP/s (1024^3, same process)\n"
       "  peak RSS %.0f MiB\n",
-      mpiflow::ModelName(c.model), static_cast<long long>(c.batch_size), c.threads,
+      c.model.c_str(), static_cast<long long>(c.batch_size), c.threads,
       mpiflow::OptimizerName(c.optimizer.kind), static_cast<long long>(steps), repeats, median,
       rates.front(), rates.back(), step_gflops, flops_per_example / 1e6, 100.0 * step_gflops / peak,
       peak, mpiflow::PeakRssMiB());

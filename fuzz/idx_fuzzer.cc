@@ -13,9 +13,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string ext = (data[0] & 1) ? ".gz" : "";
   const std::string images = mpiflow::fuzz::WriteTemp("images" + ext, data + 3, cut);
   const std::string labels = mpiflow::fuzz::WriteTemp("labels" + ext, data + 3 + cut, rest - cut);
-  mpiflow::StatusOr<mpiflow::ImageDataset> d = mpiflow::LoadIdx(images, labels, 10);
+  mpiflow::StatusOr<mpiflow::Dataset> d = mpiflow::LoadIdx(images, labels, 10);
   if (d.ok() && d->count > 0) {  // what was read is consistent
-    if (d->images.size() != static_cast<size_t>(d->count * d->example_size())) __builtin_trap();
+    if (d->bytes.size() != static_cast<size_t>(d->count * d->example_size())) __builtin_trap();
     for (int32_t label : d->labels) {
       if (label < 0 || label >= 10) __builtin_trap();
     }

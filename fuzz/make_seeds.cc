@@ -28,10 +28,10 @@ std::string BigEndian32(uint32_t v) {
 
 // idx_fuzzer's input: a flags byte, the images file's length (2 bytes, big-endian), then the
 // images file and the labels file.
-std::string IdxInput(const ImageDataset& d) {
+std::string IdxInput(const Dataset& d) {
   std::string images = BigEndian32(0x803) + BigEndian32(static_cast<uint32_t>(d.count)) +
                        BigEndian32(28) + BigEndian32(28);
-  images.append(d.images.begin(), d.images.end());
+  images.append(d.bytes.begin(), d.bytes.end());
   std::string labels = BigEndian32(0x801) + BigEndian32(static_cast<uint32_t>(d.count));
   for (int32_t l : d.labels) labels.push_back(static_cast<char>(l));
   const std::string head = {0, static_cast<char>(images.size() >> 8),
@@ -40,17 +40,17 @@ std::string IdxInput(const ImageDataset& d) {
 }
 
 int Main(const std::string& dir) {
-  const ImageDataset d = SyntheticDataset(3, 10, 7);
+  const Dataset d = SyntheticDataset(3, 10, 7);
   Put(dir + "/idx/synthetic3", IdxInput(d));
 
   Scope root = Scope::NewRootScope();
-  StatusOr<Model> mlp = BuildModel(root, ModelKind::kMlp, 1);
+  StatusOr<Model> mlp = BuildModel(root, "mlp", ModelInput{Shape{28, 28, 1}, 10}, 1);
   OptimizerOptions adam;
   adam.kind = OptimizerKind::kAdam;
   if (!mlp.ok() || !Minimize(root, mlp->loss, adam).ok()) return 1;
   Put(dir + "/graph_text/mlp_adam.mpg", GraphToText(*root.graph()));
   Scope cnn_root = Scope::NewRootScope();
-  if (!BuildModel(cnn_root, ModelKind::kCnn, 1).ok()) return 1;
+  if (!BuildModel(cnn_root, "cnn", ModelInput{Shape{28, 28, 1}, 10}, 1).ok()) return 1;
   Put(dir + "/graph_text/cnn.mpg", GraphToText(*cnn_root.graph()));
 
   Checkpoint c;
@@ -73,6 +73,20 @@ int Main(const std::string& dir) {
   if (!WriteHdf5Split(dir + "/hdf5_dataset/deflate.h5", "train", d, 2, 4).ok()) return 1;
   if (!WriteHdf5Split(dir + "/hdf5_dataset/deflate.h5", "test", d, 2, 4).ok()) return 1;
   if (!WriteHdf5Split(dir + "/hdf5_dataset/plain.h5", "train", d, 3, 0).ok()) return 1;
+  // float32 vectors with scale, offset and class names (legacy_*.h5, kept in the corpus, are
+  // the older layout: /<split>/images (count, rows, cols)).
+  Dataset f;
+  f.count = 4;
+  f.example = Shape{3};
+  f.is_float = true;
+  f.scale = 2.0f;
+  f.offset = -1.0f;
+  f.floats = {0.5f, 0.25f, 1, 0, 0, 0, -1, 2, 3, 4, 5, 6};
+  f.labels = {0, 1, 2, 1};
+  f.num_classes = 3;
+  f.class_names = {"a", "bb", "ccc"};
+  std::remove((dir + "/hdf5_dataset/float.h5").c_str());
+  if (!WriteHdf5Split(dir + "/hdf5_dataset/float.h5", "train", f, 2, 1).ok()) return 1;
   std::printf("seeds written under %s\n", dir.c_str());
   return 0;
 }

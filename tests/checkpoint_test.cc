@@ -99,7 +99,7 @@ TEST(Checkpoint, H5dumpReadsTheLayout) {
 
 TEST(Checkpoint, RestoresIntoAGraphByName) {
   Scope s = Scope::NewRootScope();
-  StatusOr<Model> m = BuildModel(s, ModelKind::kMlp, 3, 10);
+  StatusOr<Model> m = BuildModel(s, "mlp", ModelInput{Shape{28, 28, 1}, 10}, 3);
   ASSERT_TRUE(m.ok());
   OptimizerOptions adam;
   adam.kind = OptimizerKind::kAdam;

@@ -58,12 +58,12 @@ TEST(IdxTest, ReadsPlainAndGzip) {
   Write(d + "/i.gz", ImagesIdx(3, 2, 2), true);
   Write(d + "/l.gz", LabelsIdx(3), true);
   for (const char* suffix : {"", ".gz"}) {
-    StatusOr<ImageDataset> ds = LoadIdx(d + "/i" + suffix, d + "/l" + suffix);
+    StatusOr<Dataset> ds = LoadIdx(d + "/i" + suffix, d + "/l" + suffix);
     ASSERT_TRUE(ds.ok()) << ds.status();
     EXPECT_EQ(ds->count, 3);
-    EXPECT_EQ(ds->rows, 2);
+    EXPECT_EQ(ds->example, Shape({2, 2, 1}));
     EXPECT_EQ(ds->example_size(), 4);
-    EXPECT_EQ(ds->images[5], 5);
+    EXPECT_EQ(ds->bytes[5], 5);
     EXPECT_EQ(ds->labels, (std::vector<int32_t>{0, 1, 2}));
   }
 }
@@ -80,7 +80,7 @@ TEST(IdxTest, ALabelOutsideTheClassesIsAnError) {
             "'" + d +
                 "/l200': label 200 of example 2 is outside [0, 10) (the dataset has 10 "
                 "classes)");
-  StatusOr<ImageDataset> three = LoadIdx(d + "/i4", d + "/l200", 201);
+  StatusOr<Dataset> three = LoadIdx(d + "/i4", d + "/l200", 201);
   ASSERT_TRUE(three.ok()) << three.status();
   EXPECT_EQ(three->num_classes, 201);
 }
@@ -134,7 +134,7 @@ TEST(IdxTest, MnistDirectoryNamesWhatIsMissing) {
 }
 
 TEST(BatchStreamTest, ShufflesPerEpochDeterministicallyAndCoversEverything) {
-  ImageDataset d = SyntheticDataset(10, 10, 1);
+  Dataset d = SyntheticDataset(10, 10, 1);
   const auto e0 = BatchStream::EpochOrder(10, 7, 0, true);
   EXPECT_EQ(e0, BatchStream::EpochOrder(10, 7, 0, true));
   EXPECT_NE(e0, BatchStream::EpochOrder(10, 7, 1, true));
@@ -155,11 +155,11 @@ TEST(BatchStreamTest, ShufflesPerEpochDeterministicallyAndCoversEverything) {
     while (s.Next(&b)) {
       sizes.push_back(b.images.shape().dim(0));
       first_pixels.push_back(b.images.data<float>()[0]);
-      EXPECT_EQ(b.images.shape().dim(1), 784);
+      EXPECT_EQ(b.images.shape(), Shape({sizes.back(), 28, 28, 1}));
     }
     EXPECT_EQ(sizes, (std::vector<int64_t>{4, 4, 2, 4, 4, 2}));
     // the first example of the first batch is example e0[0]
-    EXPECT_FLOAT_EQ(first_pixels[0], d.images[e0[0] * 784] / 255.0f);
+    EXPECT_FLOAT_EQ(first_pixels[0], d.bytes[e0[0] * 784] / 255.0f);
   }
   o.drop_remainder = true;
   BatchStream dropped(&d, o);
@@ -183,14 +183,14 @@ TEST(DataPlanTest, StepsThroughEpochsFromAnyExample) {
 }
 
 // Labels that name their example, to follow examples through batches.
-ImageDataset Numbered(int64_t count) {
-  ImageDataset d = SyntheticDataset(count, 10, 1);
+Dataset Numbered(int64_t count) {
+  Dataset d = SyntheticDataset(count, 10, 1);
   for (int64_t i = 0; i < count; ++i) d.labels[i] = static_cast<int32_t>(i);
   return d;
 }
 
 // The examples of the next `steps` global batches of `shards` streams, in shard order.
-std::vector<int32_t> Take(const ImageDataset& d, BatchStreamOptions o, int shards, int64_t steps,
+std::vector<int32_t> Take(const Dataset& d, BatchStreamOptions o, int shards, int64_t steps,
                           std::vector<int64_t>* epochs = nullptr) {
   o.num_shards = shards;
   std::vector<std::unique_ptr<BatchStream>> streams;
@@ -213,7 +213,7 @@ std::vector<int32_t> Take(const ImageDataset& d, BatchStreamOptions o, int shard
 // A run stopped after 2 steps of 2 shards x 3 resumes on 3 shards x 3 at the position its
 // checkpoint records: the epochs see every example once, in the order one process would.
 TEST(BatchStreamTest, ResumesAtTheSameExampleOnAnotherShardCount) {
-  const ImageDataset d = Numbered(25);
+  const Dataset d = Numbered(25);
   BatchStreamOptions o;
   o.batch_size = 3;
   o.seed = 7;
@@ -249,10 +249,10 @@ TEST(BatchStreamTest, ResumesAtTheSameExampleOnAnotherShardCount) {
 }
 
 TEST(SyntheticTest, SameSeedSameBytes) {
-  ImageDataset a = SyntheticDataset(20, 10, 3), b = SyntheticDataset(20, 10, 3);
-  EXPECT_EQ(a.images, b.images);
+  Dataset a = SyntheticDataset(20, 10, 3), b = SyntheticDataset(20, 10, 3);
+  EXPECT_EQ(a.bytes, b.bytes);
   EXPECT_EQ(a.labels, b.labels);
-  EXPECT_NE(a.images, SyntheticDataset(20, 10, 4).images);
+  EXPECT_NE(a.bytes, SyntheticDataset(20, 10, 4).bytes);
 }
 
 }  // namespace
@@ -264,20 +264,21 @@ namespace {
 TEST(Hdf5Dataset, RoundTripsAndReadsARangeThroughAHyperslab) {
   const std::string path = ::testing::TempDir() + "/synthetic.h5";
   std::remove(path.c_str());
-  const ImageDataset train = SyntheticDataset(300, 10, 5), test = SyntheticDataset(40, 10, 6);
-  ASSERT_TRUE(WriteHdf5Split(path, "train", train, /*chunk_images=*/64, /*compression=*/6).ok());
+  const Dataset train = SyntheticDataset(300, 10, 5), test = SyntheticDataset(40, 10, 6);
+  ASSERT_TRUE(WriteHdf5Split(path, "train", train, /*chunk_examples=*/64, /*compression=*/6).ok());
   ASSERT_TRUE(WriteHdf5Split(path, "test", test, 1000, 0).ok());
-  StatusOr<ImageDataset> all = ReadHdf5Split(path, "train");
+  StatusOr<Dataset> all = ReadHdf5Split(path, "train");
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_EQ(all->count, 300);
-  EXPECT_EQ(all->rows, 28);
-  EXPECT_EQ(all->images, train.images);
+  EXPECT_EQ(all->example, Shape({28, 28, 1}));
+  EXPECT_FALSE(all->is_float);
+  EXPECT_EQ(all->num_classes, 10);
+  EXPECT_EQ(all->bytes, train.bytes);
   EXPECT_EQ(all->labels, train.labels);
-  StatusOr<ImageDataset> part = ReadHdf5Split(path, "train", 130, 70);  // across chunks
+  StatusOr<Dataset> part = ReadHdf5Split(path, "train", 130, 70);  // across chunks
   ASSERT_TRUE(part.ok()) << part.status();
   EXPECT_EQ(part->count, 70);
-  EXPECT_TRUE(
-      std::equal(part->images.begin(), part->images.end(), train.images.begin() + 130 * 784));
+  EXPECT_TRUE(std::equal(part->bytes.begin(), part->bytes.end(), train.bytes.begin() + 130 * 784));
   EXPECT_TRUE(std::equal(part->labels.begin(), part->labels.end(), train.labels.begin() + 130));
   EXPECT_EQ(ReadHdf5Split(path, "test")->labels, test.labels);
   // Errors name the file and what is wrong.
@@ -285,12 +286,11 @@ TEST(Hdf5Dataset, RoundTripsAndReadsARangeThroughAHyperslab) {
             "dataset file '" + path + "': examples [250, 310) are outside '/train' (300 examples)");
   EXPECT_EQ(ReadHdf5Split(path, "validation").status().message(),
             "dataset file '" + path + "' has no split '/validation' (try train or test)");
-  EXPECT_NE(
-      ReadHdf5Split(path + ".missing", "train")
-          .status()
-          .message()
-          .find("is missing or not an HDF5 file (convert IDX files with mpiflow-data convert)"),
-      std::string::npos);
+  EXPECT_NE(ReadHdf5Split(path + ".missing", "train")
+                .status()
+                .message()
+                .find("is missing or not an HDF5 file (make one with mpiflow-data convert)"),
+            std::string::npos);
   EXPECT_NE(WriteHdf5Split(path, "train", train)
                 .message()
                 .find("cannot create group '/train' (is it there already?)"),

@@ -2,6 +2,7 @@
 // reproducible from the seed, also with a concurrent executor.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
@@ -67,9 +68,46 @@ TEST(EndToEnd, SameSeedGivesBitIdenticalWeights) {
   EXPECT_FALSE(other[0].second.BitEqual(first[0].second)) << "another seed, other weights";
 }
 
+TEST(EndToEnd, AModelFileWithEveryOtherLayerTrainsAndResumesExactly) {
+  TrainConfig c = Base();
+  c.model = MPIFLOW_SOURCE_DIR "/tests/data/models/residual_bn.ini";
+  c.dataset = DatasetKind::kSynthetic;
+  c.synthetic_train = 2048;
+  c.synthetic_test = 512;
+  c.epochs = 2;
+  c.batch_size = 32;
+  c.output_dir = ::testing::TempDir() + "/residual_bn";
+  c.checkpoint.every_steps = 64;
+  std::ostringstream log;
+  StatusOr<TrainResult> r = Train(c, log);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GE(r->test_accuracy, 0.95) << log.str();
+  // The moving statistics moved, and are reported (and checkpointed) with the weights.
+  bool found = false;
+  for (const auto& [name, t] : r->variables) {
+    if (name != "bn_1/moving_mean") continue;
+    found = true;
+    double sum = 0;
+    for (int64_t i = 0; i < t.num_elements(); ++i) sum += std::abs(t.data<float>()[i]);
+    EXPECT_GT(sum, 0.01) << "moving_mean never moved";
+  }
+  EXPECT_TRUE(found);
+  // Resuming from the middle gives the same bits, the moving statistics included.
+  TrainConfig again = c;
+  again.output_dir = ::testing::TempDir() + "/residual_bn_resumed";
+  again.checkpoint.dir = c.output_dir + "/checkpoints";
+  again.checkpoint.resume = c.output_dir + "/checkpoints/ckpt-00000064.h5";
+  again.checkpoint.every_steps = 0;
+  std::ostringstream log2;
+  StatusOr<TrainResult> resumed = Train(again, log2);
+  ASSERT_TRUE(resumed.ok()) << resumed.status() << log2.str();
+  EXPECT_EQ(resumed->resumed_from, 64);
+  ExpectBitIdentical(r->variables, resumed->variables);
+}
+
 TEST(EndToEnd, CnnTrainsAFewStepsDeterministically) {
   TrainConfig c = Base();
-  c.model = ModelKind::kCnn;
+  c.model = "cnn";
   c.dataset = DatasetKind::kSynthetic;
   c.synthetic_train = 512;
   c.synthetic_test = 128;
@@ -88,7 +126,7 @@ TEST(EndToEnd, Hdf5DataTrainsLikeTheIdxFiles) {
   const std::string path = ::testing::TempDir() + "/fashion.h5";
   std::remove(path.c_str());
   for (bool train : {true, false}) {
-    StatusOr<ImageDataset> d = LoadMnistDirectory(MPIFLOW_FASHION_MNIST_DIR, train);
+    StatusOr<Dataset> d = LoadMnistDirectory(MPIFLOW_FASHION_MNIST_DIR, train);
     ASSERT_TRUE(d.ok()) << d.status();
     ASSERT_TRUE(WriteHdf5Split(path, train ? "train" : "test", *d).ok());
   }

@@ -70,7 +70,7 @@ struct Built {
 
 std::unique_ptr<Built> Build(int64_t bucket_bytes) {
   auto b = std::make_unique<Built>();
-  StatusOr<Model> m = BuildModel(b->root, ModelKind::kMlp, 7, 10);
+  StatusOr<Model> m = BuildModel(b->root, "mlp", ModelInput{Shape{28, 28, 1}, 10}, 7);
   EXPECT_TRUE(m.ok());
   b->model = *m;
   for (const VariableInfo& v : b->root.graph()->variables()) b->vars.push_back(v.variable);
@@ -85,12 +85,12 @@ std::unique_ptr<Built> Build(int64_t bucket_bytes) {
 }
 
 std::vector<Session::Feed> Feeds(const Built& b, float scale, float image_value = 0.5f) {
-  Tensor images(DType::kFloat32, Shape{8, 784});
+  Tensor images(DType::kFloat32, Shape{8, 28, 28, 1});
   for (int64_t i = 0; i < images.num_elements(); ++i) {
     images.data<float>()[i] = image_value * static_cast<float>(i % 7) / 7.0f;
   }
   Tensor labels = Tensor::FromVector<int32_t>(Shape{8}, {0, 1, 2, 3, 4, 5, 6, 7});
-  return {{b.model.images, images},
+  return {{b.model.features, images},
           {b.model.labels, labels},
           {b.sync.scale, Tensor::Scalar<float>(scale)},
           {b.sync.examples, Tensor::Scalar<float>(8.0f)},

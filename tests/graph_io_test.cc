@@ -12,7 +12,7 @@ namespace {
 
 TEST(GraphIoTest, RoundTripsATrainingGraph) {
   Scope s = Scope::NewRootScope();
-  StatusOr<Model> m = BuildModel(s, ModelKind::kCnn, 1);
+  StatusOr<Model> m = BuildModel(s, "cnn", ModelInput{Shape{28, 28, 1}, 10}, 1);
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_TRUE(Minimize(s, m->loss, OptimizerOptions()).ok());
   ASSERT_NE(ops::InitOp(s), nullptr);

@@ -219,6 +219,16 @@ std::vector<GradCase> Cases() {
       {"Dropout",
        {{4, 6}},
        [](const Scope& s, const O& x) { return ops::Dropout(s, x[0], 0.3, 5); }},
+      // Composites (the model files' normalisation layers): x, gamma, beta.
+      {"LayerNorm",
+       {{3, 5}, {5}, {5}},
+       [](const Scope& s, const O& x) { return ops::LayerNorm(s, x[0], x[1], x[2], 1e-3); }},
+      {"BatchNorm/training",  // each channel by the batch's own statistics, NHWC
+       {{2, 3, 2, 4}, {4}, {4}},
+       [](const Scope& s, const O& x) {
+         std::vector<Output> m = ops::Moments(s, x[0], {0, 1, 2});
+         return ops::Normalize(s, x[0], m[0], m[1], x[1], x[2], 1e-3);
+       }},
   };
   return c;
 }

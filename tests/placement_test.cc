@@ -143,13 +143,21 @@ TEST(PlacementTest, BadHintsNameTheNode) {
   }
 }
 
+// x (batch, in) -> relu(x * kernel + bias) (batch, units), variables under `s`.
+Output DenseRelu(const Scope& s, Output x, int64_t units, int64_t seed) {
+  const int64_t in = x.shape().dim(1);
+  Output w = ops::Variable(s.WithOpName("kernel"), ops::GlorotUniform(s, Shape{in, units}, seed));
+  Output b = ops::Variable(s.WithOpName("bias"), ops::Zeros(s, Shape{units}));
+  return ops::Relu(s, ops::BiasAdd(s, ops::MatMul(s, x, w), b));
+}
+
 TEST(PlacementTest, StagesCutTheForwardPassByCost) {
   // Four equal 256-wide layers: two stages take two layers each, with their variables, their
   // gradients and their updates.
   Scope s = Scope::NewRootScope();
   Output x = ops::Placeholder(s.WithOpName("x"), DType::kFloat32, Shape{-1, 256});
   Output h = x;
-  for (int l = 0; l < 4; ++l) h = Dense(s.NewSubScope(StrCat("layer", l)), h, 256, true, l);
+  for (int l = 0; l < 4; ++l) h = DenseRelu(s.NewSubScope(StrCat("layer", l)), h, 256, l);
   Output loss = ops::Mean(s.WithOpName("loss"), h, {0, 1});
   std::vector<Output> vars;
   for (const VariableInfo& v : s.graph()->variables()) vars.push_back(Output(v.variable));

@@ -132,7 +132,7 @@ TEST(Resume, MetricsContinueAcrossAResume) {
   ASSERT_TRUE(TrainLogged(c).ok());
   const std::string before = Slurp(dir + "/metrics.jsonl"), graph = Slurp(dir + "/graph.mpg");
   TrainConfig cnn = c;
-  cnn.model = ModelKind::kCnn;
+  cnn.model = "cnn";
   cnn.checkpoint.resume = "latest";
   ASSERT_FALSE(TrainLogged(cnn).ok());  // another model's checkpoint: refused
   EXPECT_EQ(Slurp(dir + "/metrics.jsonl"), before);
@@ -321,7 +321,7 @@ TEST(Resume, RefusesACheckpointOfAnotherModel) {
   c.checkpoint.every_steps = 2;
   ASSERT_TRUE(TrainLogged(c).ok());
   TrainConfig cnn = c;
-  cnn.model = ModelKind::kCnn;
+  cnn.model = "cnn";
   cnn.checkpoint.resume = "latest";
   const Status s = TrainLogged(cnn).status();
   EXPECT_NE(s.message().find("does not fit this graph: missing from the checkpoint: conv_1/"),

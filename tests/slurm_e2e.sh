@@ -53,7 +53,7 @@ if [ "$scenario" = arguments ]; then
   log=$work/slurm-$id.out
   grep -q "^train.sbatch: job $id (restart 0), 1 ranks x 2 CPU(s), jobs/fashion_cnn.ini -> $out; srun --mpi=pmix; preemption warning: USR1 300 s before the time limit (SBATCH_SIGNAL)$" "$log" ||
     fail "no start line naming jobs/fashion_cnn.ini, 2 CPUs and the 300 s warning"
-  grep -q "^mpiflow: training cnn on synthetic (128 train, 32 test images), 1 epochs x 8 steps, batch 16, .* 2 thread(s)" "$log" ||
+  grep -q "^mpiflow: training cnn on synthetic (128 train, 32 test examples of 28x28x1), 1 epochs x 8 steps, batch 16, .* 2 thread(s)" "$log" ||
     fail "mpiflow-train did not train the CNN for 1 epoch on 2 threads"
   grep -q "^step 4/8 " "$log" || fail "EXTRA_ARGS' --log-every 4 was lost"
   grep -q "summary: model=cnn epochs=1 steps=8 .*ranks=1" "$log" || fail "no CNN summary"

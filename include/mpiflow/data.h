@@ -1,7 +1,8 @@
-// Datasets for training: IDX files (gzipped or not, as Debian's dataset-fashion-mnist ships
-// them), a learnable synthetic set for tests and benchmarks, and a BatchStream that shuffles with
-// a seed, batches, shards across ranks, and prefetches on a background thread; the same images
-// in HDF5 (mpiflow-data converts).
+// Datasets for training: labelled examples of any shape, stored as bytes or float32; read from
+// IDX files (gzipped or not, as Debian's dataset-fashion-mnist ships them) or HDF5 files (any
+// rank, uint8 or float32 features: mpiflow-data converts), a learnable synthetic set for tests
+// and benchmarks, and a BatchStream that shuffles with a seed, batches, shards across ranks, and
+// prefetches on a background thread.
 #pragma once
 
 #include <condition_variable>
@@ -18,44 +19,63 @@
 
 namespace mpiflow {
 
-// Images as bytes, labels as class ids, in file order.
-struct ImageDataset {
+// Labelled examples in file order. A feature's value is stored * scale + offset, stored as bytes
+// (images: scale 1/255) or as float32 (scale 1, offset 0 unless the file says otherwise).
+struct Dataset {
   int64_t count = 0;
-  int64_t rows = 0, cols = 0;
+  Shape example;          // one example: (28, 28, 1) for grayscale images, (n) for vectors, ...
+  bool is_float = false;  // stored in `floats`, else in `bytes`
+  std::vector<uint8_t> bytes;   // (count, example...) when !is_float
+  std::vector<float> floats;    // (count, example...) when is_float
+  float scale = 1.0f / 255.0f;  // value = stored * scale + offset
+  float offset = 0.0f;
+  std::vector<int32_t> labels;  // (count), in [0, num_classes)
   int num_classes = 10;
-  std::vector<uint8_t> images;  // (count, rows*cols)
-  std::vector<int32_t> labels;  // (count)
-  int64_t source_count = 0;     // examples in the file or split this was read from (HDF5)
-  int64_t example_size() const { return rows * cols; }
+  bool num_classes_inferred = false;     // HDF5 without a class count: the largest label + 1
+  std::vector<std::string> class_names;  // empty, or one per class (HDF5 attribute `classes`)
+  int64_t source_count = 0;              // examples in the file or split this was read from (HDF5)
+  int64_t example_size() const { return example.num_elements(); }
+  // Example i's value j (as the model sees it).
+  float Value(int64_t i, int64_t j) const {
+    const int64_t k = i * example_size() + j;
+    return (is_float ? floats[k] : static_cast<float>(bytes[k])) * scale + offset;
+  }
 };
 
 // Reads an IDX3 ubyte images file and an IDX1 ubyte labels file (".gz" read through zlib).
 // Errors name the file and what is wrong: missing, wrong magic, truncated, counts differ.
 // Labels must lie in [0, num_classes) (the MNIST family has 10); one outside is an error naming
 // the file, the example and the label.
-StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string& labels_path,
-                               int num_classes = 10);
+StatusOr<Dataset> LoadIdx(const std::string& images_path, const std::string& labels_path,
+                          int num_classes = 10);
 
-// HDF5 (one file, one group per split): /<split>/images uint8 (count, rows, cols), chunked by
-// `chunk_images` and deflate-compressed at `compression` (0: none), /<split>/labels int32
-// (count), attribute num_classes. Adds the split to `path` when the file exists.
-Status WriteHdf5Split(const std::string& path, const std::string& split, const ImageDataset& d,
-                      int64_t chunk_images = 1024, int compression = 4);
+// HDF5 (one file, one group per split; docs in the README, "Your own data"):
+//   /<split>/features  (count, example...) uint8 or float32, chunked by `chunk_examples` and
+//                      deflate-compressed at `compression` (0: none); attributes scale, offset
+//   /<split>/labels    (count) int32
+//   /<split> attribute num_classes; file attribute `classes` (strings) when d has class names.
+// Adds the split to `path` when the file exists.
+Status WriteHdf5Split(const std::string& path, const std::string& split, const Dataset& d,
+                      int64_t chunk_examples = 1024, int compression = 4);
 // The number of examples in /<split>, from the file's metadata.
 StatusOr<int64_t> Hdf5SplitSize(const std::string& path, const std::string& split);
 // Examples [begin, begin + count) of /<split> (count -1: to the end), read through a hyperslab
-// selection: a rank reads its part of the file and no more.
-StatusOr<ImageDataset> ReadHdf5Split(const std::string& path, const std::string& split,
-                                     int64_t begin = 0, int64_t count = -1);
+// selection: a rank reads its part of the file and no more. Features of any rank >= 1 after the
+// count: uint8 stays bytes, every other integer or float type is read as float32; the older
+// name `images` (count, rows, cols) is read as (rows, cols, 1) images. Labels of any integer
+// type. Classes: the file's `classes` attribute, else the split's num_classes, else the largest
+// label of the split + 1 (num_classes_inferred).
+StatusOr<Dataset> ReadHdf5Split(const std::string& path, const std::string& split,
+                                int64_t begin = 0, int64_t count = -1);
 
 // The train or test split of an MNIST-layout directory:
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte with or without ".gz".
-StatusOr<ImageDataset> LoadMnistDirectory(const std::string& dir, bool train);
+StatusOr<Dataset> LoadMnistDirectory(const std::string& dir, bool train);
 
 // `count` 28x28 images in `num_classes` classes: each class has its own fixed pattern (shared
 // by every seed, so a train and a test split agree) plus per-image noise; the seed picks labels
 // and noise. Same seed, same bytes.
-ImageDataset SyntheticDataset(int64_t count, int num_classes, uint64_t seed);
+Dataset SyntheticDataset(int64_t count, int num_classes, uint64_t seed);
 
 // Where a run stands in its data: after global step `step`, the next global batch starts at
 // example `example` of epoch `epoch`'s order (for local shards, at each shard's own example).
@@ -91,7 +111,7 @@ class DataPlan {
 };
 
 struct Batch {
-  Tensor images;  // (batch, rows*cols) float32 in [0, 1]
+  Tensor images;  // (batch, example...) float32: the features' values
   Tensor labels;  // (batch) int32
   int64_t epoch = 0;
   int64_t index = 0;            // batch index within the epoch (from its first example / stride)
@@ -127,7 +147,7 @@ struct BatchStreamOptions {
 // Yields this shard's part of each global batch of epochs [first_epoch, first_epoch + num_epochs).
 class BatchStream {
  public:
-  BatchStream(const ImageDataset* data, BatchStreamOptions options);
+  BatchStream(const Dataset* data, BatchStreamOptions options);
   ~BatchStream();
   BatchStream(const BatchStream&) = delete;
   BatchStream& operator=(const BatchStream&) = delete;
@@ -157,7 +177,7 @@ class BatchStream {
   void Fill(int64_t begin, int64_t n, int64_t fallback, Batch* batch) const;
   void Producer();
 
-  const ImageDataset* data_;
+  const Dataset* data_;
   BatchStreamOptions opts_;
   DataPlan plan_;     // batch k (from 0) starts at plan_.At(k)
   int64_t next_ = 0;  // next ordinal handed out (caller side)

@@ -17,15 +17,23 @@ struct EnumName {
   const char* name;
 };
 
+// The names in table order: "a, b or c".
+template <typename E, size_t N>
+std::string EnumChoices(const EnumName<E> (&table)[N]) {
+  std::string names;
+  for (size_t i = 0; i < N; ++i) {
+    names += StrCat(i == 0 ? "" : i + 1 == N ? " or " : ", ", table[i].name);
+  }
+  return names;
+}
+
 // `what` starts the error ("--model"); the names are listed in table order.
 template <typename E, size_t N>
 StatusOr<E> ParseEnum(const EnumName<E> (&table)[N], const char* what, const std::string& text) {
-  std::string names;
-  for (size_t i = 0; i < N; ++i) {
-    if (text == table[i].name) return table[i].value;
-    names += StrCat(i == 0 ? "" : i + 1 == N ? " or " : ", ", table[i].name);
+  for (const EnumName<E>& e : table) {
+    if (text == e.name) return e.value;
   }
-  return InvalidArgument(what, " must be ", names, ", got '", text, "'");
+  return InvalidArgument(what, " must be ", EnumChoices(table), ", got '", text, "'");
 }
 
 template <typename E, size_t N>

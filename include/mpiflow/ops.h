@@ -94,6 +94,16 @@ Output AvgPoolGrad(const Scope& s, Output x_like, Output dy, const std::vector<i
 // The mask is a pure function of (seed, step, element), so its gradient recomputes it.
 Output Dropout(const Scope& s, Output x, double rate, int64_t seed);
 Output DropoutGrad(const Scope& s, Output dy, double rate, int64_t seed);
+// Composites of the ops above (their gradient is the ops' gradients):
+// {mean, variance} of x over `axes`; the variance is the biased (population) one.
+std::vector<Output> Moments(const Scope& s, Output x, const std::vector<int64_t>& axes,
+                            bool keep_dims = false);
+// (x - mean) * gamma / sqrt(variance + epsilon) + beta, broadcasting numpy-style: batch
+// normalisation with (channels) statistics, layer normalisation with (batch, ..., 1) ones.
+Output Normalize(const Scope& s, Output x, Output mean, Output variance, Output gamma, Output beta,
+                 double epsilon);
+// Normalize over x's last dimension, each example by its own statistics; gamma, beta (last dim).
+Output LayerNorm(const Scope& s, Output x, Output gamma, Output beta, double epsilon);
 
 // ---- state_ops.cc ----
 // A variable; its initial value is `initial` (run the graph's init op, InitOp below).

@@ -31,7 +31,7 @@ StatusOr<DataSharding> ParseDataSharding(const std::string& name);  // global, l
 const char* DataShardingName(DataSharding s);
 
 struct TrainConfig {
-  ModelKind model = ModelKind::kMlp;
+  std::string model = "mlp";  // a built-in model (mlp, cnn, wide_mlp) or a model file
   DatasetKind dataset = DatasetKind::kFashionMnist;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   int64_t synthetic_train = 6000, synthetic_test = 1000;  // examples, for dataset=synthetic
@@ -96,6 +96,10 @@ class Timeline;
 StatusOr<TrainResult> Train(const TrainConfig& config, std::ostream& log,
                             Communicator* comm = nullptr, Timeline* timeline = nullptr,
                             FaultHooks* hooks = nullptr);
+
+// --print-model: the model's layers, shapes and parameter counts for the configured data (whose
+// shape and classes are read, not trained on).
+StatusOr<std::string> ModelSummary(const TrainConfig& config);
 
 double PeakRssMiB();
 

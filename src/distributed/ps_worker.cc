@@ -18,6 +18,16 @@ Status ParameterServerStrategy::Build(const Scope& root, Output loss,
                                       const std::vector<Output>& variables,
                                       const OptimizerOptions& optimizer) {
   variables_ = variables;
+  // A worker's own state (batch_norm's moving statistics) would never reach the servers, whose
+  // checkpoints would keep their initial values: refused until servers hold it.
+  for (const VariableInfo& v : root.graph()->variables()) {
+    if (!v.trainable) {
+      return InvalidArgument("--strategy ps: the model's non-trainable variable '",
+                             v.variable->name(),
+                             "' (batch_norm's moving statistics) is not kept by parameter "
+                             "servers yet: train this model with --strategy allreduce");
+    }
+  }
   MPIFLOW_RETURN_IF_ERROR(AddGradients(root, {loss}, variables, {}, &gradients_));
   fetches_ = gradients_;
   fetches_.push_back(loss);

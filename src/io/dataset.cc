@@ -87,8 +87,8 @@ Status ParseIdx(const std::string& path, const std::vector<uint8_t>& bytes, int 
 
 }  // namespace
 
-StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string& labels_path,
-                               int num_classes) {
+StatusOr<Dataset> LoadIdx(const std::string& images_path, const std::string& labels_path,
+                          int num_classes) {
   StatusOr<std::vector<uint8_t>> img = ReadAll(images_path);
   if (!img.ok()) return img.status();
   StatusOr<std::vector<uint8_t>> lab = ReadAll(labels_path);
@@ -101,11 +101,10 @@ StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string
     return InvalidArgument("'", images_path, "' holds ", idims[0], " images but '", labels_path,
                            "' holds ", ldims[0], " labels");
   }
-  ImageDataset d;
+  Dataset d;
   d.count = idims[0];
-  d.rows = idims[1];
-  d.cols = idims[2];
-  d.images.assign(img->begin() + ioff, img->begin() + ioff + d.count * d.rows * d.cols);
+  d.example = Shape{idims[1], idims[2], 1};  // grayscale: one channel
+  d.bytes.assign(img->begin() + ioff, img->begin() + ioff + d.count * d.example_size());
   d.labels.resize(d.count);
   for (int64_t i = 0; i < d.count; ++i) {
     d.labels[i] = (*lab)[loff + i];
@@ -119,7 +118,7 @@ StatusOr<ImageDataset> LoadIdx(const std::string& images_path, const std::string
   return d;
 }
 
-StatusOr<ImageDataset> LoadMnistDirectory(const std::string& dir, bool train) {
+StatusOr<Dataset> LoadMnistDirectory(const std::string& dir, bool train) {
   const std::string prefix = dir + "/" + (train ? "train" : "t10k");
   std::string images = prefix + "-images-idx3-ubyte", labels = prefix + "-labels-idx1-ubyte";
   if (!FileExists(images) && FileExists(images + ".gz")) images += ".gz";
@@ -128,18 +127,17 @@ StatusOr<ImageDataset> LoadMnistDirectory(const std::string& dir, bool train) {
     return NotFound("no ", train ? "training" : "test", " images in '", dir, "' (looked for ",
                     images, "[.gz]); install Debian's dataset-fashion-mnist or pass --data-dir");
   }
-  StatusOr<ImageDataset> d = LoadIdx(images, labels);
+  StatusOr<Dataset> d = LoadIdx(images, labels);
   return d;
 }
 
-ImageDataset SyntheticDataset(int64_t count, int num_classes, uint64_t seed) {
+Dataset SyntheticDataset(int64_t count, int num_classes, uint64_t seed) {
   constexpr uint64_t kPatternSeed = 0x6d706966;
-  ImageDataset d;
+  Dataset d;
   d.count = count;
-  d.rows = 28;
-  d.cols = 28;
+  d.example = Shape{28, 28, 1};
   d.num_classes = num_classes;
-  d.images.resize(count * 784);
+  d.bytes.resize(count * 784);
   d.labels.resize(count);
   for (int64_t i = 0; i < count; ++i) {
     const int label = static_cast<int>(RandomBits(seed, 1, i) % num_classes);
@@ -149,7 +147,7 @@ ImageDataset SyntheticDataset(int64_t count, int num_classes, uint64_t seed) {
       // whatever the seed); per-image noise on top
       const bool on = (RandomBits(kPatternSeed, 1000 + label, p) & 1) != 0;
       const double noise = RandomUniform01(seed, 2, i * 784 + p);
-      d.images[i * 784 + p] = static_cast<uint8_t>(on ? 128 + 127 * noise : 96 * noise);
+      d.bytes[i * 784 + p] = static_cast<uint8_t>(on ? 128 + 127 * noise : 96 * noise);
     }
   }
   return d;
@@ -168,7 +166,7 @@ std::vector<int64_t> BatchStream::EpochOrder(int64_t count, uint64_t seed, int64
   return order;
 }
 
-BatchStream::BatchStream(const ImageDataset* data, BatchStreamOptions options)
+BatchStream::BatchStream(const Dataset* data, BatchStreamOptions options)
     : data_(data), opts_(options), plan_(PlanOf(options, data->count, 0)) {
   MPIFLOW_CHECK(opts_.num_shards >= 1 && opts_.shard_index >= 0 &&
                 opts_.shard_index < opts_.num_shards && opts_.batch_size >= 1);
@@ -292,14 +290,23 @@ void BatchStream::ShardOfGlobalBatch(int64_t global_begin, int64_t* begin_out, i
 void BatchStream::Fill(int64_t begin, int64_t n_r, int64_t fallback, Batch* batch) const {
   const int64_t n = std::max<int64_t>(n_r, 1);
   const int64_t size = data_->example_size();
-  batch->images = Tensor(DType::kFloat32, Shape{n, size});
+  std::vector<int64_t> dims = data_->example.dims();  // (batch, example...)
+  dims.insert(dims.begin(), n);
+  batch->images = Tensor(DType::kFloat32, Shape(dims));
   batch->labels = Tensor(DType::kInt32, Shape{n});
   float* px = batch->images.data<float>();
   int32_t* py = batch->labels.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t ex = order_[n_r > 0 ? begin + i : fallback];
-    const uint8_t* src = data_->images.data() + ex * size;
-    for (int64_t p = 0; p < size; ++p) px[i * size + p] = src[p] * (1.0f / 255.0f);
+    const float scale = data_->scale, offset = data_->offset;
+    float* dst = px + i * size;
+    if (data_->is_float) {
+      const float* src = data_->floats.data() + ex * size;
+      for (int64_t p = 0; p < size; ++p) dst[p] = src[p] * scale + offset;
+    } else {
+      const uint8_t* src = data_->bytes.data() + ex * size;
+      for (int64_t p = 0; p < size; ++p) dst[p] = src[p] * scale + offset;
+    }
     py[i] = data_->labels[ex];
   }
 }

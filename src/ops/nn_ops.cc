@@ -301,5 +301,27 @@ Output DropoutGrad(const Scope& s, Output dy, double rate, int64_t seed) {
   return s.AddOp("DropoutGrad", {dy}, {{"rate", rate}, {"seed", seed}});
 }
 
+// Composites: built from the ops above, so their gradients are those ops' gradients.
+std::vector<Output> Moments(const Scope& s, Output x, const std::vector<int64_t>& axes,
+                            bool keep_dims) {
+  Output mean = Mean(s, x, axes, keep_dims);
+  Output var = Mean(s, Square(s, Sub(s, x, mean)), axes, keep_dims);
+  return {mean, var};
+}
+
+Output Normalize(const Scope& s, Output x, Output mean, Output variance, Output gamma, Output beta,
+                 double epsilon) {
+  if (!x.valid()) return {};
+  Output eps = ScalarConst(s, epsilon, x.dtype());
+  Output scale = Div(s, gamma, Sqrt(s, Add(s, variance, eps)));
+  return Add(s, Mul(s, Sub(s, x, mean), scale), beta);
+}
+
+Output LayerNorm(const Scope& s, Output x, Output gamma, Output beta, double epsilon) {
+  if (!x.valid()) return {};
+  std::vector<Output> m = Moments(s, x, {x.shape().rank() - 1}, /*keep_dims=*/true);
+  return Normalize(s, x, m[0], m[1], gamma, beta, epsilon);
+}
+
 }  // namespace ops
 }  // namespace mpiflow

@@ -41,13 +41,29 @@ int Usage(const std::string& why) {
   return 2;
 }
 
+// "(28, 28, 1)"
+std::string ShapeText(const mpiflow::Shape& s) {
+  std::string t = "(";
+  for (int i = 0; i < s.rank(); ++i) t += (i ? ", " : "") + std::to_string(s.dim(i));
+  return t + (s.rank() == 1 ? ",)" : ")");
+}
+
 int Info(const std::string& path) {
   for (const char* split : {"train", "test"}) {
-    mpiflow::StatusOr<mpiflow::ImageDataset> all = mpiflow::ReadHdf5Split(path, split);
+    mpiflow::StatusOr<mpiflow::Dataset> all = mpiflow::ReadHdf5Split(path, split);
     if (!all.ok()) return Fail(all.status());
-    std::printf("/%s: %lld examples of %lldx%lld, %d classes\n", split,
-                static_cast<long long>(all->count), static_cast<long long>(all->rows),
-                static_cast<long long>(all->cols), all->num_classes);
+    std::printf("/%s: %lld examples of %s %s (value = stored * %g + %g), %d classes%s\n", split,
+                static_cast<long long>(all->count), ShapeText(all->example).c_str(),
+                all->is_float ? "float32" : "uint8", all->scale, all->offset, all->num_classes,
+                all->num_classes_inferred ? " (the largest label + 1: the file does not say)" : "");
+    std::vector<long long> per_class(static_cast<size_t>(all->num_classes), 0);
+    for (int32_t l : all->labels) ++per_class[static_cast<size_t>(l)];
+    for (int c = 0; c < all->num_classes; ++c) {
+      const std::string name = c < static_cast<int>(all->class_names.size())
+                                   ? " " + all->class_names[static_cast<size_t>(c)]
+                                   : "";
+      std::printf("  class %d%s: %lld\n", c, name.c_str(), per_class[static_cast<size_t>(c)]);
+    }
   }
   return 0;
 }
@@ -55,14 +71,13 @@ int Info(const std::string& path) {
 int Convert(const std::string& dir, const std::string& out, long long chunk, int compression) {
   std::remove(out.c_str());  // a fresh file
   for (bool train : {true, false}) {
-    mpiflow::StatusOr<mpiflow::ImageDataset> d = mpiflow::LoadMnistDirectory(dir, train);
+    mpiflow::StatusOr<mpiflow::Dataset> d = mpiflow::LoadMnistDirectory(dir, train);
     if (!d.ok()) return Fail(d.status());
     const char* split = train ? "train" : "test";
     mpiflow::Status s = mpiflow::WriteHdf5Split(out, split, *d, chunk, compression);
     if (!s.ok()) return Fail(s);
-    std::fprintf(stderr, "%s: /%s: %lld images of %lldx%lld\n", kTool, split,
-                 static_cast<long long>(d->count), static_cast<long long>(d->rows),
-                 static_cast<long long>(d->cols));
+    std::fprintf(stderr, "%s: /%s: %lld examples of %s\n", kTool, split,
+                 static_cast<long long>(d->count), ShapeText(d->example).c_str());
   }
   std::printf("wrote '%s'\n", out.c_str());
   return 0;

@@ -35,6 +35,7 @@ std::string Text(double v) {
 // The options that arrive as text and are parsed into types after reading (ParseTyped).
 struct CommandLine {
   std::string config_file, lr_kind = "constant", timeline, allreduce_rules;
+  bool print_model = false;
   std::string optimizer = "adam", model = "mlp", dataset = "fashion-mnist", strategy = "auto",
               allreduce = "auto", data_sharding = "global";
   mpiflow::CollectiveOptions collectives;
@@ -51,7 +52,7 @@ mpiflow::Status ParseInto(T* out, Parse parse, const std::string& text) {
 
 // The text options into the config's enums; the first bad one is the error.
 mpiflow::Status ParseTyped(const CommandLine& cl, TrainConfig* c) {
-  MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->model, mpiflow::ParseModel, cl.model));
+  c->model = cl.model;
   MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->dataset, mpiflow::ParseDataset, cl.dataset));
   MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->strategy, mpiflow::ParseStrategy, cl.strategy));
   MPIFLOW_RETURN_IF_ERROR(
@@ -80,7 +81,11 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
   {
     po::options_description g("Model and data");
     g.add_options()
-      ("model", po::value(&cl->model)->default_value(cl->model), "mlp, cnn or wide_mlp")
+      ("model", po::value(&cl->model)->default_value(cl->model),
+       "a built-in model (mlp, cnn, wide_mlp: models/*.ini) or a model file of your own "
+       "(models/README.md)")
+      ("print-model", po::bool_switch(&cl->print_model),
+       "print the model's layers, output shapes and parameter counts for the data, and exit")
       ("dataset", po::value(&cl->dataset)->default_value(cl->dataset),
        "fashion-mnist (IDX files in --data-dir), hdf5 (--data-dir is a file from mpiflow-data "
        "convert) or synthetic")
@@ -229,11 +234,13 @@ int mpiflow::ParseTrainCommandLine(int argc, char** argv, TrainCommandLine* out)
       return 0;
     }
     if (vm.count("help")) {
-      std::cout << "Usage: mpiflow-train [options]\n"
-                << "Trains a model on Fashion-MNIST (or synthetic data) and prints one summary "
-                   "line on stdout.\nExit codes: 0 done, 1 training failed, 2 bad options, 3 "
-                   "stalled, 75 preempted (checkpoint written: requeue with --resume latest).\n\n"
-                << desc << "\nExample:\n  mpiflow-train --config jobs/fashion_mlp.ini --epochs 1\n";
+      std::cout
+          << "Usage: mpiflow-train [options]\n"
+          << "Trains a model (built in or from a model file) on Fashion-MNIST, an HDF5 file or "
+             "synthetic data and prints one summary "
+             "line on stdout.\nExit codes: 0 done, 1 training failed, 2 bad options, 3 "
+             "stalled, 75 preempted (checkpoint written: requeue with --resume latest).\n\n"
+          << desc << "\nExample:\n  mpiflow-train --config jobs/fashion_mlp.ini --epochs 1\n";
       return 0;
     }
     if (vm.count("config")) {
@@ -290,8 +297,15 @@ int mpiflow::ParseTrainCommandLine(int argc, char** argv, TrainCommandLine* out)
               << config_file << (config_file.empty() ? "" : "')") << "\n";
     return kExitUsage;
   }
+  // A model file with a mistake is a usage error too, told before MPI starts.
+  mpiflow::StatusOr<mpiflow::ModelSpec> spec = mpiflow::LoadModelSpec(config.model);
+  if (!spec.ok()) {
+    std::cerr << "mpiflow-train: " << spec.status().message() << "\n";
+    return kExitUsage;
+  }
   out->config = config;
   out->config_file = config_file;
+  out->print_model = cl.print_model;
   out->timeline = cl.timeline;
   out->collectives = cl.collectives;
   return kGoOn;
@@ -308,6 +322,15 @@ int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
   if (code != kGoOn) return code;
   const TrainConfig& config = parsed.config;
   TrainCommandLine& cl = parsed;
+  if (cl.print_model) {
+    mpiflow::StatusOr<std::string> text = mpiflow::ModelSummary(config);
+    if (!text.ok()) {
+      std::cerr << "mpiflow-train: " << text.status().message() << "\n";
+      return text.status().code() == mpiflow::Code::kInvalidArgument ? kExitUsage : kExitFailed;
+    }
+    std::cout << *text;
+    return 0;
+  }
 
   // Parameter servers need a server and a worker: say so before starting MPI for one rank.
   const bool ps = config.strategy == mpiflow::StrategyKind::kParameterServer;
@@ -398,8 +421,7 @@ int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
   std::printf(
       "summary: model=%s epochs=%lld steps=%lld test_accuracy=%.4f samples_per_sec=%.1f "
       "peak_rss_mib=%.0f ranks=%d%s\n",
-      mpiflow::ModelName(config.model), static_cast<long long>(r->epochs),
-      static_cast<long long>(r->steps), r->test_accuracy, r->samples_per_sec, r->peak_rss_mib,
-      r->ranks, ps_fields.c_str());
+      config.model.c_str(), static_cast<long long>(r->epochs), static_cast<long long>(r->steps),
+      r->test_accuracy, r->samples_per_sec, r->peak_rss_mib, r->ranks, ps_fields.c_str());
   return 0;
 }

@@ -17,8 +17,9 @@ int TrainMain(int argc, char** argv, FaultHooks* hooks);
 // validated: the part of TrainMain before MPI starts (fuzz/fuzz_job_file.cc drives it).
 struct TrainCommandLine {
   TrainConfig config;
-  std::string config_file;  // "" without --config
-  std::string timeline;     // --timeline, as given
+  std::string config_file;   // "" without --config
+  std::string timeline;      // --timeline, as given
+  bool print_model = false;  // --print-model: print the model and exit
   CollectiveOptions collectives;
 };
 // Parses argv into *out. Returns kGoOn to go on, or the exit code to end with: 0 after --help

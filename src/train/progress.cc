@@ -97,7 +97,8 @@ double Progress::Evaluated(int64_t epoch, double accuracy, int64_t images,
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char line[160];
-  std::snprintf(line, sizeof(line), "epoch %lld/%lld  test_accuracy %.4f  (%lld images, %.1f s)\n",
+  std::snprintf(line, sizeof(line),
+                "epoch %lld/%lld  test_accuracy %.4f  (%lld examples, %.1f s)\n",
                 static_cast<long long>(epoch + 1), static_cast<long long>(epochs_), accuracy,
                 static_cast<long long>(images), seconds);
   log_ << line << std::flush;

@@ -1,17 +1,22 @@
 // LoadTrainingData and Evaluate (see train_data.h).
 #include "train_data.h"
 
+#include <algorithm>
 #include <tuple>
 #include <utility>
 
 namespace mpiflow {
 namespace {
 
-ImageDataset SliceDataset(const ImageDataset& d, std::pair<int64_t, int64_t> range) {
-  ImageDataset out = d;
+Dataset SliceDataset(const Dataset& d, std::pair<int64_t, int64_t> range) {
+  Dataset out = d;
   out.count = range.second;
-  out.images.assign(d.images.begin() + range.first * d.example_size(),
-                    d.images.begin() + (range.first + range.second) * d.example_size());
+  const int64_t from = range.first * d.example_size(), to = from + range.second * d.example_size();
+  if (d.is_float) {
+    out.floats.assign(d.floats.begin() + from, d.floats.begin() + to);
+  } else {
+    out.bytes.assign(d.bytes.begin() + from, d.bytes.begin() + to);
+  }
   out.labels.assign(d.labels.begin() + range.first, d.labels.begin() + range.first + range.second);
   return out;
 }
@@ -36,14 +41,14 @@ StatusOr<TrainingData> LoadTrainingData(const TrainConfig& cfg, int data_ranks, 
         (is_train ? d.global_train : d.global_test) = *size;
         std::tie(begin, count) = BatchStream::ShardRange(*size, data_ranks, data_rank);
       }
-      StatusOr<ImageDataset> r = ReadHdf5Split(cfg.data_dir, split, begin, count);
+      StatusOr<Dataset> r = ReadHdf5Split(cfg.data_dir, split, begin, count);
       if (!r.ok()) return r.status();
       (is_train ? d.train : d.test) = std::move(*r);
     }
   } else {
-    StatusOr<ImageDataset> tr = LoadMnistDirectory(cfg.data_dir, true);
+    StatusOr<Dataset> tr = LoadMnistDirectory(cfg.data_dir, true);
     if (!tr.ok()) return tr.status();
-    StatusOr<ImageDataset> te = LoadMnistDirectory(cfg.data_dir, false);
+    StatusOr<Dataset> te = LoadMnistDirectory(cfg.data_dir, false);
     if (!te.ok()) return te.status();
     d.train = std::move(*tr);
     d.test = std::move(*te);
@@ -54,9 +59,18 @@ StatusOr<TrainingData> LoadTrainingData(const TrainConfig& cfg, int data_ranks, 
     d.train = SliceDataset(d.train, BatchStream::ShardRange(d.train.count, data_ranks, data_rank));
     d.test = SliceDataset(d.test, BatchStream::ShardRange(d.test.count, data_ranks, data_rank));
   }
-  if (d.train.example_size() != 784) {
-    return InvalidArgument("the models expect 28x28 images; '", cfg.data_dir, "' holds ",
-                           d.train.rows, "x", d.train.cols);
+  if (d.test.example != d.train.example) {
+    return InvalidArgument("'", cfg.data_dir, "': the training examples are ",
+                           d.train.example.ToString(), " but the test examples ",
+                           d.test.example.ToString(), ": both splits must have one shape");
+  }
+  // Classes the file does not count are the largest label + 1 of either split.
+  if (d.train.num_classes_inferred || d.test.num_classes_inferred) {
+    const int classes = std::max(d.train.num_classes, d.test.num_classes);
+    d.train.num_classes = d.test.num_classes = classes;
+  } else if (d.train.num_classes != d.test.num_classes) {
+    return InvalidArgument("'", cfg.data_dir, "': the training split has ", d.train.num_classes,
+                           " classes but the test split ", d.test.num_classes);
   }
   return d;
 }
@@ -79,7 +93,7 @@ StatusOr<double> Evaluate(Session& session, const Model& m, const TrainingData& 
   std::vector<Tensor> out;
   while (stream.Next(&b)) {
     MPIFLOW_RETURN_IF_ERROR(
-        session.Run({{m.images, b.images}, {m.labels, b.labels}}, {m.correct}, {}, &out));
+        session.Run({{m.features, b.images}, {m.labels, b.labels}}, {m.correct}, {}, &out));
     if (b.examples > 0) correct += *out[0].data<float>();
   }
   if (comm) {

@@ -14,7 +14,7 @@
 namespace mpiflow {
 
 struct TrainingData {
-  ImageDataset train, test;
+  Dataset train, test;
   bool local = false;  // each rank holds only its share (DataSharding::kLocal over >1 ranks)
   int64_t global_train = 0, global_test = 0;  // example counts over all ranks, when local
   // Test examples over all ranks (what evaluation's accuracy is over).

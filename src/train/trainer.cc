@@ -87,7 +87,7 @@ Status ValidateTrainConfig(const TrainConfig& c) {
 
 std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainConfig& c) {
   const OptimizerOptions& o = c.optimizer;
-  return {{"model", ModelName(c.model)},
+  return {{"model", c.model},
           {"dataset", DatasetName(c.dataset)},
           {"synthetic-train", StrCat(c.synthetic_train)},
           {"synthetic-test", StrCat(c.synthetic_test)},
@@ -153,17 +153,24 @@ Status NonFiniteLoss(double loss, const Communicator* comm, int64_t step, const 
                        step, " (epoch ", b.epoch + 1, "): lower the learning rate (--lr)"));
 }
 
+// "28x28x1"
+std::string DimsText(const Shape& s) {
+  std::string t;
+  for (int i = 0; i < s.rank(); ++i) t += StrCat(i ? "x" : "", s.dim(i));
+  return t;
+}
+
 // The start-up line.
 void LogStart(std::ostream& log, const TrainConfig& cfg, const OptimizerOptions& opt,
               const TrainingData& data, int64_t per_epoch, const std::vector<Output>& vars,
               const Strategy& strategy, int64_t global_batch) {
   int64_t parameters = 0;
   for (const Output& v : vars) parameters += v.shape().num_elements();
-  log << "mpiflow: training " << ModelName(cfg.model) << " on " << DatasetName(cfg.dataset) << " ("
-      << data.train.count << " train, " << data.test.count << " test images), " << cfg.epochs
-      << " epochs x " << per_epoch << " steps, batch " << cfg.batch_size << ", "
-      << OptimizerName(opt.kind) << " lr " << opt.lr.base << " ("
-      << ops::LearningRateScheduleName(opt.lr.kind)
+  log << "mpiflow: training " << cfg.model << " on " << DatasetName(cfg.dataset) << " ("
+      << data.train.count << " train, " << data.test.count << " test examples of "
+      << DimsText(data.train.example) << "), " << cfg.epochs << " epochs x " << per_epoch
+      << " steps, batch " << cfg.batch_size << ", " << OptimizerName(opt.kind) << " lr "
+      << opt.lr.base << " (" << ops::LearningRateScheduleName(opt.lr.kind)
       << (opt.lr.kind == ops::LearningRateSchedule::kConstant
               ? ""
               : StrCat(" over ", opt.lr.decay_steps, " steps"))
@@ -173,12 +180,16 @@ void LogStart(std::ostream& log, const TrainConfig& cfg, const OptimizerOptions&
   log << "\n";
 }
 
+ModelInput InputOf(const TrainingData& data) {
+  return {data.train.example, data.train.num_classes};
+}
+
 // The model, the strategy's extension of it (gradients, synchronisation, updates) and the init
 // op, in `root`; `vars` gets the trainable variables.
-StatusOr<Model> BuildGraph(const Scope& root, const TrainConfig& cfg, const TrainingData& data,
-                           const OptimizerOptions& optimizer, Strategy& strategy,
-                           std::vector<Output>* vars, Node** init) {
-  StatusOr<Model> model = BuildModel(root, cfg.model, cfg.seed, data.train.num_classes);
+StatusOr<Model> BuildGraph(const Scope& root, const TrainConfig& cfg, const ModelSpec& spec,
+                           const TrainingData& data, const OptimizerOptions& optimizer,
+                           Strategy& strategy, std::vector<Output>* vars, Node** init) {
+  StatusOr<Model> model = BuildModel(root, spec, InputOf(data), cfg.seed);
   if (!model.ok()) return model.status();
   for (const VariableInfo& v : root.graph()->variables()) {
     if (v.trainable) vars->push_back(Output(v.variable));
@@ -297,9 +308,23 @@ TrainResult FromServing(ServeOutcome s, int ranks) {
 
 }  // namespace
 
+StatusOr<std::string> ModelSummary(const TrainConfig& cfg) {
+  MPIFLOW_RETURN_IF_ERROR(ValidateTrainConfig(cfg));
+  StatusOr<ModelSpec> spec = LoadModelSpec(cfg.model);
+  if (!spec.ok()) return spec.status();
+  StatusOr<TrainingData> data = LoadTrainingData(cfg, 1, 0);
+  if (!data.ok()) return data.status();
+  Scope root = Scope::NewRootScope();
+  StatusOr<Model> m = BuildModel(root, *spec, InputOf(*data), cfg.seed);
+  if (!m.ok()) return m.status();
+  return ModelSummaryText(*spec, InputOf(*data), *m);
+}
+
 StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Communicator* world,
                             Timeline* timeline, FaultHooks* hooks) {
   MPIFLOW_RETURN_IF_ERROR(ValidateTrainConfig(cfg));
+  StatusOr<ModelSpec> spec = LoadModelSpec(cfg.model);  // a bad model file fails first
+  if (!spec.ok()) return spec.status();
   StopToken stop;
   ScopedPreemptionSignals signals(cfg.handle_signals ? &stop : nullptr);
   Communicator* comm = world && world->size() > 1 ? world : nullptr;
@@ -339,7 +364,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   Scope root = Scope::NewRootScope();
   std::vector<Output> vars;
   Node* init = nullptr;
-  StatusOr<Model> model = BuildGraph(root, cfg, data, optimizer, strategy, &vars, &init);
+  StatusOr<Model> model = BuildGraph(root, cfg, *spec, data, optimizer, strategy, &vars, &init);
   if (!model.ok()) return model.status();
   const Model& m = *model;
   if (comm) {
@@ -391,7 +416,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
     const auto t0 = Clock::now();
     stats.collect_node_times = cfg.profile && progress.Timing(r.steps);
     StatusOr<StepOutcome> s =
-        strategy.RunStep(session, {{m.images, b.images}, {m.labels, b.labels}}, b, &stats);
+        strategy.RunStep(session, {{m.features, b.images}, {m.labels, b.labels}}, b, &stats);
     if (!s.ok()) return failed(s.status());
     progress.AddKernelTimes(stats);
     if (!std::isfinite(s->loss)) return failed(NonFiniteLoss(s->loss, comm, r.steps + 1, b));
