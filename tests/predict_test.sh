@@ -1,0 +1,38 @@
+#!/bin/sh
+# mpiflow-predict on a training run's checkpoint reproduces the test accuracy the run printed,
+# alone and under mpirun -np 2, and writes one CSV row per test example.
+# usage: predict_test.sh TRAIN PREDICT MODEL OUT_DIR MPIRUN...
+set -eu
+train=$1 predict=$2 model=$3 out=$4
+shift 4
+data="--dataset synthetic --synthetic-train 1024 --synthetic-test 300 --seed 7"
+rm -rf "$out"
+mkdir -p "$out"
+# A few steps: an accuracy well below 1, so that only the same inference path gives the same.
+# shellcheck disable=SC2086
+"$train" --model "$model" $data --max-steps 6 --batch-size 32 --checkpoint-every 6 \
+  --output-dir "$out/run" > "$out/train.txt" 2> "$out/train.err"
+want=$(sed -n 's/.*test_accuracy=\([0-9.]*\).*/\1/p' "$out/train.txt")
+[ -n "$want" ] || { echo "no test_accuracy in the training summary"; cat "$out/train.txt"; exit 1; }
+for ranks in 1 2; do
+  if [ "$ranks" = 1 ]; then launch=""; else launch="$* -np 2"; fi
+  # shellcheck disable=SC2086
+  $launch "$predict" --model "$model" $data --checkpoint "$out/run/checkpoints" \
+    --output "$out/predictions$ranks.csv" > "$out/predict$ranks.txt"
+  got=$(sed -n 's/^accuracy=\([0-9.]*\) .*/\1/p' "$out/predict$ranks.txt")
+  if [ "$got" != "$want" ]; then
+    echo "FAIL: $ranks rank(s): mpiflow-predict accuracy=$got, training printed $want"
+    cat "$out/predict$ranks.txt"
+    exit 1
+  fi
+  rows=$(wc -l < "$out/predictions$ranks.csv")
+  [ "$rows" = 301 ] || { echo "FAIL: $rows CSV lines, want 301 (header + 300)"; exit 1; }
+  echo "$ranks rank(s): accuracy=$got, as the training run printed"
+done
+# The same classes; the confidences may differ in the last digit (other batches, other GEMM
+# blocking).
+cut -d, -f1-3 "$out/predictions1.csv" > "$out/classes1.csv"
+cut -d, -f1-3 "$out/predictions2.csv" > "$out/classes2.csv"
+cmp "$out/classes1.csv" "$out/classes2.csv"
+grep -q "^confusion matrix (rows: label, columns: predicted)" "$out/predict1.txt"
+echo "PASS: $model at $want"
