@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "mpiflow/data.h"
+#include "mpiflow/ops.h"
 #include "mpiflow/trainer.h"
 
 namespace mpiflow {
@@ -103,6 +104,41 @@ TEST(EndToEnd, AModelFileWithEveryOtherLayerTrainsAndResumesExactly) {
   ASSERT_TRUE(resumed.ok()) << resumed.status() << log2.str();
   EXPECT_EQ(resumed->resumed_from, 64);
   ExpectBitIdentical(r->variables, resumed->variables);
+}
+
+TEST(EndToEnd, AModelFunctionOnDataInMemoryTrainsAsTheSameModelFileOnTheSameData) {
+  TrainConfig c = Base();
+  c.dataset = DatasetKind::kSynthetic;
+  c.synthetic_train = 640;
+  c.synthetic_test = 100;
+  c.epochs = 2;
+  const auto from_file = Weights(c);
+  TrainingSet set{SyntheticDataset(640, 10, 42), SyntheticDataset(100, 10, 43)};
+  ModelFn mlp = [](const Scope& s, const ModelInput& input, int64_t seed) {
+    return BuildModel(s, "mlp", input, seed);
+  };
+  std::ostringstream log;
+  StatusOr<TrainResult> r = Train(mlp, set, c, log);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NE(log.str().find("mpiflow: training a model of your own on your data (640 train, 100 "
+                           "test examples of 28x28x1)"),
+            std::string::npos)
+      << log.str();
+  ExpectBitIdentical(from_file, r->variables);
+  // A function that leaves out the loss is told what it must return.
+  ModelFn partial = [](const Scope& s, const ModelInput&, int64_t) -> StatusOr<Model> {
+    Model m;
+    m.features = ops::Placeholder(s, DType::kFloat32, Shape{-1, 28, 28, 1});
+    return m;
+  };
+  EXPECT_EQ(Train(partial, set, c, log).status().message(),
+            "the model function must return the model's features, labels, loss and correct "
+            "count (ClassifierModel adds the last two)");
+  // Data that does not hold what it says is refused.
+  set.train.labels.pop_back();
+  EXPECT_EQ(Train(mlp, set, c, log).status().message(),
+            "the training data holds 501760 values and 639 labels: 640 examples of [28,28,1] "
+            "need 501760 and 640");
 }
 
 TEST(EndToEnd, CnnTrainsAFewStepsDeterministically) {

@@ -116,6 +116,11 @@ StatusOr<Model> BuildModel(const Scope& s, const ModelSpec& spec, const ModelInp
 StatusOr<Model> BuildModel(const Scope& s, const std::string& name_or_path, const ModelInput& input,
                            int64_t seed);
 
+// The classifier's head for a graph you build yourself: m.features, m.labels and m.logits (and
+// m.inference_logits when it differs: else the logits) set; adds the loss (mean softmax
+// cross-entropy), predictions and the correct count.
+Status ClassifierModel(const Scope& s, Model* m);
+
 // The layers, their output shapes and parameter counts, and the totals: --print-model.
 std::string ModelSummaryText(const ModelSpec& spec, const ModelInput& input, const Model& m);
 

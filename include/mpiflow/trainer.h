@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <utility>
@@ -96,6 +97,24 @@ class Timeline;
 StatusOr<TrainResult> Train(const TrainConfig& config, std::ostream& log,
                             Communicator* comm = nullptr, Timeline* timeline = nullptr,
                             FaultHooks* hooks = nullptr);
+
+// Your own model in C++: a function that builds it under `s` for the data's `input` (variables
+// seeded from `seed`, so that every rank builds the same), returning its placeholders and outputs
+// (ClassifierModel fills in the loss and the counts from the logits).
+using ModelFn =
+    std::function<StatusOr<Model>(const Scope& s, const ModelInput& input, int64_t seed)>;
+
+// Your own data in memory: both splits, the same on every rank.
+struct TrainingSet {
+  Dataset train, test;
+};
+
+// Train as above with the graph `model` builds (config.model is not read) on `data` (config's
+// dataset, data_dir and synthetic sizes are not read): every strategy, checkpoints, preemption,
+// metrics and evaluation as for a model file.
+StatusOr<TrainResult> Train(const ModelFn& model, const TrainingSet& data,
+                            const TrainConfig& config, std::ostream& log,
+                            Communicator* comm = nullptr);
 
 // --print-model: the model's layers, shapes and parameter counts for the configured data (whose
 // shape and classes are read, not trained on).

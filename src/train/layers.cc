@@ -279,14 +279,22 @@ StatusOr<Model> BuildModel(const Scope& root, const ModelSpec& spec, const Model
                ") for the data's ", input.num_classes, " classes, not ", ShapeText(out)));
   }
   m.logits = x.train;
-  std::vector<Output> xent = ops::SparseSoftmaxCrossEntropyWithLogits(root, m.logits, m.labels);
-  m.loss = ops::Mean(root.WithOpName("loss"), xent[0], {0});
   m.inference_logits = x.eval;
-  m.predictions = ops::ArgMax(root.WithOpName("predictions"), x.eval, 1);
-  Output hits = ops::Equal(root, m.predictions, ops::Cast(root, m.labels, DType::kInt64));
-  m.correct = ops::Sum(root.WithOpName("correct"), ops::Cast(root, hits, DType::kFloat32), {0});
-  MPIFLOW_RETURN_IF_ERROR(root.status());
+  MPIFLOW_RETURN_IF_ERROR(ClassifierModel(root, &m));
   return m;
+}
+
+Status ClassifierModel(const Scope& root, Model* m) {
+  if (!m->inference_logits.valid()) m->inference_logits = m->logits;
+  if (!m->features.valid() || !m->labels.valid() || !m->logits.valid()) {
+    return InvalidArgument("ClassifierModel needs the model's features, labels and logits");
+  }
+  std::vector<Output> xent = ops::SparseSoftmaxCrossEntropyWithLogits(root, m->logits, m->labels);
+  m->loss = ops::Mean(root.WithOpName("loss"), xent[0], {0});
+  m->predictions = ops::ArgMax(root.WithOpName("predictions"), m->inference_logits, 1);
+  Output hits = ops::Equal(root, m->predictions, ops::Cast(root, m->labels, DType::kInt64));
+  m->correct = ops::Sum(root.WithOpName("correct"), ops::Cast(root, hits, DType::kFloat32), {0});
+  return root.status();
 }
 
 StatusOr<Model> BuildModel(const Scope& s, const std::string& name_or_path, const ModelInput& input,

@@ -21,6 +21,31 @@ Dataset SliceDataset(const Dataset& d, std::pair<int64_t, int64_t> range) {
   return out;
 }
 
+// The checks every source shares; in memory (`slice`), local sharding keeps this rank's share.
+StatusOr<TrainingData> Finish(TrainingData d, bool slice, const std::string& source, int data_ranks,
+                              int data_rank) {
+  if (d.local && slice) {  // in memory: keep this rank's share
+    d.global_train = d.train.count;
+    d.global_test = d.test.count;
+    d.train = SliceDataset(d.train, BatchStream::ShardRange(d.train.count, data_ranks, data_rank));
+    d.test = SliceDataset(d.test, BatchStream::ShardRange(d.test.count, data_ranks, data_rank));
+  }
+  if (d.test.example != d.train.example) {
+    return InvalidArgument("'", source, "': the training examples are ", d.train.example.ToString(),
+                           " but the test examples ", d.test.example.ToString(),
+                           ": both splits must have one shape");
+  }
+  // Classes the file does not count are the largest label + 1 of either split.
+  if (d.train.num_classes_inferred || d.test.num_classes_inferred) {
+    const int classes = std::max(d.train.num_classes, d.test.num_classes);
+    d.train.num_classes = d.test.num_classes = classes;
+  } else if (d.train.num_classes != d.test.num_classes) {
+    return InvalidArgument("'", source, "': the training split has ", d.train.num_classes,
+                           " classes but the test split ", d.test.num_classes);
+  }
+  return d;
+}
+
 }  // namespace
 
 StatusOr<TrainingData> LoadTrainingData(const TrainConfig& cfg, int data_ranks, int data_rank) {
@@ -53,26 +78,34 @@ StatusOr<TrainingData> LoadTrainingData(const TrainConfig& cfg, int data_ranks, 
     d.train = std::move(*tr);
     d.test = std::move(*te);
   }
-  if (d.local && cfg.dataset != DatasetKind::kHdf5) {  // in memory: keep this rank's share
-    d.global_train = d.train.count;
-    d.global_test = d.test.count;
-    d.train = SliceDataset(d.train, BatchStream::ShardRange(d.train.count, data_ranks, data_rank));
-    d.test = SliceDataset(d.test, BatchStream::ShardRange(d.test.count, data_ranks, data_rank));
+  return Finish(std::move(d), cfg.dataset != DatasetKind::kHdf5, cfg.data_dir, data_ranks,
+                data_rank);
+}
+
+StatusOr<TrainingData> InMemoryTrainingData(const Dataset& train, const Dataset& test,
+                                            DataSharding sharding, int data_ranks, int data_rank) {
+  TrainingData d;
+  d.local = sharding == DataSharding::kLocal && data_ranks > 1;
+  d.train = train;
+  d.test = test;
+  for (const Dataset* s : {&d.train, &d.test}) {
+    const int64_t values = s->count * s->example_size();
+    if (static_cast<int64_t>(s->is_float ? s->floats.size() : s->bytes.size()) != values ||
+        static_cast<int64_t>(s->labels.size()) != s->count) {
+      return InvalidArgument("the ", s == &d.train ? "training" : "test", " data holds ",
+                             s->is_float ? s->floats.size() : s->bytes.size(), " values and ",
+                             s->labels.size(), " labels: ", s->count, " examples of ",
+                             s->example.ToString(), " need ", values, " and ", s->count);
+    }
+    for (int64_t i = 0; i < s->count; ++i) {
+      if (s->labels[i] < 0 || s->labels[i] >= s->num_classes) {
+        return InvalidArgument("the ", s == &d.train ? "training" : "test", " data's label ",
+                               s->labels[i], " of example ", i, " is outside [0, ", s->num_classes,
+                               ")");
+      }
+    }
   }
-  if (d.test.example != d.train.example) {
-    return InvalidArgument("'", cfg.data_dir, "': the training examples are ",
-                           d.train.example.ToString(), " but the test examples ",
-                           d.test.example.ToString(), ": both splits must have one shape");
-  }
-  // Classes the file does not count are the largest label + 1 of either split.
-  if (d.train.num_classes_inferred || d.test.num_classes_inferred) {
-    const int classes = std::max(d.train.num_classes, d.test.num_classes);
-    d.train.num_classes = d.test.num_classes = classes;
-  } else if (d.train.num_classes != d.test.num_classes) {
-    return InvalidArgument("'", cfg.data_dir, "': the training split has ", d.train.num_classes,
-                           " classes but the test split ", d.test.num_classes);
-  }
-  return d;
+  return Finish(std::move(d), true, "the data in memory", data_ranks, data_rank);
 }
 
 StatusOr<double> Evaluate(Session& session, const Model& m, const TrainingData& data,

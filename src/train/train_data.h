@@ -23,6 +23,9 @@ struct TrainingData {
 
 // Loads cfg's dataset for rank `data_rank` of `data_ranks` ranks that read data.
 StatusOr<TrainingData> LoadTrainingData(const TrainConfig& cfg, int data_ranks, int data_rank);
+// The same from datasets in memory (every rank passes both whole splits), after checking them.
+StatusOr<TrainingData> InMemoryTrainingData(const Dataset& train, const Dataset& test,
+                                            DataSharding sharding, int data_ranks, int data_rank);
 
 // Test accuracy; with a communicator each rank evaluates its shard and the counts are summed.
 StatusOr<double> Evaluate(Session& session, const Model& m, const TrainingData& data,

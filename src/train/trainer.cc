@@ -161,16 +161,17 @@ std::string DimsText(const Shape& s) {
 }
 
 // The start-up line.
-void LogStart(std::ostream& log, const TrainConfig& cfg, const OptimizerOptions& opt,
-              const TrainingData& data, int64_t per_epoch, const std::vector<Output>& vars,
-              const Strategy& strategy, int64_t global_batch) {
+void LogStart(std::ostream& log, const TrainConfig& cfg, const std::string& model,
+              const std::string& source, const OptimizerOptions& opt, const TrainingData& data,
+              int64_t per_epoch, const std::vector<Output>& vars, const Strategy& strategy,
+              int64_t global_batch) {
   int64_t parameters = 0;
   for (const Output& v : vars) parameters += v.shape().num_elements();
-  log << "mpiflow: training " << cfg.model << " on " << DatasetName(cfg.dataset) << " ("
-      << data.train.count << " train, " << data.test.count << " test examples of "
-      << DimsText(data.train.example) << "), " << cfg.epochs << " epochs x " << per_epoch
-      << " steps, batch " << cfg.batch_size << ", " << OptimizerName(opt.kind) << " lr "
-      << opt.lr.base << " (" << ops::LearningRateScheduleName(opt.lr.kind)
+  log << "mpiflow: training " << model << " on " << source << " (" << data.train.count << " train, "
+      << data.test.count << " test examples of " << DimsText(data.train.example) << "), "
+      << cfg.epochs << " epochs x " << per_epoch << " steps, batch " << cfg.batch_size << ", "
+      << OptimizerName(opt.kind) << " lr " << opt.lr.base << " ("
+      << ops::LearningRateScheduleName(opt.lr.kind)
       << (opt.lr.kind == ops::LearningRateSchedule::kConstant
               ? ""
               : StrCat(" over ", opt.lr.decay_steps, " steps"))
@@ -186,11 +187,18 @@ ModelInput InputOf(const TrainingData& data) {
 
 // The model, the strategy's extension of it (gradients, synchronisation, updates) and the init
 // op, in `root`; `vars` gets the trainable variables.
-StatusOr<Model> BuildGraph(const Scope& root, const TrainConfig& cfg, const ModelSpec& spec,
+StatusOr<Model> BuildGraph(const Scope& root, const TrainConfig& cfg, const ModelFn& build,
                            const TrainingData& data, const OptimizerOptions& optimizer,
                            Strategy& strategy, std::vector<Output>* vars, Node** init) {
-  StatusOr<Model> model = BuildModel(root, spec, InputOf(data), cfg.seed);
+  StatusOr<Model> model = build(root, InputOf(data), cfg.seed);
   if (!model.ok()) return model.status();
+  MPIFLOW_RETURN_IF_ERROR(root.status());
+  if (!model->features.valid() || !model->labels.valid() || !model->loss.valid() ||
+      !model->correct.valid()) {
+    return InvalidArgument(
+        "the model function must return the model's features, labels, loss "
+        "and correct count (ClassifierModel adds the last two)");
+  }
   for (const VariableInfo& v : root.graph()->variables()) {
     if (v.trainable) vars->push_back(Output(v.variable));
   }
@@ -320,11 +328,57 @@ StatusOr<std::string> ModelSummary(const TrainConfig& cfg) {
   return ModelSummaryText(*spec, InputOf(*data), *m);
 }
 
+namespace {
+
+// Where a run's model and data come from: a model file and cfg's dataset, or a program's own.
+struct Sources {
+  std::string model_name, data_name;
+  ModelFn build;
+  std::function<StatusOr<TrainingData>(int data_ranks, int data_rank)> load;
+};
+
+StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
+                                  std::ostream& out_log, Communicator* world, Timeline* timeline,
+                                  FaultHooks* hooks);
+
+}  // namespace
+
 StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Communicator* world,
                             Timeline* timeline, FaultHooks* hooks) {
   MPIFLOW_RETURN_IF_ERROR(ValidateTrainConfig(cfg));
   StatusOr<ModelSpec> spec = LoadModelSpec(cfg.model);  // a bad model file fails first
   if (!spec.ok()) return spec.status();
+  Sources from;
+  from.model_name = cfg.model;
+  from.data_name = DatasetName(cfg.dataset);
+  from.build = [&](const Scope& s, const ModelInput& input, int64_t seed) {
+    return BuildModel(s, *spec, input, seed);
+  };
+  from.load = [&](int data_ranks, int data_rank) {
+    return LoadTrainingData(cfg, data_ranks, data_rank);
+  };
+  return RunTraining(cfg, from, out_log, world, timeline, hooks);
+}
+
+StatusOr<TrainResult> Train(const ModelFn& model, const TrainingSet& set, const TrainConfig& cfg,
+                            std::ostream& log, Communicator* comm) {
+  MPIFLOW_RETURN_IF_ERROR(ValidateTrainConfig(cfg));
+  if (!model) return InvalidArgument("Train: no model function");
+  Sources from;
+  from.model_name = "a model of your own";
+  from.data_name = "your data";
+  from.build = model;
+  from.load = [&](int data_ranks, int data_rank) {
+    return InMemoryTrainingData(set.train, set.test, cfg.data_sharding, data_ranks, data_rank);
+  };
+  return RunTraining(cfg, from, log, comm, nullptr, nullptr);
+}
+
+namespace {
+
+StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
+                                  std::ostream& out_log, Communicator* world, Timeline* timeline,
+                                  FaultHooks* hooks) {
   StopToken stop;
   ScopedPreemptionSignals signals(cfg.handle_signals ? &stop : nullptr);
   Communicator* comm = world && world->size() > 1 ? world : nullptr;
@@ -335,8 +389,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
       MakeStrategy(cfg.strategy, {comm, &stop, hooks, &log}, cfg.allreduce, cfg.ps, cfg.pipeline);
   if (!made.ok()) return made.status();
   Strategy& strategy = **made;
-  StatusOr<TrainingData> loaded =
-      LoadTrainingData(cfg, strategy.data_ranks(), strategy.data_rank());
+  StatusOr<TrainingData> loaded = from.load(strategy.data_ranks(), strategy.data_rank());
   if (!loaded.ok()) return loaded.status();
   const TrainingData& data = *loaded;
   const int64_t global_batch = cfg.batch_size * strategy.data_ranks();
@@ -364,7 +417,8 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   Scope root = Scope::NewRootScope();
   std::vector<Output> vars;
   Node* init = nullptr;
-  StatusOr<Model> model = BuildGraph(root, cfg, *spec, data, optimizer, strategy, &vars, &init);
+  StatusOr<Model> model =
+      BuildGraph(root, cfg, from.build, data, optimizer, strategy, &vars, &init);
   if (!model.ok()) return model.status();
   const Model& m = *model;
   if (comm) {
@@ -392,7 +446,8 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   }
 
   BatchStream stream(&data.train, stream_options);
-  LogStart(log, cfg, optimizer, data, per_epoch, vars, strategy, global_batch);
+  LogStart(log, cfg, from.model_name, from.data_name, optimizer, data, per_epoch, vars, strategy,
+           global_batch);
 
   r.train_flops_per_example = m.train_flops_per_example;
   r.epochs = start->epoch;  // the epochs finished
@@ -468,5 +523,7 @@ StatusOr<TrainResult> Train(const TrainConfig& cfg, std::ostream& out_log, Commu
   MPIFLOW_RETURN_IF_ERROR(ReadReported(session, strategy, &r.variables));
   return r;
 }
+
+}  // namespace
 
 }  // namespace mpiflow
