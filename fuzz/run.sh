@@ -23,7 +23,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 norandom=()
 if setarch "$(uname -m)" -R true 2> /dev/null; then norandom=(setarch "$(uname -m)" -R); fi
 failed=0
-for target in idx graph_text job_file checkpoint hdf5_dataset; do
+for target in idx graph_text job_file checkpoint hdf5_dataset array_files model_file; do
   program=$build/fuzz/mpiflow_fuzz_$target
   [ -x "$program" ] || { echo "fuzz/run.sh: no $program (build the target mpiflow_fuzzers)" >&2; exit 2; }
   rm -rf "${work:?}/$target" && mkdir -p "$work/$target/corpus"

@@ -299,3 +299,91 @@ TEST(Hdf5Dataset, RoundTripsAndReadsARangeThroughAHyperslab) {
 
 }  // namespace
 }  // namespace mpiflow
+
+namespace mpiflow {
+namespace {
+
+// A .npy file as numpy.save writes it (format 1.0): magic, header, raw values.
+std::string Npy(const std::string& descr, const std::string& shape, const std::string& raw) {
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape +
+                       ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  const uint16_t n = static_cast<uint16_t>(header.size());
+  return std::string("\x93NUMPY\x01\x00", 8) + static_cast<char>(n & 0xff) +
+         static_cast<char>(n >> 8) + header + raw;
+}
+
+template <typename T>
+std::string Raw(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+TEST(ArrayFiles, NpyFeaturesAndLabels) {
+  const std::string d = ::testing::TempDir();
+  WriteFile(d + "/x.npy", Npy("<f8", "(2, 2, 3)", Raw<double>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+                                                                10.5, -11})));
+  WriteFile(d + "/y.npy", Npy("<i8", "(2,)", Raw<int64_t>({4, 1})));
+  StatusOr<Dataset> ds = ReadNpyDataset(d + "/x.npy", d + "/y.npy");
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ(ds->count, 2);
+  EXPECT_EQ(ds->example, Shape({2, 3}));
+  EXPECT_TRUE(ds->is_float);
+  EXPECT_EQ(ds->floats[10], 10.5f);
+  EXPECT_EQ(ds->Value(1, 5), -11.0f);
+  EXPECT_EQ(ds->labels, (std::vector<int32_t>{4, 1}));
+  EXPECT_EQ(ds->num_classes, 5);
+  // uint8 features stay bytes, seen as value / 255.
+  WriteFile(d + "/u.npy", Npy("|u1", "(2, 2)", Raw<uint8_t>({0, 255, 51, 102})));
+  StatusOr<Dataset> bytes = ReadNpyDataset(d + "/u.npy", d + "/y.npy");
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_FALSE(bytes->is_float);
+  EXPECT_FLOAT_EQ(bytes->Value(1, 0), 0.2f);
+  // Mistakes name the file.
+  WriteFile(d + "/y3.npy", Npy("<i8", "(3,)", Raw<int64_t>({0, 1, 2})));
+  EXPECT_EQ(ReadNpyDataset(d + "/x.npy", d + "/y3.npy").status().message(),
+            "'" + d + "/x.npy' is (2, 2, 3) and '" + d +
+                "/y3.npy' (3): features must be (n, ...) and labels (n) for the same n");
+  EXPECT_EQ(ReadNpyDataset(d + "/x.npy", d + "/x.npy").status().message(),
+            "'" + d + "/x.npy' holds <f8: labels must be integers (class ids)");
+  WriteFile(d + "/short.npy", Npy("<f4", "(2, 8)", Raw<float>({1, 2, 3})));
+  EXPECT_EQ(ReadNpyDataset(d + "/short.npy", d + "/y.npy").status().message(),
+            "'" + d + "/short.npy' is truncated: its header promises 16 values of 4 bytes");
+  WriteFile(d + "/big.npy", Npy(">f4", "(2, 1)", Raw<float>({1, 2})));
+  EXPECT_NE(ReadNpyDataset(d + "/big.npy", d + "/y.npy").status().message().find(
+                "holds >f4: only little-endian numbers"),
+            std::string::npos);
+  WriteFile(d + "/not.npy", "hello");
+  EXPECT_EQ(ReadNpyDataset(d + "/not.npy", d + "/y.npy").status().message(),
+            "'" + d + "/not.npy' is not a NumPy .npy file (no \\x93NUMPY magic)");
+}
+
+TEST(ArrayFiles, CsvRowsWithAHeaderAndALabelColumn) {
+  const std::string d = ::testing::TempDir();
+  WriteFile(d + "/a.csv", "x,label,y\n0.5,2,-1\r\n1.5,0,3\n\n2.5,1,4\n");
+  StatusOr<Dataset> ds = ReadCsvDataset(d + "/a.csv", 1);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ(ds->count, 3);
+  EXPECT_EQ(ds->example, Shape({2}));
+  EXPECT_EQ(ds->floats, (std::vector<float>{0.5f, -1, 1.5f, 3, 2.5f, 4}));
+  EXPECT_EQ(ds->labels, (std::vector<int32_t>{2, 0, 1}));
+  EXPECT_EQ(ds->num_classes, 3);
+  WriteFile(d + "/b.csv", "1,2,3\n0,1,x\n");
+  EXPECT_EQ(ReadCsvDataset(d + "/b.csv").status().message(),
+            "'" + d + "/b.csv':2: a value that is not a finite number");
+  WriteFile(d + "/c.csv", "1,2,3\n0,1\n");
+  EXPECT_EQ(ReadCsvDataset(d + "/c.csv").status().message(),
+            "'" + d + "/c.csv':2: 2 columns, the first line of data has 3");
+  WriteFile(d + "/e.csv", "1.5,2\n");
+  EXPECT_EQ(ReadCsvDataset(d + "/e.csv").status().message(),
+            "'" + d + "/e.csv':1: label 1.5 is not a class id (an integer from 0)");
+  EXPECT_EQ(ReadCsvDataset(d + "/missing.csv").status().message(),
+            "cannot open '" + d + "/missing.csv'");
+}
+
+}  // namespace
+}  // namespace mpiflow

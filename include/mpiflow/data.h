@@ -68,6 +68,15 @@ StatusOr<int64_t> Hdf5SplitSize(const std::string& path, const std::string& spli
 StatusOr<Dataset> ReadHdf5Split(const std::string& path, const std::string& split,
                                 int64_t begin = 0, int64_t count = -1);
 
+// A NumPy .npy features array (n, ...) and a labels array (n) of integers (numpy.save's
+// format, C order, little-endian). uint8 features stay bytes (seen as value / 255); any other
+// number type becomes float32. Classes: the largest label + 1.
+StatusOr<Dataset> ReadNpyDataset(const std::string& features_path, const std::string& labels_path);
+// A CSV file, one example per line: numbers separated by commas, the label (a class id) in
+// column `label_column` (from 0), the rest the features as float32 (an example of shape
+// (columns - 1)). A first line that is not all numbers is a header. Errors name the line.
+StatusOr<Dataset> ReadCsvDataset(const std::string& path, int label_column = 0);
+
 // The train or test split of an MNIST-layout directory:
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte with or without ".gz".
 StatusOr<Dataset> LoadMnistDirectory(const std::string& dir, bool train);

@@ -136,12 +136,19 @@ Status WriteHdf5Split(const std::string& path, const std::string& split, const D
     return Hdf5Error(Code::kUnavailable, kKind, path, "cannot write '/", split,
                      "' attribute num_classes");
   }
+  // Class names as fixed-length strings: HDF5 1.10 keeps variable-length ones in a global heap
+  // and crashes reading a damaged one (fuzz/README.md), so mpiflow never writes them.
   if (!d.class_names.empty() && H5Aexists(file.get(), "classes") <= 0) {
-    std::vector<const char*> names;
-    for (const std::string& n : d.class_names) names.push_back(n.c_str());
-    const hsize_t n = names.size();
+    size_t width = 1;
+    for (const std::string& n : d.class_names) width = std::max(width, n.size());
+    std::vector<char> names(width * d.class_names.size(), '\0');
+    for (size_t i = 0; i < d.class_names.size(); ++i) {
+      std::copy(d.class_names[i].begin(), d.class_names[i].end(), names.begin() + i * width);
+    }
+    const hsize_t n = d.class_names.size();
     Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(type.get(), H5T_VARIABLE);
+    H5Tset_size(type.get(), width);
+    H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
     Handle nspace(H5Screate_simple(1, &n, nullptr), H5Sclose);
     Handle attr(
         H5Acreate2(file.get(), "classes", type.get(), nspace.get(), H5P_DEFAULT, H5P_DEFAULT),

@@ -1,12 +1,18 @@
 // mpiflow-data: training data in HDF5.
-//   mpiflow-data convert --data-dir DIR --output FILE [--chunk N] [--compression 0-9]
+//   mpiflow-data convert [--from idx] --data-dir DIR --output FILE [--chunk N] [--compression 0-9]
 //       the train and test IDX files of an MNIST-layout directory (Debian's
-//       dataset-fashion-mnist) into one HDF5 file: /train and /test, images + labels
+//       dataset-fashion-mnist) into one HDF5 file: /train and /test, features + labels
+//   mpiflow-data convert --from csv --train A.csv --test B.csv [--label-column K] [--shape D,..]
+//   mpiflow-data convert --from npy --train X.npy,y.npy --test X.npy,y.npy
+//       the same from CSV files (one example per line) or NumPy arrays
 //   mpiflow-data info FILE    splits, counts, image size, classes
 //   mpiflow-data --help | --version
 // Exit codes: 0 done, 1 failed (the reason on stderr), 2 usage.
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -19,13 +25,19 @@ constexpr const char* kTool = "mpiflow-data";
 
 constexpr const char* kUsage =
     "Usage: mpiflow-data convert --data-dir DIR --output FILE [--chunk N] [--compression 0-9]\n"
+    "       mpiflow-data convert --from csv --train A.csv --test B.csv --output FILE\n"
+    "                            [--label-column K] [--shape D1,D2,...]\n"
+    "       mpiflow-data convert --from npy --train X.npy,y.npy --test X.npy,y.npy --output FILE\n"
     "       mpiflow-data info FILE\n"
     "\n"
     "Commands:\n"
     "  convert    IDX files ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]) to one HDF5\n"
-    "             file with /train and /test (images uint8 (n,rows,cols) in chunks of --chunk\n"
-    "             images (default 1024), deflate level --compression (default 4); labels\n"
-    "             int32 (n))\n"
+    "             file with /train and /test (features uint8 (n,rows,cols,1) in chunks of\n"
+    "             --chunk examples (default 1024), deflate level --compression (default 4); "
+    "labels\n"
+    "             int32 (n)); --from csv: one example per line, the label in column K (from\n"
+    "             0), a header line allowed, features float32 (reshaped by --shape); --from\n"
+    "             npy: numpy.save arrays, features (n, ...) and integer labels (n)\n"
     "  info FILE  what an HDF5 dataset file holds\n"
     "Train on it with: mpiflow-train --dataset hdf5 --data-dir FILE\n";
 
@@ -68,11 +80,50 @@ int Info(const std::string& path) {
   return 0;
 }
 
-int Convert(const std::string& dir, const std::string& out, long long chunk, int compression) {
+struct Sources {
+  std::string from = "idx", dir, train, test, shape;
+  int label_column = 0;
+};
+
+// One split from the chosen source.
+mpiflow::StatusOr<mpiflow::Dataset> ReadSplit(const Sources& in, bool train) {
+  if (in.from == "idx") return mpiflow::LoadMnistDirectory(in.dir, train);
+  const std::string& file = train ? in.train : in.test;
+  if (in.from == "csv") {
+    mpiflow::StatusOr<mpiflow::Dataset> d = mpiflow::ReadCsvDataset(file, in.label_column);
+    if (!d.ok() || in.shape.empty()) return d;
+    std::vector<int64_t> dims;
+    std::stringstream ss(in.shape);
+    std::string item;
+    while (std::getline(ss, item, ',')) dims.push_back(std::atoll(item.c_str()));
+    const mpiflow::Shape shape(dims);
+    if (shape.num_elements() != d->example_size() || dims.empty()) {
+      return mpiflow::InvalidArgument("--shape ", in.shape, " holds ", shape.num_elements(),
+                                      " values but '", file, "' has ", d->example_size(),
+                                      " features per line");
+    }
+    d->example = shape;
+    return d;
+  }
+  const size_t comma = file.find(',');
+  if (comma == std::string::npos) {
+    return mpiflow::InvalidArgument("--from npy: --", train ? "train" : "test",
+                                    " takes FEATURES.npy,LABELS.npy, got '", file, "'");
+  }
+  return mpiflow::ReadNpyDataset(file.substr(0, comma), file.substr(comma + 1));
+}
+
+int Convert(const Sources& in, const std::string& out, long long chunk, int compression) {
+  mpiflow::StatusOr<mpiflow::Dataset> splits[2] = {ReadSplit(in, true), ReadSplit(in, false)};
+  for (const auto& d : splits) {
+    if (!d.ok()) return Fail(d.status());
+  }
+  // One class count for both splits: the larger.
+  const int classes = std::max(splits[0]->num_classes, splits[1]->num_classes);
   std::remove(out.c_str());  // a fresh file
   for (bool train : {true, false}) {
-    mpiflow::StatusOr<mpiflow::Dataset> d = mpiflow::LoadMnistDirectory(dir, train);
-    if (!d.ok()) return Fail(d.status());
+    mpiflow::StatusOr<mpiflow::Dataset>& d = splits[train ? 0 : 1];
+    d->num_classes = classes;
     const char* split = train ? "train" : "test";
     mpiflow::Status s = mpiflow::WriteHdf5Split(out, split, *d, chunk, compression);
     if (!s.ok()) return Fail(s);
@@ -87,15 +138,23 @@ int Convert(const std::string& dir, const std::string& out, long long chunk, int
 
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
-  std::string cmd, dir, out;
+  std::string cmd, out;
+  Sources in;
   std::vector<std::string> args;  // the command's operands
   long long chunk = 1024;
   int compression = 4;
   po::options_description convert("Options of convert");
   // clang-format off
   convert.add_options()
-    ("data-dir", po::value(&dir)->value_name("DIR"),
-     "directory of the IDX files (needed)")
+    ("from", po::value(&in.from)->default_value(in.from), "idx, csv or npy")
+    ("data-dir", po::value(&in.dir)->value_name("DIR"),
+     "idx: the directory of the IDX files")
+    ("train", po::value(&in.train)->value_name("FILE"),
+     "csv: the training CSV; npy: FEATURES.npy,LABELS.npy")
+    ("test", po::value(&in.test)->value_name("FILE"), "as --train, the test split")
+    ("label-column", po::value(&in.label_column)->default_value(0), "csv: the label's column, from 0")
+    ("shape", po::value(&in.shape)->value_name("D1,D2,..."),
+     "csv: one example's shape (e.g. 28,28,1), default (features)")
     ("output", po::value(&out)->value_name("FILE"), "the HDF5 file to write, replaced (needed)")
     ("chunk", po::value(&chunk)->default_value(chunk), "images per HDF5 chunk")
     ("compression", po::value(&compression)->default_value(compression), "deflate level, 0-9");
@@ -114,7 +173,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "info") {
-    for (const char* o : {"data-dir", "output", "chunk", "compression"}) {
+    for (const char* o : {"data-dir", "output", "chunk", "compression", "train", "test", "shape"}) {
       if (vm.count(o) && !vm[o].defaulted()) {
         return Usage(std::string("--") + o + " is an option of convert, not of info");
       }
@@ -130,6 +189,13 @@ int main(int argc, char** argv) {
   if (compression < 0 || compression > 9) {
     return Usage("--compression must be 0-9, got " + std::to_string(compression));
   }
-  if (dir.empty() || out.empty()) return Usage("convert needs --data-dir and --output");
-  return Convert(dir, out, chunk, compression);
+  if (in.from != "idx" && in.from != "csv" && in.from != "npy") {
+    return Usage("--from must be idx, csv or npy, got '" + in.from + "'");
+  }
+  if (out.empty()) return Usage("convert needs --output");
+  if (in.from == "idx" && in.dir.empty()) return Usage("convert --from idx needs --data-dir");
+  if (in.from != "idx" && (in.train.empty() || in.test.empty())) {
+    return Usage("convert --from " + in.from + " needs --train and --test");
+  }
+  return Convert(in, out, chunk, compression);
 }
