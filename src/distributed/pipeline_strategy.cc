@@ -27,6 +27,8 @@ StatusOr<Output> CopyForward(Graph* g, Output loss, int m,
   for (int id = n - 1; id >= 0; --id) {
     if (!to_loss[id]) continue;
     for (const Output& in : g->node(id)->inputs()) to_loss[in.node->id()] = 1;
+    // What the loss's nodes wait for runs with them (batch_norm's moving-statistics updates).
+    for (const Node* c : g->node(id)->control_inputs()) to_loss[c->id()] = 1;
   }
   for (int id = 0; id < n; ++id) {
     const Node* node = g->node(id);
