@@ -305,8 +305,8 @@ namespace {
 
 // A .npy file as numpy.save writes it (format 1.0): magic, header, raw values.
 std::string Npy(const std::string& descr, const std::string& shape, const std::string& raw) {
-  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape +
-                       ", }";
+  std::string header =
+      "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
   while ((10 + header.size() + 1) % 64 != 0) header += ' ';
   header += '\n';
   const uint16_t n = static_cast<uint16_t>(header.size());
@@ -325,8 +325,8 @@ void WriteFile(const std::string& path, const std::string& bytes) {
 
 TEST(ArrayFiles, NpyFeaturesAndLabels) {
   const std::string d = ::testing::TempDir();
-  WriteFile(d + "/x.npy", Npy("<f8", "(2, 2, 3)", Raw<double>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
-                                                                10.5, -11})));
+  WriteFile(d + "/x.npy",
+            Npy("<f8", "(2, 2, 3)", Raw<double>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10.5, -11})));
   WriteFile(d + "/y.npy", Npy("<i8", "(2,)", Raw<int64_t>({4, 1})));
   StatusOr<Dataset> ds = ReadNpyDataset(d + "/x.npy", d + "/y.npy");
   ASSERT_TRUE(ds.ok()) << ds.status();
@@ -354,8 +354,10 @@ TEST(ArrayFiles, NpyFeaturesAndLabels) {
   EXPECT_EQ(ReadNpyDataset(d + "/short.npy", d + "/y.npy").status().message(),
             "'" + d + "/short.npy' is truncated: its header promises 16 values of 4 bytes");
   WriteFile(d + "/big.npy", Npy(">f4", "(2, 1)", Raw<float>({1, 2})));
-  EXPECT_NE(ReadNpyDataset(d + "/big.npy", d + "/y.npy").status().message().find(
-                "holds >f4: only little-endian numbers"),
+  EXPECT_NE(ReadNpyDataset(d + "/big.npy", d + "/y.npy")
+                .status()
+                .message()
+                .find("holds >f4: only little-endian numbers"),
             std::string::npos);
   WriteFile(d + "/not.npy", "hello");
   EXPECT_EQ(ReadNpyDataset(d + "/not.npy", d + "/y.npy").status().message(),
