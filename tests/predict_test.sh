@@ -1,6 +1,6 @@
 #!/bin/sh
 # mpiflow-predict on a training run's checkpoint reproduces the test accuracy the run printed,
-# alone and under mpirun -np 2, and writes one CSV row per test example.
+# alone and under mpirun -np 2, and writes one CSV row per test example, or HDF5 arrays.
 # usage: predict_test.sh TRAIN PREDICT MODEL OUT_DIR MPIRUN...
 set -eu
 train=$1 predict=$2 model=$3 out=$4
@@ -35,4 +35,18 @@ cut -d, -f1-3 "$out/predictions1.csv" > "$out/classes1.csv"
 cut -d, -f1-3 "$out/predictions2.csv" > "$out/classes2.csv"
 cmp "$out/classes1.csv" "$out/classes2.csv"
 grep -q "^confusion matrix (rows: label, columns: predicted)" "$out/predict1.txt"
+# HDF5 output under 2 ranks: each column an array, every class's probability, the same classes
+# as the CSV.
+# shellcheck disable=SC2086
+"$@" -np 2 "$predict" --model "$model" $data --checkpoint "$out/run/checkpoints" \
+  --output "$out/predictions.h5" > /dev/null
+h5ls "$out/predictions.h5" > "$out/h5ls.txt"
+for want in "labels *Dataset {300}" "predictions *Dataset {300}" "confidence *Dataset {300}" \
+  "probabilities *Dataset {300, 10}"; do
+  grep -q "^$want\$" "$out/h5ls.txt" || { echo "FAIL: no '$want' in"; cat "$out/h5ls.txt"; exit 1; }
+done
+h5dump -d /predictions -y -w 0 -o "$out/h5_predictions.txt" "$out/predictions.h5" > /dev/null
+{ tr -d ' \n' < "$out/h5_predictions.txt" | tr , '\n'; echo; } > "$out/h5_classes.txt"
+tail -n +2 "$out/predictions1.csv" | cut -d, -f3 > "$out/csv_classes.txt"
+cmp "$out/h5_classes.txt" "$out/csv_classes.txt"
 echo "PASS: $model at $want"

@@ -57,6 +57,13 @@ StatusOr<Dataset> LoadIdx(const std::string& images_path, const std::string& lab
 // Adds the split to `path` when the file exists.
 Status WriteHdf5Split(const std::string& path, const std::string& split, const Dataset& d,
                       int64_t chunk_examples = 1024, int compression = 4);
+// A new HDF5 file (an existing one is replaced) of named arrays at its root, each with its
+// tensor's shape and type (float32, float64, int32, int64), and the file attribute `classes`
+// when `class_names` has some: what tools write their results to (mpiflow-predict --output
+// X.h5). Not a dataset (WriteHdf5Split).
+using NamedTensor = std::pair<std::string, Tensor>;
+Status WriteHdf5Arrays(const std::string& path, const std::vector<NamedTensor>& arrays,
+                       const std::vector<std::string>& class_names = {});
 // The number of examples in /<split>, from the file's metadata.
 StatusOr<int64_t> Hdf5SplitSize(const std::string& path, const std::string& split);
 // Examples [begin, begin + count) of /<split> (count -1: to the end), read through a hyperslab

@@ -5,10 +5,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "mpiflow/communicator.h"
+#include "mpiflow/models.h"
+#include "mpiflow/session.h"
 #include "mpiflow/trainer.h"
 
 namespace mpiflow {
@@ -20,6 +23,7 @@ struct PredictConfig {
   std::string checkpoint;  // a checkpoint file, or a checkpoint directory (its `latest`)
   bool test_split = true;  // false: the training split
   int64_t batch_size = 1000;
+  bool probabilities = false;  // also gather every class's probability (PredictResult)
 };
 
 struct PredictResult {
@@ -31,10 +35,29 @@ struct PredictResult {
   std::vector<int32_t> labels;           // (count): rank 0 only
   std::vector<int32_t> predictions;      // (count): rank 0 only
   std::vector<float> confidence;         // (count): the predicted class's softmax probability
+  std::vector<float> probabilities;      // (count, classes): rank 0, when config.probabilities
   std::vector<std::string> class_names;  // from the dataset, when it names them
   std::string checkpoint;                // the file read
   int64_t step = 0;                      // the step it was written at
 };
+
+// A model built for a split of the data with its variables from a checkpoint: what Predict runs,
+// and what an exporter reads (the layers, their shapes, the variables' values).
+struct TrainedModel {
+  ModelSpec spec;
+  Dataset data;  // the split asked for, whole
+  Scope root = Scope::NewRootScope();
+  Model model;
+  Output probabilities;  // (batch, classes): softmax of the inference path's logits
+  std::unique_ptr<Session> session;
+  std::string checkpoint;  // the file read
+  int64_t step = 0;        // the step it was written at
+};
+
+// Loads the data and the model (config.train's model, dataset and seed), builds it and restores
+// every variable of the model from config.checkpoint (with its shape; optimizer state is
+// ignored). Errors name the checkpoint and the variable that does not fit.
+StatusOr<std::unique_ptr<TrainedModel>> LoadTrainedModel(const PredictConfig& config);
 
 // Builds the model for the data, restores its variables from the checkpoint (every variable of
 // the model must be there with its shape; optimizer state is ignored) and runs the inference

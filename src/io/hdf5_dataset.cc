@@ -77,6 +77,26 @@ StatusOr<std::vector<std::string>> ReadClassNames(hid_t file, const std::string&
   return names;
 }
 
+// The attribute `classes` on `obj`, as fixed-length strings: HDF5 1.10 keeps variable-length
+// ones in a global heap and crashes reading a damaged one (fuzz/README.md), so mpiflow never
+// writes them.
+bool WriteClassNames(hid_t obj, const std::vector<std::string>& class_names) {
+  size_t width = 1;
+  for (const std::string& n : class_names) width = std::max(width, n.size());
+  std::vector<char> names(width * class_names.size(), '\0');  // (classes, width)
+  for (size_t i = 0; i < class_names.size(); ++i) {
+    std::copy(class_names[i].begin(), class_names[i].end(), names.begin() + i * width);
+  }
+  const hsize_t n = class_names.size();
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), width);
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  Handle attr(H5Acreate2(obj, "classes", type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+              H5Aclose);
+  return attr.ok() && H5Awrite(attr.get(), type.get(), names.data()) >= 0;
+}
+
 }  // namespace
 
 Status WriteHdf5Split(const std::string& path, const std::string& split, const Dataset& d,
@@ -136,26 +156,9 @@ Status WriteHdf5Split(const std::string& path, const std::string& split, const D
     return Hdf5Error(Code::kUnavailable, kKind, path, "cannot write '/", split,
                      "' attribute num_classes");
   }
-  // Class names as fixed-length strings: HDF5 1.10 keeps variable-length ones in a global heap
-  // and crashes reading a damaged one (fuzz/README.md), so mpiflow never writes them.
-  if (!d.class_names.empty() && H5Aexists(file.get(), "classes") <= 0) {
-    size_t width = 1;
-    for (const std::string& n : d.class_names) width = std::max(width, n.size());
-    std::vector<char> names(width * d.class_names.size(), '\0');
-    for (size_t i = 0; i < d.class_names.size(); ++i) {
-      std::copy(d.class_names[i].begin(), d.class_names[i].end(), names.begin() + i * width);
-    }
-    const hsize_t n = d.class_names.size();
-    Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(type.get(), width);
-    H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
-    Handle nspace(H5Screate_simple(1, &n, nullptr), H5Sclose);
-    Handle attr(
-        H5Acreate2(file.get(), "classes", type.get(), nspace.get(), H5P_DEFAULT, H5P_DEFAULT),
-        H5Aclose);
-    if (!attr.ok() || H5Awrite(attr.get(), type.get(), names.data()) < 0) {
-      return Hdf5Error(Code::kUnavailable, kKind, path, "cannot write attribute 'classes'");
-    }
+  if (!d.class_names.empty() && H5Aexists(file.get(), "classes") <= 0 &&
+      !WriteClassNames(file.get(), d.class_names)) {
+    return Hdf5Error(Code::kUnavailable, kKind, path, "cannot write attribute 'classes'");
   }
   if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) {
     return Hdf5Error(Code::kUnavailable, kKind, path, "cannot flush it");
@@ -337,6 +340,49 @@ StatusOr<Dataset> ReadHdf5Split(const std::string& path, const std::string& spli
     }
   }
   return d;
+}
+
+Status WriteHdf5Arrays(const std::string& path, const std::vector<NamedTensor>& arrays,
+                       const std::vector<std::string>& class_names) {
+  hdf5_util::QuietHdf5();
+  constexpr const char* kResults = "results file";
+  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+  if (!file.ok()) return Hdf5Error(Code::kUnavailable, kResults, path, "cannot create it");
+  for (const auto& [name, t] : arrays) {
+    hid_t file_type = -1, mem_type = -1;
+    switch (t.dtype()) {
+      case DType::kFloat32:
+        file_type = H5T_IEEE_F32LE, mem_type = H5T_NATIVE_FLOAT;
+        break;
+      case DType::kFloat64:
+        file_type = H5T_IEEE_F64LE, mem_type = H5T_NATIVE_DOUBLE;
+        break;
+      case DType::kInt32:
+        file_type = H5T_STD_I32LE, mem_type = H5T_NATIVE_INT32;
+        break;
+      case DType::kInt64:
+        file_type = H5T_STD_I64LE, mem_type = H5T_NATIVE_INT64;
+        break;
+      default:
+        return InvalidArgument(kResults, " '", path, "': '", name, "' is ", DTypeName(t.dtype()),
+                               ": float32, float64, int32 or int64 only");
+    }
+    std::vector<hsize_t> dims;
+    for (int64_t d : t.shape().dims()) dims.push_back(static_cast<hsize_t>(d));
+    Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+    Handle set(H5Dcreate2(file.get(), ("/" + name).c_str(), file_type, space.get(), H5P_DEFAULT,
+                          H5P_DEFAULT, H5P_DEFAULT),
+               H5Dclose);
+    if (!set.ok() || (t.num_elements() > 0 &&
+                      H5Dwrite(set.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw()) < 0)) {
+      return Hdf5Error(Code::kUnavailable, kResults, path, "cannot write '/", name, "'");
+    }
+  }
+  if (!class_names.empty() && !WriteClassNames(file.get(), class_names)) {
+    return Hdf5Error(Code::kUnavailable, kResults, path, "cannot write attribute 'classes'");
+  }
+  if (file.Close() < 0) return Hdf5Error(Code::kUnavailable, kResults, path, "cannot close it");
+  return Status::OK();
 }
 
 }  // namespace mpiflow

@@ -1,15 +1,18 @@
 // mpiflow-predict: a trained model's predictions for the test (or training) split, from a
 // checkpoint. Under mpirun each rank predicts a share; rank 0 prints accuracy=X and the confusion
-// matrix and writes the predictions as CSV (index,label,prediction,confidence).
+// matrix and writes the predictions as CSV (index,label,prediction,confidence) or, for a name
+// ending in .h5, HDF5 (the same columns as arrays, and every class's probability).
 // Exit codes: 0 done, 1 failed (the reason on stderr), 2 usage.
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "cli.h"
+#include "model_cli.h"
 #include "mpiflow/communicator.h"
+#include "mpiflow/data.h"
 #include "mpiflow/predict.h"
 
 namespace po = boost::program_options;
@@ -38,34 +41,50 @@ mpiflow::Status WriteCsv(const std::string& path, const mpiflow::PredictResult& 
   return mpiflow::Status::OK();
 }
 
+bool EndsWith(const std::string& s, const std::string& end) {
+  return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
+}
+
+// /labels, /predictions (count) int32, /confidence (count) and /probabilities (count, classes)
+// float32; the attribute `classes` when the data names them.
+mpiflow::Status WriteHdf5(const std::string& path, const mpiflow::PredictResult& r) {
+  using mpiflow::DType;
+  using mpiflow::Shape;
+  using mpiflow::Tensor;
+  auto column = [&](DType dtype, const void* values, const Shape& shape) {
+    Tensor t(dtype, shape);
+    std::copy_n(static_cast<const char*>(values), t.num_elements() * 4,
+                static_cast<char*>(t.raw()));
+    return t;
+  };
+  static_assert(sizeof(float) == 4 && sizeof(int32_t) == 4, "4-byte columns");
+  return mpiflow::WriteHdf5Arrays(
+      path,
+      {{"labels", column(DType::kInt32, r.labels.data(), Shape{r.count})},
+       {"predictions", column(DType::kInt32, r.predictions.data(), Shape{r.count})},
+       {"confidence", column(DType::kFloat32, r.confidence.data(), Shape{r.count})},
+       {"probabilities",
+        column(DType::kFloat32, r.probabilities.data(), Shape{r.count, r.num_classes})}},
+      r.class_names);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  mpiflow::PredictConfig config;
-  mpiflow::TrainConfig& t = config.train;
-  std::string dataset = "fashion-mnist", split = "test", output, job;
+  mpiflow::cli::ModelArgs args;
+  mpiflow::PredictConfig& config = args.config;
+  std::string output;
+  const po::options_description model = mpiflow::cli::ModelOptions(&args);
   po::options_description d("mpiflow-predict options");
   // clang-format off
   d.add_options()
-    ("config", po::value(&job)->value_name("FILE"),
-     "the training job file: its model, dataset, data-dir and seed (other keys are ignored); "
-     "the command line wins")
-    ("model", po::value(&t.model)->default_value(t.model), "the model trained: a built-in or a model file")
-    ("checkpoint", po::value(&config.checkpoint)->value_name("PATH"),
-     "a checkpoint file, or a checkpoint directory (its latest) (needed)")
-    ("dataset", po::value(&dataset)->default_value(dataset), "fashion-mnist, hdf5 or synthetic")
-    ("data-dir", po::value(&t.data_dir)->default_value(t.data_dir), "as mpiflow-train's")
-    ("synthetic-train", po::value(&t.synthetic_train)->default_value(t.synthetic_train), "as mpiflow-train's")
-    ("synthetic-test", po::value(&t.synthetic_test)->default_value(t.synthetic_test), "as mpiflow-train's")
-    ("seed", po::value(&t.seed)->default_value(t.seed), "as mpiflow-train's (synthetic data depends on it)")
-    ("split", po::value(&split)->default_value(split), "test or train")
     ("batch-size", po::value(&config.batch_size)->default_value(config.batch_size), "examples per run")
-    ("threads", po::value(&t.threads)->default_value(t.threads), "threads one kernel may use")
     ("output", po::value(&output)->value_name("FILE"),
-     "write index,label,prediction,confidence per example as CSV");
+     "write the predictions: FILE.csv as index,label,prediction,confidence per example; FILE.h5 "
+     "as HDF5 arrays labels, predictions, confidence and probabilities (count, classes)");
   // clang-format on
   po::options_description shown;
-  shown.add(d).add(mpiflow::cli::StandardOptions());
+  shown.add(model).add(d).add(mpiflow::cli::StandardOptions());
   po::variables_map vm;
   if (!mpiflow::cli::CheckArguments(kTool, argc, argv)) return 2;
   po::positional_options_description none;
@@ -82,27 +101,11 @@ int main(int argc, char** argv) {
     mpiflow::cli::PrintVersion(kTool);
     return 0;
   }
-  if (!job.empty()) {
-    std::ifstream f(job);
-    if (!f) return Usage("cannot open job file '" + job + "'");
-    std::stringstream in;
-    in << f.rdbuf();
-    if (!mpiflow::cli::PlaceholderIn(in.str()).empty()) return Usage("bad job file '" + job + "'");
-    try {
-      po::store(po::parse_config_file(in, d, /*allow_unregistered=*/true), vm);
-      po::notify(vm);
-    } catch (const po::error& e) {
-      return Usage("in job file '" + job + "': " + e.what());
-    }
-  }
-  if (config.checkpoint.empty()) return Usage("--checkpoint is needed");
-  if (split != "test" && split != "train") return Usage("--split must be test or train");
-  config.test_split = split == "test";
-  mpiflow::StatusOr<mpiflow::DatasetKind> kind = mpiflow::ParseDataset(dataset);
-  if (!kind.ok()) return Usage(kind.status().message());
-  t.dataset = *kind;
-  mpiflow::StatusOr<mpiflow::ModelSpec> spec = mpiflow::LoadModelSpec(t.model);
-  if (!spec.ok()) return Usage(spec.status().message());
+  const std::string bad = mpiflow::cli::FinishModelOptions(model, &vm, &args);
+  if (!bad.empty()) return Usage(bad);
+  const bool hdf5 = EndsWith(output, ".h5") || EndsWith(output, ".hdf5");
+  config.probabilities = hdf5;
+  const std::string& split = args.split;
 
   mpiflow::Communicator* comm = nullptr;
   if (mpiflow::LaunchedWithSeveralRanks()) {
@@ -130,7 +133,7 @@ int main(int argc, char** argv) {
   std::printf("accuracy=%.4f correct=%lld examples=%lld\n", r->accuracy,
               static_cast<long long>(r->correct), static_cast<long long>(r->count));
   if (!output.empty()) {
-    mpiflow::Status w = WriteCsv(output, *r);
+    mpiflow::Status w = hdf5 ? WriteHdf5(output, *r) : WriteCsv(output, *r);
     if (!w.ok()) {
       std::fprintf(stderr, "%s: %s\n", kTool, w.message().c_str());
       return 1;

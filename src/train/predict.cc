@@ -77,33 +77,49 @@ Status RestoreModel(Session& session, const Checkpoint& c, const std::string& pa
 
 }  // namespace
 
+StatusOr<std::unique_ptr<TrainedModel>> LoadTrainedModel(const PredictConfig& config) {
+  auto t = std::make_unique<TrainedModel>();
+  StatusOr<ModelSpec> spec = LoadModelSpec(config.train.model);
+  if (!spec.ok()) return spec.status();
+  t->spec = *std::move(spec);
+  TrainConfig data_config = config.train;
+  data_config.data_sharding = DataSharding::kGlobal;
+  StatusOr<TrainingData> loaded = LoadTrainingData(data_config, 1, 0);
+  if (!loaded.ok()) return loaded.status();
+  t->data = config.test_split ? std::move(loaded->test) : std::move(loaded->train);
+  StatusOr<Model> m =
+      BuildModel(t->root, t->spec, {t->data.example, t->data.num_classes}, config.train.seed);
+  if (!m.ok()) return m.status();
+  t->model = *std::move(m);
+  t->probabilities = ops::Softmax(t->root, t->model.inference_logits);
+  MPIFLOW_RETURN_IF_ERROR(t->root.status());
+  StatusOr<Checkpoint> c = LoadCheckpoint(config.checkpoint);
+  if (!c.ok()) return c.status();
+  SessionOptions so;
+  so.intra_op_threads = config.train.threads;
+  t->session = std::make_unique<Session>(t->root.graph(), so);
+  t->checkpoint =
+      IsDirectory(config.checkpoint) ? config.checkpoint + "/latest" : config.checkpoint;
+  t->step = GetRunState(*c).position.step;
+  MPIFLOW_RETURN_IF_ERROR(RestoreModel(*t->session, *c, t->checkpoint));
+  return t;
+}
+
 StatusOr<PredictResult> Predict(const PredictConfig& config, Communicator* world) {
   Communicator* comm = world && world->size() > 1 ? world : nullptr;
   const int ranks = comm ? comm->size() : 1, rank = comm ? comm->rank() : 0;
   if (config.batch_size < 1) {
     return InvalidArgument("--batch-size must be positive, got ", config.batch_size);
   }
-  StatusOr<ModelSpec> spec = LoadModelSpec(config.train.model);
-  if (!spec.ok()) return spec.status();
-  TrainConfig data_config = config.train;
-  data_config.data_sharding = DataSharding::kGlobal;
-  StatusOr<TrainingData> loaded = LoadTrainingData(data_config, 1, 0);
-  if (!loaded.ok()) return loaded.status();
-  const Dataset& data = config.test_split ? loaded->test : loaded->train;
-  Scope root = Scope::NewRootScope();
-  StatusOr<Model> m = BuildModel(root, *spec, {data.example, data.num_classes}, config.train.seed);
-  if (!m.ok()) return m.status();
-  Output probabilities = ops::Softmax(root, m->inference_logits);
-  MPIFLOW_RETURN_IF_ERROR(root.status());
-  StatusOr<Checkpoint> c = LoadCheckpoint(config.checkpoint);
-  if (!c.ok()) return c.status();
-  SessionOptions so;
-  so.intra_op_threads = config.train.threads;
-  Session session(root.graph(), so);
+  StatusOr<std::unique_ptr<TrainedModel>> trained = LoadTrainedModel(config);
+  if (!trained.ok()) return trained.status();
+  const Dataset& data = (*trained)->data;
+  const Model* m = &(*trained)->model;
+  Session& session = *(*trained)->session;
+  const Output probabilities = (*trained)->probabilities;
   PredictResult r;
-  r.checkpoint = IsDirectory(config.checkpoint) ? config.checkpoint + "/latest" : config.checkpoint;
-  r.step = GetRunState(*c).position.step;
-  MPIFLOW_RETURN_IF_ERROR(RestoreModel(session, *c, r.checkpoint));
+  r.checkpoint = (*trained)->checkpoint;
+  r.step = (*trained)->step;
 
   // This rank's contiguous share, in batches; every rank's results land in arrays of the whole
   // split that an allreduce (sum) assembles: (count) prediction, confidence, and the confusion.
@@ -115,6 +131,9 @@ StatusOr<PredictResult> Predict(const PredictConfig& config, Communicator* world
   std::fill_n(predicted.data<double>(), count, 0.0);
   std::fill_n(confidence.data<double>(), count, 0.0);
   std::fill_n(confusion.data<double>(), int64_t{classes} * classes, 0.0);
+  // (count, classes) when asked for, else empty
+  Tensor every(DType::kFloat32, Shape{config.probabilities ? count : 0, classes});
+  std::fill_n(every.data<float>(), every.num_elements(), 0.0f);
   std::vector<Tensor> out;
   for (int64_t b = begin; b < begin + n; b += config.batch_size) {
     const int64_t k = std::min(config.batch_size, begin + n - b);
@@ -133,9 +152,14 @@ StatusOr<PredictResult> Predict(const PredictConfig& config, Communicator* world
       confidence.data<double>()[b + i] = out[1].data<float>()[i * classes + p];
       confusion.data<double>()[data.labels[b + i] * classes + p] += 1;
     }
+    if (config.probabilities) {
+      std::copy_n(out[1].data<float>(), k * classes, every.data<float>() + b * classes);
+    }
   }
   if (comm) {
-    for (Tensor* t : {&predicted, &confidence, &confusion}) {
+    // (each example's row is non-zero on one rank only: the sum is exact)
+    for (Tensor* t : {&predicted, &confidence, &confusion, &every}) {
+      if (t->num_elements() == 0) continue;
       MPIFLOW_RETURN_IF_ERROR(comm->Allreduce(*t, {})->Wait());
     }
   }
@@ -153,6 +177,7 @@ StatusOr<PredictResult> Predict(const PredictConfig& config, Communicator* world
       r.predictions.push_back(static_cast<int32_t>(predicted.data<double>()[i]));
       r.confidence.push_back(static_cast<float>(confidence.data<double>()[i]));
     }
+    r.probabilities.assign(every.data<float>(), every.data<float>() + every.num_elements());
   }
   return r;
 }
