@@ -1,6 +1,7 @@
-// Fuzz target: the CSV and NumPy readers (ReadCsvDataset, ReadNpyDataset). Byte 0's low bit
-// picks CSV (the rest is the file) or .npy: bytes 1-2 (big-endian) are the features file's
-// length, the rest is the features file and the labels file.
+// Fuzz target: the CSV and NumPy readers (ReadCsvDataset, ReadNpyDataset, ReadNpzDataset).
+// Byte 0's low bit picks CSV (the rest is the file); else its bit 1 picks .npz (the rest is the
+// archive, read for x_train and y_train) or .npy: bytes 1-2 (big-endian) are the features
+// file's length, the rest is the features file and the labels file.
 #include <algorithm>
 
 #include "fuzz_util.h"
@@ -25,6 +26,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if ((data[0] & 1) == 0) {
     const std::string csv = mpiflow::fuzz::WriteTemp("data.csv", data + 1, size - 1);
     CheckConsistent(mpiflow::ReadCsvDataset(csv, data[1] % 3));
+    return 0;
+  }
+  if (data[0] & 2) {
+    const std::string npz = mpiflow::fuzz::WriteTemp("data.npz", data + 1, size - 1);
+    CheckConsistent(mpiflow::ReadNpzDataset(npz, "x_train", "y_train"));
     return 0;
   }
   const size_t rest = size - 3;

@@ -79,6 +79,11 @@ StatusOr<Dataset> ReadHdf5Split(const std::string& path, const std::string& spli
 // format, C order, little-endian). uint8 features stay bytes (seen as value / 255); any other
 // number type becomes float32. Classes: the largest label + 1.
 StatusOr<Dataset> ReadNpyDataset(const std::string& features_path, const std::string& labels_path);
+// The same from two arrays of a NumPy .npz archive (numpy.savez or savez_compressed), named by
+// their keys (x_train and y_train in Keras's files). A missing key is an error that lists the
+// archive's arrays.
+StatusOr<Dataset> ReadNpzDataset(const std::string& path, const std::string& features,
+                                 const std::string& labels);
 // A CSV file, one example per line: numbers separated by commas, the label (a class id) in
 // column `label_column` (from 0), the rest the features as float32 (an example of shape
 // (columns - 1)). A first line that is not all numbers is a header. Errors name the line.

@@ -1,7 +1,9 @@
 // Datasets from the files people keep their arrays in: CSV (one example per line, the label in
-// one column) and NumPy .npy (a features array and a labels array). Not HDF5
-// (hdf5_dataset.cc), not IDX (dataset.cc); .npz archives are not read (save the arrays with
-// numpy.save instead).
+// one column), NumPy .npy (a features array and a labels array) and .npz (both in one zip
+// archive, stored or deflated, as numpy.savez and savez_compressed write them). Not HDF5
+// (hdf5_dataset.cc), not IDX (dataset.cc).
+#include <zlib.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -30,9 +32,8 @@ struct NpyArray {
   std::vector<char> data;  // raw little-endian values
 };
 
-StatusOr<NpyArray> ReadNpy(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return NotFound("cannot open '", path, "'");
+// A .npy array from `f`; `path` names it in errors (a file, or "archive.npz:member.npy").
+StatusOr<NpyArray> ReadNpy(std::istream& f, const std::string& path) {
   char magic[8];
   if (!f.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0) {
     return InvalidArgument("'", path, "' is not a NumPy .npy file (no \\x93NUMPY magic)");
@@ -115,6 +116,127 @@ StatusOr<NpyArray> ReadNpy(const std::string& path) {
   return a;
 }
 
+StatusOr<NpyArray> ReadNpy(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return NotFound("cannot open '", path, "'");
+  return ReadNpy(f, path);
+}
+
+// Little-endian fields of a zip record at `p`.
+uint64_t Le(const std::string& b, size_t p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[p + i]);
+  return v;
+}
+
+// One member of a zip archive (what an .npz is), read whole: the central directory at the end
+// names each member with its sizes and where its local header is; the data follows that header,
+// stored (method 0) or deflated (8), checked against its CRC-32. ZIP64 sizes and offsets are
+// read (numpy writes them for large arrays). `names` gets every member's name.
+StatusOr<std::string> ZipMember(const std::string& path, const std::string& member,
+                                std::vector<std::string>* names) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return NotFound("cannot open '", path, "'");
+  const std::string b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto bad = [&](const std::string& what) {
+    return DataLoss("'", path, "' is not a readable .npz (zip) archive: ", what);
+  };
+  // The end-of-central-directory record: 22 bytes and a comment of up to 65535.
+  size_t eocd = std::string::npos;
+  for (size_t i = b.size() >= 22 ? b.size() - 22 : 0; b.size() >= 22; --i) {
+    if (Le(b, i, 4) == 0x06054b50) {
+      eocd = i;
+      break;
+    }
+    if (i == 0 || b.size() - i > 22 + 65535) break;
+  }
+  if (eocd == std::string::npos) return bad("no end-of-central-directory record");
+  uint64_t entries = Le(b, eocd + 10, 2), dir = Le(b, eocd + 16, 4);
+  if ((entries == 0xffff || dir == 0xffffffff) && eocd >= 20 && Le(b, eocd - 20, 4) == 0x07064b50) {
+    const uint64_t e64 = Le(b, eocd - 12, 8);  // the ZIP64 end record
+    if (b.size() < 56 || e64 > b.size() - 56 || Le(b, e64, 4) != 0x06064b50) {
+      return bad("a broken ZIP64 record");
+    }
+    entries = Le(b, e64 + 32, 8);
+    dir = Le(b, e64 + 48, 8);
+  }
+  size_t p = dir;
+  for (uint64_t e = 0; e < entries; ++e) {
+    if (p > b.size() || b.size() - p < 46 || Le(b, p, 4) != 0x02014b50) {
+      return bad(StrCat("central directory entry ", e, " is outside the file or damaged"));
+    }
+    const int method = static_cast<int>(Le(b, p + 10, 2));
+    const uint32_t crc = static_cast<uint32_t>(Le(b, p + 16, 4));
+    uint64_t packed = Le(b, p + 20, 4), size = Le(b, p + 24, 4), local = Le(b, p + 42, 4);
+    const size_t name_len = Le(b, p + 28, 2), extra_len = Le(b, p + 30, 2);
+    const size_t comment_len = Le(b, p + 32, 2);
+    if (b.size() - p - 46 < name_len + extra_len + comment_len) {
+      return bad(StrCat("central directory entry ", e, " is truncated"));
+    }
+    const std::string name = b.substr(p + 46, name_len);
+    // The ZIP64 extra field (id 1) holds, in order, each of the three that is all ones above.
+    for (size_t x = p + 46 + name_len; x + 4 <= p + 46 + name_len + extra_len;) {
+      const uint64_t id = Le(b, x, 2), len = Le(b, x + 2, 2);
+      size_t at = x + 4;
+      if (x + 4 + len > p + 46 + name_len + extra_len) break;
+      for (uint64_t* v : {&size, &packed, &local}) {
+        if (id == 1 && *v == 0xffffffff && at + 8 <= x + 4 + len) *v = Le(b, at, 8), at += 8;
+      }
+      x += 4 + len;
+    }
+    p += 46 + name_len + extra_len + comment_len;
+    names->push_back(name);
+    if (name != member) continue;
+    if (local > b.size() || b.size() - local < 30 || Le(b, local, 4) != 0x04034b50) {
+      return bad(StrCat("member '", name, "': its local header is outside the file or damaged"));
+    }
+    const uint64_t start = local + 30 + Le(b, local + 26, 2) + Le(b, local + 28, 2);
+    if (start > b.size() || b.size() - start < packed) {
+      return bad(StrCat("member '", name, "' is truncated"));
+    }
+    // Deflate expands at most 1032-fold: a larger size is a damaged entry, not allocated.
+    if (size > (uint64_t{1} << 40) || (method == 8 && size > packed * 1032 + 64) ||
+        (method == 0 && size != packed)) {
+      return bad(StrCat("member '", name, "' claims ", size, " bytes from ", packed));
+    }
+    std::string out(static_cast<size_t>(size), '\0');
+    if (method == 0) {
+      std::copy_n(b.begin() + static_cast<std::ptrdiff_t>(start), size, out.begin());
+    } else if (method == 8) {
+      z_stream z{};
+      if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return bad("zlib cannot start");
+      z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(b.data() + start));
+      z.next_out = reinterpret_cast<Bytef*>(out.data());
+      int rc = Z_OK;
+      for (uint64_t in_left = packed, out_left = size; rc == Z_OK;) {
+        // zlib counts in uInt: feed and drain at most 1 GiB at a time
+        const uInt in_step = static_cast<uInt>(std::min<uint64_t>(in_left, 1u << 30));
+        const uInt out_step = static_cast<uInt>(std::min<uint64_t>(out_left, 1u << 30));
+        z.avail_in = in_step;
+        z.avail_out = out_step;
+        rc = inflate(&z, Z_NO_FLUSH);
+        in_left -= in_step - z.avail_in;
+        out_left -= out_step - z.avail_out;
+        if (rc == Z_OK && in_step == z.avail_in && out_step == z.avail_out) rc = Z_DATA_ERROR;
+      }
+      const bool whole = rc == Z_STREAM_END && z.total_out == size;
+      inflateEnd(&z);
+      if (!whole) return bad(StrCat("member '", name, "': its deflated data is damaged"));
+    } else {
+      return bad(StrCat("member '", name, "' uses compression method ", method,
+                        " (only stored and deflated are read)"));
+    }
+    uLong sum = crc32(0L, Z_NULL, 0);
+    for (uint64_t at = 0; at < size; at += 1u << 30) {
+      sum = crc32(sum, reinterpret_cast<const Bytef*>(out.data() + at),
+                  static_cast<uInt>(std::min<uint64_t>(size - at, 1u << 30)));
+    }
+    if (sum != crc) return bad(StrCat("member '", name, "' fails its CRC-32 check"));
+    return out;
+  }
+  return NotFound("'", path, "' has no array '", member.substr(0, member.size() - 4), "'");
+}
+
 // Value i of `a` as double (its dtype's kind and size: f4 f8 u1 u2 u4 u8 i1 i2 i4 i8 b1).
 double At(const NpyArray& a, int64_t i) {
   const char kind = a.dtype[1];
@@ -137,12 +259,10 @@ double At(const NpyArray& a, int64_t i) {
                      : get(int64_t{});
 }
 
-}  // namespace
-
-StatusOr<Dataset> ReadNpyDataset(const std::string& features_path, const std::string& labels_path) {
-  StatusOr<NpyArray> x = ReadNpy(features_path);
+// A dataset from a features array and a labels array, named in errors.
+StatusOr<Dataset> FromArrays(const StatusOr<NpyArray>& x, const std::string& features_path,
+                             const StatusOr<NpyArray>& y, const std::string& labels_path) {
   if (!x.ok()) return x.status();
-  StatusOr<NpyArray> y = ReadNpy(labels_path);
   if (!y.ok()) return y.status();
   const char xk = x->dtype[1], yk = y->dtype[1];
   if (xk != 'f' && xk != 'u' && xk != 'i' && xk != 'b') {
@@ -181,6 +301,35 @@ StatusOr<Dataset> ReadNpyDataset(const std::string& features_path, const std::st
   }
   SetClasses(&d);
   return d;
+}
+
+}  // namespace
+
+StatusOr<Dataset> ReadNpyDataset(const std::string& features_path, const std::string& labels_path) {
+  return FromArrays(ReadNpy(features_path), features_path, ReadNpy(labels_path), labels_path);
+}
+
+StatusOr<Dataset> ReadNpzDataset(const std::string& path, const std::string& features,
+                                 const std::string& labels) {
+  std::vector<StatusOr<NpyArray>> arrays;  // features, labels
+  for (int i = 0; i < 2; ++i) {
+    const std::string key = i == 0 ? features : labels;
+    std::vector<std::string> names;
+    StatusOr<std::string> bytes = ZipMember(path, key + ".npy", &names);
+    if (!bytes.ok()) {
+      std::string have;
+      for (const std::string& n : names) {
+        if (n.size() > 4 && n.compare(n.size() - 4, 4, ".npy") == 0) {
+          have += (have.empty() ? "" : ", ") + n.substr(0, n.size() - 4);
+        }
+      }
+      if (bytes.status().code() != Code::kNotFound || names.empty()) return bytes.status();
+      return NotFound(bytes.status().message(), " (it has: ", have, ")");
+    }
+    std::istringstream in(*bytes);
+    arrays.push_back(ReadNpy(in, StrCat(path, ":", key)));
+  }
+  return FromArrays(arrays[0], StrCat(path, ":", features), arrays[1], StrCat(path, ":", labels));
 }
 
 StatusOr<Dataset> ReadCsvDataset(const std::string& path, int label_column) {

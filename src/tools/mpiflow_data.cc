@@ -4,7 +4,8 @@
 //       dataset-fashion-mnist) into one HDF5 file: /train and /test, features + labels
 //   mpiflow-data convert --from csv --train A.csv --test B.csv [--label-column K] [--shape D,..]
 //   mpiflow-data convert --from npy --train X.npy,y.npy --test X.npy,y.npy
-//       the same from CSV files (one example per line) or NumPy arrays
+//   mpiflow-data convert --from npz --train A.npz[:X,y] --test B.npz[:X,y]
+//       the same from CSV files (one example per line) or NumPy arrays (files or archives)
 //   mpiflow-data info FILE    splits, counts, image size, classes
 //   mpiflow-data --help | --version
 // Exit codes: 0 done, 1 failed (the reason on stderr), 2 usage.
@@ -28,6 +29,7 @@ constexpr const char* kUsage =
     "       mpiflow-data convert --from csv --train A.csv --test B.csv --output FILE\n"
     "                            [--label-column K] [--shape D1,D2,...]\n"
     "       mpiflow-data convert --from npy --train X.npy,y.npy --test X.npy,y.npy --output FILE\n"
+    "       mpiflow-data convert --from npz --train A.npz[:X,y] --test B.npz[:X,y] --output FILE\n"
     "       mpiflow-data info FILE\n"
     "\n"
     "Commands:\n"
@@ -37,7 +39,9 @@ constexpr const char* kUsage =
     "labels\n"
     "             int32 (n)); --from csv: one example per line, the label in column K (from\n"
     "             0), a header line allowed, features float32 (reshaped by --shape); --from\n"
-    "             npy: numpy.save arrays, features (n, ...) and integer labels (n)\n"
+    "             npy: numpy.save arrays, features (n, ...) and integer labels (n); --from\n"
+    "             npz: the same two arrays in a numpy.savez(_compressed) archive, by key\n"
+    "             (default x_train,y_train for --train and x_test,y_test for --test)\n"
     "  info FILE  what an HDF5 dataset file holds\n"
     "Train on it with: mpiflow-train --dataset hdf5 --data-dir FILE\n";
 
@@ -105,6 +109,22 @@ mpiflow::StatusOr<mpiflow::Dataset> ReadSplit(const Sources& in, bool train) {
     d->example = shape;
     return d;
   }
+  if (in.from == "npz") {
+    // FILE.npz or FILE.npz:FEATURES,LABELS (the keys: x_train,y_train for the training split)
+    const size_t colon = file.rfind(':');
+    std::string keys = train ? "x_train,y_train" : "x_test,y_test", archive = file;
+    if (colon != std::string::npos && file.find(',', colon) != std::string::npos) {
+      archive = file.substr(0, colon);
+      keys = file.substr(colon + 1);
+    }
+    const size_t comma = keys.find(',');
+    if (comma == 0 || comma + 1 >= keys.size()) {
+      return mpiflow::InvalidArgument("--from npz: --", train ? "train" : "test",
+                                      " takes FILE.npz or FILE.npz:FEATURES,LABELS, got '", file,
+                                      "'");
+    }
+    return mpiflow::ReadNpzDataset(archive, keys.substr(0, comma), keys.substr(comma + 1));
+  }
   const size_t comma = file.find(',');
   if (comma == std::string::npos) {
     return mpiflow::InvalidArgument("--from npy: --", train ? "train" : "test",
@@ -146,11 +166,11 @@ int main(int argc, char** argv) {
   po::options_description convert("Options of convert");
   // clang-format off
   convert.add_options()
-    ("from", po::value(&in.from)->default_value(in.from), "idx, csv or npy")
+    ("from", po::value(&in.from)->default_value(in.from), "idx, csv, npy or npz")
     ("data-dir", po::value(&in.dir)->value_name("DIR"),
      "idx: the directory of the IDX files")
     ("train", po::value(&in.train)->value_name("FILE"),
-     "csv: the training CSV; npy: FEATURES.npy,LABELS.npy")
+     "csv: the training CSV; npy: FEATURES.npy,LABELS.npy; npz: FILE.npz[:FEATURES,LABELS]")
     ("test", po::value(&in.test)->value_name("FILE"), "as --train, the test split")
     ("label-column", po::value(&in.label_column)->default_value(0), "csv: the label's column, from 0")
     ("shape", po::value(&in.shape)->value_name("D1,D2,..."),
@@ -189,8 +209,8 @@ int main(int argc, char** argv) {
   if (compression < 0 || compression > 9) {
     return Usage("--compression must be 0-9, got " + std::to_string(compression));
   }
-  if (in.from != "idx" && in.from != "csv" && in.from != "npy") {
-    return Usage("--from must be idx, csv or npy, got '" + in.from + "'");
+  if (in.from != "idx" && in.from != "csv" && in.from != "npy" && in.from != "npz") {
+    return Usage("--from must be idx, csv, npy or npz, got '" + in.from + "'");
   }
   if (out.empty()) return Usage("convert needs --output");
   if (in.from == "idx" && in.dir.empty()) return Usage("convert --from idx needs --data-dir");
