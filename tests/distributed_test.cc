@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 
 #include "mpiflow/communicator.h"
@@ -281,6 +282,39 @@ TEST(DataParallel, AModelFileTrainsOnAnHdf5FileOfFloatColourImages) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_GE(r->test_accuracy, 0.9);
   EXPECT_EQ(r->steps, 2 * 384 / 16);
+}
+
+// batch_norm with sync = true: the statistics over every rank's examples, so N ranks train as
+// one process with the global batch (moving statistics included); with sync = false each rank
+// normalises by its own shard's, which differs as soon as there are two.
+TEST(DataParallel, SyncBatchNormTrainsAsOneProcessWithTheGlobalBatch) {
+  TrainConfig c = Base();
+  c.model = MPIFLOW_SOURCE_DIR "/tests/data/models/sync_bn.ini";
+  c.max_steps = 8;
+  c.synthetic_train = 100;  // the last batch uneven: shards weigh by their counts
+  ExpectEquivalent(c, 2e-5);
+
+  std::ifstream in(c.model);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string per_rank = text.str();
+  for (size_t at; (at = per_rank.find("sync = true")) != std::string::npos;) {
+    per_rank.replace(at, 11, "sync = false");
+  }
+  c.model = ::testing::TempDir() + "/per_rank_bn.ini";
+  if (comm->rank() == 0) std::ofstream(c.model) << per_rank;
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  StatusOr<TrainResult> dist = TrainWith(c, comm);
+  ASSERT_TRUE(dist.ok()) << dist.status();
+  TrainConfig one = c;
+  one.batch_size = c.batch_size * comm->size();
+  StatusOr<TrainResult> ref = TrainWith(one, nullptr);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  if (comm->size() > 1) {
+    EXPECT_GT(WorstRelativeDiff(*dist, *ref), 1e-3);
+  } else {
+    EXPECT_LE(WorstRelativeDiff(*dist, *ref), 1e-6);
+  }
 }
 
 TEST(DataParallel, DifferentGraphNamesTheFirstDifferentNode) {

@@ -68,12 +68,14 @@ struct Built {
   Node* init = nullptr;
 };
 
-std::unique_ptr<Built> Build(int64_t bucket_bytes) {
+std::unique_ptr<Built> Build(int64_t bucket_bytes, const std::string& model = "mlp") {
   auto b = std::make_unique<Built>();
-  StatusOr<Model> m = BuildModel(b->root, "mlp", ModelInput{Shape{28, 28, 1}, 10}, 7);
+  StatusOr<Model> m = BuildModel(b->root, model, ModelInput{Shape{28, 28, 1}, 10}, 7);
   EXPECT_TRUE(m.ok());
   b->model = *m;
-  for (const VariableInfo& v : b->root.graph()->variables()) b->vars.push_back(v.variable);
+  for (const VariableInfo& v : b->root.graph()->variables()) {
+    if (v.trainable) b->vars.push_back(v.variable);  // not batch_norm's moving statistics
+  }
   EXPECT_TRUE(AddGradients(b->root, {b->model.loss}, b->vars, {}, &b->grads).ok());
   GradientSyncOptions o;
   o.bucket_bytes = bucket_bytes;
@@ -175,6 +177,32 @@ TEST(GradientSync, TheFirstBucketStartsBeforeTheBackwardPassEnds) {
   EXPECT_GE(first_start, 0);
   EXPECT_LT(first_start, last_matmul);  // bucket 0 is on the wire while dense_1's gradient runs
   EXPECT_GT(first_wait, last_matmul);   // and nobody waits until the compute is done
+}
+
+// batch_norm sync = true sums statistics over the ranks in the forward pass and their gradients
+// in the backward pass: every one of those collectives is done before any bucket starts, so
+// all ranks issue them in one order.
+TEST(GradientSync, InStepCollectivesFinishBeforeTheFirstBucket) {
+  std::unique_ptr<Built> b = Build(4 << 10, MPIFLOW_SOURCE_DIR "/tests/data/models/sync_bn.ini");
+  FakeCommunicator fake(2);
+  SessionOptions so;
+  so.communicator = &fake;
+  Session session(b->root.graph(), so);
+  ASSERT_TRUE(session.RunTargets({b->init}).ok());
+  RunStats stats;
+  stats.collect_node_times = true;
+  std::vector<Tensor> out;
+  ASSERT_TRUE(session.Run(Feeds(*b, 0.5f), b->sync.gradients, {}, &out, &stats).ok());
+  int sums = 0, first_start = -1, last_sum = -1;
+  for (size_t i = 0; i < stats.node_times.size(); ++i) {
+    const std::string& op = stats.node_times[i].node->op();
+    if (op == "AllreduceStart" && first_start < 0) first_start = static_cast<int>(i);
+    if (op == "CrossReplicaSum") last_sum = static_cast<int>(i), ++sums;
+  }
+  EXPECT_EQ(sums, 4);  // two layers, forward and backward
+  EXPECT_GE(first_start, 0);
+  EXPECT_LT(last_sum, first_start);
+  EXPECT_GT(b->sync.buckets.size(), 1u);
 }
 
 TEST(GradientSync, NonFiniteGradientNamesTheVariable) {

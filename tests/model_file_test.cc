@@ -126,7 +126,7 @@ TEST_P(BuiltinModelTest, TrainsToTheSameBitsAsTheHardCodedGraph) {
 INSTANTIATE_TEST_SUITE_P(Builtins, BuiltinModelTest, ::testing::Values("mlp", "cnn", "wide_mlp"));
 
 TEST(ModelFile, TheBuiltinsAreTheFilesInModels) {
-  EXPECT_EQ(BuiltinModelNames(), (std::vector<std::string>{"cnn", "mlp", "wide_mlp"}));
+  EXPECT_EQ(BuiltinModelNames(), (std::vector<std::string>{"cnn", "embed_bag", "mlp", "wide_mlp"}));
   for (const std::string& name : BuiltinModelNames()) {
     std::ifstream f(StrCat(MPIFLOW_SOURCE_DIR, "/models/", name, ".ini"));
     std::stringstream text;
@@ -180,7 +180,9 @@ void BuildSmall(const std::string& layers, Small* out) {
 
 Tensor RunSmall(Small& small, Output fetch, const Tensor& x) {
   std::vector<Tensor> out;
-  Tensor labels = Tensor::FromVector<int32_t>(Shape{x.shape().dim(0)}, {0, 1});
+  std::vector<int32_t> alternate;  // 0, 1, 0, ...
+  for (int64_t i = 0; i < x.shape().dim(0); ++i) alternate.push_back(static_cast<int32_t>(i % 2));
+  Tensor labels = Tensor::FromVector<int32_t>(Shape{x.shape().dim(0)}, alternate);
   Status st =
       small.session->Run({{small.m.features, x}, {small.m.labels, labels}}, {fetch}, {}, &out);
   EXPECT_TRUE(st.ok()) << st;
@@ -249,6 +251,60 @@ TEST(ModelLayers, AddSumsAnEarlierLayersOutputAndDropoutIsOffForInference) {
   EXPECT_EQ(testing::AsDoubles(RunSmall(n, n.m.predictions, x)), (std::vector<double>{3, 3}));
 }
 
+TEST(ModelLayers, EmbeddingBagAveragesTheRowsOfAnExamplesIds) {
+  for (const char* combiner : {"mean", "sum"}) {
+    SCOPED_TRACE(combiner);
+    Small n;
+    BuildSmall(StrCat("[e]\ntype = embedding_bag\nvocab = 6\ndim = 4\ncombiner = ", combiner, "\n"),
+               &n);
+    // Ids 0, 1 (two padding slots); 2, 2, 5 and a padding slot; no word at all.
+    const Tensor x = testing::F32(Shape{3, 4}, {0, 1, -1, -1, 2, 2, 5, -1, -1, -1, -1, -1});
+    const std::vector<double> table = testing::AsDoubles(*n.session->ReadVariable("e/embeddings"));
+    ASSERT_EQ(table.size(), 24u);
+    for (double v : table) ASSERT_TRUE(v >= -0.05 && v <= 0.05) << v;  // uniform(-0.05, 0.05)
+    const bool mean = std::string(combiner) == "mean";
+    std::vector<double> want;
+    for (int c = 0; c < 4; ++c) want.push_back((table[0 + c] + table[4 + c]) / (mean ? 2 : 1));
+    for (int c = 0; c < 4; ++c) {
+      want.push_back((2 * table[8 + c] + table[20 + c]) / (mean ? 3 : 1));
+    }
+    for (int c = 0; c < 4; ++c) want.push_back(0.0);
+    testing::ExpectNear(RunSmall(n, n.m.logits, x), Shape{3, 4}, want, 1e-6);
+  }
+}
+
+TEST(ModelLayers, EmbeddingBagStepUpdatesOnlyTheRowsItsBatchTouched) {
+  Scope s = Scope::NewRootScope();
+  StatusOr<ModelSpec> spec = ParseModelSpec(
+      "[e]\ntype = embedding_bag\nvocab = 6\ndim = 3\n[d]\ntype = dense\nunits = 2\n", "bag.ini");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  StatusOr<Model> m = BuildModel(s, *spec, ModelInput{Shape{3}, 2}, 7);
+  ASSERT_TRUE(m.ok()) << m.status();
+  OptimizerOptions sgd;
+  sgd.lr.base = 0.5;
+  StatusOr<TrainOp> train = Minimize(s, m->loss, sgd);
+  ASSERT_TRUE(train.ok()) << train.status();
+  Node* init = ops::InitOp(s);
+  Session session(s.graph());
+  ASSERT_TRUE(session.RunTargets({init}).ok());
+  const std::vector<double> before = testing::AsDoubles(*session.ReadVariable("e/embeddings"));
+  const Tensor x = testing::F32(Shape{2, 3}, {1, 4, -1, 4, 4, 4});
+  const Tensor y = Tensor::FromVector<int32_t>(Shape{2}, {0, 1});
+  ASSERT_TRUE(session.Run({{m->features, x}, {m->labels, y}}, {}, {train->train}, nullptr).ok());
+  const std::vector<double> after = testing::AsDoubles(*session.ReadVariable("e/embeddings"));
+  for (int row = 0; row < 6; ++row) {
+    bool moved = false;
+    for (int c = 0; c < 3; ++c) moved = moved || after[row * 3 + c] != before[row * 3 + c];
+    EXPECT_EQ(moved, row == 1 || row == 4) << "row " << row;
+  }
+  // An id past the table is an error naming it, not a read out of bounds.
+  const Tensor bad = testing::F32(Shape{1, 3}, {1, 6, -1});
+  Status st = session.Run({{m->features, bad}}, {m->logits}, {}, nullptr);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("index 6 at position 1 is out of range [0, 6)"), std::string::npos)
+      << st;
+}
+
 // ---- Malformed files: each error names the place.
 struct BadFile {
   const char* text;
@@ -273,10 +329,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadFile{"[a]\ntype = dens\nunits = 3\n",
                 "my.ini:2: [a] type = dens: must be dense, conv2d, max_pool, avg_pool, flatten, "
-                "reshape, dropout, batch_norm, layer_norm or add"},
+                "reshape, dropout, batch_norm, layer_norm, add or embedding_bag"},
         BadFile{"[a]\nunits = 3\n",
                 "my.ini:1: [a] needs 'type = ...' (dense, conv2d, max_pool, avg_pool, flatten, "
-                "reshape, dropout, batch_norm, layer_norm or add)"},
+                "reshape, dropout, batch_norm, layer_norm, add or embedding_bag)"},
         BadFile{"[a]\ntype = dense\n", "my.ini:1: [a] needs 'units = ...' (an integer)"},
         BadFile{"[a]\ntype = dense\nunits = 0\n", "my.ini:3: [a] units = 0: must be >= 1"},
         BadFile{"[a]\ntype = dense\nunits = ten\n", "my.ini:3: [a] units = ten: not an integer"},
@@ -305,7 +361,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "my.ini:3: [b] from = b: a layer cannot add its own output (a cycle)"},
         BadFile{"[l]\ntype = softmax\n[loss]\ntype = hinge\n",
                 "my.ini:2: [l] type = softmax: must be dense, conv2d, max_pool, avg_pool, "
-                "flatten, reshape, dropout, batch_norm, layer_norm or add"},
+                "flatten, reshape, dropout, batch_norm, layer_norm, add or embedding_bag"},
         BadFile{"[f]\ntype = flatten\n[loss]\ntype = hinge\n",
                 "my.ini:4: [loss] type = hinge: must be softmax_cross_entropy"},
         // Shapes, against (batch, 28, 28, 1) and 10 classes.
@@ -326,7 +382,14 @@ INSTANTIATE_TEST_SUITE_P(
                 "10): the shapes must be the same"},
         BadFile{"[p]\ntype = max_pool\nsize = 64\n",
                 "my.ini:1: [p] (max_pool): MaxPool node 'p/MaxPool': window 64 is larger than the "
-                "input dimension 28 with VALID padding"}));
+                "input dimension 28 with VALID padding"},
+        BadFile{"[e]\ntype = embedding_bag\nvocab = 10\n",
+                "my.ini:1: [e] needs 'dim = ...' (an integer)"},
+        BadFile{"[e]\ntype = embedding_bag\nvocab = 10\ndim = 4\ncombiner = max\n",
+                "my.ini:5: [e] combiner = max: must be mean or sum"},
+        BadFile{"[e]\ntype = embedding_bag\nvocab = 10\ndim = 4\n",
+                "my.ini:1: [e] (embedding_bag): needs (batch, ids): each example a row of word "
+                "ids, gets (batch, 28, 28, 1)"}));
 
 }  // namespace
 }  // namespace mpiflow

@@ -99,6 +99,16 @@ OPS = {
     "LayerNormalization": layer_norm,
     "Add": lambda x, y, a: x + y,
     "Identity": lambda x, a: x,
+    "Equal": lambda x, y, a: x == y,
+    "Cast": lambda x, a: x.astype({onnx.TensorProto.FLOAT: np.float64,
+                                   onnx.TensorProto.INT64: np.int64}[a["to"]]),
+    "Gather": lambda x, i, a: np.take(x, i, axis=a.get("axis", 0)),
+    "Unsqueeze": lambda x, axes, a: np.expand_dims(x, tuple(int(v) for v in axes)),
+    "ReduceSum": lambda x, axes, a: np.sum(x, axis=tuple(int(v) for v in axes),
+                                           keepdims=bool(a.get("keepdims", 1))),
+    "Mul": lambda x, y, a: x * y,
+    "Div": lambda x, y, a: x / y,
+    "Max": lambda x, y, a: np.maximum(x, y),
     "Softmax": softmax,
 }
 

@@ -83,6 +83,9 @@ std::vector<GradCase> Cases() {
   };
   std::vector<GradCase> c = {
       {"Identity", {{3}}, unary(ops::Identity)},
+      // One process (no communicator): the sum over one rank. The sum over several is checked
+      // against one process in tests/distributed_test.cc (batch_norm sync = true).
+      {"CrossReplicaSum", {{2, 3}}, unary(ops::CrossReplicaSum)},
       {"Add/broadcast_row", {{2, 3}, {3}}, binary(ops::Add)},
       {"Add/broadcast_both", {{2, 1}, {1, 3}}, binary(ops::Add)},
       {"Add/scalar", {{}, {2, 2}}, binary(ops::Add)},

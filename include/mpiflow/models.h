@@ -1,13 +1,13 @@
 // Models from model files: an INI text with one section per layer, in order, parsed once into
 // typed layer specs (ParseModelSpec) and built into a graph for the shape of the data
-// (BuildModel). The built-in models (mlp, cnn, wide_mlp) are the files in models/, compiled in,
-// so a built-in name and a file take the same path. Not the training loop (trainer.h).
+// (BuildModel). The built-in models (mlp, cnn, wide_mlp, embed_bag) are the files in models/,
+// compiled in, so a built-in name and a file take the same path. Not the training loop (trainer.h).
 //
 // The file format (models/README.md has the reference):
 //   # a comment
 //   [conv_1]                 a layer: the section name scopes its variables (conv_1/kernel)
 //   type = conv2d            dense, conv2d, max_pool, avg_pool, flatten, reshape, dropout,
-//   filters = 32               batch_norm, layer_norm, add
+//   filters = 32               batch_norm, layer_norm, add, embedding_bag
 //   kernel = 5
 //   activation = relu        none, relu, tanh, sigmoid
 //   [loss]                   optional; type = softmax_cross_entropy (the default)
@@ -32,10 +32,12 @@ enum class LayerType {
   kDropout,
   kBatchNorm,
   kLayerNorm,
-  kAdd
+  kAdd,
+  kEmbeddingBag
 };
 const char* LayerTypeName(LayerType t);  // as written in a model file: dense, conv2d, ...
 enum class Activation { kNone, kRelu, kTanh, kSigmoid };
+enum class Combiner { kMean, kSum };  // embedding_bag: of an example's rows
 const char* ActivationName(Activation a);
 
 // One section of a model file, its keys parsed into types (defaults as the format says).
@@ -53,7 +55,11 @@ struct LayerSpec {
   double rate = 0;                            // dropout
   double momentum = 0.99;  // batch_norm: moving = momentum*moving + (1-momentum)*batch
   double epsilon = 1e-3;   // batch_norm, layer_norm
+  bool sync = false;       // batch_norm: statistics over every replica's examples
   std::string from;        // add: an earlier section, added to the previous output
+  int64_t vocab = 0;       // embedding_bag: the table's rows (ids 0 to vocab - 1)
+  int64_t dim = 0;         // embedding_bag: values per row
+  Combiner combiner = Combiner::kMean;
 };
 
 enum class LossType { kSoftmaxCrossEntropy };
@@ -70,7 +76,7 @@ struct ModelSpec {
 StatusOr<ModelSpec> ParseModelSpec(const std::string& text, const std::string& source);
 // A built-in name (BuiltinModelNames) or the path of a model file.
 StatusOr<ModelSpec> LoadModelSpec(const std::string& name_or_path);
-std::vector<std::string> BuiltinModelNames();  // mlp, cnn, wide_mlp
+std::vector<std::string> BuiltinModelNames();  // cnn, embed_bag, mlp, wide_mlp
 // The text of a built-in model file, "" when there is none of that name.
 std::string BuiltinModelText(const std::string& name);
 

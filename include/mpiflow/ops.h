@@ -167,6 +167,10 @@ Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,
                      const std::string& bucket, const std::string& variable);
 // `elements` rounded up to a multiple of 64 bytes: where the next gradient of a bucket starts.
 int64_t AlignedBucketOffset(int64_t elements, size_t element_size);
+// x summed over the ranks of the Session's communicator, within the step (x itself without
+// one); its gradient is CrossReplicaSum of dy. Every rank must run the same ones in the same
+// order: AddGradientSync starts no bucket before they are done.
+Output CrossReplicaSum(const Scope& s, Output x);
 
 }  // namespace ops
 }  // namespace mpiflow

@@ -32,7 +32,7 @@ StatusOr<DataSharding> ParseDataSharding(const std::string& name);  // global, l
 const char* DataShardingName(DataSharding s);
 
 struct TrainConfig {
-  std::string model = "mlp";  // a built-in model (mlp, cnn, wide_mlp) or a model file
+  std::string model = "mlp";  // a built-in model (mlp, cnn, wide_mlp, embed_bag) or a model file
   DatasetKind dataset = DatasetKind::kFashionMnist;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   int64_t synthetic_train = 6000, synthetic_test = 1000;  // examples, for dataset=synthetic

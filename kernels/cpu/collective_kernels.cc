@@ -125,7 +125,38 @@ class AllreduceWaitKernel : public OpKernel {
 
 }  // namespace
 
+// The sum over the ranks, started and waited for here (a step's few small statistics); the
+// input itself without a communicator (one process).
+template <typename T>
+class CrossReplicaSumKernel : public OpKernel {
+ public:
+  explicit CrossReplicaSumKernel(const KernelInitContext& c)
+      : OpKernel(c.node), state_(c.collectives) {}
+
+  Status Compute(KernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    if (!state_) {
+      ctx->set_output(0, x);
+      return Status::OK();
+    }
+    Tensor* y = ctx->allocate_output(0, x.shape());  // reduced in place
+    std::memcpy(y->raw(), x.raw(), x.bytes());
+    // Keyed by the node (one in flight at a time: it waits here), labelled with the run.
+    MPIFLOW_RETURN_IF_ERROR(state_->StartAllreduce(
+        node_.name(), *y, "auto", StrCat(node_.name(), " (run ", ctx->step(), ")")));
+    Status s = state_->WaitAllreduce(node_.name());
+    if (!s.ok())
+      return Status(s.code(), StrCat("allreduce of '", node_.name(), "' failed: ", s.message()));
+    return Status::OK();
+  }
+
+ private:
+  CollectiveResource* state_;
+};
+
 void RegisterCollectiveKernels(KernelRegistry& r) {
+  RegisterKernel<CrossReplicaSumKernel<float>>(r, "CrossReplicaSum", kCpu, DType::kFloat32);
+  RegisterKernel<CrossReplicaSumKernel<double>>(r, "CrossReplicaSum", kCpu, DType::kFloat64);
   RegisterKernel<AllreduceStartKernel<float>>(r, "AllreduceStart", kCpu, DType::kFloat32);
   RegisterKernel<AllreduceStartKernel<double>>(r, "AllreduceStart", kCpu, DType::kFloat64);
   RegisterKernel<AllreduceWaitKernel<float>>(r, "AllreduceWait", kCpu, DType::kFloat32);

@@ -85,7 +85,15 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
       sync.buckets.emplace_back();  // an agreement-only bucket
     }
   }
-  Node* previous_start = nullptr;
+  // Collectives inside the step (CrossReplicaSum: batch_norm's synchronised statistics, forward
+  // and backward) come before the first bucket: every rank then issues the same sequence, and
+  // a bucket's allreduce never interleaves with them differently on two ranks. (It costs the
+  // overlap of the gradient buckets with the backward pass above the first such layer.)
+  std::vector<Node*> in_step;
+  for (int id = 0; id < s.graph()->num_nodes(); ++id) {
+    if (s.graph()->node(id)->op() == "CrossReplicaSum") in_step.push_back(s.graph()->node(id));
+  }
+  Node* previous_start = in_step.empty() ? nullptr : ops::Group(s, in_step);
   for (size_t b = 0; b < sync.buckets.size(); ++b) {
     const std::vector<int>& bucket = sync.buckets[b];
     const bool last = agree && b + 1 == sync.buckets.size();

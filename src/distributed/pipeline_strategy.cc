@@ -148,6 +148,14 @@ Status PipelineStrategy::Build(const Scope& root, Output loss, const std::vector
   Graph* g = root.graph();
   const int M = options_.microbatches;
   loss_ = loss;
+  for (int id = 0; id < g->num_nodes(); ++id) {
+    if (g->node(id)->op() == "CrossReplicaSum") {
+      return InvalidArgument("node '", g->node(id)->name(),
+                             "' sums over the replicas inside a step (batch_norm sync = true), "
+                             "which the pipeline does not order across its stages: use "
+                             "--strategy allreduce, or sync = false");
+    }
+  }
   if (M > 1) {
     // The batch's loss: sum_m w_m * loss_m over the microbatches' copies.
     const Scope s = root.NewSubScope("microbatches");

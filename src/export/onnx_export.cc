@@ -253,6 +253,36 @@ StatusOr<Value> Layer(Writer& w, const LayerSpec& l, const Value& x, const Shape
       const Value other = w.Layout(earlier.at(l.from), x.nchw, name);
       return Value{w.Node("Add", {x.name, other.name}, name)->output(0), out, x.nchw};
     }
+    case LayerType::kEmbeddingBag: {
+      // As mpiflow builds it: ids below 0 are no word (mask 0, row 0 gathered), the rows
+      // summed under the mask, divided by the count (at least 1) for the mean.
+      StatusOr<std::string> table = w.Variable(name + "/embeddings");
+      if (!table.ok()) return table.status();
+      const std::string kept = w.Node("Relu", {x.name}, name)->output(0);
+      onnx::NodeProto* is_word = w.Node("Equal", {kept, x.name}, name);
+      onnx::NodeProto* mask = w.Node("Cast", {is_word->output(0)}, name);
+      Writer::Int(mask, "to", onnx::TensorProto::FLOAT);
+      onnx::NodeProto* index = w.Node("Cast", {kept}, name);
+      Writer::Int(index, "to", onnx::TensorProto::INT64);
+      const std::string rows =
+          w.Node("Gather", {*table, index->output(0)}, name)->output(0);  // (batch, n, dim)
+      const std::string mask3 =
+          w.Node("Unsqueeze", {mask->output(0), w.Int64s(name + "/axis2", {2})}, name)->output(0);
+      const std::string masked = w.Node("Mul", {rows, mask3}, name)->output(0);
+      const std::string axis1 = w.Int64s(name + "/axis1", {1});
+      onnx::NodeProto* total = w.Node("ReduceSum", {masked, axis1}, name);
+      Writer::Int(total, "keepdims", 0);
+      y.name = total->output(0);
+      if (l.combiner == Combiner::kMean) {
+        onnx::NodeProto* count = w.Node("ReduceSum", {mask->output(0), axis1}, name);
+        Writer::Int(count, "keepdims", 1);  // (batch, 1)
+        const float one = 1.0f;
+        const std::string at_least_one =
+            w.Node("Max", {count->output(0), w.Floats(name + "/one", {1}, &one)}, name)->output(0);
+        y.name = w.Node("Div", {y.name, at_least_one}, name)->output(0);
+      }
+      return y;
+    }
   }
   return InvalidArgument("layer [", name, "]: type ", LayerTypeName(l.type),
                          " has no ONNX form here");

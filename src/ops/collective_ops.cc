@@ -1,7 +1,9 @@
 // Collective ops for data-parallel gradient synchronisation: AllreduceStart packs a bucket of
 // gradients (times a per-step scale) into one buffer and starts its allreduce; AllreduceWait
-// waits for it and hands one gradient back. Definitions, shape functions and builders; the
-// kernels are in kernels/cpu/collective_kernels.cc, the bucketing in src/distributed/.
+// waits for it and hands one gradient back. CrossReplicaSum sums a value over the replicas
+// inside a step (batch_norm's statistics with sync = true). Definitions, shape functions,
+// gradients and builders; the kernels are in kernels/cpu/collective_kernels.cc, the bucketing
+// in src/distributed/.
 #include "op_util.h"
 
 namespace mpiflow {
@@ -61,6 +63,23 @@ void RegisterCollectiveOps(OpRegistry& r) {
   wait.differentiable = false;
   wait.schedule = 1;
   r.Register(std::move(wait));
+
+  // x (any shape, float) -> the sum of x over the ranks of the Session's communicator; x itself
+  // without one. y = sum over ranks r of x_r, so with the gradients averaged over the ranks
+  // afterwards, each rank's dx is the sum over ranks of dy: CrossReplicaSum again.
+  OpDef sum = op_util::Def(
+      "CrossReplicaSum", {"x"},
+      [](InferenceContext& c) {
+        MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
+        c.set_output(0, c.input_dtype(0), c.input_shape(0));
+        return Status::OK();
+      },
+      [](const Scope& s, const Node& n, const std::vector<Output>& dy, std::vector<Output>* dx) {
+        (*dx)[0] = ops::CrossReplicaSum(s, dy[0]);
+        return Status::OK();
+      });
+  sum.stateful = true;  // never folded or deduplicated: every rank runs each one
+  r.Register(std::move(sum));
 }
 
 namespace ops {
@@ -83,6 +102,8 @@ Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,
   return s.AddOp("AllreduceWait", {packed, grad},
                  {{"offset", offset}, {"bucket", bucket}, {"variable", variable}});
 }
+
+Output CrossReplicaSum(const Scope& s, Output x) { return s.AddOp("CrossReplicaSum", {x}, {}); }
 
 }  // namespace ops
 }  // namespace mpiflow

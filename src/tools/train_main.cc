@@ -82,7 +82,7 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
     po::options_description g("Model and data");
     g.add_options()
       ("model", po::value(&cl->model)->default_value(cl->model),
-       "a built-in model (mlp, cnn, wide_mlp: models/*.ini) or a model file of your own "
+       "a built-in model (mlp, cnn, wide_mlp, embed_bag: models/*.ini) or a model file of your own "
        "(models/README.md)")
       ("print-model", po::bool_switch(&cl->print_model),
        "print the model's layers, output shapes and parameter counts for the data, and exit")

@@ -177,6 +177,18 @@ class Builder {
         y.eval = x.one() && other.one() ? y.train : ops::Add(s, x.eval, other.eval);
         return y;
       }
+      case LayerType::kEmbeddingBag: {
+        if (in.rank() != 2) {
+          return at.Error(
+              StrCat("needs (batch, ids): each example a row of word ids, gets ", ShapeText(in)));
+        }
+        Output table =
+            ops::Variable(s.WithOpName("embeddings"),
+                          ops::RandomUniform(s, Shape{l.vocab, l.dim}, -0.05, 0.05, NextSeed()));
+        sum->parameters = l.vocab * l.dim;
+        sum->forward_flops = 2.0 * in.dim(1) * l.dim;
+        return Both(x, [&](Output v) { return EmbeddingBag(s, table, v, in.dim(1), l); });
+      }
     }
     return at.Error("unknown layer type");
   }
@@ -210,7 +222,8 @@ class Builder {
         ops::Variable(s.WithOpName("moving_variance"), Filled(s, c, 1.0f), /*trainable=*/false);
     std::vector<int64_t> axes;  // every dimension but the channels
     for (int i = 0; i + 1 < in.rank(); ++i) axes.push_back(i);
-    std::vector<Output> moments = ops::Moments(s, x.train, axes);  // (c), (c)
+    std::vector<Output> moments =
+        l.sync ? SyncMoments(s, x.train, axes, c) : ops::Moments(s, x.train, axes);  // (c), (c)
     const Output& mean = moments[0];
     const Output& var = moments[1];
     Output rate = ops::ScalarConst(s, 1.0 - l.momentum);
@@ -224,6 +237,44 @@ class Builder {
                             ops::Normalize(s, x.train, mean, var, gamma, beta, l.epsilon));
     y.eval = ops::Normalize(s, x.eval, moving_mean, moving_var, gamma, beta, l.epsilon);
     return y;
+  }
+
+  // ids (batch, n) as numbers, a negative one marking no word -> (batch, dim): the mean (or sum)
+  // of the table's rows of an example's ids. The rows are a Gather, whose gradient is sparse: a
+  // step updates only the rows its batch touched. An id past the table is Gather's error.
+  static Output EmbeddingBag(const Scope& s, Output table, Output ids, int64_t n,
+                             const LayerSpec& l) {
+    Output kept = ops::Relu(s, ids);                                              // none -> 0
+    Output mask = ops::Cast(s, ops::Equal(s, kept, ids), DType::kFloat32);        // (batch, n)
+    Output index = ops::Reshape(s, ops::Cast(s, kept, DType::kInt32), {-1});      // (batch*n)
+    Output rows = ops::Reshape(s, ops::Gather(s, table, index), {-1, n, l.dim});  // (b, n, dim)
+    Output total = ops::Sum(s, ops::Mul(s, rows, ops::Reshape(s, mask, {-1, n, 1})), {1});
+    if (l.combiner == Combiner::kSum) return total;
+    Output count = ops::Sum(s, mask, {1}, /*keep_dims=*/true);  // (batch, 1); an empty bag: 1
+    Output none = ops::Cast(s, ops::Equal(s, count, ops::ScalarConst(s, 0)), DType::kFloat32);
+    return ops::Div(s, total, ops::Add(s, count, none));
+  }
+
+  // The mean and (population) variance of each channel over every replica's examples: the
+  // replicas' sums of x, of x^2 and their counts added up by one CrossReplicaSum (3c values),
+  // then mean = sum / n and var = sum of squares / n - mean^2 (at least 0), in float64. Shards
+  // of different sizes (an uneven last batch) weigh by their counts. One process: its own.
+  static std::vector<Output> SyncMoments(const Scope& s, Output x, const std::vector<int64_t>& axes,
+                                         int64_t c) {
+    // In float64: var = E[x^2] - mean^2 cancels, and float32 sums lose digits to it.
+    Output x64 = ops::Cast(s, x, DType::kFloat64);
+    Output ones = ops::Add(s, ops::Mul(s, x64, ops::ScalarConst(s, 0, DType::kFloat64)),
+                           ops::ScalarConst(s, 1, DType::kFloat64));
+    Output local = ops::Concat(
+        s,
+        {ops::Sum(s, x64, axes), ops::Sum(s, ops::Square(s, x64), axes), ops::Sum(s, ones, axes)},
+        0);  // (3c): sums, sums of squares, counts
+    Output all = ops::CrossReplicaSum(s, local);
+    Output n = ops::Slice(s, all, {2 * c}, {c});
+    Output mean = ops::Div(s, ops::Slice(s, all, {0}, {c}), n);
+    Output var = ops::Relu(
+        s, ops::Sub(s, ops::Div(s, ops::Slice(s, all, {c}, {c}), n), ops::Square(s, mean)));
+    return {ops::Cast(s, mean, DType::kFloat32), ops::Cast(s, var, DType::kFloat32)};
   }
 
   // (n) float32 filled with `value`.

@@ -15,16 +15,23 @@
 namespace mpiflow {
 namespace {
 
-constexpr EnumName<LayerType> kLayerTypes[] = {
-    {LayerType::kDense, "dense"},          {LayerType::kConv2D, "conv2d"},
-    {LayerType::kMaxPool, "max_pool"},     {LayerType::kAvgPool, "avg_pool"},
-    {LayerType::kFlatten, "flatten"},      {LayerType::kReshape, "reshape"},
-    {LayerType::kDropout, "dropout"},      {LayerType::kBatchNorm, "batch_norm"},
-    {LayerType::kLayerNorm, "layer_norm"}, {LayerType::kAdd, "add"}};
+constexpr EnumName<LayerType> kLayerTypes[] = {{LayerType::kDense, "dense"},
+                                               {LayerType::kConv2D, "conv2d"},
+                                               {LayerType::kMaxPool, "max_pool"},
+                                               {LayerType::kAvgPool, "avg_pool"},
+                                               {LayerType::kFlatten, "flatten"},
+                                               {LayerType::kReshape, "reshape"},
+                                               {LayerType::kDropout, "dropout"},
+                                               {LayerType::kBatchNorm, "batch_norm"},
+                                               {LayerType::kLayerNorm, "layer_norm"},
+                                               {LayerType::kAdd, "add"},
+                                               {LayerType::kEmbeddingBag, "embedding_bag"}};
 constexpr EnumName<Activation> kActivations[] = {{Activation::kNone, "none"},
                                                  {Activation::kRelu, "relu"},
                                                  {Activation::kTanh, "tanh"},
                                                  {Activation::kSigmoid, "sigmoid"}};
+constexpr EnumName<bool> kBools[] = {{false, "false"}, {true, "true"}};
+constexpr EnumName<Combiner> kCombiners[] = {{Combiner::kMean, "mean"}, {Combiner::kSum, "sum"}};
 constexpr EnumName<LossType> kLosses[] = {
     {LossType::kSoftmaxCrossEntropy, "softmax_cross_entropy"}};
 
@@ -194,11 +201,16 @@ Status TypeLayer(Keys& k, LayerSpec* l) {
       return k.Real("rate", 0, 1, false, &l->rate);
     case LayerType::kBatchNorm:
       MPIFLOW_RETURN_IF_ERROR(k.Real("momentum", 0, 1, false, &l->momentum));
+      MPIFLOW_RETURN_IF_ERROR(k.Enum("sync", kBools, &l->sync));
       return k.Real("epsilon", 1e-12, 1, true, &l->epsilon);
     case LayerType::kLayerNorm:
       return k.Real("epsilon", 1e-12, 1, true, &l->epsilon);
     case LayerType::kAdd:
       return k.Text("from", &l->from);
+    case LayerType::kEmbeddingBag:
+      MPIFLOW_RETURN_IF_ERROR(k.Int("vocab", 1, true, &l->vocab));
+      MPIFLOW_RETURN_IF_ERROR(k.Int("dim", 1, true, &l->dim));
+      return k.Enum("combiner", kCombiners, &l->combiner);
   }
   return Status::OK();
 }
