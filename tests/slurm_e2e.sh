@@ -7,10 +7,14 @@
 #   arguments: `sbatch slurm/train.sbatch JOB [options]` trains what its arguments say: the job
 #     file and options win over JOB and EXTRA_ARGS, --threads follows --cpus-per-task, and the
 #     start line reports the preemption warning from SBATCH_SIGNAL.
-# Usage: tests/slurm_e2e.sh <repository root> <build dir> <work dir> [preempt|arguments]
+#   own: the README's "Your own model and data" as a user does it, in a directory of their own:
+#     an HDF5 file made from CSV, examples/own/my_model.ini and my_job.ini, `sbatch
+#     slurm/train.sbatch my_job.ini` on 2 ranks, then mpiflow-predict --config my_job.ini
+#     reproducing the accuracy the job printed.
+# Usage: tests/slurm_e2e.sh <repository root> <build dir> <work dir> [preempt|arguments|own]
 set -euo pipefail
 repo=$1 build=$2 work=$3 scenario=${4:-preempt}
-case $scenario in preempt | arguments) ;; *) echo "slurm_e2e: unknown scenario '$scenario'" >&2; exit 2 ;; esac
+case $scenario in preempt | arguments | own) ;; *) echo "slurm_e2e: unknown scenario '$scenario'" >&2; exit 2 ;; esac
 rm -rf "$work" && mkdir -p "$work"
 export MPIFLOW_SLURM_DIR=$work/cluster
 trap '"$repo/slurm/local-cluster.sh" stop > /dev/null 2>&1 || true' EXIT
@@ -38,6 +42,33 @@ finish() {
   info=$(scontrol show job "$id")
   [ "$(state "$id")" = COMPLETED ] || fail "job $id ended $(state "$id")"
 }
+
+if [ "$scenario" = own ]; then
+  mine=$work/mine
+  mkdir -p "$mine"
+  cp "$repo/examples/own/my_model.ini" "$repo/examples/own/my_job.ini" "$mine/"
+  "$build/mpiflow-data" convert --from csv --train "$repo/tests/data/csv/train.csv" \
+    --test "$repo/tests/data/csv/test.csv" --output "$mine/my_data.h5"
+  id=$(MPIFLOW_BUILD=$build sbatch --parsable --chdir="$mine" --output="$work/slurm-%j.out" \
+       "$repo/slurm/train.sbatch" my_job.ini)
+  echo "slurm_e2e: submitted job $id (train.sbatch my_job.ini in $mine)"
+  finish "$id" 180
+  log=$work/slurm-$id.out
+  grep -q "^mpiflow: training my_model.ini on hdf5 (90 train, 30 test examples of 2)" "$log" ||
+    fail "the job did not train my_model.ini on my_data.h5"
+  # The run directory is the job's (runs/slurm-<id>); the job file's checkpoint-every holds.
+  grep -q "checkpoint 'runs/slurm-$id/checkpoints/ckpt-00000090.h5'" "$log" ||
+    fail "no checkpoint at step 90 (my_job.ini's checkpoint-every) in runs/slurm-$id"
+  acc=$(sed -n 's/^summary: model=my_model.ini epochs=20 steps=180 test_accuracy=\([0-9.]*\) .*ranks=2.*/\1/p' "$log")
+  [ -n "$acc" ] || fail "no summary of 20 epochs on 2 ranks"
+  got=$(cd "$mine" && "$build/mpiflow-predict" --config my_job.ini \
+        --checkpoint "runs/slurm-$id/checkpoints" --output predictions.csv |
+        sed -n 's/^accuracy=\([0-9.]*\) .*/\1/p')
+  [ "$got" = "$acc" ] || fail "mpiflow-predict accuracy=$got, the job printed $acc"
+  [ "$(wc -l < "$mine/predictions.csv")" = 31 ] || fail "predictions.csv is not 30 rows"
+  echo "slurm_e2e: ok (your own data and model: job $id trained to $acc, mpiflow-predict reproduced it)"
+  exit 0
+fi
 
 if [ "$scenario" = arguments ]; then
   # The environment names another job, more epochs and a log interval; the arguments win where
