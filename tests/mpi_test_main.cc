@@ -7,6 +7,10 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <sstream>
+
+#include "mpiflow/data.h"
+#include "mpiflow/models.h"
 
 namespace mpiflow {
 namespace test {
@@ -43,6 +47,17 @@ bool SameOnRanks(uint64_t value, int first) {
     if (all.data<int64_t>()[q] != all.data<int64_t>()[0]) return false;
   }
   return true;
+}
+
+StatusOr<TrainResult> TrainThroughModelFn(const TrainConfig& c, Communicator* comm) {
+  TrainingSet data{SyntheticDataset(c.synthetic_train, 10, static_cast<uint64_t>(c.seed)),
+                   SyntheticDataset(c.synthetic_test, 10, static_cast<uint64_t>(c.seed) + 1)};
+  const std::string name = c.model;
+  ModelFn fn = [name](const Scope& s, const ModelInput& input, int64_t seed) {
+    return BuildModel(s, name, input, seed);
+  };
+  std::ostringstream log;
+  return Train(fn, data, c, log, comm);
 }
 
 double WorstRelativeDiff(const TrainResult& r, const TrainResult& ref) {

@@ -25,6 +25,10 @@ bool SameOnRanks(uint64_t value, int first);
 // Over float32 variables of `r`, each against the same-named one of `ref`: the worst
 // |a - b| / max|b| (a name missing from `ref`, or a shape that differs, fails the test).
 double WorstRelativeDiff(const TrainResult& r, const TrainResult& ref);
+// The run `c` describes (synthetic data, a built-in model) through Train(model_fn, data, ...):
+// the same graph from a function and the same examples in memory, for the strategies' tests
+// that a C++ program's model trains under them as a model file does.
+StatusOr<TrainResult> TrainThroughModelFn(const TrainConfig& c, Communicator* comm);
 // The status is kAborted with `needle` in its message, and every rank has the same message.
 void ExpectAbortedTogether(const Status& st, const std::string& needle);
 }  // namespace test

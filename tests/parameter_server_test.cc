@@ -118,6 +118,21 @@ TEST(ParameterServer, SameWeightsAsOneProcessWithTheWorkersBatch) {
   ExpectEquivalent(c, 1e-6);
 }
 
+// A C++ program's model (Train(model_fn, data, ...)) under parameter servers: the same bits as
+// the model file.
+TEST(ParameterServer, AModelFunctionTrainsAsTheModelFile) {
+  TrainConfig c = Base();
+  c.max_steps = 6;
+  StatusOr<TrainResult> file = TrainWith(c, comm);
+  if (NeedsMoreRanks(file)) return;
+  ASSERT_TRUE(file.ok()) << file.status();
+  StatusOr<TrainResult> fn = test::TrainThroughModelFn(c, comm);
+  ASSERT_TRUE(fn.ok()) << fn.status();
+  EXPECT_EQ(fn->ps_server, file->ps_server);
+  EXPECT_EQ(fn->steps, file->steps);
+  EXPECT_EQ(WorstRelativeDiff(*fn, *file), 0.0);
+}
+
 // Momentum's slots live on the servers; 100 examples make the last batch partial and uneven.
 TEST(ParameterServer, MomentumAndAnUnevenLastBatch) {
   TrainConfig c = Base();

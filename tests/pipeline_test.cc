@@ -97,6 +97,20 @@ TEST(Pipeline, TheWideMlpSplitTrainsLikeTheWholeModel) {
   ExpectLikeOneProcess(c, 1e-6);
 }
 
+// A C++ program's model (Train(model_fn, data, ...)) split into stages: the same bits as the
+// model file.
+TEST(Pipeline, AModelFunctionSplitsAsTheModelFile) {
+  TrainConfig c = Pipelined(2);
+  c.max_steps = 6;
+  StatusOr<TrainResult> file = TrainWith(c, comm);
+  ASSERT_TRUE(file.ok()) << file.status();
+  StatusOr<TrainResult> fn = test::TrainThroughModelFn(c, comm);
+  ASSERT_TRUE(fn.ok()) << fn.status();
+  EXPECT_EQ(fn->steps, file->steps);
+  EXPECT_EQ(fn->variables.size(), file->variables.size());
+  EXPECT_EQ(test::WorstRelativeDiff(*fn, *file), 0.0);
+}
+
 TEST(Pipeline, MicrobatchesGiveTheSameWeights) {
   // 1, 2 and 4 microbatches of batches of 16 over 6 steps (rounding differences grow as a model
   // trains), then of 5 batches of 16 and a last one of 3 (83 examples): some microbatches are

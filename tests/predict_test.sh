@@ -1,17 +1,31 @@
 #!/bin/sh
 # mpiflow-predict on a training run's checkpoint reproduces the test accuracy the run printed,
 # alone and under mpirun -np 2, and writes one CSV row per test example, or HDF5 arrays.
-# usage: predict_test.sh TRAIN PREDICT MODEL OUT_DIR MPIRUN...
+# With --ps the run is parameter servers on 3 ranks (2 workers, 1 server), whose checkpoint is
+# the server's shards.
+# usage: predict_test.sh TRAIN PREDICT MODEL OUT_DIR [--ps] MPIRUN...
 set -eu
 train=$1 predict=$2 model=$3 out=$4
 shift 4
+ps=""
+if [ "${1:-}" = --ps ]; then
+  ps=1
+  shift
+fi
 data="--dataset synthetic --synthetic-train 1024 --synthetic-test 300 --seed 7"
 rm -rf "$out"
 mkdir -p "$out"
 # A few steps: an accuracy well below 1, so that only the same inference path gives the same.
-# shellcheck disable=SC2086
-"$train" --model "$model" $data --max-steps 6 --batch-size 32 --checkpoint-every 6 \
-  --output-dir "$out/run" > "$out/train.txt" 2> "$out/train.err"
+if [ -n "$ps" ]; then
+  # shellcheck disable=SC2086
+  "$@" -np 3 "$train" --model "$model" $data --max-steps 6 --batch-size 16 --checkpoint-every 6 \
+    --strategy ps --output-dir "$out/run" > "$out/train.txt" 2> "$out/train.err"
+  ls "$out/run/checkpoints/ckpt-00000006.ps0-of-1.h5" > /dev/null
+else
+  # shellcheck disable=SC2086
+  "$train" --model "$model" $data --max-steps 6 --batch-size 32 --checkpoint-every 6 \
+    --output-dir "$out/run" > "$out/train.txt" 2> "$out/train.err"
+fi
 want=$(sed -n 's/.*test_accuracy=\([0-9.]*\).*/\1/p' "$out/train.txt")
 [ -n "$want" ] || { echo "no test_accuracy in the training summary"; cat "$out/train.txt"; exit 1; }
 for ranks in 1 2; do
