@@ -156,20 +156,27 @@ TEST(GradientSync, AveragedGradientsAreViewsOfTheScaledSum) {
   EXPECT_EQ(fake->calls, (std::vector<std::string>{"bucket 0/1 (run 1)"}));
 }
 
-TEST(GradientSync, TheFirstBucketStartsBeforeTheBackwardPassEnds) {
-  std::unique_ptr<Built> b = Build(100 << 10);
+// The ops of one step's run on 2 (fake) ranks, in the order they ran.
+std::vector<std::string> OpsInRunOrder(const Built& b) {
   FakeCommunicator fake(2);
   SessionOptions so;
   so.communicator = &fake;
-  Session session(b->root.graph(), so);
-  ASSERT_TRUE(session.RunTargets({b->init}).ok());
+  Session session(b.root.graph(), so);
+  EXPECT_TRUE(session.RunTargets({b.init}).ok());
   RunStats stats;
   stats.collect_node_times = true;
   std::vector<Tensor> out;
-  ASSERT_TRUE(session.Run(Feeds(*b, 0.5f), b->sync.gradients, {}, &out, &stats).ok());
+  EXPECT_TRUE(session.Run(Feeds(b, 0.5f), b.sync.gradients, {}, &out, &stats).ok());
+  std::vector<std::string> ops;
+  for (const auto& t : stats.node_times) ops.push_back(t.node->op());
+  return ops;
+}
+
+TEST(GradientSync, TheFirstBucketStartsBeforeTheBackwardPassEnds) {
+  const std::vector<std::string> ops = OpsInRunOrder(*Build(100 << 10));
   int first_start = -1, last_matmul = -1, first_wait = -1;
-  for (size_t i = 0; i < stats.node_times.size(); ++i) {
-    const std::string& op = stats.node_times[i].node->op();
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const std::string& op = ops[i];
     if (op == "AllreduceStart" && first_start < 0) first_start = static_cast<int>(i);
     if (op == "AllreduceWait" && first_wait < 0) first_wait = static_cast<int>(i);
     if (op == "MatMul") last_matmul = static_cast<int>(i);
@@ -184,18 +191,10 @@ TEST(GradientSync, TheFirstBucketStartsBeforeTheBackwardPassEnds) {
 // all ranks issue them in one order.
 TEST(GradientSync, InStepCollectivesFinishBeforeTheFirstBucket) {
   std::unique_ptr<Built> b = Build(4 << 10, MPIFLOW_SOURCE_DIR "/tests/data/models/sync_bn.ini");
-  FakeCommunicator fake(2);
-  SessionOptions so;
-  so.communicator = &fake;
-  Session session(b->root.graph(), so);
-  ASSERT_TRUE(session.RunTargets({b->init}).ok());
-  RunStats stats;
-  stats.collect_node_times = true;
-  std::vector<Tensor> out;
-  ASSERT_TRUE(session.Run(Feeds(*b, 0.5f), b->sync.gradients, {}, &out, &stats).ok());
+  const std::vector<std::string> ops = OpsInRunOrder(*b);
   int sums = 0, first_start = -1, last_sum = -1;
-  for (size_t i = 0; i < stats.node_times.size(); ++i) {
-    const std::string& op = stats.node_times[i].node->op();
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const std::string& op = ops[i];
     if (op == "AllreduceStart" && first_start < 0) first_start = static_cast<int>(i);
     if (op == "CrossReplicaSum") last_sum = static_cast<int>(i), ++sums;
   }

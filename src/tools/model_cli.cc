@@ -1,7 +1,9 @@
 // The model, data and checkpoint options of mpiflow-predict and mpiflow-export (model_cli.h).
 #include "model_cli.h"
 
+#include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "cli.h"
@@ -32,6 +34,9 @@ po::options_description ModelOptions(ModelArgs* a) {
   return d;
 }
 
+namespace {
+
+// The job file's keys that `options` knows, then the words typed: "" or what is wrong.
 std::string FinishModelOptions(const po::options_description& options, po::variables_map* vm,
                                ModelArgs* a) {
   if (!a->job.empty()) {
@@ -56,6 +61,36 @@ std::string FinishModelOptions(const po::options_description& options, po::varia
   StatusOr<ModelSpec> spec = LoadModelSpec(a->config.train.model);
   if (!spec.ok()) return spec.status().message();
   return "";
+}
+
+}  // namespace
+
+int ParseModelCommandLine(const char* tool, int argc, char** argv,
+                          const po::options_description& own, const std::string& usage,
+                          ModelArgs* args) {
+  const po::options_description model = ModelOptions(args);
+  po::options_description shown;
+  shown.add(model).add(own).add(StandardOptions());
+  po::variables_map vm;
+  po::positional_options_description none;
+  if (!CheckArguments(tool, argc, argv) || !ParseCommandLine(tool, argc, argv, shown, none, &vm)) {
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << usage << "\n"
+              << shown << "\nExit codes: 0 done, 1 failed (the reason on stderr), 2 usage.\n";
+    return 0;
+  }
+  if (vm.count("version")) {
+    PrintVersion(tool);
+    return 0;
+  }
+  const std::string bad = FinishModelOptions(model, &vm, args);
+  if (!bad.empty()) {
+    std::fprintf(stderr, "%s: %s (see --help)\n", tool, bad.c_str());
+    return 2;
+  }
+  return -1;
 }
 
 }  // namespace mpiflow::cli

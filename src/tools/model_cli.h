@@ -19,10 +19,12 @@ struct ModelArgs {
 // --split, --threads, bound to *args.
 boost::program_options::options_description ModelOptions(ModelArgs* args);
 
-// After ParseCommandLine: adds the keys of --config's job file that `options` knows (the command
-// line wins) and turns the words into types. Returns "" or what is wrong, for the tool's usage
-// error.
-std::string FinishModelOptions(const boost::program_options::options_description& options,
-                               boost::program_options::variables_map* vm, ModelArgs* args);
+// A tool's whole command line: ModelOptions, the tool's `own` options and --help/--version;
+// then the job file's keys (the command line wins), typed into *args. --help prints `usage`, the
+// options and the exit codes. Returns -1 to go on, else the exit code to end with: 0 after
+// --help or --version, 2 after a usage error ("TOOL: what (see --help)" on stderr).
+int ParseModelCommandLine(const char* tool, int argc, char** argv,
+                          const boost::program_options::options_description& own,
+                          const std::string& usage, ModelArgs* args);
 
 }  // namespace mpiflow::cli

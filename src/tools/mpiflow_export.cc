@@ -4,7 +4,6 @@
 // Exit codes: 0 done, 1 failed (the reason on stderr), 2 usage.
 #include <boost/program_options.hpp>
 #include <cstdio>
-#include <iostream>
 
 #include "cli.h"
 #include "model_cli.h"
@@ -26,7 +25,6 @@ int Usage(const std::string& why) {
 int main(int argc, char** argv) {
   mpiflow::cli::ModelArgs args;
   mpiflow::OnnxExportOptions o;
-  const po::options_description model = mpiflow::cli::ModelOptions(&args);
   po::options_description d("mpiflow-export options");
   // clang-format off
   d.add_options()
@@ -37,27 +35,14 @@ int main(int argc, char** argv) {
     ("test-examples", po::value(&o.test_examples)->default_value(o.test_examples),
      "how many examples --test-data holds");
   // clang-format on
-  po::options_description shown;
-  shown.add(model).add(d).add(mpiflow::cli::StandardOptions());
-  po::variables_map vm;
-  if (!mpiflow::cli::CheckArguments(kTool, argc, argv)) return 2;
-  po::positional_options_description none;
-  if (!mpiflow::cli::ParseCommandLine(kTool, argc, argv, shown, none, &vm)) return 2;
-  if (vm.count("help")) {
-    std::cout << "Usage: mpiflow-export --onnx FILE --checkpoint PATH [--config JOB | --model M "
-                 "--dataset D --data-dir DIR] [--test-data DIR]\n"
-              << "Writes a trained model's inference path as ONNX (opset 13, or 17 with "
-                 "layer_norm): input `features`, outputs `logits` and `probabilities`.\n"
-                 "The data gives the input shape and the classes, as for training.\n\n"
-              << shown << "\nExit codes: 0 done, 1 failed (the reason on stderr), 2 usage.\n";
-    return 0;
-  }
-  if (vm.count("version")) {
-    mpiflow::cli::PrintVersion(kTool);
-    return 0;
-  }
-  const std::string bad = mpiflow::cli::FinishModelOptions(model, &vm, &args);
-  if (!bad.empty()) return Usage(bad);
+  const int rc = mpiflow::cli::ParseModelCommandLine(
+      kTool, argc, argv, d,
+      "Usage: mpiflow-export --onnx FILE --checkpoint PATH [--config JOB | --model M --dataset D "
+      "--data-dir DIR] [--test-data DIR]\nWrites a trained model's inference path as ONNX "
+      "(opset 13, or 17 with layer_norm): input `features`, outputs `logits` and "
+      "`probabilities`.\nThe data gives the input shape and the classes, as for training.\n",
+      &args);
+  if (rc >= 0) return rc;
   if (o.path.empty()) return Usage("--onnx FILE is needed");
   if (o.test_examples < 1) return Usage("--test-examples must be >= 1");
 

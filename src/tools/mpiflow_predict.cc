@@ -7,7 +7,6 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <fstream>
-#include <iostream>
 
 #include "cli.h"
 #include "model_cli.h"
@@ -20,11 +19,6 @@ namespace po = boost::program_options;
 namespace {
 
 constexpr const char* kTool = "mpiflow-predict";
-
-int Usage(const std::string& why) {
-  std::fprintf(stderr, "%s: %s (see --help)\n", kTool, why.c_str());
-  return 2;
-}
 
 mpiflow::Status WriteCsv(const std::string& path, const mpiflow::PredictResult& r) {
   std::ofstream f(path);
@@ -74,7 +68,6 @@ int main(int argc, char** argv) {
   mpiflow::cli::ModelArgs args;
   mpiflow::PredictConfig& config = args.config;
   std::string output;
-  const po::options_description model = mpiflow::cli::ModelOptions(&args);
   po::options_description d("mpiflow-predict options");
   // clang-format off
   d.add_options()
@@ -83,26 +76,13 @@ int main(int argc, char** argv) {
      "write the predictions: FILE.csv as index,label,prediction,confidence per example; FILE.h5 "
      "as HDF5 arrays labels, predictions, confidence and probabilities (count, classes)");
   // clang-format on
-  po::options_description shown;
-  shown.add(model).add(d).add(mpiflow::cli::StandardOptions());
-  po::variables_map vm;
-  if (!mpiflow::cli::CheckArguments(kTool, argc, argv)) return 2;
-  po::positional_options_description none;
-  if (!mpiflow::cli::ParseCommandLine(kTool, argc, argv, shown, none, &vm)) return 2;
-  if (vm.count("help")) {
-    std::cout << "Usage: mpiflow-predict --checkpoint PATH [--config JOB | --model M --dataset D "
-                 "--data-dir DIR] [--output FILE]\n"
-              << "Predicts the classes of a split with a trained model; prints accuracy=X and "
-                 "the confusion matrix.\n\n"
-              << shown << "\nExit codes: 0 done, 1 failed (the reason on stderr), 2 usage.\n";
-    return 0;
-  }
-  if (vm.count("version")) {
-    mpiflow::cli::PrintVersion(kTool);
-    return 0;
-  }
-  const std::string bad = mpiflow::cli::FinishModelOptions(model, &vm, &args);
-  if (!bad.empty()) return Usage(bad);
+  const int rc = mpiflow::cli::ParseModelCommandLine(
+      kTool, argc, argv, d,
+      "Usage: mpiflow-predict --checkpoint PATH [--config JOB | --model M --dataset D --data-dir "
+      "DIR] [--output FILE]\nPredicts the classes of a split with a trained model; prints "
+      "accuracy=X and the confusion matrix.\n",
+      &args);
+  if (rc >= 0) return rc;
   const bool hdf5 = EndsWith(output, ".h5") || EndsWith(output, ".hdf5");
   config.probabilities = hdf5;
   const std::string& split = args.split;
