@@ -385,6 +385,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "input dimension 28 with VALID padding"},
         BadFile{"[e]\ntype = embedding_bag\nvocab = 10\n",
                 "my.ini:1: [e] needs 'dim = ...' (an integer)"},
+        BadFile{"[e]\ntype = embedding_bag\nvocab = 2000000000\ndim = 1000\n",
+                "my.ini:4: [e] dim = 1000: a 2000000000 x 1000 table is more than 2^40 values"},
         BadFile{"[e]\ntype = embedding_bag\nvocab = 10\ndim = 4\ncombiner = max\n",
                 "my.ini:5: [e] combiner = max: must be mean or sum"},
         BadFile{"[e]\ntype = embedding_bag\nvocab = 10\ndim = 4\n",

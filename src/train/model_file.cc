@@ -210,6 +210,10 @@ Status TypeLayer(Keys& k, LayerSpec* l) {
     case LayerType::kEmbeddingBag:
       MPIFLOW_RETURN_IF_ERROR(k.Int("vocab", 1, true, &l->vocab));
       MPIFLOW_RETURN_IF_ERROR(k.Int("dim", 1, true, &l->dim));
+      if (l->vocab > (int64_t{1} << 40) / l->dim) {  // 4 TiB of float32: no machine's table
+        return k.Error(k.Find("dim"),
+                       StrCat("a ", l->vocab, " x ", l->dim, " table is more than 2^40 values"));
+      }
       return k.Enum("combiner", kCombiners, &l->combiner);
   }
   return Status::OK();
