@@ -3,6 +3,7 @@
 #include "mpiflow/data.h"
 
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <zlib.h>
 
 #include <cstdio>
@@ -385,6 +386,33 @@ TEST(ArrayFiles, CsvRowsWithAHeaderAndALabelColumn) {
             "'" + d + "/e.csv':1: label 1.5 is not a class id (an integer from 0)");
   EXPECT_EQ(ReadCsvDataset(d + "/missing.csv").status().message(),
             "cannot open '" + d + "/missing.csv'");
+}
+
+// A features array of 3-byte integers (what no writer makes; a damaged type of 65531-byte floats
+// crashed HDF5's conversion) is refused before HDF5 converts a value.
+TEST(Hdf5Dataset, NumbersOfOddSizesAreRefused) {
+  const std::string path = ::testing::TempDir() + "/odd_type.h5";
+  hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t group = H5Gcreate2(file, "/train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  const hsize_t dims[2] = {4, 2};
+  hid_t space = H5Screate_simple(2, dims, nullptr), lspace = H5Screate_simple(1, dims, nullptr);
+  hid_t three = H5Tcopy(H5T_STD_U32LE);
+  H5Tset_size(three, 3);
+  hid_t features =
+      H5Dcreate2(group, "features", three, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t labels =
+      H5Dcreate2(group, "labels", H5T_STD_I32LE, lspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(features, 0);
+  ASSERT_GE(labels, 0);
+  for (hid_t d : {features, labels}) H5Dclose(d);
+  for (hid_t s : {space, lspace}) H5Sclose(s);
+  H5Tclose(three);
+  H5Gclose(group);
+  H5Fclose(file);
+  EXPECT_EQ(ReadHdf5Split(path, "train").status().message(),
+            "dataset file '" + path +
+                "': '/train/features' holds 3-byte and '/train/labels' 4-byte numbers: integers "
+                "of 1, 2, 4 or 8 bytes, floats of 4 or 8");
 }
 
 }  // namespace

@@ -219,6 +219,16 @@ StatusOr<Dataset> ReadHdf5Split(const std::string& path, const std::string& spli
     return Status(Code::kDataLoss, StrCat(kKind, " '", path, "': '", features_name,
                                           "' must hold numbers and '", labels_name, "' integers"));
   }
+  // Element sizes a number has: a damaged type of 65531-byte floats sent HDF5's conversion
+  // past its buffers (found by fuzz/hdf5_dataset_fuzzer.cc).
+  const size_t fsize = H5Tget_size(ftype.get()), lsize = H5Tget_size(ltype.get());
+  const auto plain = [](size_t n) { return n == 1 || n == 2 || n == 4 || n == 8; };
+  if (!plain(fsize) || !plain(lsize) || (fclass == H5T_FLOAT && fsize < 4)) {
+    return Status(Code::kDataLoss,
+                  StrCat(kKind, " '", path, "': '", features_name, "' holds ", fsize, "-byte and '",
+                         labels_name, "' ", lsize,
+                         "-byte numbers: integers of 1, 2, 4 or 8 bytes, floats of 4 or 8"));
+  }
   hsize_t dims[kMaxRank] = {}, ldims[1] = {0};
   H5Sget_simple_extent_dims(fspace.get(), dims, nullptr);
   H5Sget_simple_extent_dims(lspace.get(), ldims, nullptr);
