@@ -26,6 +26,13 @@ bool IsDirectory(const std::string& p) {
 // The checkpoint named by `path` (a file, or a directory's `latest`), a parameter-server run's
 // shards merged.
 StatusOr<Checkpoint> LoadCheckpoint(const std::string& path) {
+  struct stat st;
+  const bool dir = IsDirectory(path);
+  if (::stat((dir ? path + "/latest" : path).c_str(), &st) != 0) {
+    return NotFound("no checkpoint ", dir ? "in '" : "'", path, dir ? "' (no 'latest' in it)" : "'",
+                    ": a training run writes them to <output-dir>/checkpoints when given "
+                    "--checkpoint-every N (every N steps and at the end)");
+  }
   CheckpointOptions o;
   o.dir = IsDirectory(path) ? path : ".";
   o.resume = IsDirectory(path) ? "latest" : path;
