@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   Batch b;
   std::vector<Tensor> out;
   for (int step = 1; st.ok() && batches.Next(&b); ++step) {
-    st = session.Run({{x, b.images}, {y, b.labels}}, {loss}, {train->train}, &out);
+    st = session.Run({{x, b.features}, {y, b.labels}}, {loss}, {train->train}, &out);
     if (st.ok() && step % 200 == 0) std::cout << step << ": " << *out[0].data<float>() << "\n";
   }
   if (!st.ok()) std::cerr << st << "\n";

@@ -154,9 +154,9 @@ TEST(BatchStreamTest, ShufflesPerEpochDeterministicallyAndCoversEverything) {
     std::vector<int64_t> sizes;
     std::vector<float> first_pixels;
     while (s.Next(&b)) {
-      sizes.push_back(b.images.shape().dim(0));
-      first_pixels.push_back(b.images.data<float>()[0]);
-      EXPECT_EQ(b.images.shape(), Shape({sizes.back(), 28, 28, 1}));
+      sizes.push_back(b.features.shape().dim(0));
+      first_pixels.push_back(b.features.data<float>()[0]);
+      EXPECT_EQ(b.features.shape(), Shape({sizes.back(), 28, 28, 1}));
     }
     EXPECT_EQ(sizes, (std::vector<int64_t>{4, 4, 2, 4, 4, 2}));
     // the first example of the first batch is example e0[0]

@@ -88,7 +88,7 @@ std::map<std::string, std::vector<float>> TrainSteps(const Scope& s, Output feat
   Batch b;
   for (int i = 0; i < steps && stream.Next(&b); ++i) {
     Status st =
-        session.Run({{features, b.images}, {labels, b.labels}}, {}, {train->train}, nullptr);
+        session.Run({{features, b.features}, {labels, b.labels}}, {}, {train->train}, nullptr);
     EXPECT_TRUE(st.ok()) << st;
   }
   std::map<std::string, std::vector<float>> vars;

@@ -132,8 +132,8 @@ class DataPlan {
 };
 
 struct Batch {
-  Tensor images;  // (batch, example...) float32: the features' values
-  Tensor labels;  // (batch) int32
+  Tensor features;  // (batch, example...) float32: the values the model sees
+  Tensor labels;    // (batch) int32
   int64_t epoch = 0;
   int64_t index = 0;            // batch index within the epoch (from its first example / stride)
   int64_t examples = 0;         // this shard's examples (0: a stand-in example that must not count)

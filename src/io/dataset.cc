@@ -292,9 +292,9 @@ void BatchStream::Fill(int64_t begin, int64_t n_r, int64_t fallback, Batch* batc
   const int64_t size = data_->example_size();
   std::vector<int64_t> dims = data_->example.dims();  // (batch, example...)
   dims.insert(dims.begin(), n);
-  batch->images = Tensor(DType::kFloat32, Shape(dims));
+  batch->features = Tensor(DType::kFloat32, Shape(dims));
   batch->labels = Tensor(DType::kInt32, Shape{n});
-  float* px = batch->images.data<float>();
+  float* px = batch->features.data<float>();
   int32_t* py = batch->labels.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t ex = order_[n_r > 0 ? begin + i : fallback];

@@ -126,7 +126,7 @@ StatusOr<double> Evaluate(Session& session, const Model& m, const TrainingData& 
   std::vector<Tensor> out;
   while (stream.Next(&b)) {
     MPIFLOW_RETURN_IF_ERROR(
-        session.Run({{m.features, b.images}, {m.labels, b.labels}}, {m.correct}, {}, &out));
+        session.Run({{m.features, b.features}, {m.labels, b.labels}}, {m.correct}, {}, &out));
     if (b.examples > 0) correct += *out[0].data<float>();
   }
   if (comm) {

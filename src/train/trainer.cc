@@ -385,7 +385,7 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
     const auto t0 = Clock::now();
     stats.collect_node_times = cfg.profile && progress.Timing(r.steps);
     StatusOr<StepOutcome> s =
-        strategy.RunStep(session, {{m.features, b.images}, {m.labels, b.labels}}, b, &stats);
+        strategy.RunStep(session, {{m.features, b.features}, {m.labels, b.labels}}, b, &stats);
     if (!s.ok()) return failed(s.status());
     progress.AddKernelTimes(stats);
     if (!std::isfinite(s->loss)) return failed(NonFiniteLoss(s->loss, comm, r.steps + 1, b));
