@@ -20,7 +20,7 @@ PACKAGES=(cmake g++ make ccache pkg-config zlib1g-dev libopenblas-dev
           libboost-program-options-dev libgtest-dev libbenchmark-dev clang-format
           openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools slurm-wlm munge shellcheck procps
           gnuplot-nox clang libclang-rt-14-dev libonnx-dev libprotobuf-dev python3-onnx python3-numpy
-          dataset-fashion-mnist)
+          dataset-fashion-mnist wordnet-base)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

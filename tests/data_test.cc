@@ -415,5 +415,103 @@ TEST(Hdf5Dataset, NumbersOfOddSizesAreRefused) {
                 "of 1, 2, 4 or 8 bytes, floats of 4 or 8");
 }
 
+// ---- The WordNet lexname task: the dataset description's fingerprints, counts and errors.
+
+// sha256sum's hex digest of `text`.
+std::string Sha256(const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/sha256_input";
+  std::ofstream(path, std::ios::binary) << text;
+  std::unique_ptr<FILE, int (*)(FILE*)> p(popen(("sha256sum " + path).c_str(), "r"), pclose);
+  char hex[65] = {};
+  if (!p || std::fread(hex, 1, 64, p.get()) != 64) return "";
+  return hex;
+}
+
+TEST(WordnetLexname, ReproducesTheTaskExactly) {
+  StatusOr<WordnetLexname> w = LoadWordnetLexname(MPIFLOW_WORDNET_DIR);
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->train.count, 105736);
+  EXPECT_EQ(w->test.count, 11923);
+  ASSERT_EQ(w->vocabulary.size(), 33263u);
+  EXPECT_EQ(std::vector<std::string>(w->vocabulary.begin(), w->vocabulary.begin() + 5),
+            (std::vector<std::string>{"the", "a", "of", "or", "in"}));
+  EXPECT_EQ(w->train.example, Shape{82});  // the longest example
+  EXPECT_EQ(w->train.num_classes, 45);
+  EXPECT_EQ(w->train.class_names[44], "adj.ppl");
+  std::string vocab;
+  for (const std::string& t : w->vocabulary) vocab += t + "\n";
+  EXPECT_EQ(Sha256(vocab), "e7111834cbc8e9e4fb2c966bf56614eae75be20c00ea0a783aedc927bcce3537");
+  // The fingerprint's lines are in the files' order, where the splits interleave; the loader
+  // keeps each split in that order, so walking the files again with the split rule (offset %
+  // 10) takes each example from its split in turn.
+  std::string lines;
+  int64_t next[2] = {0, 0};
+  const Dataset* split[2] = {&w->train, &w->test};
+  for (const char* pos : {"noun", "verb", "adj", "adv"}) {
+    std::ifstream f(StrCat(MPIFLOW_WORDNET_DIR, "/data.", pos), std::ios::binary);
+    std::string line;
+    size_t offset = 0;
+    while (std::getline(f, line)) {
+      const size_t at = offset;
+      offset += line.size() + 1;
+      if (line.compare(0, 2, "  ") == 0) continue;
+      const int t = at % 10 == 0 ? 1 : 0;
+      const Dataset& d = *split[t];
+      const int64_t i = next[t]++;
+      lines += StrCat(t, "\t", d.labels[i], "\t");
+      for (int64_t j = 0; j < d.example_size() && d.floats[i * d.example_size() + j] >= 0; ++j) {
+        lines += StrCat(j ? " " : "", static_cast<int>(d.floats[i * d.example_size() + j]));
+      }
+      lines += "\n";
+    }
+  }
+  EXPECT_EQ(next[0], 105736);
+  EXPECT_EQ(next[1], 11923);
+  EXPECT_EQ(Sha256(lines), "c67ea1ca127057a49c02e952653622925da7bb720a4a8ecc3ac37f24c8d9b0e2");
+}
+
+// A directory of the four files, each holding `lines` (the noun file `noun` instead).
+std::string WordnetDir(const std::string& noun) {
+  const std::string dir = ::testing::TempDir() + "/wordnet";
+  std::string cmd = "mkdir -p " + dir;
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  for (const char* pos : {"noun", "verb", "adj", "adv"}) {
+    std::ofstream(dir + "/data." + pos, std::ios::binary)
+        << (std::string(pos) == "noun" ? noun : "  licence line\n");
+  }
+  return dir;
+}
+
+TEST(WordnetLexname, AMalformedOrMissingFileNamesTheFileAndLine) {
+  // A good line: offset 00000016 after a 16-byte licence line.
+  const std::string header = "  1 header line\n";
+  const std::string good = "00000016 05 n 01 dog 0 000 | a domestic Dog; \"woof\"\n";
+  StatusOr<WordnetLexname> w = LoadWordnetLexname(WordnetDir(header + good));
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->train.count, 1);
+  EXPECT_EQ(w->train.labels, std::vector<int32_t>{5});
+  EXPECT_TRUE(w->vocabulary.empty());  // every token seen once: all unknown (id 0)
+  EXPECT_EQ(w->train.floats, (std::vector<float>{0, 0, 0, 0}));  // a domestic dog woof
+  const std::string dir = ::testing::TempDir() + "/wordnet";
+  EXPECT_EQ(LoadWordnetLexname(WordnetDir(header + "00000016 05 n 01 dog 0 000 a dog\n"))
+                .status()
+                .message(),
+            "'" + dir +
+                "/data.noun':2: a synset line without ' | ' before its gloss (is it "
+                "WordNet 3.0's data file, from Debian's wordnet-base?)");
+  EXPECT_EQ(LoadWordnetLexname(WordnetDir(header + "00000017 05 n | a dog\n")).status().message(),
+            "'" + dir +
+                "/data.noun':2: the synset offset '00000017' is not 8 digits equal to "
+                "the line's byte offset 16 (is it WordNet 3.0's data file, from Debian's "
+                "wordnet-base?)");
+  EXPECT_EQ(LoadWordnetLexname(WordnetDir(header + "00000016 45 n | a dog\n")).status().message(),
+            "'" + dir +
+                "/data.noun':2: the lexicographer file number '45' is not 00 to 44 (is "
+                "it WordNet 3.0's data file, from Debian's wordnet-base?)");
+  EXPECT_EQ(LoadWordnetLexname("/nonexistent").status().message(),
+            "cannot open '/nonexistent/data.noun': the WordNet task reads Debian's wordnet-base "
+            "(apt-get install wordnet-base; --data-dir /usr/share/wordnet)");
+}
+
 }  // namespace
 }  // namespace mpiflow

@@ -280,7 +280,8 @@ TEST(ModelLayers, EmbeddingBagStepUpdatesOnlyTheRowsItsBatchTouched) {
   ASSERT_TRUE(spec.ok()) << spec.status();
   StatusOr<Model> m = BuildModel(s, *spec, ModelInput{Shape{3}, 2}, 7);
   ASSERT_TRUE(m.ok()) << m.status();
-  OptimizerOptions sgd;
+  OptimizerOptions sgd;  // the sparse update (SparseApplyGradientDescent)
+  sgd.kind = OptimizerKind::kSgd;
   sgd.lr.base = 0.5;
   StatusOr<TrainOp> train = Minimize(s, m->loss, sgd);
   ASSERT_TRUE(train.ok()) << train.status();

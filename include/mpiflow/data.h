@@ -89,6 +89,20 @@ StatusOr<Dataset> ReadNpzDataset(const std::string& path, const std::string& fea
 // (columns - 1)). A first line that is not all numbers is a header. Errors name the line.
 StatusOr<Dataset> ReadCsvDataset(const std::string& path, int label_column = 0);
 
+// The WordNet lexicographer-file task, exactly as ../shared/datasets/wordnet-lexname.md says:
+// each synset line of data.noun, data.verb, data.adj and data.adv in `dir` (Debian's
+// wordnet-base: /usr/share/wordnet) is an example, test when its offset % 10 == 0; its gloss is
+// lowercased and cut into [a-z0-9]+ tokens, each the id of the training split's tokens seen at
+// least twice (by count, then bytes, from 1; 0: unknown); its label is its lexicographer file
+// (45 classes, named). features (count, longest example) float32: the ids, then -1 (no word, as
+// embedding_bag reads it). A missing file or a malformed line is an error naming the file and
+// the line.
+struct WordnetLexname {
+  Dataset train, test;
+  std::vector<std::string> vocabulary;  // the token of id 1, 2, ...
+};
+StatusOr<WordnetLexname> LoadWordnetLexname(const std::string& dir);
+
 // The train or test split of an MNIST-layout directory:
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte with or without ".gz".
 StatusOr<Dataset> LoadMnistDirectory(const std::string& dir, bool train);

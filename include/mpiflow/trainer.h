@@ -20,8 +20,9 @@
 
 namespace mpiflow {
 
-enum class DatasetKind { kFashionMnist, kSynthetic, kHdf5 };
-StatusOr<DatasetKind> ParseDataset(const std::string& name);  // fashion-mnist, synthetic, hdf5
+enum class DatasetKind { kFashionMnist, kSynthetic, kHdf5, kWordnetLexname };
+// fashion-mnist, synthetic, hdf5, wordnet-lexname
+StatusOr<DatasetKind> ParseDataset(const std::string& name);
 const char* DatasetName(DatasetKind kind);
 // global: every rank loads the whole training set and takes its part of each global batch
 // from one shared permutation (N ranks see what one process with batch N*B sees); local: each
@@ -34,6 +35,8 @@ const char* DataShardingName(DataSharding s);
 struct TrainConfig {
   std::string model = "mlp";  // a built-in model (mlp, cnn, wide_mlp, embed_bag) or a model file
   DatasetKind dataset = DatasetKind::kFashionMnist;
+  // The dataset's files (hdf5: the file). Left at this default, wordnet-lexname reads
+  // /usr/share/wordnet (Debian's wordnet-base).
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   int64_t synthetic_train = 6000, synthetic_test = 1000;  // examples, for dataset=synthetic
   DataSharding data_sharding = DataSharding::kGlobal;

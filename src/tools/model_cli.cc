@@ -23,7 +23,7 @@ po::options_description ModelOptions(ModelArgs* a) {
     ("model", po::value(&t.model)->default_value(t.model), "the model trained: a built-in or a model file")
     ("checkpoint", po::value(&a->config.checkpoint)->value_name("PATH"),
      "a checkpoint file, or a checkpoint directory (its latest) (needed)")
-    ("dataset", po::value(&a->dataset)->default_value(a->dataset), "fashion-mnist, hdf5 or synthetic")
+    ("dataset", po::value(&a->dataset)->default_value(a->dataset), "fashion-mnist, hdf5, synthetic or wordnet-lexname")
     ("data-dir", po::value(&t.data_dir)->default_value(t.data_dir), "as mpiflow-train's")
     ("synthetic-train", po::value(&t.synthetic_train)->default_value(t.synthetic_train), "as mpiflow-train's")
     ("synthetic-test", po::value(&t.synthetic_test)->default_value(t.synthetic_test), "as mpiflow-train's")

@@ -88,9 +88,11 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
        "print the model's layers, output shapes and parameter counts for the data, and exit")
       ("dataset", po::value(&cl->dataset)->default_value(cl->dataset),
        "fashion-mnist (IDX files in --data-dir), hdf5 (--data-dir is a file from mpiflow-data "
-       "convert) or synthetic")
+       "convert), synthetic, or wordnet-lexname (WordNet's glosses as word ids, 45 classes: "
+       "../shared/datasets/wordnet-lexname.md; for --model embed_bag)")
       ("data-dir", po::value(&c->data_dir)->default_value(c->data_dir),
-       "directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
+       "directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]; for wordnet-lexname "
+       "WordNet's data.noun ... (default there: /usr/share/wordnet)")
       ("synthetic-train", po::value(&c->synthetic_train)->default_value(c->synthetic_train),
        "training examples when --dataset=synthetic")
       ("synthetic-test", po::value(&c->synthetic_test)->default_value(c->synthetic_test),

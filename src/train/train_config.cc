@@ -10,7 +10,8 @@ namespace mpiflow {
 namespace {
 constexpr EnumName<DatasetKind> kDatasets[] = {{DatasetKind::kFashionMnist, "fashion-mnist"},
                                                {DatasetKind::kHdf5, "hdf5"},
-                                               {DatasetKind::kSynthetic, "synthetic"}};
+                                               {DatasetKind::kSynthetic, "synthetic"},
+                                               {DatasetKind::kWordnetLexname, "wordnet-lexname"}};
 constexpr EnumName<DataSharding> kShardings[] = {{DataSharding::kGlobal, "global"},
                                                  {DataSharding::kLocal, "local"}};
 }  // namespace

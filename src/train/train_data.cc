@@ -70,6 +70,13 @@ StatusOr<TrainingData> LoadTrainingData(const TrainConfig& cfg, int data_ranks, 
       if (!r.ok()) return r.status();
       (is_train ? d.train : d.test) = std::move(*r);
     }
+  } else if (cfg.dataset == DatasetKind::kWordnetLexname) {
+    const std::string dir =
+        cfg.data_dir == TrainConfig().data_dir ? "/usr/share/wordnet" : cfg.data_dir;
+    StatusOr<WordnetLexname> w = LoadWordnetLexname(dir);
+    if (!w.ok()) return w.status();
+    d.train = std::move(w->train);
+    d.test = std::move(w->test);
   } else {
     StatusOr<Dataset> tr = LoadMnistDirectory(cfg.data_dir, true);
     if (!tr.ok()) return tr.status();
