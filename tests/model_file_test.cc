@@ -386,8 +386,11 @@ INSTANTIATE_TEST_SUITE_P(
                 "input dimension 28 with VALID padding"},
         BadFile{"[e]\ntype = embedding_bag\nvocab = 10\n",
                 "my.ini:1: [e] needs 'dim = ...' (an integer)"},
-        BadFile{"[e]\ntype = embedding_bag\nvocab = 2000000000\ndim = 1000\n",
-                "my.ini:4: [e] dim = 1000: a 2000000000 x 1000 table is more than 2^40 values"},
+        BadFile{"[e]\ntype = embedding_bag\nvocab = 20000000\ndim = 4\n",
+                "my.ini:3: [e] vocab = 20000000: must be at most 16777216 (ids travel as "
+                "float32)"},
+        BadFile{"[e]\ntype = embedding_bag\nvocab = 16000000\ndim = 100000\n",
+                "my.ini:4: [e] dim = 100000: a 16000000 x 100000 table is more than 2^40 values"},
         BadFile{"[e]\ntype = embedding_bag\nvocab = 10\ndim = 4\ncombiner = max\n",
                 "my.ini:5: [e] combiner = max: must be mean or sum"},
         BadFile{"[e]\ntype = embedding_bag\nvocab = 10\ndim = 4\n",

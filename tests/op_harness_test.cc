@@ -85,7 +85,11 @@ std::vector<GradCase> Cases() {
       {"Identity", {{3}}, unary(ops::Identity)},
       // One process (no communicator): the sum over one rank. The sum over several is checked
       // against one process in tests/distributed_test.cc (batch_norm sync = true).
-      {"CrossReplicaSum", {{2, 3}}, unary(ops::CrossReplicaSum)},
+      {"CrossReplicaSum",
+       {{2, 3}},
+       [](const Scope& s, const O& x) {
+         return ops::CrossReplicaSum(s, x[0], ops::ReplicaShare(s));
+       }},
       {"Add/broadcast_row", {{2, 3}, {3}}, binary(ops::Add)},
       {"Add/broadcast_both", {{2, 1}, {1, 3}}, binary(ops::Add)},
       {"Add/scalar", {{}, {2, 2}}, binary(ops::Add)},

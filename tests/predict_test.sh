@@ -65,4 +65,22 @@ h5dump -d /predictions -y -w 0 -o "$out/h5_predictions.txt" "$out/predictions.h5
 { tr -d ' \n' < "$out/h5_predictions.txt" | tr , '\n'; echo; } > "$out/h5_classes.txt"
 tail -n +2 "$out/predictions1.csv" | cut -d, -f3 > "$out/csv_classes.txt"
 cmp "$out/h5_classes.txt" "$out/csv_classes.txt"
+# Every example's probabilities (gathered from both ranks): the largest is its prediction with
+# its confidence, and they sum to 1.
+for a in probabilities confidence; do
+  h5dump -d "/$a" -y -w 0 -o "$out/h5_$a.txt" "$out/predictions.h5" > /dev/null
+  { tr -d ' \n' < "$out/h5_$a.txt" | tr , '\n'; echo; } > "$out/h5_$a.rows"
+done
+awk -v classes=10 '
+  FILENAME == ARGV[1] { want[FNR - 1] = $1; next }
+  FILENAME == ARGV[2] { conf[FNR - 1] = $1; next }
+  { i = int((FNR - 1) / classes); c = (FNR - 1) % classes; sum[i] += $1
+    if (c == 0 || $1 > best[i]) { best[i] = $1; arg[i] = c } }
+  END { n = 0
+    for (i in sum) { n++
+      d = best[i] - conf[i]
+      if (arg[i] != want[i] || d > 1e-5 || d < -1e-5 || sum[i] < 0.999 || sum[i] > 1.001) {
+        print "FAIL: example " i ": probabilities disagree with its prediction"; exit 1 } }
+    if (n != 300) { print "FAIL: " n " rows of probabilities, want 300"; exit 1 } }' \
+  "$out/h5_classes.txt" "$out/h5_confidence.rows" "$out/h5_probabilities.rows"
 echo "PASS: $model at $want"

@@ -168,9 +168,14 @@ Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,
 // `elements` rounded up to a multiple of 64 bytes: where the next gradient of a bucket starts.
 int64_t AlignedBucketOffset(int64_t elements, size_t element_size);
 // x summed over the ranks of the Session's communicator, within the step (x itself without
-// one); its gradient is CrossReplicaSum of dy. Every rank must run the same ones in the same
-// order: AddGradientSync starts no bucket before they are done.
-Output CrossReplicaSum(const Scope& s, Output x);
+// one). `share` is ReplicaShare: the gradient weighs each rank's dy by it, as the data-parallel
+// strategy weighs the ranks' gradients. Every rank runs the same ones: AddGradientSync chains
+// them in graph order and starts no bucket before they are done.
+Output CrossReplicaSum(const Scope& s, Output x, Output share);
+// This rank's share of the step's examples (its examples / the global batch's; 0 for a stand-in
+// example that must not count): the graph's one node named "replica_share", 1 unless fed.
+// AddGradientSync takes it as its per-step scale, so the data-parallel strategy feeds it.
+Output ReplicaShare(const Scope& s);
 
 }  // namespace ops
 }  // namespace mpiflow

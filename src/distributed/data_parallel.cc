@@ -35,7 +35,11 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
   }
   const Scope s = scope.NewSubScope("gradient_sync");
   GradientSync sync;
-  sync.scale = ops::Placeholder(s.WithOpName("scale"), DType::kFloat32, Shape{});
+  // The per-step scale is this rank's share of the step's examples; where the model sums over
+  // replicas inside the step (ReplicaShare: batch_norm sync = true) it is that same node.
+  Node* in_graph_share = scope.graph()->FindNode("replica_share");
+  sync.scale = in_graph_share ? Output(in_graph_share)
+                              : ops::Placeholder(s.WithOpName("scale"), DType::kFloat32, Shape{});
   sync.gradients.resize(gradients.size());
 
   // Production order: by the id of the node that produces each gradient.
@@ -89,11 +93,16 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
   // and backward) come before the first bucket: every rank then issues the same sequence, and
   // a bucket's allreduce never interleaves with them differently on two ranks. (It costs the
   // overlap of the gradient buckets with the backward pass above the first such layer.)
+  // They run one after another in graph order (each node's inputs come before it, so the chain
+  // makes no cycle): two independent ones, in a graph of one's own, cannot swap between ranks.
   std::vector<Node*> in_step;
   for (int id = 0; id < s.graph()->num_nodes(); ++id) {
-    if (s.graph()->node(id)->op() == "CrossReplicaSum") in_step.push_back(s.graph()->node(id));
+    Node* n = s.graph()->node(id);
+    if (n->op() != "CrossReplicaSum") continue;
+    if (!in_step.empty()) MPIFLOW_RETURN_IF_ERROR(s.graph()->AddControlEdge(in_step.back(), n));
+    in_step.push_back(n);
   }
-  Node* previous_start = in_step.empty() ? nullptr : ops::Group(s, in_step);
+  Node* previous_start = in_step.empty() ? nullptr : in_step.back();  // the chain's end
   for (size_t b = 0; b < sync.buckets.size(); ++b) {
     const std::vector<int>& bucket = sync.buckets[b];
     const bool last = agree && b + 1 == sync.buckets.size();

@@ -20,6 +20,13 @@ Status ParameterServerStrategy::Build(const Scope& root, Output loss,
   variables_ = variables;
   // A worker's own state (batch_norm's moving statistics) would never reach the servers, whose
   // checkpoints would keep their initial values: refused until servers hold it.
+  for (int id = 0; id < root.graph()->num_nodes(); ++id) {
+    if (root.graph()->node(id)->op() == "CrossReplicaSum") {
+      return InvalidArgument("--strategy ps: node '", root.graph()->node(id)->name(),
+                             "' sums over the replicas inside a step (batch_norm sync = true), "
+                             "which parameter servers do not do: use --strategy allreduce");
+    }
+  }
   for (const VariableInfo& v : root.graph()->variables()) {
     if (!v.trainable) {
       return InvalidArgument("--strategy ps: the model's non-trainable variable '",

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <new>
 #include <sstream>
 
 #include "mpiflow/data.h"
@@ -194,15 +195,25 @@ StatusOr<std::string> ZipMember(const std::string& path, const std::string& memb
     if (start > b.size() || b.size() - start < packed) {
       return bad(StrCat("member '", name, "' is truncated"));
     }
+    if (method != 0 && method != 8) {
+      return bad(StrCat("member '", name, "' uses compression method ", method,
+                        " (only stored and deflated are read)"));
+    }
     // Deflate expands at most 1032-fold: a larger size is a damaged entry, not allocated.
     if (size > (uint64_t{1} << 40) || (method == 8 && size > packed * 1032 + 64) ||
         (method == 0 && size != packed)) {
       return bad(StrCat("member '", name, "' claims ", size, " bytes from ", packed));
     }
-    std::string out(static_cast<size_t>(size), '\0');
+    std::string out;
+    try {
+      out.resize(static_cast<size_t>(size));
+    } catch (const std::bad_alloc&) {
+      return Status(Code::kUnavailable, StrCat("'", path, "': member '", name, "' is ", size,
+                                               " bytes: more than this machine can hold"));
+    }
     if (method == 0) {
       std::copy_n(b.begin() + static_cast<std::ptrdiff_t>(start), size, out.begin());
-    } else if (method == 8) {
+    } else {  // 8: deflated
       z_stream z{};
       if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return bad("zlib cannot start");
       z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(b.data() + start));
@@ -222,9 +233,6 @@ StatusOr<std::string> ZipMember(const std::string& path, const std::string& memb
       const bool whole = rc == Z_STREAM_END && z.total_out == size;
       inflateEnd(&z);
       if (!whole) return bad(StrCat("member '", name, "': its deflated data is damaged"));
-    } else {
-      return bad(StrCat("member '", name, "' uses compression method ", method,
-                        " (only stored and deflated are read)"));
     }
     uLong sum = crc32(0L, Z_NULL, 0);
     for (uint64_t at = 0; at < size; at += 1u << 30) {

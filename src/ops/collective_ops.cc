@@ -64,18 +64,28 @@ void RegisterCollectiveOps(OpRegistry& r) {
   wait.schedule = 1;
   r.Register(std::move(wait));
 
-  // x (any shape, float) -> the sum of x over the ranks of the Session's communicator; x itself
-  // without one. y = sum over ranks r of x_r, so with the gradients averaged over the ranks
-  // afterwards, each rank's dx is the sum over ranks of dy: CrossReplicaSum again.
+  // x (any shape, float), share (scalar float32: this rank's share of the step's examples) ->
+  // the sum of x over the ranks of the Session's communicator; x itself without one. The
+  // data-parallel strategy scales each rank's gradients by its share s_q before summing them, so
+  // rank q's dx must be (sum over ranks r of s_r dy_r) / s_q: then s_q dx_q carries every rank's
+  // weighted term. A rank with share 0 (a stand-in example) gets the unweighted sum, which its
+  // scale of 0 removes.
   OpDef sum = op_util::Def(
-      "CrossReplicaSum", {"x"},
+      "CrossReplicaSum", {"x", "share"},
       [](InferenceContext& c) {
         MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
+        MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 1, {DType::kFloat32}));
+        if (c.input_shape(1).rank() != 0) return c.Error("input 1 (the share) must be a scalar");
         c.set_output(0, c.input_dtype(0), c.input_shape(0));
         return Status::OK();
       },
       [](const Scope& s, const Node& n, const std::vector<Output>& dy, std::vector<Output>* dx) {
-        (*dx)[0] = ops::CrossReplicaSum(s, dy[0]);
+        const Output share = n.input(1);
+        Output w = dy[0].dtype() == DType::kFloat32 ? share : ops::Cast(s, share, dy[0].dtype());
+        // share, or 1 where it is 0
+        Output safe = ops::Add(
+            s, w, ops::Cast(s, ops::Equal(s, w, ops::ScalarConst(s, 0, w.dtype())), w.dtype()));
+        (*dx)[0] = ops::Div(s, ops::CrossReplicaSum(s, ops::Mul(s, dy[0], w), share), safe);
         return Status::OK();
       });
   sum.stateful = true;  // never folded or deduplicated: every rank runs each one
@@ -103,7 +113,15 @@ Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,
                  {{"offset", offset}, {"bucket", bucket}, {"variable", variable}});
 }
 
-Output CrossReplicaSum(const Scope& s, Output x) { return s.AddOp("CrossReplicaSum", {x}, {}); }
+Output CrossReplicaSum(const Scope& s, Output x, Output share) {
+  return s.AddOp("CrossReplicaSum", {x, share}, {});
+}
+
+Output ReplicaShare(const Scope& s) {
+  if (Node* n = s.graph()->FindNode("replica_share")) return Output(n);
+  const Scope root(s.graph());
+  return ops::Identity(root.WithOpName("replica_share"), ops::ScalarConst(root, 1.0));
+}
 
 }  // namespace ops
 }  // namespace mpiflow

@@ -258,7 +258,8 @@ class Builder {
   // The mean and (population) variance of each channel over every replica's examples: the
   // replicas' sums of x, of x^2 and their counts added up by one CrossReplicaSum (3c values),
   // then mean = sum / n and var = sum of squares / n - mean^2 (at least 0), in float64. Shards
-  // of different sizes (an uneven last batch) weigh by their counts. One process: its own.
+  // of different sizes (an uneven last batch) weigh by their counts, the gradient by the ranks'
+  // shares (CrossReplicaSum); a stand-in example counts for nothing. One process: its own.
   static std::vector<Output> SyncMoments(const Scope& s, Output x, const std::vector<int64_t>& axes,
                                          int64_t c) {
     // In float64: var = E[x^2] - mean^2 cancels, and float32 sums lose digits to it.
@@ -269,7 +270,12 @@ class Builder {
         s,
         {ops::Sum(s, x64, axes), ops::Sum(s, ops::Square(s, x64), axes), ops::Sum(s, ones, axes)},
         0);  // (3c): sums, sums of squares, counts
-    Output all = ops::CrossReplicaSum(s, local);
+    // A rank whose share is 0 holds a stand-in example: it adds nothing.
+    Output share = ops::ReplicaShare(s);
+    Output counts =
+        ops::Sub(s, ops::ScalarConst(s, 1, DType::kFloat64),
+                 ops::Cast(s, ops::Equal(s, share, ops::ScalarConst(s, 0)), DType::kFloat64));
+    Output all = ops::CrossReplicaSum(s, ops::Mul(s, local, counts), share);
     Output n = ops::Slice(s, all, {2 * c}, {c});
     Output mean = ops::Div(s, ops::Slice(s, all, {0}, {c}), n);
     Output var = ops::Relu(

@@ -209,6 +209,9 @@ Status TypeLayer(Keys& k, LayerSpec* l) {
       return k.Text("from", &l->from);
     case LayerType::kEmbeddingBag:
       MPIFLOW_RETURN_IF_ERROR(k.Int("vocab", 1, true, &l->vocab));
+      if (l->vocab > (int64_t{1} << 24)) {  // ids are float32 features: exact to 2^24
+        return k.Error(k.Find("vocab"), "must be at most 16777216 (ids travel as float32)");
+      }
       MPIFLOW_RETURN_IF_ERROR(k.Int("dim", 1, true, &l->dim));
       if (l->vocab > (int64_t{1} << 40) / l->dim) {  // 4 TiB of float32: no machine's table
         return k.Error(k.Find("dim"),
