@@ -3,6 +3,9 @@
 // W*B (workers hold every variable, each server its shard), the same bits on a rerun and after
 // a resume from the servers' shard checkpoints; backup workers drop a straggler's push and
 // training goes on; a NaN stops every rank with the same message; bad rank counts are errors.
+// Asynchronous: one worker trains as synchronous to the bit; several train, account for every
+// push (applied or dropped) and bound staleness; a preemption stops every rank and resumes;
+// hybrid with one group trains as one process with the group's batch, with two it resumes.
 #include "src/distributed/parameter_server.h"
 
 #include <gtest/gtest.h>
@@ -24,9 +27,17 @@ namespace {
 
 Communicator*& comm = test::world;
 
+ParameterServerOptions Opts(int servers, int backups, PsMode mode = PsMode::kSync) {
+  ParameterServerOptions o;
+  o.servers = servers;
+  o.backup_workers = backups;
+  o.mode = mode;
+  return o;
+}
+
 TEST(PsLayout, BalancesBySizeLargestFirst) {
   // 100, 10, 60, 50, 5 elements on 2 servers: 100 -> s0, 60 -> s1, 50 -> s1, 10 -> s0, 5 -> s0.
-  StatusOr<PsLayout> l = MakePsLayout(5, 2, 1, {100, 10, 60, 50, 5});
+  StatusOr<PsLayout> l = MakePsLayout(5, Opts(2, 1), {100, 10, 60, 50, 5});
   ASSERT_TRUE(l.ok()) << l.status();
   EXPECT_EQ(l->workers, 3);
   EXPECT_EQ(l->aggregate(), 2);
@@ -40,19 +51,63 @@ TEST(PsLayout, BalancesBySizeLargestFirst) {
 }
 
 TEST(PsLayout, BadCountsSayWhatToChange) {
-  StatusOr<PsLayout> l = MakePsLayout(1, 1, 0, {4});
+  StatusOr<PsLayout> l = MakePsLayout(1, Opts(1, 0), {4});
   ASSERT_FALSE(l.ok());
   EXPECT_NE(l.status().message().find("--strategy ps with --ps-ranks 1 needs at least 2 ranks "
                                       "(the servers and a worker); this job has 1"),
             std::string::npos)
       << l.status();
-  l = MakePsLayout(4, 2, 2, {4});
+  l = MakePsLayout(4, Opts(2, 2), {4});
   ASSERT_FALSE(l.ok());
   EXPECT_NE(l.status().message().find("--backup-workers 2 leaves no gradient to average: 2 "
                                       "worker(s) (4 ranks - 2 servers)"),
             std::string::npos)
       << l.status();
-  EXPECT_FALSE(MakePsLayout(4, 0, 0, {4}).ok());
+  EXPECT_FALSE(MakePsLayout(4, Opts(0, 0), {4}).ok());
+  l = MakePsLayout(4, Opts(1, 1, PsMode::kAsync), {4});
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.status().message().find("--backup-workers applies to --ps-mode sync"),
+            std::string::npos)
+      << l.status();
+  ParameterServerOptions o = Opts(1, 0);
+  o.max_staleness = 2;
+  l = MakePsLayout(4, o, {4});
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.status().message().find("--max-staleness applies to --ps-mode async or hybrid"),
+            std::string::npos)
+      << l.status();
+  o = Opts(1, 0, PsMode::kAsync);
+  o.group_size = 2;
+  l = MakePsLayout(4, o, {4});
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.status().message().find("--group-size 2 needs --ps-mode hybrid"), std::string::npos)
+      << l.status();
+  o.mode = PsMode::kHybrid;
+  o.group_size = 4;
+  l = MakePsLayout(4, o, {4});
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.status().message().find("--group-size 4 is more than the 3 worker(s) (4 ranks - 1 "
+                                      "servers)"),
+            std::string::npos)
+      << l.status();
+}
+
+// Hybrid groups: 5 workers in groups of 2 are 3 pushers, the leaders 0, 2 and 4 (the last group
+// has one worker).
+TEST(PsLayout, HybridGroupsTakeTheRestInTheLast) {
+  ParameterServerOptions o = Opts(1, 0, PsMode::kHybrid);
+  o.group_size = 2;
+  StatusOr<PsLayout> l = MakePsLayout(6, o, {4});
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->workers, 5);
+  EXPECT_EQ(l->pushers(), 3);
+  EXPECT_EQ(l->pusher_rank(2), 4);
+  o.mode = PsMode::kAsync;
+  o.group_size = 1;
+  l = MakePsLayout(6, o, {4});
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->pushers(), 5);
+  EXPECT_EQ(l->pusher_rank(3), 3);
 }
 
 TrainConfig Base() {
@@ -94,7 +149,8 @@ void ExpectEquivalent(TrainConfig c, double tolerance) {
   const int workers = comm->size() - c.ps.servers;
   TrainConfig one = c;
   one.strategy = StrategyKind::kNone;
-  one.ps.servers = 1;
+  one.ps = ParameterServerOptions();
+  one.stragglers = StragglerOptions();
   one.batch_size = c.batch_size * workers;
   StatusOr<TrainResult> ref = TrainWith(one, nullptr);  // this process alone, all workers' batch
   ASSERT_TRUE(ref.ok()) << ref.status();
@@ -287,6 +343,248 @@ TEST(ParameterServer, NanStopsEveryRankWithTheSameMessage) {
   StatusOr<TrainResult> r = TrainWith(c, comm);
   ASSERT_FALSE(r.ok());
   test::ExpectAbortedTogether(r.status(), "NaN or Inf");
+}
+
+// --straggler-ranks: the listed ranks sleep the delay, or with jitter a reproducible time in
+// [0, 2 x delay) that changes from step to step; the others never.
+TEST(Stragglers, DelayIsFixedOrReproduciblyJittered) {
+  StragglerOptions s;
+  s.ranks = {1, 3};
+  s.delay_ms = 40;
+  EXPECT_EQ(s.DelayMs(0, 5, 42), 0.0);
+  EXPECT_EQ(s.DelayMs(1, 5, 42), 40.0);
+  EXPECT_EQ(s.DelayMs(3, 6, 42), 40.0);
+  s.jitter = true;
+  double lo = 80, hi = 0;
+  for (int64_t step = 1; step <= 200; ++step) {
+    const double d = s.DelayMs(1, step, 42);
+    EXPECT_EQ(d, s.DelayMs(1, step, 42));
+    EXPECT_GE(d, 0.0);
+    EXPECT_LT(d, 80.0);
+    lo = std::min(lo, d);
+    hi = std::max(hi, d);
+  }
+  EXPECT_LT(lo, 10.0);  // 200 draws spread over the range
+  EXPECT_GT(hi, 70.0);
+  EXPECT_NE(s.DelayMs(1, 7, 42), s.DelayMs(3, 7, 42));
+  EXPECT_NE(s.DelayMs(1, 7, 42), s.DelayMs(1, 7, 43));
+}
+
+// With a backup worker and a worker that sleeps 1.5 s before every step, every update averages
+// the other workers' pushes: the straggler's are never waited for (none is averaged) and the
+// run ends (the straggler's last push is answered with done).
+TEST(ParameterServer, BackupWorkerNeverWaitsForAnInjectedStraggler) {
+  if (comm->size() < 3) return;  // needs two workers
+  TrainConfig c = Base();
+  c.ps.servers = 1;
+  c.ps.backup_workers = 1;
+  c.max_steps = 10;
+  c.stragglers.ranks = {1};
+  c.stragglers.delay_ms = 1500;
+  StatusOr<TrainResult> r = TrainWith(c, comm);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->steps, 10);
+  if (r->ps_server) {
+    const int workers = comm->size() - 1;
+    ASSERT_EQ(r->applied_per_pusher.size(), static_cast<size_t>(workers));
+    for (int w = 0; w < workers; ++w) {
+      EXPECT_EQ(r->applied_per_pusher[w], w == 1 ? 0 : 10) << "worker " << w;
+    }
+  }
+}
+
+TrainConfig Async(PsMode mode = PsMode::kAsync) {
+  TrainConfig c = Base();
+  c.ps.mode = mode;
+  return c;
+}
+
+int64_t Sum(const std::vector<int64_t>& v) {
+  int64_t s = 0;
+  for (int64_t x : v) s += x;
+  return s;
+}
+
+// One worker: each push is applied to the values it was computed on, as a synchronous step
+// does, so asynchronous training is synchronous training to the bit, on the worker and the
+// servers (Adam's slots and step included; on 3 ranks over two servers), with an uneven last
+// batch.
+TEST(AsyncParameterServer, OneWorkerTrainsAsSynchronousToTheBit) {
+  if (comm->size() < 2 || comm->size() > 3) return;
+  TrainConfig c = Base();
+  c.ps.servers = comm->size() - 1;
+  c.optimizer.kind = OptimizerKind::kAdam;
+  c.optimizer.lr.base = 0.002;
+  c.synthetic_train = 100;
+  c.epochs = 2;
+  StatusOr<TrainResult> sync = TrainWith(c, comm);
+  ASSERT_TRUE(sync.ok()) << sync.status();
+  c.ps.mode = PsMode::kAsync;
+  StatusOr<TrainResult> async = TrainWith(c, comm);
+  ASSERT_TRUE(async.ok()) << async.status();
+  EXPECT_EQ(async->steps, 14);
+  EXPECT_EQ(async->steps, sync->steps);
+  ASSERT_EQ(async->variables.size(), sync->variables.size());
+  for (size_t v = 0; v < async->variables.size(); ++v) {
+    EXPECT_TRUE(async->variables[v].second.BitEqual(sync->variables[v].second))
+        << async->variables[v].first;
+  }
+  EXPECT_EQ(async->final_loss, sync->final_loss);
+  EXPECT_EQ(async->test_accuracy, sync->test_accuracy);
+  EXPECT_EQ(async->ps_updates, 14);
+  ASSERT_EQ(async->staleness.size(), static_cast<size_t>(kStalenessBuckets));
+  EXPECT_EQ(async->staleness[0], 14);
+  if (async->ps_server) {
+    EXPECT_EQ(async->applied_per_pusher, std::vector<int64_t>{14});
+  }
+}
+
+// Several workers: every worker's every push is applied (no bound on staleness), the
+// histogram counts each once, and some push was stale (the second push of the run was computed
+// on the first values, which the first push had already changed).
+TEST(AsyncParameterServer, WorkersPushAtTheirOwnPaceAndEveryPushIsApplied) {
+  if (comm->size() < 3) return;
+  TrainConfig c = Async();
+  c.max_steps = 15;
+  c.stragglers.ranks = {1};
+  c.stragglers.delay_ms = 10;
+  c.stragglers.jitter = true;
+  StatusOr<TrainResult> r = TrainWith(c, comm);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->steps, 15);
+  EXPECT_EQ(r->stale_dropped, 0);
+  const int workers = comm->size() - c.ps.servers;
+  if (r->ps_server) {
+    EXPECT_EQ(r->applied_per_pusher, std::vector<int64_t>(workers, 15));
+    EXPECT_EQ(r->ps_updates, 15 * workers);
+    EXPECT_EQ(Sum(r->staleness), r->ps_updates);
+    EXPECT_LT(r->staleness[0], r->ps_updates);
+  } else {
+    EXPECT_TRUE(std::isfinite(r->final_loss));
+    EXPECT_GT(r->test_accuracy, 0.5);
+  }
+}
+
+// --max-staleness 0: only pushes computed on the server's current values are applied; the rest
+// are counted as dropped (each server decides for its shard), and every push is one or the other.
+TEST(AsyncParameterServer, MaxStalenessDropsStalePushesAndCountsThem) {
+  if (comm->size() < 3) return;
+  TrainConfig c = Async();
+  c.ps.max_staleness = 0;
+  c.max_steps = 12;
+  c.stragglers.ranks = {1};
+  c.stragglers.delay_ms = 20;
+  StatusOr<TrainResult> r = TrainWith(c, comm);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->steps, 12);
+  if (r->ps_server) {
+    const int workers = comm->size() - c.ps.servers;
+    EXPECT_GE(r->stale_dropped, 1);
+    EXPECT_EQ(r->staleness[0], r->ps_updates);  // nothing staler was applied
+    EXPECT_EQ(Sum(r->applied_per_pusher), r->ps_updates);
+    EXPECT_EQ(r->ps_updates + r->stale_dropped, 12 * workers);
+  }
+}
+
+// SIGTERM on worker 0 before its step 5: its push carries the stop, the servers answer every
+// later push with stop and done, the workers that heard it from one server leave the others,
+// and every rank ends preempted after the servers checkpoint the data step all workers passed;
+// a resume from it finishes the run.
+TEST(AsyncParameterServer, PreemptionStopsEveryRankAndTheRunResumes) {
+  if (comm->size() < 3) return;
+  const std::string dir = ::testing::TempDir() + "/async_preempt_" + std::to_string(comm->size());
+  if (comm->rank() == 0) {
+    ASSERT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
+  }
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  TrainConfig c = Async();
+  c.checkpoint.dir = dir;
+  c.epochs = 2;
+  test::InjectedFaults faults;
+  faults.Add({test::InjectedFaults::Kind::kSigterm, 0, 5});
+  StatusOr<TrainResult> r = TrainWith(c, comm, &faults);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->preempted);
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  std::ifstream latest(dir + "/latest");
+  std::string name;
+  latest >> name;
+  EXPECT_EQ(name.rfind("ckpt-", 0), 0u) << name;
+  TrainConfig rest = c;
+  rest.checkpoint.resume = "latest";
+  StatusOr<TrainResult> b = TrainWith(rest, comm);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_FALSE(b->preempted);
+  EXPECT_GE(b->resumed_from, 0);
+  EXPECT_LT(b->resumed_from, 5 + 1);  // worker 0 stopped after its step 5
+  EXPECT_TRUE(test::SameOnRanks(static_cast<uint64_t>(b->resumed_from), comm->size()));
+  const int workers = comm->size() - c.ps.servers;
+  EXPECT_EQ(b->steps, 2 * (640 / (16 * workers) + (640 % (16 * workers) ? 1 : 0)));
+  if (!b->ps_server) {
+    EXPECT_GT(b->test_accuracy, 0.5);
+  }
+}
+
+TEST(AsyncParameterServer, NanStopsEveryRankWithTheSameMessage) {
+  if (comm->size() < 2) return;
+  TrainConfig c = Async();
+  c.optimizer.lr.base = 1e30;
+  StatusOr<TrainResult> r = TrainWith(c, comm);
+  ASSERT_FALSE(r.ok());
+  test::ExpectAbortedTogether(r.status(), "NaN or Inf");
+}
+
+// Hybrid with every worker in one group: one push per step of the group's summed gradient, so
+// it trains as one process with the group's batch (the allreduce's sum order: to 1e-6).
+TEST(HybridParameterServer, OneGroupTrainsAsOneProcessWithTheGroupsBatch) {
+  if (comm->size() < 2) return;
+  TrainConfig c = Async(PsMode::kHybrid);
+  c.ps.group_size = comm->size() - c.ps.servers;
+  c.max_steps = 12;
+  ExpectEquivalent(c, 1e-6);
+}
+
+// Hybrid with two groups on 4 ranks (workers {0, 1} and {2}, one server): it trains, and a run
+// stopped at step 6 with a checkpoint resumes there and finishes.
+TEST(HybridParameterServer, TwoGroupsTrainAndResume) {
+  if (comm->size() != 4) return;
+  const std::string dir = ::testing::TempDir() + "/hybrid_resume";
+  if (comm->rank() == 0) {
+    ASSERT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
+  }
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  TrainConfig c = Async(PsMode::kHybrid);
+  c.ps.servers = 1;
+  c.ps.group_size = 2;
+  c.checkpoint.dir = dir;
+  c.optimizer.kind = OptimizerKind::kMomentum;
+  TrainConfig part = c;
+  part.max_steps = 6;
+  part.checkpoint.every_steps = 3;
+  StatusOr<TrainResult> p = TrainWith(part, comm);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->steps, 6);
+  if (p->ps_server) {
+    EXPECT_EQ(p->applied_per_pusher, (std::vector<int64_t>{6, 6}));
+    EXPECT_EQ(p->last_checkpoint, dir + "/ckpt-00000006.ps0-of-1.h5");
+  }
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  TrainConfig rest = c;
+  rest.max_steps = 12;
+  rest.checkpoint.resume = "latest";
+  StatusOr<TrainResult> r = TrainWith(rest, comm);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->resumed_from, 6);
+  EXPECT_EQ(r->steps, 12);
+  if (r->ps_server) {
+    EXPECT_EQ(r->applied_per_pusher, (std::vector<int64_t>{6, 6}));
+  } else {
+    EXPECT_TRUE(std::isfinite(r->final_loss));
+    EXPECT_GT(r->test_accuracy, 0.5);
+  }
+  // The two members of a group hold the same values (the leader's broadcast replies).
+  const uint64_t h = r->ps_server ? 0 : test::HashVariables(r->variables);
+  EXPECT_TRUE(test::SameOnRanks(comm->rank() < 2 ? h : 0, 2));
 }
 
 }  // namespace

@@ -42,11 +42,24 @@ struct AllReduceOptions {
   AllreduceAlgorithm algorithm = AllreduceAlgorithm::kAuto;  // per bucket
 };
 
-// The last `servers` ranks serve the variables (sharded by size), the others are workers;
-// each step averages the first (workers - backup_workers) pushes to arrive.
+// How parameter servers apply the workers' gradients (the protocols: parameter_server.h).
+//   sync    each update averages the first (workers - backup_workers) pushes of a step;
+//   async   each push is applied when it arrives, to whatever values the server holds then;
+//   hybrid  workers in groups of group_size average by allreduce inside the group (synchronous),
+//           and each group's leader pushes asynchronously.
+enum class PsMode { kSync, kAsync, kHybrid };
+StatusOr<PsMode> ParsePsMode(const std::string& name);  // sync, async, hybrid
+const char* PsModeName(PsMode mode);
+
+// The last `servers` ranks serve the variables (sharded by size), the others are workers.
 struct ParameterServerOptions {
   int servers = 1;
-  int backup_workers = 0;
+  int backup_workers = 0;  // sync only
+  PsMode mode = PsMode::kSync;
+  // async and hybrid: a push computed on values more than this many updates older than the
+  // server's is dropped, not applied (-1: every push is applied).
+  int64_t max_staleness = -1;
+  int group_size = 1;  // hybrid: workers per group (the last group takes the rest)
 };
 // Whether `ranks` ranks can run parameter servers with these options (errors name the option).
 Status CheckParameterServerRanks(int ranks, const ParameterServerOptions& o);
@@ -77,6 +90,11 @@ struct StepOutcome {
   bool checkpoint = false;    // every rank checkpoints now (the time-based clock)
   bool done = false;          // nothing is left to train (the servers said so)
   int64_t stale_dropped = 0;  // parameter servers: stragglers' pushes dropped so far
+  // Asynchronous parameter servers (server 0's count so far): updates applied and, for each,
+  // its staleness (updates the server applied between the values the push was computed on and
+  // the push): [s] counts staleness s, the last bucket that and more.
+  int64_t updates = 0;
+  std::vector<int64_t> staleness;
 };
 
 // What a serving rank ends with.
@@ -87,6 +105,10 @@ struct ServeOutcome {
   int64_t resumed_from = -1;
   std::string last_checkpoint;
   int64_t stale_dropped = 0;
+  int64_t updates = 0;             // updates this server applied (async and hybrid)
+  std::vector<int64_t> staleness;  // their staleness histogram (StepOutcome::staleness)
+  // Per pushing rank (workers; hybrid: group leaders): its pushes this server averaged.
+  std::vector<int64_t> applied_per_pusher;
   std::vector<std::pair<std::string, Tensor>> variables;  // this server's shard and slots
 };
 

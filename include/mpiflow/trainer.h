@@ -32,6 +32,17 @@ enum class DataSharding { kGlobal, kLocal };
 StatusOr<DataSharding> ParseDataSharding(const std::string& name);  // global, local
 const char* DataShardingName(DataSharding s);
 
+// Stragglers injected for experiments (--straggler-ranks): these world ranks sleep before every
+// step, delay_ms each time, or with jitter a duration uniform in [0, 2 * delay_ms) drawn from
+// (seed, rank, step), so that a rerun sleeps alike.
+struct StragglerOptions {
+  std::vector<int> ranks;
+  double delay_ms = 0;
+  bool jitter = false;
+  // The sleep before `step` on `rank` (0 when the rank is not listed).
+  double DelayMs(int rank, int64_t step, int64_t seed) const;
+};
+
 struct TrainConfig {
   std::string model = "mlp";  // a built-in model (mlp, cnn, wide_mlp, embed_bag) or a model file
   DatasetKind dataset = DatasetKind::kFashionMnist;
@@ -59,6 +70,7 @@ struct TrainConfig {
   AllReduceOptions allreduce;
   ParameterServerOptions ps;
   PipelineOptions pipeline;
+  StragglerOptions stragglers;
   // Checkpoints and resume; an empty dir means <output_dir>/checkpoints.
   CheckpointOptions checkpoint;
   // SIGTERM / SIGUSR1 (Slurm's --signal) make every rank stop at the next step boundary after a
@@ -88,6 +100,12 @@ struct TrainResult {
   std::vector<std::pair<std::string, Tensor>> variables;
   bool ps_server = false;     // this rank served parameters (strategy ps)
   int64_t stale_dropped = 0;  // strategy ps: pushes from stragglers dropped, all servers
+  // Asynchronous parameter servers (server 0's, as a worker last heard): updates applied and
+  // their staleness histogram (StepOutcome::staleness).
+  int64_t ps_updates = 0;
+  std::vector<int64_t> staleness;
+  // A server's: per pushing rank (workers; hybrid: group leaders), its pushes applied.
+  std::vector<int64_t> applied_per_pusher;
 };
 
 class Timeline;

@@ -1,5 +1,6 @@
 // The parameter-server exchange (see parameter_server.h): layout, the worker's push/receive,
-// the server's gather/publish. Every message is float32 [8 header + shard elements].
+// the server's gather/publish (sync) and wait/answer (async). Every message is float32
+// [kHeader + shard elements].
 #include "parameter_server.h"
 
 #include <algorithm>
@@ -17,14 +18,28 @@ namespace {
 
 constexpr int kPushTag = 7001;   // worker -> server: gradients
 constexpr int kReplyTag = 7002;  // server -> worker: values
-constexpr int kHeader = 8;
 
-// Versions travel as two floats (exact below 2^24 each).
-void PutVersion(float* h, int64_t v) {
+// The header's fields (float32 each; counters as two floats, exact below 2^48).
+enum Field {
+  kVersion = 0,     // [0, 1]: the values' version (push: the one computed on)
+  kLoss = 2,        // push: loss sum; reply: mean loss
+  kExamples = 3,    // push: examples; reply: examples the update used
+  kStop = 4,        // preemption vote / decision
+  kDone = 5,        // reply: push no more
+  kNonFinite = 6,   // a NaN or Inf: training failed
+  kDropped = 7,     // reply: stale pushes dropped so far
+  kStep = 8,        // [8, 9] push: the pusher's data step (async)
+  kLeave = 10,      // push: no gradient, the pusher is done (async)
+  kUpdates = 11,    // [11, 12] reply: updates applied (async)
+  kStaleness = 16,  // [16, 32) reply: the staleness histogram (async)
+  kHeader = kStaleness + kStalenessBuckets
+};
+
+void PutCount(float* h, int64_t v) {
   h[0] = static_cast<float>(v >> 24);
   h[1] = static_cast<float>(v & ((int64_t{1} << 24) - 1));
 }
-int64_t GetVersion(const float* h) {
+int64_t GetCount(const float* h) {
   return (static_cast<int64_t>(h[0]) << 24) + static_cast<int64_t>(h[1]);
 }
 
@@ -38,8 +53,9 @@ std::string List(const std::vector<int>& v) {
 
 }  // namespace
 
-StatusOr<PsLayout> MakePsLayout(int ranks, int servers, int backups,
+StatusOr<PsLayout> MakePsLayout(int ranks, const ParameterServerOptions& o,
                                 const std::vector<int64_t>& variable_elements) {
+  const int servers = o.servers, backups = o.backup_workers;
   if (servers < 1) return InvalidArgument("--ps-ranks must be >= 1, got ", servers);
   if (backups < 0) return InvalidArgument("--backup-workers must be >= 0, got ", backups);
   if (ranks < servers + 1) {
@@ -55,6 +71,31 @@ StatusOr<PsLayout> MakePsLayout(int ranks, int servers, int backups,
     return InvalidArgument("--backup-workers ", backups,
                            " leaves no gradient to average: ", l.workers, " worker(s) (", ranks,
                            " ranks - ", servers, " servers); it must be below the worker count");
+  }
+  l.mode = o.mode;
+  if (backups > 0 && o.mode != PsMode::kSync) {
+    return InvalidArgument("--backup-workers applies to --ps-mode sync (an ", PsModeName(o.mode),
+                           " server waits for no push): leave it at 0, or bound staleness with "
+                           "--max-staleness");
+  }
+  if (o.max_staleness < -1) {
+    return InvalidArgument("--max-staleness must be >= 0 (or -1: no bound), got ", o.max_staleness);
+  }
+  if (o.max_staleness >= 0 && o.mode == PsMode::kSync) {
+    return InvalidArgument(
+        "--max-staleness applies to --ps-mode async or hybrid (a synchronous "
+        "step drops every stale push already)");
+  }
+  if (o.group_size < 1) return InvalidArgument("--group-size must be >= 1, got ", o.group_size);
+  if (o.group_size > 1 && o.mode != PsMode::kHybrid) {
+    return InvalidArgument("--group-size ", o.group_size, " needs --ps-mode hybrid");
+  }
+  if (o.mode == PsMode::kHybrid) {
+    if (o.group_size > l.workers) {
+      return InvalidArgument("--group-size ", o.group_size, " is more than the ", l.workers,
+                             " worker(s) (", ranks, " ranks - ", servers, " servers)");
+    }
+    l.group_size = o.group_size;
   }
   const int n = static_cast<int>(variable_elements.size());
   std::vector<int> order(n);
@@ -96,11 +137,16 @@ bool PsWorkerLink::AllDone() const {
 }
 
 Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply) {
+  return Receive(values, reply, nullptr);
+}
+
+Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply, Communicator* group) {
   std::vector<std::pair<int, Tensor>> in;  // (server, its reply buffer)
   std::vector<std::shared_ptr<Work>> works;
+  const bool leader = !group || group->rank() == 0;
   for (int k = 0; k < layout_.servers; ++k) {
     if (done_[k]) continue;
-    works.push_back(comm_->Recv(reply_[k], layout_.server_rank(k), kReplyTag));
+    if (leader) works.push_back(comm_->Recv(reply_[k], layout_.server_rank(k), kReplyTag));
     in.emplace_back(k, reply_[k]);
   }
   const Clock::time_point start = Clock::now();
@@ -113,24 +159,32 @@ Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply) {
     });
     MPIFLOW_RETURN_IF_ERROR(works[j]->status());
   }
+  if (group) {  // the group's members take the leader's replies
+    for (auto& [k, t] : in) MPIFLOW_RETURN_IF_ERROR(group->Broadcast(t, 0)->Wait());
+  }
   for (auto& w : sends_) MPIFLOW_RETURN_IF_ERROR(w->Wait());  // done: the server replied
   sends_.clear();
+  *reply = PsReply();
   bool have = false;
   int64_t newest = 0;
   for (const auto& [k, t] : in) {
     const float* h = t.data<float>();
-    version_[k] = GetVersion(h);
+    version_[k] = GetCount(h + kVersion);
     newest = std::max(newest, version_[k]);
     if (!have || k == 0) {
-      reply->loss = h[2];
-      reply->examples = h[3];
-      reply->stop = h[4] != 0;
-      reply->dropped = static_cast<int64_t>(h[7]);
+      reply->loss = h[kLoss];
+      reply->examples = h[kExamples];
+      reply->dropped = static_cast<int64_t>(h[kDropped]);
+      reply->updates = GetCount(h + kUpdates);
+      for (int b = 0; b < kStalenessBuckets; ++b) {
+        reply->staleness[b] = static_cast<int64_t>(h[kStaleness + b]);
+      }
       have = true;
     }
-    reply->done = reply->done || h[5] != 0;
-    reply->non_finite = reply->non_finite || h[6] != 0;
-    if (h[5] != 0) done_[k] = 1;
+    reply->stop = reply->stop || h[kStop] != 0;
+    reply->done = reply->done || h[kDone] != 0;
+    reply->non_finite = reply->non_finite || h[kNonFinite] != 0;
+    if (h[kDone] != 0) done_[k] = 1;
     int64_t offset = kHeader;
     for (int v : layout_.shards[k]) {
       (*values)[v] = t.View(offset, shapes_[v]);  // no copy
@@ -142,6 +196,43 @@ Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply) {
 }
 
 Status PsWorkerLink::Push(const std::vector<Tensor>& grads, double examples, double loss_sum,
+                          bool stop, int64_t step) {
+  MPIFLOW_RETURN_IF_ERROR(Pack(grads, examples, loss_sum, stop));
+  return Send(step);
+}
+
+Status PsWorkerLink::Send(int64_t step) {
+  for (int k = 0; k < layout_.servers; ++k) {
+    if (done_[k]) continue;
+    float* h = push_[k].data<float>();
+    PutCount(h + kVersion, version_[k]);  // after a group's sum: its members held this version
+    PutCount(h + kStep, step);
+    sends_.push_back(comm_->Send(push_[k], layout_.server_rank(k), kPushTag));
+  }
+  return Status::OK();
+}
+
+Status PsWorkerLink::Leave(bool stop, bool non_finite, Communicator* group) {
+  if (AllDone()) return Status::OK();
+  if (!group || group->rank() == 0) {
+    for (auto& work : sends_) MPIFLOW_RETURN_IF_ERROR(work->Wait());
+    sends_.clear();
+    for (int k = 0; k < layout_.servers; ++k) {
+      if (done_[k]) continue;
+      float* h = push_[k].data<float>();
+      std::fill(h, h + kHeader, 0.0f);
+      h[kStop] = stop ? 1.0f : 0.0f;
+      h[kLeave] = 1.0f;
+      h[kNonFinite] = non_finite ? 1.0f : 0.0f;
+    }
+    MPIFLOW_RETURN_IF_ERROR(Send(0));
+  }
+  std::vector<Tensor> ignored(shapes_.size());
+  PsReply r;
+  return Receive(&ignored, &r, group);  // every server still serving answers done
+}
+
+Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, double examples, double loss_sum,
                           bool stop) {
   const float w = static_cast<float>(examples);
   for (auto& work : sends_) MPIFLOW_RETURN_IF_ERROR(work->Wait());  // the buffers are free
@@ -151,10 +242,9 @@ Status PsWorkerLink::Push(const std::vector<Tensor>& grads, double examples, dou
     Tensor& t = push_[k];
     float* h = t.data<float>();
     std::fill(h, h + kHeader, 0.0f);
-    PutVersion(h, version_[k]);
-    h[2] = static_cast<float>(loss_sum);
-    h[3] = w;
-    h[4] = stop ? 1.0f : 0.0f;
+    h[kLoss] = static_cast<float>(loss_sum);
+    h[kExamples] = w;
+    h[kStop] = stop ? 1.0f : 0.0f;
     float* p = h + kHeader;
     for (int v : layout_.shards[k]) {
       const Tensor& g = grads[v];
@@ -168,7 +258,6 @@ Status PsWorkerLink::Push(const std::vector<Tensor>& grads, double examples, dou
       for (int64_t i = 0; i < n; ++i) p[i] = w * src[i];  // float32 [n]
       p += n;
     }
-    sends_.push_back(comm_->Send(t, layout_.server_rank(k), kPushTag));
   }
   return Status::OK();
 }
@@ -181,33 +270,63 @@ PsServerLink::PsServerLink(Communicator* comm, const PsLayout& layout, int serve
       layout_(layout),
       server_(server),
       shapes_(std::move(shapes)),
-      recvs_(layout.workers) {
-  for (int w = 0; w < layout_.workers; ++w) {
+      recvs_(layout.pushers()),
+      applied_(layout.pushers(), 0) {
+  for (int p = 0; p < layout_.pushers(); ++p) {
     inbox_.emplace_back(DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]});
   }
 }
 
-PsServerLink::~PsServerLink() {
-  for (auto& w : sends_) (void)w->Wait();
-}
+PsServerLink::~PsServerLink() { (void)Flush(); }
 
-// The inbox is free again: its last push was averaged (Gather) or dropped before this.
-void PsServerLink::PostRecv(int worker) {
-  recvs_[worker] = comm_->Recv(inbox_[worker], worker, kPushTag);
-}
-
-Status PsServerLink::Reply(int worker) {
-  sends_.push_back(comm_->Send(current_, worker, kReplyTag));
+Status PsServerLink::Flush() {
+  for (auto& w : sends_) MPIFLOW_RETURN_IF_ERROR(w->Wait());
+  sends_.clear();
   return Status::OK();
+}
+
+// The inbox is free again: its last push was averaged (Gather), applied or dropped before this.
+void PsServerLink::PostRecv(int pusher) {
+  recvs_[pusher] = comm_->Recv(inbox_[pusher], layout_.pusher_rank(pusher), kPushTag);
+}
+
+Status PsServerLink::Reply(int pusher) {
+  sends_.push_back(comm_->Send(current_, layout_.pusher_rank(pusher), kReplyTag));
+  return Status::OK();
+}
+
+Tensor PsServerLink::Message(const std::vector<Tensor>& values, const PsReply& reply) const {
+  Tensor t(DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]});
+  float* h = t.data<float>();
+  std::fill(h, h + kHeader, 0.0f);
+  PutCount(h + kVersion, version_);
+  h[kLoss] = static_cast<float>(reply.loss);
+  h[kExamples] = static_cast<float>(reply.examples);
+  h[kStop] = reply.stop ? 1.0f : 0.0f;
+  h[kDone] = reply.done ? 1.0f : 0.0f;
+  h[kNonFinite] = reply.non_finite ? 1.0f : 0.0f;
+  h[kDropped] = static_cast<float>(dropped_);
+  PutCount(h + kUpdates, reply.updates);
+  for (int b = 0; b < kStalenessBuckets && b < static_cast<int>(reply.staleness.size()); ++b) {
+    h[kStaleness + b] = static_cast<float>(reply.staleness[b]);
+  }
+  float* p = h + kHeader;
+  for (size_t j = 0; j < values.size(); ++j) {
+    std::memcpy(p, values[j].data<float>(), values[j].bytes());
+    p += values[j].num_elements();
+  }
+  return t;
 }
 
 Status PsServerLink::Start(int64_t version, const std::vector<Tensor>& values, bool done) {
   PsReply r;
   r.done = done;
   version_ = version - 1;  // Publish counts it up
-  gathered_.resize(layout_.workers);
+  gathered_.resize(layout_.pushers());
   std::iota(gathered_.begin(), gathered_.end(), 0);
-  return Publish(values, r);
+  const Status st = Publish(values, r);
+  gathered_.clear();
+  return st;
 }
 
 Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* examples,
@@ -220,7 +339,7 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
   while (static_cast<int>(gathered_.size()) < layout_.aggregate()) {
     live.clear();
     who.clear();
-    for (int w = 0; w < layout_.workers; ++w) {
+    for (int w = 0; w < layout_.pushers(); ++w) {
       if (recvs_[w]) {
         live.push_back(recvs_[w]);
         who.push_back(w);
@@ -243,8 +362,8 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
     recvs_[w] = nullptr;
     if (!st.ok()) return st;
     const float* h = inbox_[w].data<float>();
-    const int64_t v = GetVersion(h);
-    *stop_votes = *stop_votes || h[4] != 0;
+    const int64_t v = GetCount(h + kVersion);
+    *stop_votes = *stop_votes || h[kStop] != 0;
     if (v == version_) {
       gathered_.push_back(w);  // its receive is posted again after the reply
     } else if (v < version_) {
@@ -262,8 +381,9 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
   mean->assign(shard.size(), Tensor());
   double loss_sum = 0, total = 0;
   for (int w : gathered_) {
-    loss_sum += inbox_[w].data<float>()[2];
-    total += inbox_[w].data<float>()[3];
+    loss_sum += inbox_[w].data<float>()[kLoss];
+    total += inbox_[w].data<float>()[kExamples];
+    ++applied_[w];
   }
   const float inv = total > 0 ? static_cast<float>(1.0 / total) : 0.0f;
   int64_t offset = kHeader;
@@ -287,25 +407,11 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
 
 Status PsServerLink::Publish(const std::vector<Tensor>& values, PsReply reply) {
   ++version_;
-  Tensor t(DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]});
-  float* h = t.data<float>();
-  PutVersion(h, version_);
-  h[2] = static_cast<float>(reply.loss);
-  h[3] = static_cast<float>(reply.examples);
-  h[4] = reply.stop ? 1.0f : 0.0f;
-  h[5] = reply.done ? 1.0f : 0.0f;
-  h[6] = reply.non_finite ? 1.0f : 0.0f;
-  h[7] = static_cast<float>(dropped_);
-  float* p = h + kHeader;
   if (values.size() != shapes_.size()) {
     return Status(Code::kInternal, StrCat("parameter server ", server_, ": ", values.size(),
                                           " values for a shard of ", shapes_.size()));
   }
-  for (size_t j = 0; j < values.size(); ++j) {
-    std::memcpy(p, values[j].data<float>(), values[j].bytes());
-    p += values[j].num_elements();
-  }
-  current_ = t;  // sends in flight keep the previous one alive
+  current_ = Message(values, reply);  // sends in flight keep the previous one alive
   sends_.erase(std::remove_if(sends_.begin(), sends_.end(),
                               [](const std::shared_ptr<Work>& w) { return w->Completed(); }),
                sends_.end());
@@ -314,15 +420,78 @@ Status PsServerLink::Publish(const std::vector<Tensor>& values, PsReply reply) {
     if (!reply.done) PostRecv(w);
   }
   if (reply.done) {  // everyone else pushes once more (or has): tell them too
-    for (int w = 0; w < layout_.workers; ++w) {
+    for (int w = 0; w < layout_.pushers(); ++w) {
       if (!recvs_[w]) continue;
       MPIFLOW_RETURN_IF_ERROR(recvs_[w]->Wait());
       recvs_[w] = nullptr;
       MPIFLOW_RETURN_IF_ERROR(Reply(w));
     }
-    for (auto& w : sends_) MPIFLOW_RETURN_IF_ERROR(w->Wait());
-    sends_.clear();
+    MPIFLOW_RETURN_IF_ERROR(Flush());
   }
+  return Status::OK();
+}
+
+Status PsServerLink::WaitPush(PsPush* push) {
+  std::vector<std::shared_ptr<Work>> live;
+  std::vector<int> who;
+  for (int p = 0; p < layout_.pushers(); ++p) {
+    if (recvs_[p]) {
+      live.push_back(recvs_[p]);
+      who.push_back(p);
+    }
+  }
+  if (live.empty()) return Status(Code::kInternal, "parameter server: no pusher left to wait for");
+  const int p = who[comm_->WaitAnyWatched(live, Clock::now(), [&](double waited) {
+    return StrCat("mpiflow: rank ", comm_->rank(), ": stall: parameter server ", server_,
+                  " has waited ", static_cast<int64_t>(waited), " s after update ", version_,
+                  " for any push; none has arrived from rank(s) ", [&] {
+                    std::vector<int> ranks;
+                    for (int q : who) ranks.push_back(layout_.pusher_rank(q));
+                    return List(ranks);
+                  }());
+  })];
+  Status st = recvs_[p]->status();
+  recvs_[p] = nullptr;
+  if (!st.ok()) return st;
+  const float* h = inbox_[p].data<float>();
+  push->pusher = p;
+  push->version = GetCount(h + kVersion);
+  push->step = GetCount(h + kStep);
+  push->loss_sum = h[kLoss];
+  push->examples = h[kExamples];
+  push->stop = h[kStop] != 0;
+  push->leave = h[kLeave] != 0;
+  push->non_finite = h[kNonFinite] != 0;
+  if (push->version > version_) {
+    return Status(Code::kInternal,
+                  StrCat("parameter server ", server_, ": rank ", layout_.pusher_rank(p),
+                         " pushed version ", push->version, " ahead of ", version_));
+  }
+  return Status::OK();
+}
+
+void PsServerLink::MeanOf(const PsPush& push, std::vector<Tensor>* mean) const {
+  const float inv = push.examples > 0 ? static_cast<float>(1.0 / push.examples) : 0.0f;
+  mean->assign(shapes_.size(), Tensor());
+  int64_t offset = kHeader;
+  for (size_t j = 0; j < shapes_.size(); ++j) {
+    Tensor m(DType::kFloat32, shapes_[j]);
+    float* out = m.data<float>();  // float32 [n]
+    const float* in = inbox_[push.pusher].data<float>() + offset;
+    const int64_t n = m.num_elements();
+    for (int64_t i = 0; i < n; ++i) out[i] = (0.0f + in[i]) * inv;  // Gather's arithmetic
+    offset += n;
+    (*mean)[j] = std::move(m);
+  }
+}
+
+Status PsServerLink::Answer(int pusher, const std::vector<Tensor>& values, PsReply reply) {
+  current_ = Message(values, reply);
+  sends_.erase(std::remove_if(sends_.begin(), sends_.end(),
+                              [](const std::shared_ptr<Work>& w) { return w->Completed(); }),
+               sends_.end());
+  MPIFLOW_RETURN_IF_ERROR(Reply(pusher));
+  if (!reply.done) PostRecv(pusher);
   return Status::OK();
 }
 

@@ -1,13 +1,15 @@
-// The parameter servers' wire protocol (synchronous, with backup workers) and their layout
-// (which ranks serve, which variable lives on which server). Ranks 0..W-1 are workers,
-// W..W+P-1 servers. Private to src/distributed: ps_strategy.h is the strategy built on it.
-// Not the optimizer (the server runs the graph's update ops, ps_server.cc) and not the
-// collectives (communicator.h): this is a message protocol over Communicator Send/Recv.
+// The parameter servers' wire protocols (synchronous with backup workers, asynchronous, hybrid)
+// and their layout (which ranks serve, which push, which variable lives on which server). Ranks
+// 0..W-1 are workers, W..W+P-1 servers. Private to src/distributed: ps_strategy.h is the
+// strategy built on it. Not the optimizer (the server runs the graph's update ops, ps_server.cc)
+// and not the collectives (communicator.h): this is a message protocol over Send/Recv.
 //
-// Messages are float32 tensors: an 8-float header (version as two floats, loss sum, examples,
-// stop, done, NaN, dropped), then the shard's variables in shard order. Per server:
-//   1. Start: the server sends its shard's values as version v to every worker and posts a
-//      receive for each worker's push.
+// Messages are float32 tensors: a 32-float header (PsHeader below), then the shard's variables
+// in shard order. The pushing ranks are the workers (sync, async) or the group leaders (hybrid).
+//
+// Synchronous (--ps-mode sync), per server:
+//   1. Start: the server sends its shard's values as version v to every pusher and posts a
+//      receive for each pusher's push.
 //   2. Receive: a worker waits for one reply from every server still serving and takes the
 //      values (views of the reply buffer) and the version.
 //   3. Push: the worker sends examples * gradient, its loss sum and its stop vote, tagged with
@@ -20,8 +22,30 @@
 //   5. Publish: after the update, version v+1 goes to the N workers gathered, whose receives are
 //      posted again. With `done`, every other worker's next push is answered with done, and the
 //      server returns once no message is in flight.
-//   6. Every wait on either side is under the communicator's stall limits (WaitAnyWatched): the
-//      missing peer is named after the warning limit, and the job ends after the abort limit.
+// Asynchronous (--ps-mode async), per server:
+//   1. Start as above. The version counts the updates applied.
+//   2. A worker pushes examples * gradient for its next batch (its own data step s, counted from
+//      the run's start), tagged with the version its values came from, and waits for every
+//      server's reply.
+//   3. The server takes the pushes one at a time in arrival order (WaitPush). Staleness = its
+//      version - the push's. Beyond --max-staleness the push is dropped; else its gradient /
+//      examples is applied at once and the version goes up by one.
+//   4. It answers that worker alone (Answer) with the values it holds now. A worker's push of
+//      the run's last step is answered with done.
+//   5. Stop (a preemption vote or signal) or a NaN: every later push is answered with done and
+//      the flag. A worker told so by one server sends a `leave` message to the others (answered
+//      with done, and telling them the flag), so every server learns it and no server waits for
+//      a push that never comes. A server ends once every pusher is done.
+//   6. Checkpoints are taken at data steps that every pusher has passed (each server sees every
+//      push, so all servers pass the same steps), and a resume starts every worker there.
+// Hybrid (--ps-mode hybrid --group-size G): workers 0..G-1, G..2G-1, ... are groups (the last
+// one takes the rest). In a group
+// every worker packs its push as in async, the group sums the packed messages by allreduce, and
+// the leader (the group's first worker) pushes the sum as one asynchronous push and broadcasts
+// each server's reply to the group, which all take the same values and decisions from.
+// In every mode, every wait on either side is under the communicator's stall limits
+// (WaitAnyWatched): the missing peer is named after the warning limit, and the job ends after
+// the abort limit.
 // Why not graph-level Send/Recv ops: which pushes a step uses is decided at run time (the
 // first N to arrive), which a fixed dataflow plan cannot express.
 #pragma once
@@ -32,26 +56,36 @@
 
 #include "mpiflow/communicator.h"
 #include "mpiflow/status.h"
+#include "mpiflow/strategy.h"
 #include "mpiflow/tensor.h"
 
 namespace mpiflow {
 
 struct PsLayout {
   int workers = 0, servers = 0, backups = 0;
+  PsMode mode = PsMode::kSync;
+  int group_size = 1;                    // hybrid: workers per group; else 1
   std::vector<int> owner;                // variable index -> server index
   std::vector<std::vector<int>> shards;  // server index -> its variable indices, ascending
   std::vector<int64_t> shard_elements;   // server index -> float32 elements it holds
-  int aggregate() const { return workers - backups; }  // N: pushes averaged per step
+  // Workers, or hybrid groups (of group_size workers, the last of the rest).
+  int pushers() const { return (workers + group_size - 1) / group_size; }
+  int pusher_rank(int p) const { return p * group_size; }
+  int aggregate() const { return workers - backups; }  // sync: N, pushes averaged per step
   int server_rank(int k) const { return workers + k; }
   bool IsServer(int rank) const { return rank >= workers; }
   int ServerIndex(int rank) const { return rank - workers; }
 };
 
-// Places variables (by element count) on `servers` servers: largest first onto the least
+// Places variables (by element count) on `o.servers` servers: largest first onto the least
 // loaded, ties to the lower index, so every rank computes the same layout. Errors name the
-// option to change: too few ranks for the servers, no worker left, backups >= workers.
-StatusOr<PsLayout> MakePsLayout(int ranks, int servers, int backups,
+// option to change: too few ranks for the servers, no worker left, backups >= workers, backups
+// or a staleness bound in a mode that has none, a group larger than the workers.
+StatusOr<PsLayout> MakePsLayout(int ranks, const ParameterServerOptions& o,
                                 const std::vector<int64_t>& variable_elements);
+
+// Staleness buckets the replies carry: 0 .. kStalenessBuckets - 2, then "that or more".
+inline constexpr int kStalenessBuckets = 16;
 
 // What a server's reply says (the same for every worker a step answers).
 struct PsReply {
@@ -62,6 +96,20 @@ struct PsReply {
   bool done = false;        // training is over: push no more
   bool non_finite = false;  // the last step's loss or gradient was NaN or Inf: training failed
   int64_t dropped = 0;      // stale pushes dropped so far
+  int64_t updates = 0;      // async: updates applied so far
+  std::vector<int64_t> staleness = std::vector<int64_t>(kStalenessBuckets);  // async: histogram
+};
+
+// What a push says (async: PsServerLink::WaitPush).
+struct PsPush {
+  int pusher = 0;           // index in the layout's pushers
+  int64_t version = 0;      // the values' version the gradient was computed on
+  int64_t step = 0;         // the pusher's data step (async)
+  double loss_sum = 0;      // loss * examples
+  double examples = 0;      // examples the gradient is the sum over
+  bool stop = false;        // a preemption vote
+  bool leave = false;       // async: no gradient; the pusher is done with this server
+  bool non_finite = false;  // with leave: another server saw a NaN
 };
 
 // A worker's side: receive values from every server still serving, push gradients to them.
@@ -74,10 +122,25 @@ class PsWorkerLink {
   // of the reply buffers: valid until the next Receive.
   // `reply` gets server 0's header when it replied, else any replier's; version is the newest.
   Status Receive(std::vector<Tensor>* values, PsReply* reply);
+  // With `group` (hybrid, a group of workers whose rank 0 is the leader): the leader receives
+  // from the servers and broadcasts each reply buffer to the group; the others take them from
+  // the broadcast. Every member then holds the same values and reply.
+  Status Receive(std::vector<Tensor>* values, PsReply* reply, Communicator* group);
   // Sends examples * grads[i] (grads indexed like shapes; float32, the variable's shape) to
-  // every server still serving, each tagged with the version that server last sent.
-  Status Push(const std::vector<Tensor>& grads, double examples, double loss_sum, bool stop);
+  // every server still serving, each tagged with the version that server last sent (and with
+  // the data step `step`, which async servers read). Pack then Send, in two halves for hybrid:
+  // Pack fills the messages, a group sums them (push_buffers), the leader Sends.
+  Status Push(const std::vector<Tensor>& grads, double examples, double loss_sum, bool stop,
+              int64_t step = 0);
+  Status Pack(const std::vector<Tensor>& grads, double examples, double loss_sum, bool stop);
+  std::vector<Tensor>& push_buffers() { return push_; }  // per server (done ones: unused)
+  Status Send(int64_t step);
+  // Async: tells every server that has not said done that this worker is done (with the stop or
+  // NaN that ended it), and takes their done replies.
+  // With `group` (hybrid), the leader sends and every member takes the replies.
+  Status Leave(bool stop, bool non_finite, Communicator* group);
   bool AllDone() const;
+  bool Done(int server) const { return done_[server] != 0; }
 
  private:
   Communicator* comm_;
@@ -85,7 +148,7 @@ class PsWorkerLink {
   std::vector<Shape> shapes_;
   std::vector<int64_t> version_;      // per server
   std::vector<char> done_;            // per server
-  std::vector<Tensor> push_, reply_;  // per server, reused: float32 [8 + shard elements]
+  std::vector<Tensor> push_, reply_;  // per server, reused: float32 [header + shard elements]
   std::vector<std::shared_ptr<Work>> sends_;
 };
 
@@ -105,22 +168,45 @@ class PsServerLink {
   // With reply.done set, then answers every other worker's next push with done, and returns
   // once no message is left in flight.
   Status Publish(const std::vector<Tensor>& values, PsReply reply);
+
+  // Async. Waits for the next push from any pusher still pushing; `push` gets what its header
+  // says.
+  Status WaitPush(PsPush* push);
+  // The gradient push.pusher sent, divided by its examples (float32, shard order): the same
+  // arithmetic as Gather's mean of one push.
+  void MeanOf(const PsPush& push, std::vector<Tensor>* mean) const;
+  // Answers that pusher alone with `values` as the current version; unless reply.done, posts
+  // its next receive. version and dropped are the link's own.
+  Status Answer(int pusher, const std::vector<Tensor>& values, PsReply reply);
+  // The push was applied (the version goes up) or dropped.
+  void Applied(int pusher) {
+    ++version_;
+    ++applied_[pusher];
+  }
+  void Dropped() { ++dropped_; }
+  // Waits for every reply in flight (before the server returns).
+  Status Flush();
+
   int64_t version() const { return version_; }
   int64_t dropped() const { return dropped_; }
+  // Pushes averaged or applied, per pusher.
+  const std::vector<int64_t>& applied_per_pusher() const { return applied_; }
 
  private:
-  Status Reply(int worker);
-  void PostRecv(int worker);
+  Status Reply(int pusher);
+  void PostRecv(int pusher);
+  Tensor Message(const std::vector<Tensor>& values, const PsReply& reply) const;
 
   Communicator* comm_;
   PsLayout layout_;
   int server_;
   std::vector<Shape> shapes_;  // this shard's
   int64_t version_ = 0, dropped_ = 0;
-  Tensor current_;                            // float32 [8 + elements]: the reply now
-  std::vector<Tensor> inbox_;                 // per worker, reused: float32 [8 + elements]
-  std::vector<std::shared_ptr<Work>> recvs_;  // per worker; null when none posted
-  std::vector<int> gathered_;                 // workers whose push this step averages
+  Tensor current_;                            // float32 [header + elements]: the reply now
+  std::vector<Tensor> inbox_;                 // per pusher, reused: float32 [header + elements]
+  std::vector<std::shared_ptr<Work>> recvs_;  // per pusher; null when none posted
+  std::vector<int> gathered_;                 // pushers whose push this step averages
+  std::vector<int64_t> applied_;              // per pusher
   std::vector<std::shared_ptr<Work>> sends_;
 };
 

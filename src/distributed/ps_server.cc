@@ -1,6 +1,8 @@
 // ParameterServerStrategy, the server's side (steps 2-4 in ps_strategy.h): restore this
 // server's shard when resuming, send the starting values, then per step gather the first N
-// pushes, agree with the other servers, apply, checkpoint, publish.
+// pushes, agree with the other servers, apply, checkpoint, publish (Serve); or, asynchronous,
+// apply and answer each push as it comes (ServeAsync).
+#include <algorithm>
 #include <cmath>
 
 #include "ps_strategy.h"
@@ -47,9 +49,31 @@ Status ParameterServerStrategy::Restore(Session& session, CheckpointManager& che
   return Status::OK();
 }
 
+StatusOr<std::string> ParameterServerStrategy::SaveShard(Session& session,
+                                                         CheckpointManager& checkpoints,
+                                                         const DataPosition& at,
+                                                         int64_t global_step) {
+  const std::set<std::string> own = OwnVariables(session.graph());
+  MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(train_op_.global_step.node->name(),
+                                                Tensor::Scalar<int64_t>(global_step)));
+  StatusOr<Checkpoint> c = strategy_util::Snapshot(session, at, ranks_, layout_.workers, &own);
+  if (!c.ok()) return c.status();
+  StatusOr<std::string> p = checkpoints.Save(std::move(*c), at.step, /*point_latest=*/false);
+  if (!p.ok()) return p.status();
+  // Every shard is whole before server 0 moves `latest` to this step.
+  MPIFLOW_RETURN_IF_ERROR(group_->Barrier()->Wait());
+  if (layout_.ServerIndex(rank_) == 0) {
+    MPIFLOW_RETURN_IF_ERROR(
+        checkpoints.PointLatest(at.step, CheckpointManager::ShardSuffix(0, layout_.servers)));
+  }
+  strategy_util::NoteCheckpoint(env_.comm, *p, at.step);
+  return p;
+}
+
 StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
                                                       CheckpointManager& checkpoints,
                                                       const DataPlan& plan, int64_t total_steps) {
+  if (options_.mode != PsMode::kSync) return ServeAsync(session, checkpoints, plan, total_steps);
   const int k = layout_.ServerIndex(rank_);
   const std::vector<int>& shard = layout_.shards[k];
   const std::string global_step = train_op_.global_step.node->name();
@@ -114,20 +138,9 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
     const bool save = !non_finite && (stop || (checkpoints.options().enabled() &&
                                                (timed_all || done || checkpoints.DueAtStep(next))));
     if (save) {
-      MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(global_step, Tensor::Scalar<int64_t>(next)));
-      StatusOr<Checkpoint> c =
-          strategy_util::Snapshot(session, plan.At(next), ranks_, layout_.workers, &own);
-      if (!c.ok()) return c.status();
-      StatusOr<std::string> p = checkpoints.Save(std::move(*c), next, /*point_latest=*/false);
+      StatusOr<std::string> p = SaveShard(session, checkpoints, plan.At(next), next);
       if (!p.ok()) return p.status();
-      // Every shard is whole before server 0 moves `latest` to this step.
-      MPIFLOW_RETURN_IF_ERROR(servers->Barrier()->Wait());
-      if (k == 0) {
-        MPIFLOW_RETURN_IF_ERROR(
-            checkpoints.PointLatest(next, CheckpointManager::ShardSuffix(0, layout_.servers)));
-      }
       r.last_checkpoint = *p;
-      strategy_util::NoteCheckpoint(env_.comm, *p, next);
     }
     MPIFLOW_RETURN_IF_ERROR(read_values(&values));
     PsReply reply;
@@ -147,6 +160,140 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
     }
   }
   r.stale_dropped = link.dropped();
+  r.applied_per_pusher = link.applied_per_pusher();
+  for (const VariableInfo& v : session.graph().variables()) {
+    if (!own.count(v.variable->name())) continue;
+    StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
+    if (!t.ok()) return t.status();
+    r.variables.emplace_back(v.variable->name(), *t);
+  }
+  return r;
+}
+
+// Steps 1-6 of the asynchronous protocol in parameter_server.h.
+StatusOr<ServeOutcome> ParameterServerStrategy::ServeAsync(Session& session,
+                                                           CheckpointManager& checkpoints,
+                                                           const DataPlan& plan,
+                                                           int64_t total_steps) {
+  const int k = layout_.ServerIndex(rank_);
+  const std::vector<int>& shard = layout_.shards[k];
+  const std::string global_step = train_op_.global_step.node->name();
+  const int pushers = layout_.pushers();
+  ServeOutcome r;
+  r.steps = plan.start().step;
+  if (!checkpoints.options().resume.empty()) {
+    r.resumed_from = r.steps;
+    r.last_checkpoint = checkpoints.last();
+  }
+  std::vector<Shape> shapes;
+  std::vector<Node*> updates;
+  for (int v : shard) {
+    shapes.push_back(variables_[v].shape());
+    updates.push_back(train_op_.updates[v]);
+  }
+  std::vector<Tensor> values, mean;
+  auto read_values = [&]() -> Status {
+    values.clear();
+    for (int v : shard) {
+      StatusOr<Tensor> t = session.ReadVariable(variables_[v].node->name());
+      if (!t.ok()) return t.status();
+      values.push_back(std::move(*t));
+    }
+    return Status::OK();
+  };
+  MPIFLOW_RETURN_IF_ERROR(read_values());
+  // The version counts updates; global_step is updates / pushers (see ps_strategy.h).
+  StatusOr<Tensor> gs = session.ReadVariable(global_step);
+  if (!gs.ok()) return gs.status();
+  int64_t version = *gs->data<int64_t>() * pushers;
+  PsServerLink link(env_.comm, layout_, k, shapes);
+  int active = r.steps >= total_steps ? 0 : pushers;
+  MPIFLOW_RETURN_IF_ERROR(link.Start(version, values, active == 0));
+  std::vector<int64_t> last_step(pushers, r.steps);  // each pusher's data steps pushed
+  std::vector<double> examples_at(pushers, 0);       // `applied_examples` at its last answer
+  double applied_examples = 0;
+  // The step of this run's last checkpoint (a resumed run's is its start).
+  int64_t saved_at = checkpoints.options().resume.empty() ? -1 : r.steps;
+  bool stopping = false, failing = false;
+  PsReply reply;  // updates and staleness so far
+  std::vector<Session::Feed> feeds;
+  auto save_at = [&](int64_t step) -> Status {
+    StatusOr<std::string> p =
+        SaveShard(session, checkpoints, plan.At(step), link.version() / pushers);
+    if (!p.ok()) return p.status();
+    r.last_checkpoint = *p;
+    saved_at = step;
+    return Status::OK();
+  };
+  while (active > 0) {
+    if (env_.hooks) env_.hooks->BeforeStep(rank_, link.version() + 1);
+    PsPush push;
+    MPIFLOW_RETURN_IF_ERROR(link.WaitPush(&push));
+    const int p = push.pusher;
+    stopping = stopping || push.stop || (env_.stop && env_.stop->requested());
+    failing = failing || push.non_finite;
+    if (!push.leave) {
+      link.MeanOf(push, &mean);
+      bool finite = std::isfinite(push.loss_sum);
+      for (const Tensor& g : mean) {
+        const float* x = g.data<float>();
+        for (int64_t i = 0; i < g.num_elements() && finite; ++i) finite = std::isfinite(x[i]);
+      }
+      failing = failing || !finite;
+      const int64_t staleness = link.version() - push.version;
+      if (failing) {
+        // no update: the run has failed
+      } else if (options_.max_staleness >= 0 && staleness > options_.max_staleness) {
+        link.Dropped();
+      } else {
+        MPIFLOW_RETURN_IF_ERROR(
+            session.WriteVariable(global_step, Tensor::Scalar<int64_t>(link.version() / pushers)));
+        feeds.clear();
+        for (size_t j = 0; j < shard.size(); ++j) {
+          feeds.push_back({placeholders_[shard[j]], mean[j]});
+        }
+        MPIFLOW_RETURN_IF_ERROR(session.Run(feeds, {}, updates, nullptr));
+        link.Applied(p);
+        ++reply.updates;
+        ++reply.staleness[std::min<int64_t>(staleness, kStalenessBuckets - 1)];
+        applied_examples += push.examples;
+        MPIFLOW_RETURN_IF_ERROR(read_values());
+      }
+      last_step[p] = push.step;
+      reply.loss = push.examples > 0 ? push.loss_sum / push.examples : 0;
+    }
+    reply.examples = applied_examples - examples_at[p];
+    examples_at[p] = applied_examples;
+    reply.stop = stopping;
+    reply.non_finite = failing;
+    reply.done = push.leave || stopping || failing || push.step >= total_steps;
+    MPIFLOW_RETURN_IF_ERROR(link.Answer(p, values, reply));
+    if (reply.done) --active;
+    // A checkpoint at a data step every pusher has passed. Every server passes the same steps
+    // (each push goes to all of them), and the decision reads nothing else, so that all
+    // servers save alike (a stop or a NaN may reach them at different times).
+    const int64_t passed = *std::min_element(last_step.begin(), last_step.end());
+    if (passed > std::max<int64_t>(saved_at, plan.start().step) &&
+        checkpoints.options().enabled() && checkpoints.DueAtStep(passed)) {
+      MPIFLOW_RETURN_IF_ERROR(save_at(passed));
+    }
+  }
+  MPIFLOW_RETURN_IF_ERROR(link.Flush());
+  // The end: the whole run when checkpoints are on; a run cut short (a stop, or a NaN, whose
+  // push was never applied; every server knows it then) always, so that it can resume.
+  const int64_t passed = *std::min_element(last_step.begin(), last_step.end());
+  if (passed != saved_at && (checkpoints.options().enabled() || passed < total_steps)) {
+    MPIFLOW_RETURN_IF_ERROR(save_at(passed));
+  }
+  if (failing) return Status(Code::kAborted, kAsyncNonFinite);
+  r.steps = passed;
+  r.final_loss = reply.loss;
+  r.preempted = stopping;
+  r.stale_dropped = link.dropped();
+  r.updates = reply.updates;
+  r.staleness = reply.staleness;
+  r.applied_per_pusher = link.applied_per_pusher();
+  const std::set<std::string> own = OwnVariables(session.graph());
   for (const VariableInfo& v : session.graph().variables()) {
     if (!own.count(v.variable->name())) continue;
     StatusOr<Tensor> t = session.ReadVariable(v.variable->name());

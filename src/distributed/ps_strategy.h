@@ -1,11 +1,13 @@
-// ParameterServerStrategy: synchronous training through parameter servers with backup workers.
+// ParameterServerStrategy: training through parameter servers, synchronous with backup workers,
+// asynchronous, or hybrid (synchronous groups pushing asynchronously): parameter_server.h has
+// the three protocols as numbered steps.
 // The last `servers` ranks hold the variables, sharded by size (PsLayout); the other ranks are
 // workers. Every rank builds the same graph: the gradients (fetched by workers), a float32
 // placeholder per variable for the averaged gradient, and the optimizer's updates from those
 // placeholders (run by the server that owns the variable). The wire protocol is
 // parameter_server.h's; the worker's side is ps_worker.cc, the server's ps_server.cc.
 //
-// One step, as the two sides see it:
+// One synchronous step, as the two sides see it:
 //   1. a worker runs the graph for its share of the batch and pushes example-weighted gradients,
 //      its loss sum and its stop vote to every server;
 //   2. each server averages the first N = workers - backup_workers pushes of the current version
@@ -17,6 +19,11 @@
 //      with the step's loss, examples and decisions to the N workers it averaged;
 //   5. a worker takes the values (and the version, which is the global step) from every server;
 //      a straggler whose push was dropped skips ahead to the batch of the version it now holds.
+// Asynchronous and hybrid: a worker (hybrid: a group) walks through its own share of every
+// global batch at its own pace; each server applies each push as it arrives (ServeAsync) and
+// answers that pusher alone. The step a worker reports is its own data step; the servers'
+// version counts updates, and their global_step (the learning-rate schedule's clock) is
+// updates / pushers, so that a schedule spans the run as it does synchronously.
 // Private to src/distributed.
 #pragma once
 
@@ -29,6 +36,10 @@
 #include "parameter_server.h"
 
 namespace mpiflow {
+
+// What every rank of an asynchronous run says when a push held a NaN or Inf.
+inline constexpr char kAsyncNonFinite[] =
+    "the loss or a gradient is NaN or Inf (in some worker's push): lower the learning rate (--lr)";
 
 class ParameterServerStrategy : public Strategy {
  public:
@@ -46,7 +57,11 @@ class ParameterServerStrategy : public Strategy {
   // The servers restore their shards (from every shard of the resumed step, so that a run
   // resumes on another number of servers); the workers receive the values to start from.
   Status Start(Session& session, CheckpointManager& checkpoints, const RunState& resumed) override;
-  Communicator* eval_comm() const override { return group_.get(); }
+  // Synchronous workers evaluate together; asynchronous ones each on their own (they reach an
+  // epoch's end at different times, or not at all after a stop).
+  Communicator* eval_comm() const override {
+    return options_.mode == PsMode::kSync ? group_.get() : nullptr;
+  }
   // A worker's step (ps_worker.cc).
   StatusOr<StepOutcome> RunStep(Session& session, std::vector<Session::Feed> feeds,
                                 const Batch& batch, RunStats* stats) override;
@@ -62,6 +77,16 @@ class ParameterServerStrategy : public Strategy {
 
  private:
   Status Receive(Session& session);  // worker: values and version from the servers
+  // A worker's asynchronous (or hybrid) step.
+  StatusOr<StepOutcome> RunAsyncStep(Session& session, std::vector<Session::Feed> feeds,
+                                     const Batch& batch, RunStats* stats);
+  // A server's asynchronous run.
+  StatusOr<ServeOutcome> ServeAsync(Session& session, CheckpointManager& checkpoints,
+                                    const DataPlan& plan, int64_t total_steps);
+  // A server: writes its shard's checkpoint of the run at `at` (global_step `global_step`),
+  // and server 0 points `latest` at it once every shard is written.
+  StatusOr<std::string> SaveShard(Session& session, CheckpointManager& checkpoints,
+                                  const DataPosition& at, int64_t global_step);
   std::set<std::string> OwnVariables(const Graph& graph) const;  // server: shard, slots, step
   // Server: restores its variables from the resumed checkpoint (which must hold `resumed`'s step).
   Status Restore(Session& session, CheckpointManager& checkpoints, const RunState& resumed);
@@ -74,12 +99,14 @@ class ParameterServerStrategy : public Strategy {
   std::vector<Output> fetches_;  // a worker's: the gradients, then the loss
   TrainOp train_op_;
   PsLayout layout_;
-  std::unique_ptr<Communicator> group_;  // the workers' (evaluation) or the servers'
+  std::unique_ptr<Communicator> group_;   // the workers' (evaluation) or the servers'
+  std::unique_ptr<Communicator> hybrid_;  // hybrid: this worker's group (rank 0 leads)
   // Worker side.
   std::unique_ptr<PsWorkerLink> link_;
   std::vector<Tensor> values_, pushed_;  // indexed like variables_
   std::vector<Tensor> out_;              // fetches_' values, reused
   PsReply reply_;
+  int64_t local_step_ = 0;  // async: this worker's data steps so far
 };
 
 }  // namespace mpiflow

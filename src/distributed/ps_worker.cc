@@ -1,5 +1,6 @@
 // ParameterServerStrategy, the graph both sides build and the worker's side of a step (steps 1
-// and 5 in ps_strategy.h). The server's side is ps_server.cc.
+// and 5 in ps_strategy.h; asynchronous and hybrid: RunAsyncStep). The server's side is
+// ps_server.cc.
 #include "mpiflow/gradients.h"
 #include "ps_strategy.h"
 #include "strategy_util.h"
@@ -51,17 +52,32 @@ Status ParameterServerStrategy::Build(const Scope& root, Output loss,
   StatusOr<TrainOp> t = ApplyGradients(root, placeholders_, variables, optimizer);
   if (!t.ok()) return t.status();
   train_op_ = std::move(*t);
-  StatusOr<PsLayout> l = MakePsLayout(ranks_, options_.servers, options_.backup_workers, elements);
+  StatusOr<PsLayout> l = MakePsLayout(ranks_, options_, elements);
   if (!l.ok()) return l.status();
   layout_ = std::move(*l);
   return Status::OK();
 }
 
 std::string ParameterServerStrategy::Describe(int64_t global_batch) const {
-  std::string s = StrCat("parameter servers: ranks ", layout_.workers, "-", ranks_ - 1,
-                         " serve, ranks 0-", layout_.workers - 1, " work (global batch ",
-                         global_batch, "); each step averages the first ", layout_.aggregate(),
-                         " of ", layout_.workers, " pushes; shards of");
+  std::string s = StrCat("parameter servers (", PsModeName(options_.mode), "): ranks ",
+                         layout_.workers, "-", ranks_ - 1, " serve, ranks 0-", layout_.workers - 1,
+                         " work (global batch ", global_batch, "); ");
+  const std::string bound =
+      options_.max_staleness >= 0
+          ? StrCat(", dropped when more than ", options_.max_staleness, " updates stale")
+          : std::string();
+  if (options_.mode == PsMode::kSync) {
+    s += StrCat("each step averages the first ", layout_.aggregate(), " of ", layout_.workers,
+                " pushes");
+  } else if (options_.mode == PsMode::kAsync) {
+    s += StrCat("each worker's push is applied as it arrives", bound);
+  } else {
+    const int last = layout_.workers - (layout_.pushers() - 1) * layout_.group_size;
+    s += StrCat(layout_.pushers(), " group(s) of ", layout_.group_size,
+                last == layout_.group_size ? "" : StrCat(" (the last of ", last, ")"),
+                " average by allreduce, each group's push is applied as it arrives", bound);
+  }
+  s += "; shards of";
   for (int k = 0; k < layout_.servers; ++k) {
     s += StrCat(k ? "," : "", " ", layout_.shard_elements[k] * 4 / 1024, " KiB");
   }
@@ -108,6 +124,18 @@ Status ParameterServerStrategy::Start(Session& session, CheckpointManager& check
   StatusOr<std::unique_ptr<Communicator>> g = env_.comm->Split(server_ ? 1 : 0, rank_);
   if (!g.ok()) return g.status();
   group_ = std::move(*g);
+  if (options_.mode == PsMode::kHybrid) {  // collective over every rank; servers take none
+    g = env_.comm->Split(server_ ? layout_.pushers() : rank_ / layout_.group_size, rank_);
+    if (!g.ok()) return g.status();
+    if (!server_) hybrid_ = std::move(*g);
+  }
+  if (options_.mode != PsMode::kSync && checkpoints.options().every_seconds > 0) {
+    return InvalidArgument(
+        "--checkpoint-seconds: asynchronous parameter servers checkpoint by "
+        "step (--checkpoint-every), at a data step every worker has passed; "
+        "use that instead");
+  }
+  local_step_ = resumed.position.step;
   session.set_run_counter(resumed.run_counter);
   if (server_) {  // Serve sends the starting values
     return resumed.resumed ? Restore(session, checkpoints, resumed) : Status::OK();
@@ -118,7 +146,7 @@ Status ParameterServerStrategy::Start(Session& session, CheckpointManager& check
   values_.resize(variables_.size());
   pushed_.resize(variables_.size());
   MPIFLOW_RETURN_IF_ERROR(Receive(session));  // the servers send the values to start from
-  if (reply_.version != resumed.position.step) {
+  if (options_.mode == PsMode::kSync && reply_.version != resumed.position.step) {
     return Status(Code::kInternal, StrCat("the parameter servers started at step ", reply_.version,
                                           ", server 0 resumed step ", resumed.position.step));
   }
@@ -129,7 +157,7 @@ Status ParameterServerStrategy::Start(Session& session, CheckpointManager& check
 }
 
 Status ParameterServerStrategy::Receive(Session& session) {
-  MPIFLOW_RETURN_IF_ERROR(link_->Receive(&values_, &reply_));
+  MPIFLOW_RETURN_IF_ERROR(link_->Receive(&values_, &reply_, hybrid_.get()));
   for (size_t i = 0; i < variables_.size(); ++i) {
     MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(variables_[i].node->name(), values_[i]));
   }
@@ -140,6 +168,7 @@ Status ParameterServerStrategy::Receive(Session& session) {
 StatusOr<StepOutcome> ParameterServerStrategy::RunStep(Session& session,
                                                        std::vector<Session::Feed> feeds,
                                                        const Batch& batch, RunStats* stats) {
+  if (options_.mode != PsMode::kSync) return RunAsyncStep(session, std::move(feeds), batch, stats);
   double loss_sum = 0;
   if (batch.examples > 0) {
     Status run = session.Run(feeds, fetches_, {}, &out_, stats);
@@ -166,6 +195,55 @@ StatusOr<StepOutcome> ParameterServerStrategy::RunStep(Session& session,
   o.stop = reply_.stop;
   o.done = link_->AllDone();
   o.stale_dropped = reply_.dropped;
+  return o;
+}
+
+StatusOr<StepOutcome> ParameterServerStrategy::RunAsyncStep(Session& session,
+                                                            std::vector<Session::Feed> feeds,
+                                                            const Batch& batch, RunStats* stats) {
+  double loss_sum = 0;
+  const int64_t step = local_step_ + 1;
+  if (batch.examples > 0) {
+    Status run = session.Run(feeds, fetches_, {}, &out_, stats);
+    if (!run.ok()) return strategy_util::StepError(run, step, batch, false);
+    for (size_t i = 0; i < variables_.size(); ++i) pushed_[i] = out_[i];
+    loss_sum = static_cast<double>(*out_.back().data<float>()) * batch.examples;
+  } else {  // a share of nothing: weight 0
+    for (size_t i = 0; i < variables_.size(); ++i) {
+      pushed_[i] = Tensor(DType::kFloat32, variables_[i].shape());
+    }
+  }
+  const bool vote = env_.stop && env_.stop->requested();
+  if (hybrid_) {  // the group sums its packed pushes; the leader sends the sum
+    MPIFLOW_RETURN_IF_ERROR(link_->Pack(pushed_, batch.examples, loss_sum, vote));
+    for (int k = 0; k < layout_.servers; ++k) {
+      if (link_->Done(k)) continue;
+      AllreduceOptions sum;
+      sum.name = "hybrid group push";
+      MPIFLOW_RETURN_IF_ERROR(hybrid_->Allreduce(link_->push_buffers()[k], sum)->Wait());
+    }
+    if (hybrid_->rank() == 0) MPIFLOW_RETURN_IF_ERROR(link_->Send(step));
+  } else {
+    MPIFLOW_RETURN_IF_ERROR(link_->Push(pushed_, batch.examples, loss_sum, vote, step));
+  }
+  MPIFLOW_RETURN_IF_ERROR(Receive(session));
+  local_step_ = step;
+  if ((reply_.stop || reply_.non_finite || reply_.done) && !link_->AllDone()) {
+    // Told by some servers only: the others learn it from this worker's leave.
+    MPIFLOW_RETURN_IF_ERROR(link_->Leave(reply_.stop, reply_.non_finite, hybrid_.get()));
+  }
+  if (reply_.non_finite) {
+    return Status(Code::kAborted, kAsyncNonFinite);
+  }
+  StepOutcome o;
+  o.step = step;
+  o.loss = reply_.loss;
+  o.examples = static_cast<int64_t>(reply_.examples);
+  o.stop = reply_.stop;
+  o.done = link_->AllDone();
+  o.stale_dropped = reply_.dropped;
+  o.updates = reply_.updates;
+  o.staleness = reply_.staleness;
   return o;
 }
 

@@ -15,7 +15,15 @@ constexpr EnumName<StrategyKind> kStrategies[] = {{StrategyKind::kAuto, "auto"},
                                                   {StrategyKind::kParameterServer, "ps"},
                                                   {StrategyKind::kPipeline, "pipeline"},
                                                   {StrategyKind::kNone, "none"}};
+constexpr EnumName<PsMode> kPsModes[] = {
+    {PsMode::kSync, "sync"}, {PsMode::kAsync, "async"}, {PsMode::kHybrid, "hybrid"}};
 }  // namespace
+
+StatusOr<PsMode> ParsePsMode(const std::string& name) {
+  return ParseEnum(kPsModes, "--ps-mode", name);
+}
+
+const char* PsModeName(PsMode mode) { return EnumToName(kPsModes, mode); }
 
 StatusOr<StrategyKind> ParseStrategy(const std::string& name) {
   return ParseEnum(kStrategies, "--strategy", name);
@@ -24,7 +32,7 @@ StatusOr<StrategyKind> ParseStrategy(const std::string& name) {
 const char* StrategyName(StrategyKind kind) { return EnumToName(kStrategies, kind); }
 
 Status CheckParameterServerRanks(int ranks, const ParameterServerOptions& o) {
-  return MakePsLayout(ranks, o.servers, o.backup_workers, {}).status();
+  return MakePsLayout(ranks, o, {}).status();
 }
 
 StatusOr<RunState> Strategy::ResumeState(CheckpointManager& checkpoints) {

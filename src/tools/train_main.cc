@@ -37,7 +37,7 @@ struct CommandLine {
   std::string config_file, lr_kind = "constant", timeline, allreduce_rules;
   bool print_model = false;
   std::string optimizer = "adam", model = "mlp", dataset = "fashion-mnist", strategy = "auto",
-              allreduce = "auto", data_sharding = "global";
+              allreduce = "auto", data_sharding = "global", ps_mode = "sync", straggler_ranks;
   mpiflow::CollectiveOptions collectives;
 };
 
@@ -50,6 +50,29 @@ mpiflow::Status ParseInto(T* out, Parse parse, const std::string& text) {
   return mpiflow::Status::OK();
 }
 
+// "1,3" -> {1, 3}: ranks, each a non-negative integer.
+mpiflow::StatusOr<std::vector<int>> ParseRankList(const std::string& option,
+                                                  const std::string& text) {
+  std::vector<int> ranks;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    int v = -1;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v < 0) {
+      return mpiflow::InvalidArgument(option, " '", text, "': '", item,
+                                      "' is not a rank (a list of ranks: 1,3)");
+    }
+    ranks.push_back(v);
+  }
+  return ranks;
+}
+
 // The text options into the config's enums; the first bad one is the error.
 mpiflow::Status ParseTyped(const CommandLine& cl, TrainConfig* c) {
   c->model = cl.model;
@@ -60,6 +83,13 @@ mpiflow::Status ParseTyped(const CommandLine& cl, TrainConfig* c) {
   MPIFLOW_RETURN_IF_ERROR(
       ParseInto(&c->data_sharding, mpiflow::ParseDataSharding, cl.data_sharding));
   MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->optimizer.kind, mpiflow::ParseOptimizer, cl.optimizer));
+  MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->ps.mode, mpiflow::ParsePsMode, cl.ps_mode));
+  if (!cl.straggler_ranks.empty()) {
+    MPIFLOW_RETURN_IF_ERROR(ParseInto(
+        &c->stragglers.ranks,
+        [](const std::string& t) { return ParseRankList("--straggler-ranks", t); },
+        cl.straggler_ranks));
+  }
   return ParseInto(&c->optimizer.lr.kind, mpiflow::ops::ParseLearningRateSchedule, cl.lr_kind);
 }
 
@@ -168,6 +198,23 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
       ("backup-workers", po::value(&c->ps.backup_workers)->default_value(c->ps.backup_workers),
        "with --strategy ps: each step uses the first (workers - N) gradients to arrive and drops "
        "the stragglers' (synchronous training that does not wait for the slowest N)")
+      ("ps-mode", po::value(&cl->ps_mode)->default_value(cl->ps_mode),
+       "with --strategy ps: sync (each step averages the workers' pushes), async (each push is "
+       "applied when it arrives), or hybrid (groups of --group-size workers average by allreduce "
+       "and push asynchronously)")
+      ("max-staleness", po::value(&c->ps.max_staleness)->default_value(c->ps.max_staleness),
+       "with --ps-mode async or hybrid: drop a push computed on values more than N updates "
+       "older than the server's (-1: apply every push)")
+      ("group-size", po::value(&c->ps.group_size)->default_value(c->ps.group_size),
+       "with --ps-mode hybrid: workers per group (the last group takes the rest)")
+      ("straggler-ranks", po::value(&cl->straggler_ranks)->value_name("LIST"),
+       "experiments: these ranks (e.g. 1,3) sleep --straggler-delay-ms before every step")
+      ("straggler-delay-ms", po::value(&c->stragglers.delay_ms)->default_value(0, "0"),
+       "the stragglers' sleep per step, in milliseconds")
+      ("straggler-jitter",
+       po::value(&c->stragglers.jitter)->default_value(false, "false")->implicit_value(true, "true"),
+       "sleep a random time in [0, 2 x --straggler-delay-ms) instead, drawn from --seed, the rank "
+       "and the step")
       ("bucket-mb", po::value(&c->allreduce.bucket_mb)->default_value(c->allreduce.bucket_mb, Text(c->allreduce.bucket_mb)),
        "gradient fusion bucket size in MiB: each bucket's allreduce starts as soon as its "
        "gradients exist")
@@ -216,6 +263,16 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
   }
   // clang-format on
   return d;
+}
+
+// The staleness histogram as "0:12,1:40,...,15+:3" (empty buckets left out).
+std::string StalenessText(const std::vector<int64_t>& h) {
+  std::string s;
+  for (size_t b = 0; b < h.size(); ++b) {
+    if (h[b] == 0) continue;
+    s += mpiflow::StrCat(s.empty() ? "" : ",", b, b + 1 == h.size() ? "+" : "", ":", h[b]);
+  }
+  return s.empty() ? "none" : s;
 }
 
 }  // namespace
@@ -413,9 +470,13 @@ int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
   if (r->preempted) return mpiflow::kExitPreempted;  // every rank: a job script can requeue
   if (rank != 0) return 0;
   const std::string ps_fields =
-      ps ? mpiflow::StrCat(" ps_ranks=", config.ps.servers,
-                           " backup_workers=", config.ps.backup_workers,
-                           " stale_dropped=", r->stale_dropped)
+      ps ? mpiflow::StrCat(
+               " ps_ranks=", config.ps.servers, " ps_mode=", mpiflow::PsModeName(config.ps.mode),
+               " backup_workers=", config.ps.backup_workers, " stale_dropped=", r->stale_dropped,
+               config.ps.mode == mpiflow::PsMode::kSync
+                   ? std::string()
+                   : mpiflow::StrCat(" updates=", r->ps_updates,
+                                     " staleness=", StalenessText(r->staleness)))
       : config.strategy == mpiflow::StrategyKind::kPipeline || config.pipeline.stages > 1
           ? mpiflow::StrCat(" stages=", config.pipeline.stages,
                             " microbatches=", config.pipeline.microbatches)

@@ -1,8 +1,11 @@
 // TrainConfig's checks and names: the dataset and sharding enums, ValidateTrainConfig, and the
 // options every rank must agree on (ConsistencyItems). Not the loop (trainer.cc).
+#include <algorithm>
+
 #include "mpiflow/distributed.h"
 #include "mpiflow/enum_names.h"
 #include "mpiflow/ops.h"
+#include "mpiflow/random.h"
 #include "mpiflow/trainer.h"
 
 namespace mpiflow {
@@ -58,10 +61,33 @@ Status ValidateTrainConfig(const TrainConfig& c) {
   if (!(c.allreduce.bucket_mb > 0)) {
     return InvalidArgument("--bucket-mb must be positive, got ", c.allreduce.bucket_mb);
   }
+  if (c.ps.mode != PsMode::kSync && c.strategy != StrategyKind::kParameterServer) {
+    return InvalidArgument("--ps-mode ", PsModeName(c.ps.mode), " needs --strategy ps");
+  }
+  if (c.ps.mode != PsMode::kSync && c.data_sharding == DataSharding::kLocal) {
+    return InvalidArgument("--ps-mode ", PsModeName(c.ps.mode),
+                           " evaluates on each worker, which needs the whole test set: use "
+                           "--data-sharding global");
+  }
+  if (!(c.stragglers.delay_ms >= 0)) {
+    return InvalidArgument("--straggler-delay-ms must be >= 0, got ", c.stragglers.delay_ms);
+  }
+  if (c.stragglers.delay_ms > 0 && c.stragglers.ranks.empty()) {
+    return InvalidArgument("--straggler-delay-ms needs --straggler-ranks (which ranks sleep)");
+  }
   MPIFLOW_RETURN_IF_ERROR(ValidateCheckpointOptions(c.checkpoint));
   OptimizerOptions o = c.optimizer;
   if (o.lr.decay_steps == 0) o.lr.decay_steps = 1;  // resolved to the run's length in Train
   return ValidateOptimizerOptions(o);
+}
+
+double StragglerOptions::DelayMs(int rank, int64_t step, int64_t seed) const {
+  if (delay_ms <= 0 || std::find(ranks.begin(), ranks.end(), rank) == ranks.end()) return 0;
+  if (!jitter) return delay_ms;
+  // Its own stream: never the same numbers as an initializer's or a shuffle's.
+  const uint64_t stream = 0x5354524147ull ^ static_cast<uint64_t>(rank);
+  return 2 * delay_ms *
+         RandomUniform01(static_cast<uint64_t>(seed), stream, static_cast<uint64_t>(step));
 }
 
 std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainConfig& c) {
@@ -89,6 +115,7 @@ std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainCon
           {"data-sharding", DataShardingName(c.data_sharding)},
           {"ps-ranks", StrCat(c.ps.servers)},
           {"backup-workers", StrCat(c.ps.backup_workers)},
+          {"ps-mode", StrCat(PsModeName(c.ps.mode), "/", c.ps.max_staleness, "/", c.ps.group_size)},
           {"pipeline-stages", StrCat(c.pipeline.stages)},
           {"microbatches", StrCat(c.pipeline.microbatches)},
           {"resume", c.checkpoint.resume}};

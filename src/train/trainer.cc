@@ -11,6 +11,7 @@
 #include <cmath>
 #include <fstream>
 #include <memory>
+#include <thread>
 
 #include "mpiflow/distributed.h"
 #include "mpiflow/enum_names.h"
@@ -223,6 +224,9 @@ TrainResult FromServing(ServeOutcome s, int ranks) {
   r.resumed_from = s.resumed_from;
   r.last_checkpoint = s.last_checkpoint;
   r.stale_dropped = s.stale_dropped;
+  r.ps_updates = s.updates;
+  r.staleness = std::move(s.staleness);
+  r.applied_per_pusher = std::move(s.applied_per_pusher);
   r.variables = std::move(s.variables);
   r.peak_rss_mib = PeakRssMiB();
   return r;
@@ -303,6 +307,12 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
       MakeStrategy(cfg.strategy, {comm, &stop, hooks, &log}, cfg.allreduce, cfg.ps, cfg.pipeline);
   if (!made.ok()) return made.status();
   Strategy& strategy = **made;
+  for (int q : cfg.stragglers.ranks) {
+    if (q < 0 || q >= (comm ? comm->size() : 1)) {
+      return InvalidArgument("--straggler-ranks: rank ", q, " is not in this job of ",
+                             comm ? comm->size() : 1, " rank(s)");
+    }
+  }
   StatusOr<TrainingData> loaded = from.load(strategy.data_ranks(), strategy.data_rank());
   if (!loaded.ok()) return loaded.status();
   const TrainingData& data = *loaded;
@@ -382,6 +392,10 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
     // A straggler whose push was dropped skips to the batch of the step it now holds.
     while (batch_after <= r.steps && stream.Next(&b)) ++batch_after;
     if (hooks) hooks->BeforeStep(rank, r.steps + 1);
+    const double straggle_ms = cfg.stragglers.DelayMs(rank, r.steps + 1, cfg.seed);
+    if (straggle_ms > 0) {
+      std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(straggle_ms));
+    }
     const auto t0 = Clock::now();
     stats.collect_node_times = cfg.profile && progress.Timing(r.steps);
     StatusOr<StepOutcome> s =
@@ -395,6 +409,8 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
     r.steps = s->step;
     r.final_loss = s->loss;
     r.stale_dropped = s->stale_dropped;
+    r.ps_updates = s->updates;
+    r.staleness = s->staleness;
     const DataPosition at = plan.At(r.steps);
     const bool crossed = at.epoch != plan.At(before).epoch;
     const int64_t epoch = crossed ? at.epoch - 1 : at.epoch;
