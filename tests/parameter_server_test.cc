@@ -557,7 +557,8 @@ TEST(HybridParameterServer, TwoGroupsTrainAndResume) {
   c.ps.servers = 1;
   c.ps.group_size = 2;
   c.checkpoint.dir = dir;
-  c.optimizer.kind = OptimizerKind::kMomentum;
+  c.optimizer.kind = OptimizerKind::kMomentum;  // its slots resume too
+  c.optimizer.lr.base = 0.01;
   TrainConfig part = c;
   part.max_steps = 6;
   part.checkpoint.every_steps = 3;
@@ -580,7 +581,7 @@ TEST(HybridParameterServer, TwoGroupsTrainAndResume) {
     EXPECT_EQ(r->applied_per_pusher, (std::vector<int64_t>{6, 6}));
   } else {
     EXPECT_TRUE(std::isfinite(r->final_loss));
-    EXPECT_GT(r->test_accuracy, 0.5);
+    EXPECT_GT(r->test_accuracy, 0.7);  // 0.89-1.0 measured
   }
   // The two members of a group hold the same values (the leader's broadcast replies).
   const uint64_t h = r->ps_server ? 0 : test::HashVariables(r->variables);

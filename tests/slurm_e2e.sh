@@ -143,8 +143,8 @@ echo "slurm_e2e: submitted ps.sbatch as job $ps_id, scaling.sbatch as job $sc_id
 finish "$ps_id" 240
 finish "$sc_id" 240
 ps_log=$work/slurm-$ps_id.out
-grep -q "parameter servers: ranks 2-2 serve, ranks 0-1 work" "$ps_log" || fail "ps.sbatch: no server line"
-grep -q "summary: model=mlp epochs=2 steps=100 .*ranks=3 ps_ranks=1 backup_workers=0" "$ps_log" ||
+grep -q "parameter servers (sync): ranks 2-2 serve, ranks 0-1 work" "$ps_log" || fail "ps.sbatch: no server line"
+grep -q "summary: model=mlp epochs=2 steps=100 .*ranks=3 ps_ranks=1 ps_mode=sync backup_workers=0" "$ps_log" ||
   fail "ps.sbatch: no summary"
 [ -f "$ps_out/checkpoints/ckpt-00000100.ps0-of-1.h5" ] || fail "ps.sbatch: no shard checkpoint"
 csv=$scaling_out/scaling.csv

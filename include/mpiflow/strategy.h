@@ -61,6 +61,8 @@ struct ParameterServerOptions {
   int64_t max_staleness = -1;
   int group_size = 1;  // hybrid: workers per group (the last group takes the rest)
 };
+// Whether the options make sense whatever the rank count (errors name the option).
+Status ValidateParameterServerOptions(const ParameterServerOptions& o);
 // Whether `ranks` ranks can run parameter servers with these options (errors name the option).
 Status CheckParameterServerRanks(int ranks, const ParameterServerOptions& o);
 

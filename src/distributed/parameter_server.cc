@@ -53,11 +53,35 @@ std::string List(const std::vector<int>& v) {
 
 }  // namespace
 
+Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
+  if (o.servers < 1) return InvalidArgument("--ps-ranks must be >= 1, got ", o.servers);
+  if (o.backup_workers < 0) {
+    return InvalidArgument("--backup-workers must be >= 0, got ", o.backup_workers);
+  }
+  if (o.backup_workers > 0 && o.mode != PsMode::kSync) {
+    return InvalidArgument("--backup-workers applies to --ps-mode sync (with ", PsModeName(o.mode),
+                           " no server waits for a push): leave it at 0, or bound staleness "
+                           "with --max-staleness");
+  }
+  if (o.max_staleness < -1) {
+    return InvalidArgument("--max-staleness must be >= 0 (or -1: no bound), got ", o.max_staleness);
+  }
+  if (o.max_staleness >= 0 && o.mode == PsMode::kSync) {
+    return InvalidArgument(
+        "--max-staleness applies to --ps-mode async or hybrid (a synchronous "
+        "step drops every stale push already)");
+  }
+  if (o.group_size < 1) return InvalidArgument("--group-size must be >= 1, got ", o.group_size);
+  if (o.group_size > 1 && o.mode != PsMode::kHybrid) {
+    return InvalidArgument("--group-size ", o.group_size, " needs --ps-mode hybrid");
+  }
+  return Status::OK();
+}
+
 StatusOr<PsLayout> MakePsLayout(int ranks, const ParameterServerOptions& o,
                                 const std::vector<int64_t>& variable_elements) {
   const int servers = o.servers, backups = o.backup_workers;
-  if (servers < 1) return InvalidArgument("--ps-ranks must be >= 1, got ", servers);
-  if (backups < 0) return InvalidArgument("--backup-workers must be >= 0, got ", backups);
+  MPIFLOW_RETURN_IF_ERROR(ValidateParameterServerOptions(o));
   if (ranks < servers + 1) {
     return InvalidArgument("--strategy ps with --ps-ranks ", servers, " needs at least ",
                            servers + 1, " ranks (the servers and a worker); this job has ", ranks,
@@ -73,23 +97,6 @@ StatusOr<PsLayout> MakePsLayout(int ranks, const ParameterServerOptions& o,
                            " ranks - ", servers, " servers); it must be below the worker count");
   }
   l.mode = o.mode;
-  if (backups > 0 && o.mode != PsMode::kSync) {
-    return InvalidArgument("--backup-workers applies to --ps-mode sync (an ", PsModeName(o.mode),
-                           " server waits for no push): leave it at 0, or bound staleness with "
-                           "--max-staleness");
-  }
-  if (o.max_staleness < -1) {
-    return InvalidArgument("--max-staleness must be >= 0 (or -1: no bound), got ", o.max_staleness);
-  }
-  if (o.max_staleness >= 0 && o.mode == PsMode::kSync) {
-    return InvalidArgument(
-        "--max-staleness applies to --ps-mode async or hybrid (a synchronous "
-        "step drops every stale push already)");
-  }
-  if (o.group_size < 1) return InvalidArgument("--group-size must be >= 1, got ", o.group_size);
-  if (o.group_size > 1 && o.mode != PsMode::kHybrid) {
-    return InvalidArgument("--group-size ", o.group_size, " needs --ps-mode hybrid");
-  }
   if (o.mode == PsMode::kHybrid) {
     if (o.group_size > l.workers) {
       return InvalidArgument("--group-size ", o.group_size, " is more than the ", l.workers,

@@ -51,10 +51,7 @@ Status ValidateTrainConfig(const TrainConfig& c) {
     return InvalidArgument("--decay-steps must be >= 0 (0: the whole run), got ",
                            c.optimizer.lr.decay_steps);
   }
-  if (c.ps.servers < 1) return InvalidArgument("--ps-ranks must be >= 1, got ", c.ps.servers);
-  if (c.ps.backup_workers < 0) {
-    return InvalidArgument("--backup-workers must be >= 0, got ", c.ps.backup_workers);
-  }
+  MPIFLOW_RETURN_IF_ERROR(ValidateParameterServerOptions(c.ps));
   if (c.ps.backup_workers > 0 && c.strategy != StrategyKind::kParameterServer) {
     return InvalidArgument("--backup-workers needs --strategy ps (allreduce waits for every rank)");
   }
