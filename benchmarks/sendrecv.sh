@@ -8,7 +8,7 @@ build=${1:-build}
 rounds=${2:-3}
 bench=$build/benchmarks/mpiflow_sendrecv_bench
 [ -x "$bench" ] || { echo "sendrecv.sh: no $bench: build first (cmake --build $build)" >&2; exit 2; }
-export OMPI_MCA_plm_rsh_agent= OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_plm_rsh_agent='' OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for r in $(seq "$rounds"); do  # alternating rounds: both see the same machine

@@ -154,6 +154,19 @@ std::vector<GradCase> Cases() {
        [](const Scope& s, const O& x) {
          return ops::Gather(s, x[0], Ints(s, Shape{4}, {4, 0, 4, 2}));
        }},
+      {"EmbeddingBag/mean_with_padding_and_an_empty_bag",
+       {{6, 3}},
+       [](const Scope& s, const O& x) {
+         Output ids = ops::Const(
+             s, Tensor::FromVector<float>(Shape{4, 3}, {1, 4, -1, 4, 4, 4, -1, -1, -1, 0, 5, 2}));
+         return ops::EmbeddingBag(s, x[0], ids, "mean");
+       }},
+      {"EmbeddingBag/sum_of_int64_ids",
+       {{5, 2}},
+       [](const Scope& s, const O& x) {
+         Output ids = ops::Const(s, Tensor::FromVector<int64_t>(Shape{2, 2}, {3, 3, -1, 1}));
+         return ops::EmbeddingBag(s, x[0], ids, "sum");
+       }},
       {"IndexedSlices",
        {{3, 2}, {4, 2}},
        [](const Scope& s, const O& x) {
@@ -481,6 +494,25 @@ TEST(ForwardTest, ArrayOps) {
   ExpectNear(RunOne(s, ops::Cast(s, ops::Cast(s, x, DType::kFloat16), DType::kFloat32)), {2, 3},
              {1, 2, 3, 4, 5, 6});
   ExpectNear(RunOne(s, ops::Zeros(s, Shape{2}, DType::kInt64)), {2}, {0, 0});
+}
+
+// Bags {1, 4}, {4, 4, 4}, none, {0, 5.7 -> 5}: means of their rows, zeros for the empty one.
+TEST(ForwardTest, EmbeddingBagMeansTheRowsOfEachBag) {
+  Scope s = Scope::NewRootScope();
+  std::vector<double> table(12);
+  for (int i = 0; i < 12; ++i) table[i] = i;  // row r = (2r, 2r + 1)
+  Output ids = ops::Const(
+      s, Tensor::FromVector<float>(Shape{4, 3}, {1, 4, -1, 4, 4, 4, -1, -1, -1, 0, 5.7f, -2}));
+  Output y = ops::EmbeddingBag(s, ops::Const(s, F64({6, 2}, table)), ids, "mean");
+  ExpectNear(RunOne(s, y), Shape{4, 2}, {5, 6, 8, 9, 0, 0, 5, 6}, 0);
+  Output bad =
+      ops::EmbeddingBag(s, ops::Const(s, F64({6, 2}, table)),
+                        ops::Const(s, Tensor::FromVector<int32_t>(Shape{1, 2}, {2, 6})), "sum");
+  Session session(s.graph());
+  std::vector<Tensor> out;
+  Status st = session.Run({bad}, &out);
+  EXPECT_NE(st.message().find("index 6 at position 1 is out of range [0, 6)"), std::string::npos)
+      << st;
 }
 
 TEST(ForwardTest, GatherRejectsOutOfRangeIndices) {

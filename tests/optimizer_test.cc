@@ -1,5 +1,6 @@
 // Optimizers against their update rules computed here step by step, learning-rate schedules
-// against closed forms, and the sparse (Gather) path that updates only touched rows.
+// against closed forms, and the sparse (Gather) path that updates only touched rows: SGD, and
+// momentum and Adam lazily (their slots too), against the rules row by row.
 #include "mpiflow/optimizer.h"
 
 #include <gtest/gtest.h>
@@ -148,6 +149,118 @@ TEST(OptimizerTest, GatherGradientUpdatesOnlyTouchedRows) {
       for (Node* c : s.graph()->Consumers(n)) EXPECT_NE(c->op(), "ApplyGradientDescent");
     }
   }
+}
+
+// loss = 0.5 * sum(Gather(table, ids)^2) over a (5, 2) float64 table: a row used k times has
+// gradient k * row. Returns the table and its slots after one step per entry of `steps` (each
+// the step's ids), and the name of the update op.
+struct SparseRun {
+  std::vector<double> table, slot0, slot1;
+  std::string op;
+};
+SparseRun RunSparse(const OptimizerOptions& o, const std::vector<std::vector<int32_t>>& steps) {
+  Scope s = Scope::NewRootScope();
+  std::vector<double> init(10);
+  for (int i = 0; i < 10; ++i) init[i] = 0.5 + 0.25 * i * (i % 2 ? -1 : 1);
+  Output table = ops::Variable(s.WithOpName("table"), ops::Const(s, F64({5, 2}, init)));
+  Output ids = ops::Placeholder(s.WithOpName("ids"), DType::kInt32, Shape{-1});
+  Output rows = ops::Gather(s, table, ids);
+  Output loss =
+      ops::Mul(s, ops::Sum(s, ops::Square(s, rows), {}), ops::ScalarConst(s, 0.5, DType::kFloat64));
+  StatusOr<TrainOp> t = Minimize(s, loss, o);
+  EXPECT_TRUE(t.ok()) << t.status();
+  SparseRun r;
+  if (!t.ok()) return r;
+  r.op = t->updates[0]->op();
+  Session session(s.graph());
+  EXPECT_TRUE(session.RunTargets({ops::InitOp(s)}).ok());
+  for (const std::vector<int32_t>& step : steps) {
+    const Tensor fed = Tensor::FromVector<int32_t>(Shape{static_cast<int64_t>(step.size())}, step);
+    EXPECT_TRUE(session.Run({{ids, fed}}, {}, {t->train}, nullptr).ok());
+  }
+  r.table = session.ReadVariable("table")->ToVector<double>();
+  const char* slots[2][2] = {{"table/momentum", ""}, {"table/adam_m", "table/adam_v"}};
+  const int k = o.kind == OptimizerKind::kAdam ? 1 : 0;
+  r.slot0 = session.ReadVariable(slots[k][0])->ToVector<double>();
+  if (k == 1) r.slot1 = session.ReadVariable(slots[k][1])->ToVector<double>();
+  return r;
+}
+
+// The lazy rules, row by row: only the rows a step uses change, with their slots.
+SparseRun LazyReference(const OptimizerOptions& o, const std::vector<std::vector<int32_t>>& steps) {
+  SparseRun r;
+  for (int i = 0; i < 10; ++i) r.table.push_back(0.5 + 0.25 * i * (i % 2 ? -1 : 1));
+  r.slot0.assign(10, 0);
+  r.slot1.assign(10, 0);
+  int t = 0;
+  for (const std::vector<int32_t>& step : steps) {
+    ++t;
+    std::vector<int> uses(5, 0);
+    for (int32_t id : step) ++uses[id];
+    for (int row = 0; row < 5; ++row) {
+      if (!uses[row]) continue;
+      for (int c = 0; c < 2; ++c) {
+        const int i = row * 2 + c;
+        const double g = uses[row] * r.table[i];
+        if (o.kind == OptimizerKind::kMomentum) {
+          r.slot0[i] = o.momentum * r.slot0[i] + g;
+          r.table[i] -= o.lr.base * r.slot0[i];
+        } else {
+          r.slot0[i] = o.beta1 * r.slot0[i] + (1 - o.beta1) * g;
+          r.slot1[i] = o.beta2 * r.slot1[i] + (1 - o.beta2) * g * g;
+          const double lr_t =
+              o.lr.base * std::sqrt(1 - std::pow(o.beta2, t)) / (1 - std::pow(o.beta1, t));
+          r.table[i] -= lr_t * r.slot0[i] / (std::sqrt(r.slot1[i]) + o.epsilon);
+        }
+      }
+    }
+  }
+  return r;
+}
+
+void ExpectClose(const std::vector<double>& got, const std::vector<double>& want,
+                 const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-12) << what << " " << i;
+}
+
+// Rows 1 and 3 (3 twice: its gradient is summed first), then 1 alone, then 0 and 3: lazy
+// momentum and Adam move only each step's rows and their slots, to the rules' values; rows 2
+// and 4 and their slots never change.
+TEST(OptimizerTest, LazyMomentumAndAdamUpdateOnlyTheStepsRows) {
+  const std::vector<std::vector<int32_t>> steps = {{3, 1, 3}, {1}, {0, 3}};
+  for (OptimizerKind kind : {OptimizerKind::kMomentum, OptimizerKind::kAdam}) {
+    OptimizerOptions o;
+    o.kind = kind;
+    o.lr.base = 0.125;  // exact in the float32 learning rate
+    const SparseRun got = RunSparse(o, steps);
+    EXPECT_EQ(got.op, kind == OptimizerKind::kAdam ? "SparseApplyAdam" : "SparseApplyMomentum");
+    const SparseRun want = LazyReference(o, steps);
+    ExpectClose(got.table, want.table, OptimizerName(kind));
+    ExpectClose(got.slot0, want.slot0, OptimizerName(kind));
+    if (kind == OptimizerKind::kAdam) ExpectClose(got.slot1, want.slot1, "adam_v");
+    for (int i : {4, 5, 8, 9}) EXPECT_EQ(got.slot0[i], 0.0) << i;
+  }
+}
+
+// The order of a step's ids does not change the bits (repeated rows are summed in a fixed
+// order); lazy_sparse = false is the dense rule, under which row 1, touched in step 1 only,
+// keeps moving with its momentum in step 2.
+TEST(OptimizerTest, LazyUpdatesIgnoreIdOrderAndDenseModeIsTheDenseRule) {
+  OptimizerOptions o;
+  o.kind = OptimizerKind::kAdam;
+  o.lr.base = 0.125;
+  const SparseRun a = RunSparse(o, {{3, 1, 3, 0}, {4}});
+  const SparseRun b = RunSparse(o, {{0, 3, 3, 1}, {4}});
+  EXPECT_EQ(a.table, b.table);
+  o.lazy_sparse = false;
+  const SparseRun dense = RunSparse(o, {{1}, {4}});
+  EXPECT_EQ(dense.op, "ApplyAdam");
+  o.lazy_sparse = true;
+  const SparseRun lazy = RunSparse(o, {{1}, {4}});
+  EXPECT_EQ(lazy.table[2], RunSparse(o, {{1}}).table[2]);  // lazy: row 1 rests in step 2
+  EXPECT_NE(dense.table[2], lazy.table[2]);                // dense: it moves on
+  EXPECT_NEAR(dense.table[8], lazy.table[8], 1e-15);       // row 4: first touched alike
 }
 
 }  // namespace

@@ -29,6 +29,12 @@ Output Equal(const Scope& s, Output a, Output b);       // bool
 Output ArgMax(const Scope& s, Output x, int64_t axis);  // int64
 // params (rows, ...) indexed by int32/int64 indices (n) -> (n, ...). Its gradient is sparse.
 Output Gather(const Scope& s, Output params, Output indices);
+// Each row of `ids` (batch, n), numbers of which a negative one means "no word" (a float is
+// truncated to its row), picks rows of `table` (rows, dim): out (batch, dim) is their "mean"
+// (divided by their count; an empty bag gives zeros) or "sum", added in position order. Its
+// gradient is sparse (IndexedSlices of the rows used, nothing for the padding), so a step
+// updates only its batch's rows. An id past the table is an error naming it.
+Output EmbeddingBag(const Scope& s, Output table, Output ids, const std::string& combiner);
 Output Zeros(const Scope& s, const Shape& shape, DType dtype = DType::kFloat32);
 // Sparse rows as a dense tensor shaped like `like`: out = 0; out[indices[i]] += values[i].
 // Gather's gradient is this node; optimizers read its (values, indices) inputs to update only
@@ -132,6 +138,13 @@ Output ApplyRMSProp(const Scope& s, Output var, Output ms, Output mom, Output lr
 // `step` is the int64 global step before this update (bias correction uses step + 1).
 Output ApplyAdam(const Scope& s, Output var, Output m, Output v, Output lr, Output step,
                  Output grad, double beta1, double beta2, double epsilon);
+// Lazy sparse updates: the gradient is `values` (n, row...) for rows `indices` (n) of `var`
+// (rows, row...); repeated indices are summed first (in index order, then position: the same
+// bits whatever the order), then only those rows of var and its slots take the dense rule.
+Output SparseApplyMomentum(const Scope& s, Output var, Output accum, Output lr, Output values,
+                           Output indices, double momentum, bool nesterov);
+Output SparseApplyAdam(const Scope& s, Output var, Output m, Output v, Output lr, Output step,
+                       Output values, Output indices, double beta1, double beta2, double epsilon);
 
 // Learning rate at an int64 global step. kind: "constant", "step" (times decay_rate every
 // decay_steps), "cosine" (to alpha*base over decay_steps); linear warm-up over warmup_steps.

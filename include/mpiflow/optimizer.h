@@ -24,6 +24,12 @@ struct OptimizerOptions {
   double rmsprop_momentum = 0.0;
   double epsilon = 1e-7;
   double beta1 = 0.9, beta2 = 0.999;
+  // A sparse gradient (an IndexedSlices: rows of a Gather) updates only its rows and their
+  // slots, "lazily" (SGD, momentum, Adam: the rows a step does not touch keep their momentum
+  // and moments, as PyTorch's SparseAdam and TF's LazyAdam). false: momentum and Adam densify
+  // it (every row's slots decay each step: the dense optimizer's result). RMSProp always
+  // densifies; SGD's sparse update is exact either way.
+  bool lazy_sparse = true;
   ops::LearningRateOptions lr;
 };
 Status ValidateOptimizerOptions(const OptimizerOptions& o);
@@ -40,8 +46,8 @@ struct TrainOp {
 };
 
 // Adds the update ops for (gradients[i], variables[i]). A gradient that is an IndexedSlices
-// node is applied to its rows only (SGD) or densified (the other optimizers). Each update runs
-// after every op of the step that reads its variable (the readers among the gradients'
+// node is applied to its rows only (SGD; momentum and Adam with lazy_sparse) or densified. Each
+// update runs after every op of the step that reads its variable (the readers among the gradients'
 // ancestors when ApplyGradients is called), so results do not depend on thread timing. Fetching
 // some other reader of a variable in the same Run as the update is not ordered: fetch it in a
 // Run of its own.

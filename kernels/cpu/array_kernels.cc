@@ -1,5 +1,6 @@
 // CPU kernels for the array ops (src/ops/array_ops.cc). Most are dtype-agnostic byte movers,
 // registered for every dtype. Not shape inference: runtime checks only what static shapes miss.
+#include <algorithm>
 #include <cstring>
 
 #include "cpu_util.h"
@@ -429,6 +430,104 @@ class GatherKernel : public OpKernel {
   }
 };
 
+// Bag b's j-th id as a row: -1 for none (a negative id), else the id truncated; ids of any of
+// EmbeddingBag's dtypes.
+inline int64_t BagId(const Tensor& ids, int64_t k) {
+  switch (ids.dtype()) {
+    case DType::kFloat32: {
+      const float v = ids.data<float>()[k];
+      return v < 0 ? -1 : static_cast<int64_t>(v);
+    }
+    case DType::kFloat64: {
+      const double v = ids.data<double>()[k];
+      return v < 0 ? -1 : static_cast<int64_t>(v);
+    }
+    case DType::kInt32:
+      return std::max<int64_t>(-1, ids.data<int32_t>()[k]);
+    default:
+      return std::max<int64_t>(-1, ids.data<int64_t>()[k]);
+  }
+}
+
+// out[b] = the sum of table[id] over bag b's ids in position order (mean: / their count).
+template <typename T>
+class EmbeddingBagKernel : public OpKernel {
+ public:
+  explicit EmbeddingBagKernel(const KernelInitContext& c)
+      : OpKernel(c.node), mean_(c.node.attr<std::string>("combiner") == "mean") {}
+  Status Compute(KernelContext* ctx) override {
+    const Tensor &table = ctx->input(0), &ids = ctx->input(1);
+    const int64_t rows = table.shape().dim(0), dim = table.shape().dim(1);
+    const int64_t batch = ids.shape().dim(0), n = ids.shape().dim(1);
+    Tensor* y = ctx->allocate_output(0, Shape{batch, dim});  // (batch, dim)
+    y->FillZero();
+    const T* w = table.data<T>();
+    T* out = y->data<T>();
+    for (int64_t b = 0; b < batch; ++b) {
+      T* o = out + b * dim;
+      int64_t count = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t id = BagId(ids, b * n + j);
+        if (id < 0) continue;
+        if (id >= rows) {
+          return ctx->Error("index ", id, " at position ", b * n + j, " is out of range [0, ", rows,
+                            ")");
+        }
+        const T* row = w + id * dim;
+        for (int64_t c = 0; c < dim; ++c) o[c] += row[c];
+        ++count;
+      }
+      if (mean_ && count > 0) {
+        const T k = static_cast<T>(count);
+        for (int64_t c = 0; c < dim; ++c) o[c] /= k;
+      }
+    }
+    return Status::OK();
+  }
+
+ private:
+  bool mean_;
+};
+
+// values[k] = dy[b] (mean: / bag b's count) for the k-th id used, indices[k] = that id.
+template <typename T>
+class EmbeddingBagGradKernel : public OpKernel {
+ public:
+  explicit EmbeddingBagGradKernel(const KernelInitContext& c)
+      : OpKernel(c.node), mean_(c.node.attr<std::string>("combiner") == "mean") {}
+  Status Compute(KernelContext* ctx) override {
+    const Tensor &dy = ctx->input(0), &ids = ctx->input(1);
+    const int64_t dim = ctx->input(2).shape().dim(1);
+    const int64_t batch = ids.shape().dim(0), n = ids.shape().dim(1);
+    if (dy.shape() != Shape{batch, dim}) {
+      return ctx->Error("dy ", dy.shape().ToString(), " does not match ", batch, " bags of ", dim);
+    }
+    int64_t used = 0;
+    for (int64_t k = 0; k < batch * n; ++k) used += BagId(ids, k) >= 0;
+    Tensor* values = ctx->allocate_output(0, Shape{used, dim});  // (used, dim)
+    Tensor* indices = ctx->allocate_output(1, Shape{used});      // (used) int64
+    T* v = values->data<T>();
+    int64_t* at = indices->data<int64_t>();
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t count = 0;
+      for (int64_t j = 0; j < n; ++j) count += BagId(ids, b * n + j) >= 0;
+      const T* g = dy.data<T>() + b * dim;
+      const T k = static_cast<T>(count);
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t id = BagId(ids, b * n + j);
+        if (id < 0) continue;
+        *at++ = id;
+        for (int64_t c = 0; c < dim; ++c) v[c] = mean_ ? g[c] / k : g[c];
+        v += dim;
+      }
+    }
+    return Status::OK();
+  }
+
+ private:
+  bool mean_;
+};
+
 template <typename T>
 class IndexedSlicesKernel : public OpKernel {
  public:
@@ -488,6 +587,10 @@ void RegisterArrayKernels(KernelRegistry& r) {
   RegisterKernel<ArgMaxKernel<double>>(r, "ArgMax", kCpu, DType::kFloat64);
   RegisterKernel<ArgMaxKernel<int32_t>>(r, "ArgMax", kCpu, DType::kInt32);
   RegisterKernel<ArgMaxKernel<int64_t>>(r, "ArgMax", kCpu, DType::kInt64);
+  RegisterKernel<EmbeddingBagKernel<float>>(r, "EmbeddingBag", kCpu, DType::kFloat32);
+  RegisterKernel<EmbeddingBagKernel<double>>(r, "EmbeddingBag", kCpu, DType::kFloat64);
+  RegisterKernel<EmbeddingBagGradKernel<float>>(r, "EmbeddingBagGrad", kCpu, DType::kFloat32);
+  RegisterKernel<EmbeddingBagGradKernel<double>>(r, "EmbeddingBagGrad", kCpu, DType::kFloat64);
   RegisterKernel<IndexedSlicesKernel<float>>(r, "IndexedSlices", kCpu, DType::kFloat32);
   RegisterKernel<IndexedSlicesKernel<double>>(r, "IndexedSlices", kCpu, DType::kFloat64);
 }

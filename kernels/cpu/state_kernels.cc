@@ -1,8 +1,11 @@
 // CPU kernels for state ops (Variable, Assign*), seeded initializers, optimizer updates and the
 // learning-rate schedule. Updates write the variable's buffer in place: the Variable kernel
 // outputs the Session's variable slot itself, so input 0 of an Assign/Apply op *is* the variable.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "cpu_util.h"
 #include "mpiflow/ops.h"
@@ -271,6 +274,112 @@ class ApplyAdamKernel : public OpKernel {
   T eps_;
 };
 
+// A sparse gradient's rows: the distinct indices ascending, each with the sum of its values
+// (summed in position order, so the bits do not depend on the order rows arrive in).
+template <typename T>
+Status SumRows(KernelContext* ctx, const Tensor& var, const Tensor& values, const Tensor& indices,
+               std::vector<int64_t>* rows_out, std::vector<T>* sums) {
+  const int64_t rows = var.shape().dim(0), n = indices.num_elements();
+  const int64_t width = rows ? var.num_elements() / rows : 0;
+  if (values.shape().dim(0) != n || values.num_elements() != n * width) {
+    return ctx->Error("values ", values.shape().ToString(), " do not match ", n,
+                      " rows of the variable ", var.shape().ToString());
+  }
+  std::vector<std::pair<int64_t, int64_t>> order(n);  // (row, position)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row =
+        indices.dtype() == DType::kInt32 ? indices.data<int32_t>()[i] : indices.data<int64_t>()[i];
+    if (row < 0 || row >= rows) {
+      return ctx->Error("index ", row, " at position ", i, " is out of range [0, ", rows, ")");
+    }
+    order[i] = {row, i};
+  }
+  std::sort(order.begin(), order.end());
+  rows_out->clear();
+  sums->clear();
+  const T* v = values.data<T>();
+  for (const auto& [row, i] : order) {
+    if (rows_out->empty() || rows_out->back() != row) {
+      rows_out->push_back(row);
+      sums->insert(sums->end(), v + i * width, v + (i + 1) * width);
+    } else {
+      T* acc = sums->data() + sums->size() - width;  // [width]
+      for (int64_t j = 0; j < width; ++j) acc[j] += v[i * width + j];
+    }
+  }
+  return Status::OK();
+}
+
+// Lazy momentum: ApplyMomentum's rule on the gradient's rows only.
+template <typename T>
+class SparseApplyMomentumKernel : public OpKernel {
+ public:
+  explicit SparseApplyMomentumKernel(const KernelInitContext& c)
+      : OpKernel(c.node),
+        momentum_(static_cast<T>(c.node.attr<double>("momentum"))),
+        nesterov_(c.node.attr<bool>("nesterov")) {}
+  Status Compute(KernelContext* ctx) override {
+    const Tensor& var = ctx->input(0);
+    MPIFLOW_RETURN_IF_ERROR(SumRows<T>(ctx, var, ctx->input(3), ctx->input(4), &rows_, &sums_));
+    const int64_t width = var.shape().dim(0) ? var.num_elements() / var.shape().dim(0) : 0;
+    T *w = var.data<T>(), *a = ctx->input(1).data<T>();
+    const T lr = *ctx->input(2).data<T>();
+    for (size_t k = 0; k < rows_.size(); ++k) {
+      const T* g = sums_.data() + k * width;
+      T *wr = w + rows_[k] * width, *ar = a + rows_[k] * width;
+      for (int64_t j = 0; j < width; ++j) {
+        ar[j] = momentum_ * ar[j] + g[j];
+        wr[j] -= nesterov_ ? lr * (g[j] + momentum_ * ar[j]) : lr * ar[j];
+      }
+    }
+    ctx->set_output(0, var);
+    return Status::OK();
+  }
+
+ private:
+  T momentum_;
+  bool nesterov_;
+  std::vector<int64_t> rows_;
+  std::vector<T> sums_;  // [rows_.size() * width]
+};
+
+// Lazy Adam: ApplyAdam's rule (and its vectorised loop) on the gradient's rows only, with the
+// global step's bias correction.
+template <typename T>
+class SparseApplyAdamKernel : public OpKernel {
+ public:
+  explicit SparseApplyAdamKernel(const KernelInitContext& c)
+      : OpKernel(c.node),
+        b1_(c.node.attr<double>("beta1")),
+        b2_(c.node.attr<double>("beta2")),
+        eps_(static_cast<T>(c.node.attr<double>("epsilon"))) {}
+  Status Compute(KernelContext* ctx) override {
+    const Tensor& var = ctx->input(0);
+    MPIFLOW_RETURN_IF_ERROR(SumRows<T>(ctx, var, ctx->input(5), ctx->input(6), &rows_, &sums_));
+    const int64_t width = var.shape().dim(0) ? var.num_elements() / var.shape().dim(0) : 0;
+    T* w = var.data<T>();
+    T* m = ctx->input(1).data<T>();
+    T* v = ctx->input(2).data<T>();
+    const double lr = static_cast<double>(*ctx->input(3).data<T>());
+    const double t = static_cast<double>(*ctx->input(4).data<int64_t>() + 1);
+    const T lr_t =
+        static_cast<T>(lr * std::sqrt(1.0 - std::pow(b2_, t)) / (1.0 - std::pow(b1_, t)));
+    const T b1 = static_cast<T>(b1_), b2 = static_cast<T>(b2_);
+    for (size_t k = 0; k < rows_.size(); ++k) {
+      const int64_t at = rows_[k] * width;
+      AdamUpdate(width, w + at, m + at, v + at, sums_.data() + k * width, lr_t, b1, b2, eps_);
+    }
+    ctx->set_output(0, var);
+    return Status::OK();
+  }
+
+ private:
+  double b1_, b2_;
+  T eps_;
+  std::vector<int64_t> rows_;
+  std::vector<T> sums_;  // [rows_.size() * width]
+};
+
 class LearningRateKernel : public OpKernel {
  public:
   explicit LearningRateKernel(const KernelInitContext& c) : OpKernel(c.node) {
@@ -322,6 +431,11 @@ void RegisterStateKernels(KernelRegistry& r) {
                                                           DType::kFloat32);
   RegisterKernel<SparseApplyGradientDescentKernel<double>>(r, "SparseApplyGradientDescent", kCpu,
                                                            DType::kFloat64);
+  RegisterKernel<SparseApplyMomentumKernel<float>>(r, "SparseApplyMomentum", kCpu, DType::kFloat32);
+  RegisterKernel<SparseApplyMomentumKernel<double>>(r, "SparseApplyMomentum", kCpu,
+                                                    DType::kFloat64);
+  RegisterKernel<SparseApplyAdamKernel<float>>(r, "SparseApplyAdam", kCpu, DType::kFloat32);
+  RegisterKernel<SparseApplyAdamKernel<double>>(r, "SparseApplyAdam", kCpu, DType::kFloat64);
   RegisterKernel<ApplyMomentumKernel<float>>(r, "ApplyMomentum", kCpu, DType::kFloat32);
   RegisterKernel<ApplyMomentumKernel<double>>(r, "ApplyMomentum", kCpu, DType::kFloat64);
   RegisterKernel<ApplyRMSPropKernel<float>>(r, "ApplyRMSProp", kCpu, DType::kFloat32);

@@ -116,11 +116,19 @@ StatusOr<TrainOp> ApplyGradients(const Scope& scope, const std::vector<Output>& 
                                                         grad.node->input(1))
                       : ops::ApplyGradientDescent(vs, var, lr, grad);
     } else if (opts.kind == OptimizerKind::kMomentum) {
-      update = ops::ApplyMomentum(vs, var, Slot(s, var, "momentum"), lr, grad, opts.momentum,
-                                  opts.nesterov);
+      update =
+          sparse && opts.lazy_sparse
+              ? ops::SparseApplyMomentum(vs, var, Slot(s, var, "momentum"), lr, grad.node->input(0),
+                                         grad.node->input(1), opts.momentum, opts.nesterov)
+              : ops::ApplyMomentum(vs, var, Slot(s, var, "momentum"), lr, grad, opts.momentum,
+                                   opts.nesterov);
     } else if (opts.kind == OptimizerKind::kRmsprop) {
       update = ops::ApplyRMSProp(vs, var, Slot(s, var, "rms"), Slot(s, var, "rms_momentum"), lr,
                                  grad, opts.rho, opts.rmsprop_momentum, opts.epsilon);
+    } else if (sparse && opts.lazy_sparse) {
+      update = ops::SparseApplyAdam(vs, var, Slot(s, var, "adam_m"), Slot(s, var, "adam_v"), lr,
+                                    t.global_step, grad.node->input(0), grad.node->input(1),
+                                    opts.beta1, opts.beta2, opts.epsilon);
     } else {
       update = ops::ApplyAdam(vs, var, Slot(s, var, "adam_m"), Slot(s, var, "adam_v"), lr,
                               t.global_step, grad, opts.beta1, opts.beta2, opts.epsilon);

@@ -29,7 +29,8 @@
 //      server's reply.
 //   3. The server takes the pushes one at a time in arrival order (WaitPush). Staleness = its
 //      version - the push's. Beyond --max-staleness the push is dropped; else its gradient /
-//      examples is applied at once and the version goes up by one.
+//      examples is applied at once and the version goes up by one (a push of no examples, an
+//      empty share of an epoch's last batch, is answered without an update).
 //   4. It answers that worker alone (Answer) with the values it holds now. A worker's push of
 //      the run's last step is answered with done.
 //   5. Stop (a preemption vote or signal) or a NaN: every later push is answered with done and

@@ -241,8 +241,9 @@ StatusOr<ServeOutcome> ParameterServerStrategy::ServeAsync(Session& session,
       }
       failing = failing || !finite;
       const int64_t staleness = link.version() - push.version;
-      if (failing) {
-        // no update: the run has failed
+      if (failing || push.examples == 0) {
+        // no update: the run has failed, or the worker's share of the batch was empty (a
+        // zero gradient would still move momentum and Adam)
       } else if (options_.max_staleness >= 0 && staleness > options_.max_staleness) {
         link.Dropped();
       } else {

@@ -184,6 +184,44 @@ Status GatherGrad(const Scope& s, const Node& n, const std::vector<Output>& dy,
   return Status::OK();
 }
 
+// EmbeddingBag(table (rows, dim), ids (batch, n)) -> (batch, dim).
+Status EmbeddingBagShape(InferenceContext& c) {
+  MPIFLOW_RETURN_IF_ERROR(CheckDType(c, 0, op_util::kFloatTypes));
+  MPIFLOW_RETURN_IF_ERROR(
+      CheckDType(c, 1, {DType::kFloat32, DType::kFloat64, DType::kInt32, DType::kInt64}));
+  MPIFLOW_RETURN_IF_ERROR(op_util::CheckRank(c, 0, 2));
+  MPIFLOW_RETURN_IF_ERROR(op_util::CheckRank(c, 1, 2));
+  std::string combiner;
+  MPIFLOW_RETURN_IF_ERROR(c.GetAttr("combiner", &combiner));
+  if (combiner != "mean" && combiner != "sum") {
+    return c.Error("combiner must be mean or sum, got '", combiner, "'");
+  }
+  c.set_output(0, c.input_dtype(0), Shape{c.input_shape(1).dim(0), c.input_shape(0).dim(1)});
+  return Status::OK();
+}
+
+// The table's gradient: the rows the bags used, each dy of its bag (over its count for a mean),
+// as IndexedSlices; the ids have none.
+Status EmbeddingBagGradFn(const Scope& s, const Node& n, const std::vector<Output>& dy,
+                          std::vector<Output>* dx) {
+  Node* g = s.AddOp("EmbeddingBagGrad", {dy[0], n.input(1), n.input(0)},
+                    {{"combiner", n.attr<std::string>("combiner")}}, "EmbeddingBagGrad");
+  if (!g) return s.status();
+  (*dx)[0] = ops::IndexedSlices(s, Output(g, 0), Output(g, 1), n.input(0));
+  return Status::OK();
+}
+
+// EmbeddingBagGrad(dy (batch, dim), ids (batch, n), table) -> values (k, dim), indices (k) int64:
+// one row per id used, in (example, position) order.
+Status EmbeddingBagGradShape(InferenceContext& c) {
+  MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 2));
+  MPIFLOW_RETURN_IF_ERROR(op_util::CheckRank(c, 0, 2));
+  MPIFLOW_RETURN_IF_ERROR(op_util::CheckRank(c, 1, 2));
+  c.set_output(0, c.input_dtype(0), Shape{-1, c.input_shape(2).dim(1)});
+  c.set_output(1, DType::kInt64, Shape{-1});
+  return Status::OK();
+}
+
 Status IndexedSlicesShape(InferenceContext& c) {
   MPIFLOW_RETURN_IF_ERROR(CheckDType(c, 1, {DType::kInt32, DType::kInt64}));
   MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 2));
@@ -212,6 +250,13 @@ Status IndexedSlicesGrad(const Scope& s, const Node& n, const std::vector<Output
 }  // namespace
 
 void RegisterArrayOps(OpRegistry& r) {
+  r.Register(Def("EmbeddingBag", {"table", "ids"}, EmbeddingBagShape, EmbeddingBagGradFn));
+  {
+    OpDef d = Def("EmbeddingBagGrad", {"dy", "ids", "table"}, EmbeddingBagGradShape);
+    d.outputs = {"values", "indices"};
+    d.differentiable = false;
+    r.Register(std::move(d));
+  }
   r.Register(Def("Placeholder", {}, [](InferenceContext& c) {
     DType dtype = DType::kInvalid;
     Shape shape;
@@ -388,6 +433,9 @@ Output ArgMax(const Scope& s, Output x, int64_t axis) {
 }
 Output Gather(const Scope& s, Output params, Output indices) {
   return s.AddOp("Gather", {params, indices});
+}
+Output EmbeddingBag(const Scope& s, Output table, Output ids, const std::string& combiner) {
+  return s.AddOp("EmbeddingBag", {table, ids}, {{"combiner", combiner}});
 }
 Output Zeros(const Scope& s, const Shape& shape, DType dtype) {
   return s.AddOp("Zeros", {}, {{"shape", shape}, {"dtype", dtype}});

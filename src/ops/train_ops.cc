@@ -1,6 +1,7 @@
-// Optimizer update ops (ApplyGradientDescent, SparseApplyGradientDescent, ApplyMomentum,
-// ApplyRMSProp, ApplyAdam) and LearningRate. Definition, shape fn, builder. The Optimizer classes
-// that wire these into a graph are in src/autodiff/optimizer.cc.
+// Optimizer update ops (ApplyGradientDescent, ApplyMomentum, ApplyRMSProp, ApplyAdam, and the
+// lazy sparse SparseApplyGradientDescent, SparseApplyMomentum, SparseApplyAdam) and LearningRate.
+// Definition, shape fn, builder. The Optimizer classes that wire these into a graph are in
+// src/autodiff/optimizer.cc.
 #include <algorithm>
 #include <cmath>
 
@@ -34,6 +35,39 @@ ShapeFn ApplyShape(int num_slots, bool has_step) {
     if (!c.input_shape(grad).IsCompatibleWith(var)) {
       return c.Error("gradient shape ", c.input_shape(grad).ToString(),
                      " does not match the variable's ", var.ToString());
+    }
+    return op_util::UnchangedShape(c);
+  };
+}
+
+// Inputs: var and its slots, lr, [step], then values (n, row...) and indices (n) int32/int64.
+ShapeFn SparseApplyShape(int num_slots, bool has_step) {
+  return [num_slots, has_step](InferenceContext& c) {
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
+    const Shape& var = c.input_shape(0);
+    if (var.rank() < 1) return c.Error("the variable must have rows, got ", var.ToString());
+    for (int i = 1; i <= num_slots; ++i) {
+      MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, i));
+      if (c.input_shape(i) != var) {
+        return c.Error("slot ", i, " has shape ", c.input_shape(i).ToString(),
+                       ", the variable has ", var.ToString());
+      }
+    }
+    const int lr = num_slots + 1;
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, lr));
+    if (c.input_shape(lr).rank() != 0) return c.Error("lr must be a scalar");
+    int values = lr + 1;
+    if (has_step) {
+      MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, values, {DType::kInt64}));
+      ++values;
+    }
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, values));
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, values + 1, {DType::kInt32, DType::kInt64}));
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckRank(c, values + 1, 1));
+    const Shape& vals = c.input_shape(values);
+    if (vals.rank() != var.rank()) {
+      return c.Error("values ", vals.ToString(), " and variable ", var.ToString(),
+                     " differ in rank");
     }
     return op_util::UnchangedShape(c);
   };
@@ -95,20 +129,12 @@ double ops::LearningRateAt(const LearningRateOptions& o, int64_t step) {
 
 void RegisterTrainOps(OpRegistry& r) {
   r.Register(ApplyDef("ApplyGradientDescent", {"var", "lr", "grad"}, ApplyShape(0, false)));
-  r.Register(ApplyDef(
-      "SparseApplyGradientDescent", {"var", "lr", "values", "indices"}, [](InferenceContext& c) {
-        MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
-        MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 1));
-        MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 2));
-        MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 3, {DType::kInt32, DType::kInt64}));
-        MPIFLOW_RETURN_IF_ERROR(op_util::CheckRank(c, 3, 1));
-        const Shape &var = c.input_shape(0), &vals = c.input_shape(2);
-        if (vals.rank() != var.rank()) {
-          return c.Error("values ", vals.ToString(), " and variable ", var.ToString(),
-                         " differ in rank");
-        }
-        return op_util::UnchangedShape(c);
-      }));
+  r.Register(ApplyDef("SparseApplyGradientDescent", {"var", "lr", "values", "indices"},
+                      SparseApplyShape(0, false)));
+  r.Register(ApplyDef("SparseApplyMomentum", {"var", "accum", "lr", "values", "indices"},
+                      SparseApplyShape(1, false)));
+  r.Register(ApplyDef("SparseApplyAdam", {"var", "m", "v", "lr", "step", "values", "indices"},
+                      SparseApplyShape(2, true)));
   r.Register(ApplyDef("ApplyMomentum", {"var", "accum", "lr", "grad"}, ApplyShape(1, false)));
   r.Register(ApplyDef("ApplyRMSProp", {"var", "ms", "mom", "lr", "grad"}, ApplyShape(2, false)));
   r.Register(ApplyDef("ApplyAdam", {"var", "m", "v", "lr", "step", "grad"}, ApplyShape(2, true)));
@@ -146,6 +172,16 @@ Output ApplyGradientDescent(const Scope& s, Output var, Output lr, Output grad) 
 Output SparseApplyGradientDescent(const Scope& s, Output var, Output lr, Output values,
                                   Output indices) {
   return s.AddOp("SparseApplyGradientDescent", {var, lr, values, indices});
+}
+Output SparseApplyMomentum(const Scope& s, Output var, Output accum, Output lr, Output values,
+                           Output indices, double momentum, bool nesterov) {
+  return s.AddOp("SparseApplyMomentum", {var, accum, lr, values, indices},
+                 {{"momentum", momentum}, {"nesterov", nesterov}});
+}
+Output SparseApplyAdam(const Scope& s, Output var, Output m, Output v, Output lr, Output step,
+                       Output values, Output indices, double beta1, double beta2, double epsilon) {
+  return s.AddOp("SparseApplyAdam", {var, m, v, lr, step, values, indices},
+                 {{"beta1", beta1}, {"beta2", beta2}, {"epsilon", epsilon}});
 }
 Output ApplyMomentum(const Scope& s, Output var, Output accum, Output lr, Output grad,
                      double momentum, bool nesterov) {

@@ -5,6 +5,7 @@
 //   mpiflow-data convert --from csv --train A.csv --test B.csv [--label-column K] [--shape D,..]
 //   mpiflow-data convert --from npy --train X.npy,y.npy --test X.npy,y.npy
 //   mpiflow-data convert --from npz --train A.npz[:X,y] --test B.npz[:X,y]
+//   mpiflow-data convert --from wordnet-lexname [--data-dir /usr/share/wordnet]
 //       the same from CSV files (one example per line) or NumPy arrays (files or archives)
 //   mpiflow-data info FILE    splits, counts, image size, classes
 //   mpiflow-data --help | --version
@@ -30,6 +31,7 @@ constexpr const char* kUsage =
     "                            [--label-column K] [--shape D1,D2,...]\n"
     "       mpiflow-data convert --from npy --train X.npy,y.npy --test X.npy,y.npy --output FILE\n"
     "       mpiflow-data convert --from npz --train A.npz[:X,y] --test B.npz[:X,y] --output FILE\n"
+    "       mpiflow-data convert --from wordnet-lexname [--data-dir DIR] --output FILE\n"
     "       mpiflow-data info FILE\n"
     "\n"
     "Commands:\n"
@@ -92,6 +94,12 @@ struct Sources {
 // One split from the chosen source.
 mpiflow::StatusOr<mpiflow::Dataset> ReadSplit(const Sources& in, bool train) {
   if (in.from == "idx") return mpiflow::LoadMnistDirectory(in.dir, train);
+  if (in.from == "wordnet-lexname") {  // the task as training builds it (data.h)
+    mpiflow::StatusOr<mpiflow::WordnetLexname> w =
+        mpiflow::LoadWordnetLexname(in.dir.empty() ? "/usr/share/wordnet" : in.dir);
+    if (!w.ok()) return w.status();
+    return train ? std::move(w->train) : std::move(w->test);
+  }
   const std::string& file = train ? in.train : in.test;
   if (in.from == "csv") {
     mpiflow::StatusOr<mpiflow::Dataset> d = mpiflow::ReadCsvDataset(file, in.label_column);
@@ -166,7 +174,9 @@ int main(int argc, char** argv) {
   po::options_description convert("Options of convert");
   // clang-format off
   convert.add_options()
-    ("from", po::value(&in.from)->default_value(in.from), "idx, csv, npy or npz")
+    ("from", po::value(&in.from)->default_value(in.from),
+     "idx, csv, npy, npz, or wordnet-lexname (the WordNet task from --data-dir, default "
+     "/usr/share/wordnet: word ids as float32, -1 pads)")
     ("data-dir", po::value(&in.dir)->value_name("DIR"),
      "idx: the directory of the IDX files")
     ("train", po::value(&in.train)->value_name("FILE"),
@@ -209,12 +219,13 @@ int main(int argc, char** argv) {
   if (compression < 0 || compression > 9) {
     return Usage("--compression must be 0-9, got " + std::to_string(compression));
   }
-  if (in.from != "idx" && in.from != "csv" && in.from != "npy" && in.from != "npz") {
-    return Usage("--from must be idx, csv, npy or npz, got '" + in.from + "'");
+  if (in.from != "idx" && in.from != "csv" && in.from != "npy" && in.from != "npz" &&
+      in.from != "wordnet-lexname") {
+    return Usage("--from must be idx, csv, npy, npz or wordnet-lexname, got '" + in.from + "'");
   }
   if (out.empty()) return Usage("convert needs --output");
   if (in.from == "idx" && in.dir.empty()) return Usage("convert --from idx needs --data-dir");
-  if (in.from != "idx" && (in.train.empty() || in.test.empty())) {
+  if (in.from != "idx" && in.from != "wordnet-lexname" && (in.train.empty() || in.test.empty())) {
     return Usage("convert --from " + in.from + " needs --train and --test");
   }
   return Convert(in, out, chunk, compression);

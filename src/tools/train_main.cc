@@ -172,7 +172,10 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
       ("momentum", po::value(&c->optimizer.momentum)->default_value(c->optimizer.momentum, Text(c->optimizer.momentum)),
        "momentum optimizer coefficient")
       ("nesterov", po::value(&c->optimizer.nesterov)->default_value(false, "false"),
-       "Nesterov momentum (true/false)");
+       "Nesterov momentum (true/false)")
+      ("lazy-sparse", po::value(&c->optimizer.lazy_sparse)->default_value(true, "true"),
+       "a sparse gradient (embedding_bag's table) updates only its rows and their momentum or "
+       "Adam moments; false: momentum and Adam update every row, as dense");
     d.add(g);
   }
   {

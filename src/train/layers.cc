@@ -187,7 +187,7 @@ class Builder {
                           ops::RandomUniform(s, Shape{l.vocab, l.dim}, -0.05, 0.05, NextSeed()));
         sum->parameters = l.vocab * l.dim;
         sum->forward_flops = 2.0 * in.dim(1) * l.dim;
-        return Both(x, [&](Output v) { return EmbeddingBag(s, table, v, in.dim(1), l); });
+        return Both(x, [&](Output v) { return EmbeddingBag(s, table, v, l); });
       }
     }
     return at.Error("unknown layer type");
@@ -240,19 +240,10 @@ class Builder {
   }
 
   // ids (batch, n) as numbers, a negative one marking no word -> (batch, dim): the mean (or sum)
-  // of the table's rows of an example's ids. The rows are a Gather, whose gradient is sparse: a
-  // step updates only the rows its batch touched. An id past the table is Gather's error.
-  static Output EmbeddingBag(const Scope& s, Output table, Output ids, int64_t n,
-                             const LayerSpec& l) {
-    Output kept = ops::Relu(s, ids);                                              // none -> 0
-    Output mask = ops::Cast(s, ops::Equal(s, kept, ids), DType::kFloat32);        // (batch, n)
-    Output index = ops::Reshape(s, ops::Cast(s, kept, DType::kInt32), {-1});      // (batch*n)
-    Output rows = ops::Reshape(s, ops::Gather(s, table, index), {-1, n, l.dim});  // (b, n, dim)
-    Output total = ops::Sum(s, ops::Mul(s, rows, ops::Reshape(s, mask, {-1, n, 1})), {1});
-    if (l.combiner == Combiner::kSum) return total;
-    Output count = ops::Sum(s, mask, {1}, /*keep_dims=*/true);  // (batch, 1); an empty bag: 1
-    Output none = ops::Cast(s, ops::Equal(s, count, ops::ScalarConst(s, 0)), DType::kFloat32);
-    return ops::Div(s, total, ops::Add(s, count, none));
+  // of the table's rows of an example's ids, one fused op whose gradient is sparse (the rows
+  // the batch used, not the padding): a step updates only those rows.
+  static Output EmbeddingBag(const Scope& s, Output table, Output ids, const LayerSpec& l) {
+    return ops::EmbeddingBag(s, table, ids, l.combiner == Combiner::kSum ? "sum" : "mean");
   }
 
   // The mean and (population) variance of each channel over every replica's examples: the

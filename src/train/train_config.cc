@@ -106,6 +106,7 @@ std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainCon
           {"decay-rate", StrCat(o.lr.decay_rate)},
           {"momentum", StrCat(o.momentum, "/", o.nesterov, "/", o.rho, "/", o.rmsprop_momentum)},
           {"adam", StrCat(o.beta1, "/", o.beta2, "/", o.epsilon)},
+          {"lazy-sparse", o.lazy_sparse ? "true" : "false"},
           {"strategy", StrategyName(c.strategy)},
           {"bucket-mb", StrCat(c.allreduce.bucket_mb)},
           {"allreduce", AllreduceAlgorithmName(c.allreduce.algorithm)},
