@@ -513,6 +513,14 @@ TEST(ForwardTest, EmbeddingBagMeansTheRowsOfEachBag) {
   Status st = session.Run({bad}, &out);
   EXPECT_NE(st.message().find("index 6 at position 1 is out of range [0, 6)"), std::string::npos)
       << st;
+  Output nan = ops::EmbeddingBag(
+      s, ops::Const(s, F64({6, 2}, table)),
+      ops::Const(s, Tensor::FromVector<float>(Shape{1, 2}, {1, std::nanf("")})), "mean");
+  st = session.Run({nan}, &out);
+  EXPECT_NE(st.message().find("id at position 1 is not a row number (NaN or beyond int64); the "
+                              "table has 6 rows"),
+            std::string::npos)
+      << st;
 }
 
 TEST(ForwardTest, GatherRejectsOutOfRangeIndices) {

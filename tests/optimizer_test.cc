@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "tests/test_util.h"
@@ -151,9 +152,9 @@ TEST(OptimizerTest, GatherGradientUpdatesOnlyTouchedRows) {
   }
 }
 
-// loss = 0.5 * sum(Gather(table, ids)^2) over a (5, 2) float64 table: a row used k times has
-// gradient k * row. Returns the table and its slots after one step per entry of `steps` (each
-// the step's ids), and the name of the update op.
+// loss = 0.5 * sum_p (p + 1) * Gather(table, ids)[p]^2 over a (5, 2) float64 table: the row at
+// position p has gradient (p + 1) * row, so a repeated row's pieces differ. Returns the table and
+// its slots after one step per entry of `steps` (each the step's ids), and the update op.
 struct SparseRun {
   std::vector<double> table, slot0, slot1;
   std::string op;
@@ -164,9 +165,10 @@ SparseRun RunSparse(const OptimizerOptions& o, const std::vector<std::vector<int
   for (int i = 0; i < 10; ++i) init[i] = 0.5 + 0.25 * i * (i % 2 ? -1 : 1);
   Output table = ops::Variable(s.WithOpName("table"), ops::Const(s, F64({5, 2}, init)));
   Output ids = ops::Placeholder(s.WithOpName("ids"), DType::kInt32, Shape{-1});
+  Output weights = ops::Placeholder(s.WithOpName("weights"), DType::kFloat64, Shape{-1, 1});
   Output rows = ops::Gather(s, table, ids);
-  Output loss =
-      ops::Mul(s, ops::Sum(s, ops::Square(s, rows), {}), ops::ScalarConst(s, 0.5, DType::kFloat64));
+  Output loss = ops::Mul(s, ops::Sum(s, ops::Mul(s, weights, ops::Square(s, rows)), {}),
+                         ops::ScalarConst(s, 0.5, DType::kFloat64));
   StatusOr<TrainOp> t = Minimize(s, loss, o);
   EXPECT_TRUE(t.ok()) << t.status();
   SparseRun r;
@@ -175,8 +177,11 @@ SparseRun RunSparse(const OptimizerOptions& o, const std::vector<std::vector<int
   Session session(s.graph());
   EXPECT_TRUE(session.RunTargets({ops::InitOp(s)}).ok());
   for (const std::vector<int32_t>& step : steps) {
-    const Tensor fed = Tensor::FromVector<int32_t>(Shape{static_cast<int64_t>(step.size())}, step);
-    EXPECT_TRUE(session.Run({{ids, fed}}, {}, {t->train}, nullptr).ok());
+    const int64_t n = static_cast<int64_t>(step.size());
+    std::vector<double> w(n);
+    for (int64_t p = 0; p < n; ++p) w[p] = static_cast<double>(p + 1);
+    const Tensor fed = Tensor::FromVector<int32_t>(Shape{n}, step);
+    EXPECT_TRUE(session.Run({{ids, fed}, {weights, F64({n, 1}, w)}}, {}, {t->train}, nullptr).ok());
   }
   r.table = session.ReadVariable("table")->ToVector<double>();
   const char* slots[2][2] = {{"table/momentum", ""}, {"table/adam_m", "table/adam_v"}};
@@ -195,13 +200,14 @@ SparseRun LazyReference(const OptimizerOptions& o, const std::vector<std::vector
   int t = 0;
   for (const std::vector<int32_t>& step : steps) {
     ++t;
-    std::vector<int> uses(5, 0);
-    for (int32_t id : step) ++uses[id];
     for (int row = 0; row < 5; ++row) {
-      if (!uses[row]) continue;
+      if (std::find(step.begin(), step.end(), row) == step.end()) continue;
       for (int c = 0; c < 2; ++c) {
         const int i = row * 2 + c;
-        const double g = uses[row] * r.table[i];
+        double g = 0;  // summed in position order, as the kernel does
+        for (size_t p = 0; p < step.size(); ++p) {
+          if (step[p] == row) g += static_cast<double>(p + 1) * r.table[i];
+        }
         if (o.kind == OptimizerKind::kMomentum) {
           r.slot0[i] = o.momentum * r.slot0[i] + g;
           r.table[i] -= o.lr.base * r.slot0[i];
@@ -224,7 +230,7 @@ void ExpectClose(const std::vector<double>& got, const std::vector<double>& want
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-12) << what << " " << i;
 }
 
-// Rows 1 and 3 (3 twice: its gradient is summed first), then 1 alone, then 0 and 3: lazy
+// Rows 3, 1, 3 (row 3's two pieces differ and are summed first), then 1, then 0 and 3: lazy
 // momentum and Adam move only each step's rows and their slots, to the rules' values; rows 2
 // and 4 and their slots never change.
 TEST(OptimizerTest, LazyMomentumAndAdamUpdateOnlyTheStepsRows) {
@@ -243,16 +249,12 @@ TEST(OptimizerTest, LazyMomentumAndAdamUpdateOnlyTheStepsRows) {
   }
 }
 
-// The order of a step's ids does not change the bits (repeated rows are summed in a fixed
-// order); lazy_sparse = false is the dense rule, under which row 1, touched in step 1 only,
-// keeps moving with its momentum in step 2.
-TEST(OptimizerTest, LazyUpdatesIgnoreIdOrderAndDenseModeIsTheDenseRule) {
+// lazy_sparse = false is the dense rule, under which row 1, touched in step 1 only, keeps moving
+// with its moments in step 2; lazily it rests.
+TEST(OptimizerTest, DenseModeOfASparseGradientIsTheDenseRule) {
   OptimizerOptions o;
   o.kind = OptimizerKind::kAdam;
   o.lr.base = 0.125;
-  const SparseRun a = RunSparse(o, {{3, 1, 3, 0}, {4}});
-  const SparseRun b = RunSparse(o, {{0, 3, 3, 1}, {4}});
-  EXPECT_EQ(a.table, b.table);
   o.lazy_sparse = false;
   const SparseRun dense = RunSparse(o, {{1}, {4}});
   EXPECT_EQ(dense.op, "ApplyAdam");
@@ -261,6 +263,27 @@ TEST(OptimizerTest, LazyUpdatesIgnoreIdOrderAndDenseModeIsTheDenseRule) {
   EXPECT_EQ(lazy.table[2], RunSparse(o, {{1}}).table[2]);  // lazy: row 1 rests in step 2
   EXPECT_NE(dense.table[2], lazy.table[2]);                // dense: it moves on
   EXPECT_NEAR(dense.table[8], lazy.table[8], 1e-15);       // row 4: first touched alike
+}
+
+// A table read by a Gather (int32 ids) and an EmbeddingBag (int64 row indices in its gradient):
+// the two sparse pieces are one sparse gradient, the indices widened to int64. SGD: row r moves
+// by lr times the times it was used.
+TEST(OptimizerTest, SparsePiecesWithInt32AndInt64IndicesAddUp) {
+  Scope s = Scope::NewRootScope();
+  Output table = ops::Variable(s.WithOpName("table"), ops::Const(s, F64({4, 1}, {0, 0, 0, 0})));
+  Output a = ops::Gather(s, table, ops::Const(s, Tensor::FromVector<int32_t>({1}, {1})));
+  Output b = ops::EmbeddingBag(s, table, ops::Const(s, F64({1, 3}, {1, 2, -1})), "sum");
+  Output loss = ops::Add(s, ops::Sum(s, a, {}), ops::Sum(s, b, {}));
+  OptimizerOptions o;
+  o.lr.base = 0.125;
+  StatusOr<TrainOp> t = Minimize(s, loss, o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->updates[0]->op(), "SparseApplyGradientDescent");
+  Session session(s.graph());
+  ASSERT_TRUE(session.RunTargets({ops::InitOp(s)}).ok());
+  ASSERT_TRUE(session.RunTargets({t->train}).ok());
+  EXPECT_EQ(session.ReadVariable("table")->ToVector<double>(),
+            (std::vector<double>{0, -0.25, -0.125, 0}));
 }
 
 }  // namespace

@@ -139,8 +139,9 @@ Output ApplyRMSProp(const Scope& s, Output var, Output ms, Output mom, Output lr
 Output ApplyAdam(const Scope& s, Output var, Output m, Output v, Output lr, Output step,
                  Output grad, double beta1, double beta2, double epsilon);
 // Lazy sparse updates: the gradient is `values` (n, row...) for rows `indices` (n) of `var`
-// (rows, row...); repeated indices are summed first (in index order, then position: the same
-// bits whatever the order), then only those rows of var and its slots take the dense rule.
+// (rows, row...); the values of a repeated index are summed first, in position order (the same
+// bits for the same gradient, on any thread count), then only those rows of var and its slots
+// take the dense rule.
 Output SparseApplyMomentum(const Scope& s, Output var, Output accum, Output lr, Output values,
                            Output indices, double momentum, bool nesterov);
 Output SparseApplyAdam(const Scope& s, Output var, Output m, Output v, Output lr, Output step,

@@ -2,6 +2,7 @@
 // registered for every dtype. Not shape inference: runtime checks only what static shapes miss.
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "cpu_util.h"
 #include "mpiflow/thread_pool.h"
@@ -430,18 +431,25 @@ class GatherKernel : public OpKernel {
   }
 };
 
+// An id that names no row at all (NaN, or too large for an int64): EmbeddingBag's error.
+constexpr int64_t kNotAnId = std::numeric_limits<int64_t>::max();
+
+// A float id as a row: -1 for none (negative), the id truncated, or kNotAnId.
+template <typename F>
+int64_t FloatBagId(F v) {
+  if (v < 0) return -1;
+  if (!(v < static_cast<F>(kNotAnId))) return kNotAnId;  // NaN or beyond int64
+  return static_cast<int64_t>(v);
+}
+
 // Bag b's j-th id as a row: -1 for none (a negative id), else the id truncated; ids of any of
 // EmbeddingBag's dtypes.
 inline int64_t BagId(const Tensor& ids, int64_t k) {
   switch (ids.dtype()) {
-    case DType::kFloat32: {
-      const float v = ids.data<float>()[k];
-      return v < 0 ? -1 : static_cast<int64_t>(v);
-    }
-    case DType::kFloat64: {
-      const double v = ids.data<double>()[k];
-      return v < 0 ? -1 : static_cast<int64_t>(v);
-    }
+    case DType::kFloat32:
+      return FloatBagId(ids.data<float>()[k]);
+    case DType::kFloat64:
+      return FloatBagId(ids.data<double>()[k]);
     case DType::kInt32:
       return std::max<int64_t>(-1, ids.data<int32_t>()[k]);
     default:
@@ -469,6 +477,11 @@ class EmbeddingBagKernel : public OpKernel {
       for (int64_t j = 0; j < n; ++j) {
         const int64_t id = BagId(ids, b * n + j);
         if (id < 0) continue;
+        if (id == kNotAnId) {
+          return ctx->Error("id at position ", b * n + j,
+                            " is not a row number (NaN or beyond int64); the table has ", rows,
+                            " rows");
+        }
         if (id >= rows) {
           return ctx->Error("index ", id, " at position ", b * n + j, " is out of range [0, ", rows,
                             ")");

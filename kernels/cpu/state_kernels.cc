@@ -275,7 +275,7 @@ class ApplyAdamKernel : public OpKernel {
 };
 
 // A sparse gradient's rows: the distinct indices ascending, each with the sum of its values
-// (summed in position order, so the bits do not depend on the order rows arrive in).
+// (summed in position order: the same bits for the same gradient).
 template <typename T>
 Status SumRows(KernelContext* ctx, const Tensor& var, const Tensor& values, const Tensor& indices,
                std::vector<int64_t>* rows_out, std::vector<T>* sums) {

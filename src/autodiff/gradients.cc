@@ -18,9 +18,14 @@ Output SumPieces(const Scope& s, const std::vector<Output>& pieces) {
   for (const Output& p : pieces) all_sparse &= p.node->op() == "IndexedSlices";
   if (all_sparse) {
     std::vector<Output> values, indices;
+    bool mixed = false;  // int32 and int64 indices (a Gather's and an EmbeddingBag's): as int64
+    for (const Output& p : pieces)
+      mixed |= p.node->input(1).dtype() != pieces[0].node->input(1).dtype();
     for (const Output& p : pieces) {
       values.push_back(p.node->input(0));
-      indices.push_back(p.node->input(1));
+      Output index = p.node->input(1);
+      if (mixed && index.dtype() != DType::kInt64) index = ops::Cast(s, index, DType::kInt64);
+      indices.push_back(index);
     }
     return ops::IndexedSlices(s, ops::Concat(s, values, 0), ops::Concat(s, indices, 0),
                               pieces[0].node->input(2));

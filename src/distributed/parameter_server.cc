@@ -219,7 +219,8 @@ Status PsWorkerLink::Send(int64_t step) {
   return Status::OK();
 }
 
-Status PsWorkerLink::Leave(bool stop, bool non_finite, Communicator* group) {
+Status PsWorkerLink::Leave(bool stop, bool non_finite, Communicator* group, PsReply* reply) {
+  *reply = PsReply();
   if (AllDone()) return Status::OK();
   if (!group || group->rank() == 0) {
     for (auto& work : sends_) MPIFLOW_RETURN_IF_ERROR(work->Wait());
@@ -235,8 +236,7 @@ Status PsWorkerLink::Leave(bool stop, bool non_finite, Communicator* group) {
     MPIFLOW_RETURN_IF_ERROR(Send(0));
   }
   std::vector<Tensor> ignored(shapes_.size());
-  PsReply r;
-  return Receive(&ignored, &r, group);  // every server still serving answers done
+  return Receive(&ignored, reply, group);  // every server still serving answers done
 }
 
 Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, double examples, double loss_sum,

@@ -38,7 +38,12 @@
 //      with done, and telling them the flag), so every server learns it and no server waits for
 //      a push that never comes. A server ends once every pusher is done.
 //   6. Checkpoints are taken at data steps that every pusher has passed (each server sees every
-//      push, so all servers pass the same steps), and a resume starts every worker there.
+//      push, so all servers pass the same steps and save together without a message), and a
+//      resume starts every worker there: a worker that was ahead pushes its last batches again,
+//      which the servers' values already hold (asynchronous training has no consistent cut
+//      across workers or servers: a checkpoint is a state to go on from, not a replay). Once
+//      every pusher is done the servers agree (one allreduce among them) on stop and NaN: after
+//      a stop each writes its shard at the last step every pusher passed; after a NaN, none.
 // Hybrid (--ps-mode hybrid --group-size G): workers 0..G-1, G..2G-1, ... are groups (the last
 // one takes the rest). In a group
 // every worker packs its push as in async, the group sums the packed messages by allreduce, and
@@ -137,9 +142,9 @@ class PsWorkerLink {
   std::vector<Tensor>& push_buffers() { return push_; }  // per server (done ones: unused)
   Status Send(int64_t step);
   // Async: tells every server that has not said done that this worker is done (with the stop or
-  // NaN that ended it), and takes their done replies.
-  // With `group` (hybrid), the leader sends and every member takes the replies.
-  Status Leave(bool stop, bool non_finite, Communicator* group);
+  // NaN that ended it), and takes their done replies (`reply`: their stop and NaN). With
+  // `group` (hybrid), the leader sends and every member takes the replies.
+  Status Leave(bool stop, bool non_finite, Communicator* group, PsReply* reply);
   bool AllDone() const;
   bool Done(int server) const { return done_[server] != 0; }
 

@@ -280,13 +280,23 @@ StatusOr<ServeOutcome> ParameterServerStrategy::ServeAsync(Session& session,
     }
   }
   MPIFLOW_RETURN_IF_ERROR(link.Flush());
-  // The end: the whole run when checkpoints are on; a run cut short (a stop, or a NaN, whose
-  // push was never applied; every server knows it then) always, so that it can resume.
+  // Step 6's end: the servers agree on stop and NaN (a stop or a NaN may have reached one of
+  // them only, when every pusher's last push had been answered by the others), then write
+  // alike: after a stop, the last step every pusher passed (always, so that the run resumes);
+  // after a NaN, nothing (its push was never applied, but other shards may hold its step).
+  Tensor flags =
+      Tensor::FromVector<float>(Shape{2}, {stopping ? 1.0f : 0.0f, failing ? 1.0f : 0.0f});
+  AllreduceOptions max;
+  max.op = ReduceOp::kMax;
+  max.name = "parameter server agreement";
+  MPIFLOW_RETURN_IF_ERROR(group_->Allreduce(flags, max)->Wait());
+  stopping = flags.data<float>()[0] > 0;
+  failing = flags.data<float>()[1] > 0;
+  if (failing) return Status(Code::kAborted, kAsyncNonFinite);
   const int64_t passed = *std::min_element(last_step.begin(), last_step.end());
-  if (passed != saved_at && (checkpoints.options().enabled() || passed < total_steps)) {
+  if (passed != saved_at && (stopping || (checkpoints.options().enabled() && passed > saved_at))) {
     MPIFLOW_RETURN_IF_ERROR(save_at(passed));
   }
-  if (failing) return Status(Code::kAborted, kAsyncNonFinite);
   r.steps = passed;
   r.final_loss = reply.loss;
   r.preempted = stopping;

@@ -161,8 +161,10 @@ Status ParameterServerStrategy::Receive(Session& session) {
   for (size_t i = 0; i < variables_.size(); ++i) {
     MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(variables_[i].node->name(), values_[i]));
   }
-  return session.WriteVariable(train_op_.global_step.node->name(),
-                               Tensor::Scalar<int64_t>(reply_.version));
+  // Asynchronous servers' version counts updates; their global_step is updates / pushers.
+  const int64_t step =
+      options_.mode == PsMode::kSync ? reply_.version : reply_.version / layout_.pushers();
+  return session.WriteVariable(train_op_.global_step.node->name(), Tensor::Scalar<int64_t>(step));
 }
 
 StatusOr<StepOutcome> ParameterServerStrategy::RunStep(Session& session,
@@ -229,8 +231,12 @@ StatusOr<StepOutcome> ParameterServerStrategy::RunAsyncStep(Session& session,
   MPIFLOW_RETURN_IF_ERROR(Receive(session));
   local_step_ = step;
   if ((reply_.stop || reply_.non_finite || reply_.done) && !link_->AllDone()) {
-    // Told by some servers only: the others learn it from this worker's leave.
-    MPIFLOW_RETURN_IF_ERROR(link_->Leave(reply_.stop, reply_.non_finite, hybrid_.get()));
+    // Told by some servers only: the others learn it from this worker's leave (and may answer
+    // with a NaN or a stop of their own).
+    PsReply left;
+    MPIFLOW_RETURN_IF_ERROR(link_->Leave(reply_.stop, reply_.non_finite, hybrid_.get(), &left));
+    reply_.non_finite = reply_.non_finite || left.non_finite;
+    reply_.stop = reply_.stop || left.stop;
   }
   if (reply_.non_finite) {
     return Status(Code::kAborted, kAsyncNonFinite);

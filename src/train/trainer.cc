@@ -307,10 +307,16 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
       MakeStrategy(cfg.strategy, {comm, &stop, hooks, &log}, cfg.allreduce, cfg.ps, cfg.pipeline);
   if (!made.ok()) return made.status();
   Strategy& strategy = **made;
-  for (int q : cfg.stragglers.ranks) {
-    if (q < 0 || q >= (comm ? comm->size() : 1)) {
-      return InvalidArgument("--straggler-ranks: rank ", q, " is not in this job of ",
-                             comm ? comm->size() : 1, " rank(s)");
+  for (int q : cfg.stragglers.ranks) {  // the same answer on every rank
+    const int size = comm ? comm->size() : 1;
+    if (q < 0 || q >= size) {
+      return InvalidArgument("--straggler-ranks: rank ", q, " is not in this job of ", size,
+                             " rank(s)");
+    }
+    if (cfg.strategy == StrategyKind::kParameterServer && q >= size - cfg.ps.servers) {
+      return InvalidArgument("--straggler-ranks: rank ", q,
+                             " is a parameter server, which takes no steps; name workers (0-",
+                             size - cfg.ps.servers - 1, ")");
     }
   }
   StatusOr<TrainingData> loaded = from.load(strategy.data_ranks(), strategy.data_rank());
@@ -392,11 +398,11 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
     // A straggler whose push was dropped skips to the batch of the step it now holds.
     while (batch_after <= r.steps && stream.Next(&b)) ++batch_after;
     if (hooks) hooks->BeforeStep(rank, r.steps + 1);
+    const auto t0 = Clock::now();  // a straggler's sleep is part of its step
     const double straggle_ms = cfg.stragglers.DelayMs(rank, r.steps + 1, cfg.seed);
     if (straggle_ms > 0) {
       std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(straggle_ms));
     }
-    const auto t0 = Clock::now();
     stats.collect_node_times = cfg.profile && progress.Timing(r.steps);
     StatusOr<StepOutcome> s =
         strategy.RunStep(session, {{m.features, b.features}, {m.labels, b.labels}}, b, &stats);
