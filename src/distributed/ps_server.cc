@@ -49,6 +49,36 @@ Status ParameterServerStrategy::Restore(Session& session, CheckpointManager& che
   return Status::OK();
 }
 
+ServeOutcome ParameterServerStrategy::ServeStart(const CheckpointManager& checkpoints,
+                                                 const DataPlan& plan) const {
+  ServeOutcome r;
+  r.steps = plan.start().step;
+  if (!checkpoints.options().resume.empty()) {
+    r.resumed_from = r.steps;
+    r.last_checkpoint = checkpoints.last();
+  }
+  return r;
+}
+
+void ParameterServerStrategy::ShardOf(int k, std::vector<Shape>* shapes,
+                                      std::vector<Node*>* updates) const {
+  for (int v : layout_.shards[k]) {
+    shapes->push_back(variables_[v].shape());
+    updates->push_back(train_op_.updates[v]);
+  }
+}
+
+Status ParameterServerStrategy::ReadShard(Session& session, int k,
+                                          std::vector<Tensor>* values) const {
+  values->clear();
+  for (int v : layout_.shards[k]) {
+    StatusOr<Tensor> t = session.ReadVariable(variables_[v].node->name());
+    if (!t.ok()) return t.status();
+    values->push_back(std::move(*t));
+  }
+  return Status::OK();
+}
+
 StatusOr<std::string> ParameterServerStrategy::SaveShard(Session& session,
                                                          CheckpointManager& checkpoints,
                                                          const DataPosition& at,
@@ -78,29 +108,12 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
   const std::vector<int>& shard = layout_.shards[k];
   const std::string global_step = train_op_.global_step.node->name();
   const std::set<std::string> own = OwnVariables(session.graph());
-  ServeOutcome r;
-  r.steps = plan.start().step;
-  if (!checkpoints.options().resume.empty()) {
-    r.resumed_from = r.steps;
-    r.last_checkpoint = checkpoints.last();
-  }
+  ServeOutcome r = ServeStart(checkpoints, plan);
   std::vector<Shape> shapes;
   std::vector<Node*> updates;
-  for (int v : shard) {
-    shapes.push_back(variables_[v].shape());
-    updates.push_back(train_op_.updates[v]);
-  }
-  auto read_values = [&](std::vector<Tensor>* values) -> Status {
-    values->clear();
-    for (int v : shard) {
-      StatusOr<Tensor> t = session.ReadVariable(variables_[v].node->name());
-      if (!t.ok()) return t.status();
-      values->push_back(std::move(*t));
-    }
-    return Status::OK();
-  };
+  ShardOf(k, &shapes, &updates);
   std::vector<Tensor> values, mean;
-  MPIFLOW_RETURN_IF_ERROR(read_values(&values));
+  MPIFLOW_RETURN_IF_ERROR(ReadShard(session, k, &values));
   PsServerLink link(env_.comm, layout_, k, shapes);
   bool done = r.steps >= total_steps;
   MPIFLOW_RETURN_IF_ERROR(link.Start(r.steps, values, done));
@@ -142,7 +155,7 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
       if (!p.ok()) return p.status();
       r.last_checkpoint = *p;
     }
-    MPIFLOW_RETURN_IF_ERROR(read_values(&values));
+    MPIFLOW_RETURN_IF_ERROR(ReadShard(session, k, &values));
     PsReply reply;
     reply.loss = loss;
     reply.examples = examples;
@@ -179,29 +192,12 @@ StatusOr<ServeOutcome> ParameterServerStrategy::ServeAsync(Session& session,
   const std::vector<int>& shard = layout_.shards[k];
   const std::string global_step = train_op_.global_step.node->name();
   const int pushers = layout_.pushers();
-  ServeOutcome r;
-  r.steps = plan.start().step;
-  if (!checkpoints.options().resume.empty()) {
-    r.resumed_from = r.steps;
-    r.last_checkpoint = checkpoints.last();
-  }
+  ServeOutcome r = ServeStart(checkpoints, plan);
   std::vector<Shape> shapes;
   std::vector<Node*> updates;
-  for (int v : shard) {
-    shapes.push_back(variables_[v].shape());
-    updates.push_back(train_op_.updates[v]);
-  }
+  ShardOf(k, &shapes, &updates);
   std::vector<Tensor> values, mean;
-  auto read_values = [&]() -> Status {
-    values.clear();
-    for (int v : shard) {
-      StatusOr<Tensor> t = session.ReadVariable(variables_[v].node->name());
-      if (!t.ok()) return t.status();
-      values.push_back(std::move(*t));
-    }
-    return Status::OK();
-  };
-  MPIFLOW_RETURN_IF_ERROR(read_values());
+  MPIFLOW_RETURN_IF_ERROR(ReadShard(session, k, &values));
   // The version counts updates; global_step is updates / pushers (see ps_strategy.h).
   StatusOr<Tensor> gs = session.ReadVariable(global_step);
   if (!gs.ok()) return gs.status();
@@ -258,7 +254,7 @@ StatusOr<ServeOutcome> ParameterServerStrategy::ServeAsync(Session& session,
         ++reply.updates;
         ++reply.staleness[std::min<int64_t>(staleness, kStalenessBuckets - 1)];
         applied_examples += push.examples;
-        MPIFLOW_RETURN_IF_ERROR(read_values());
+        MPIFLOW_RETURN_IF_ERROR(ReadShard(session, k, &values));
       }
       last_step[p] = push.step;
       reply.loss = push.examples > 0 ? push.loss_sum / push.examples : 0;

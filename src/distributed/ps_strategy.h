@@ -83,6 +83,11 @@ class ParameterServerStrategy : public Strategy {
   // A server's asynchronous run.
   StatusOr<ServeOutcome> ServeAsync(Session& session, CheckpointManager& checkpoints,
                                     const DataPlan& plan, int64_t total_steps);
+  // A server's outcome before its first step: where it starts, what it resumed from.
+  ServeOutcome ServeStart(const CheckpointManager& checkpoints, const DataPlan& plan) const;
+  // Server k's shard: its variables' shapes and update ops, in shard order; their values.
+  void ShardOf(int k, std::vector<Shape>* shapes, std::vector<Node*>* updates) const;
+  Status ReadShard(Session& session, int k, std::vector<Tensor>* values) const;
   // A server: writes its shard's checkpoint of the run at `at` (global_step `global_step`),
   // and server 0 points `latest` at it once every shard is written.
   StatusOr<std::string> SaveShard(Session& session, CheckpointManager& checkpoints,

@@ -11,29 +11,35 @@
 namespace mpiflow {
 namespace {
 
-// Inputs: var and its slots (same dtype and shape as var), then lr (scalar), then the gradient.
+// Checks input 0 (var), its slots 1..num_slots (var's dtype and shape), lr (a scalar of var's
+// dtype) and, with has_step, an int64 step; returns the index of the input after them.
+StatusOr<int> CheckVarSlotsLr(InferenceContext& c, int num_slots, bool has_step) {
+  MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
+  const Shape& var = c.input_shape(0);
+  for (int i = 1; i <= num_slots; ++i) {
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, i));
+    if (c.input_shape(i) != var) {
+      return c.Error("slot ", i, " has shape ", c.input_shape(i).ToString(), ", the variable has ",
+                     var.ToString());
+    }
+  }
+  const int lr = num_slots + 1;
+  MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, lr));
+  if (c.input_shape(lr).rank() != 0) return c.Error("lr must be a scalar");
+  if (!has_step) return lr + 1;
+  MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, lr + 1, {DType::kInt64}));
+  return lr + 2;
+}
+
+// Inputs: var and its slots (same dtype and shape as var), lr (scalar), [step], the gradient.
 ShapeFn ApplyShape(int num_slots, bool has_step) {
   return [num_slots, has_step](InferenceContext& c) {
-    MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
+    StatusOr<int> grad = CheckVarSlotsLr(c, num_slots, has_step);
+    if (!grad.ok()) return grad.status();
     const Shape& var = c.input_shape(0);
-    for (int i = 1; i <= num_slots; ++i) {
-      MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, i));
-      if (c.input_shape(i) != var) {
-        return c.Error("slot ", i, " has shape ", c.input_shape(i).ToString(),
-                       ", the variable has ", var.ToString());
-      }
-    }
-    const int lr = num_slots + 1;
-    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, lr));
-    if (c.input_shape(lr).rank() != 0) return c.Error("lr must be a scalar");
-    int grad = lr + 1;
-    if (has_step) {
-      MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, grad, {DType::kInt64}));
-      ++grad;
-    }
-    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, grad));
-    if (!c.input_shape(grad).IsCompatibleWith(var)) {
-      return c.Error("gradient shape ", c.input_shape(grad).ToString(),
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, *grad));
+    if (!c.input_shape(*grad).IsCompatibleWith(var)) {
+      return c.Error("gradient shape ", c.input_shape(*grad).ToString(),
                      " does not match the variable's ", var.ToString());
     }
     return op_util::UnchangedShape(c);
@@ -43,28 +49,14 @@ ShapeFn ApplyShape(int num_slots, bool has_step) {
 // Inputs: var and its slots, lr, [step], then values (n, row...) and indices (n) int32/int64.
 ShapeFn SparseApplyShape(int num_slots, bool has_step) {
   return [num_slots, has_step](InferenceContext& c) {
-    MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
     const Shape& var = c.input_shape(0);
     if (var.rank() < 1) return c.Error("the variable must have rows, got ", var.ToString());
-    for (int i = 1; i <= num_slots; ++i) {
-      MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, i));
-      if (c.input_shape(i) != var) {
-        return c.Error("slot ", i, " has shape ", c.input_shape(i).ToString(),
-                       ", the variable has ", var.ToString());
-      }
-    }
-    const int lr = num_slots + 1;
-    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, lr));
-    if (c.input_shape(lr).rank() != 0) return c.Error("lr must be a scalar");
-    int values = lr + 1;
-    if (has_step) {
-      MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, values, {DType::kInt64}));
-      ++values;
-    }
-    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, values));
-    MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, values + 1, {DType::kInt32, DType::kInt64}));
-    MPIFLOW_RETURN_IF_ERROR(op_util::CheckRank(c, values + 1, 1));
-    const Shape& vals = c.input_shape(values);
+    StatusOr<int> values = CheckVarSlotsLr(c, num_slots, has_step);
+    if (!values.ok()) return values.status();
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, *values));
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, *values + 1, {DType::kInt32, DType::kInt64}));
+    MPIFLOW_RETURN_IF_ERROR(op_util::CheckRank(c, *values + 1, 1));
+    const Shape& vals = c.input_shape(*values);
     if (vals.rank() != var.rank()) {
       return c.Error("values ", vals.ToString(), " and variable ", var.ToString(),
                      " differ in rank");
