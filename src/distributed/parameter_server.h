@@ -4,8 +4,9 @@
 // strategy built on it. Not the optimizer (the server runs the graph's update ops, ps_server.cc)
 // and not the collectives (communicator.h): this is a message protocol over Send/Recv.
 //
-// Messages are float32 tensors: a 32-float header (PsHeader below), then the shard's variables
-// in shard order. The pushing ranks are the workers (sync, async) or the group leaders (hybrid).
+// Messages are float32 tensors: a 32-float header (its fields: parameter_server.cc), then the
+// shard's variables in shard order. The pushing ranks are the workers (sync, async) or the group
+// leaders (hybrid).
 //
 // Synchronous (--ps-mode sync), per server:
 //   1. Start: the server sends its shard's values as version v to every pusher and posts a
