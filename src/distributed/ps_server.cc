@@ -79,6 +79,20 @@ Status ParameterServerStrategy::ReadShard(Session& session, int k,
   return Status::OK();
 }
 
+Status ParameterServerStrategy::ServeEnd(Session& session, const PsServerLink& link,
+                                         ServeOutcome* r) const {
+  r->stale_dropped = link.dropped();
+  r->applied_per_pusher = link.applied_per_pusher();
+  const std::set<std::string> own = OwnVariables(session.graph());
+  for (const VariableInfo& v : session.graph().variables()) {
+    if (!own.count(v.variable->name())) continue;
+    StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
+    if (!t.ok()) return t.status();
+    r->variables.emplace_back(v.variable->name(), *t);
+  }
+  return Status::OK();
+}
+
 StatusOr<std::string> ParameterServerStrategy::SaveShard(Session& session,
                                                          CheckpointManager& checkpoints,
                                                          const DataPosition& at,
@@ -107,7 +121,6 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
   const int k = layout_.ServerIndex(rank_);
   const std::vector<int>& shard = layout_.shards[k];
   const std::string global_step = train_op_.global_step.node->name();
-  const std::set<std::string> own = OwnVariables(session.graph());
   ServeOutcome r = ServeStart(checkpoints, plan);
   std::vector<Shape> shapes;
   std::vector<Node*> updates;
@@ -172,14 +185,7 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
                            ": lower the learning rate (--lr)"));
     }
   }
-  r.stale_dropped = link.dropped();
-  r.applied_per_pusher = link.applied_per_pusher();
-  for (const VariableInfo& v : session.graph().variables()) {
-    if (!own.count(v.variable->name())) continue;
-    StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
-    if (!t.ok()) return t.status();
-    r.variables.emplace_back(v.variable->name(), *t);
-  }
+  MPIFLOW_RETURN_IF_ERROR(ServeEnd(session, link, &r));
   return r;
 }
 
@@ -296,17 +302,9 @@ StatusOr<ServeOutcome> ParameterServerStrategy::ServeAsync(Session& session,
   r.steps = passed;
   r.final_loss = reply.loss;
   r.preempted = stopping;
-  r.stale_dropped = link.dropped();
   r.updates = reply.updates;
   r.staleness = reply.staleness;
-  r.applied_per_pusher = link.applied_per_pusher();
-  const std::set<std::string> own = OwnVariables(session.graph());
-  for (const VariableInfo& v : session.graph().variables()) {
-    if (!own.count(v.variable->name())) continue;
-    StatusOr<Tensor> t = session.ReadVariable(v.variable->name());
-    if (!t.ok()) return t.status();
-    r.variables.emplace_back(v.variable->name(), *t);
-  }
+  MPIFLOW_RETURN_IF_ERROR(ServeEnd(session, link, &r));
   return r;
 }
 

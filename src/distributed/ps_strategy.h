@@ -85,6 +85,8 @@ class ParameterServerStrategy : public Strategy {
                                     const DataPlan& plan, int64_t total_steps);
   // A server's outcome before its first step: where it starts, what it resumed from.
   ServeOutcome ServeStart(const CheckpointManager& checkpoints, const DataPlan& plan) const;
+  // A server's outcome after its last step: its counts and its shard's (and slots') values.
+  Status ServeEnd(Session& session, const PsServerLink& link, ServeOutcome* r) const;
   // Server k's shard: its variables' shapes and update ops, in shard order; their values.
   void ShardOf(int k, std::vector<Shape>* shapes, std::vector<Node*>* updates) const;
   Status ReadShard(Session& session, int k, std::vector<Tensor>* values) const;
