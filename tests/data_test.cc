@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <set>
 
@@ -413,6 +414,41 @@ TEST(Hdf5Dataset, NumbersOfOddSizesAreRefused) {
             "dataset file '" + path +
                 "': '/train/features' holds 3-byte and '/train/labels' 4-byte numbers: integers "
                 "of 1, 2, 4 or 8 bytes, floats of 4 or 8");
+}
+
+// A labels dataset with no num_classes beside it counts its classes from the largest label; one
+// of 2^31 - 1 (found by the fuzzer: an int32 overflow) is refused, not wrapped to -2^31.
+TEST(Hdf5Dataset, ALabelWithNoClassCountPastInt32IsRefused) {
+  const std::string path = ::testing::TempDir() + "/huge_label.h5";
+  hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t group = H5Gcreate2(file, "/train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  const hsize_t dims[2] = {2, 3};
+  hid_t space = H5Screate_simple(2, dims, nullptr), lspace = H5Screate_simple(1, dims, nullptr);
+  hid_t features =
+      H5Dcreate2(group, "features", H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t labels =
+      H5Dcreate2(group, "labels", H5T_STD_I32LE, lspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(features, 0);
+  ASSERT_GE(labels, 0);
+  const uint8_t pixels[6] = {1, 2, 3, 4, 5, 6};
+  int32_t values[2] = {3, 7};
+  ASSERT_GE(H5Dwrite(features, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, pixels), 0);
+  ASSERT_GE(H5Dwrite(labels, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, values), 0);
+  H5Fflush(file, H5F_SCOPE_GLOBAL);
+  StatusOr<Dataset> fine = ReadHdf5Split(path, "train");
+  ASSERT_TRUE(fine.ok()) << fine.status().message();
+  EXPECT_EQ(fine->num_classes, 8);
+  EXPECT_TRUE(fine->num_classes_inferred);
+  values[1] = std::numeric_limits<int32_t>::max();
+  ASSERT_GE(H5Dwrite(labels, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, values), 0);
+  for (hid_t d : {features, labels}) H5Dclose(d);
+  for (hid_t s : {space, lspace}) H5Sclose(s);
+  H5Gclose(group);
+  H5Fclose(file);
+  EXPECT_EQ(ReadHdf5Split(path, "train").status().message(),
+            "dataset file '" + path +
+                "': '/train/labels' holds label 2147483647, past the largest class id "
+                "(2147483646); give '/train' a num_classes attribute or fix the labels");
 }
 
 // ---- The WordNet lexname task: the dataset description's fingerprints, counts and errors.

@@ -2,7 +2,9 @@
 # Runs a command that must end with the expected code (a failure: not a signal or a crash; or 0)
 # and print a message matching the regex on stdout or stderr.
 # Usage: expect_fail.sh [--also REGEX]... [--within SECONDS] [--ends-after REGEX SECONDS]
-#                       <expected-exit-code|nonzero> <regex> <command> [args...]
+#                       <expected-exit-code|nonzero|died> <regex> <command> [args...]
+# nonzero: a failure exit code (1-123); died: any end but success or the --within kill (a
+# crash: 128 + the signal, or 1 where a sanitizer's handler reported it).
 # --also adds a regex that must match too (say, the same error from every MPI rank); --within
 # fails the test when the command takes longer (it is killed after twice that); --ends-after
 # fails it when the command ends more than SECONDS after the first output line matching REGEX
@@ -39,6 +41,11 @@ echo "$out"
 if [ "$expected" = nonzero ]; then
   if [ "$code" -eq 0 ] || [ "$code" -ge 124 ]; then
     echo "expect_fail: exit code $code, expected a failure exit code (1-123)" >&2
+    exit 1
+  fi
+elif [ "$expected" = died ]; then
+  if [ "$code" -eq 0 ] || { [ "$within" != 0 ] && [ "$code" -eq 137 ]; }; then
+    echo "expect_fail: exit code $code, expected the command to die" >&2
     exit 1
   fi
 elif [ "$code" -ne "$expected" ]; then

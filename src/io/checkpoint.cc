@@ -303,6 +303,7 @@ Status WriteCheckpoint(const std::string& path, const Checkpoint& c, FaultHooks*
 StatusOr<Checkpoint> ReadCheckpoint(const std::string& path, ReadOptions options) {
   QuietHdf5();
   MPIFLOW_RETURN_IF_ERROR(checkpoint_header::CheckHeader(path, options));
+  const ScopedCrashContext reading(hdf5_util::Hdf5ReadingContext("checkpoint", path));
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     H5Eclear2(H5E_DEFAULT);
     return Status(Code::kDataLoss, StrCat("checkpoint '", path,

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <new>
 
 #include "hdf5_util.h"
@@ -175,6 +176,7 @@ StatusOr<int64_t> Hdf5SplitSize(const std::string& path, const std::string& spli
 StatusOr<Dataset> ReadHdf5Split(const std::string& path, const std::string& split, int64_t begin,
                                 int64_t count) {
   hdf5_util::QuietHdf5();
+  const ScopedCrashContext reading(hdf5_util::Hdf5ReadingContext(kKind, path));
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     H5Eclear2(H5E_DEFAULT);
     return Status(Code::kNotFound, StrCat(kKind, " '", path,
@@ -337,8 +339,15 @@ StatusOr<Dataset> ReadHdf5Split(const std::string& path, const std::string& spli
         H5Dread(labels.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, all.data()) < 0) {
       return Hdf5Error(Code::kDataLoss, kKind, path, "cannot read '", labels_name, "'");
     }
-    classes = 1;
-    for (int32_t l : all) classes = std::max(classes, l + 1);
+    int64_t largest = 0;  // int64: a label of 2^31 - 1 has no int32 class count
+    for (int32_t l : all) largest = std::max<int64_t>(largest, l);
+    if (largest >= std::numeric_limits<int32_t>::max()) {
+      return Status(Code::kDataLoss,
+                    StrCat(kKind, " '", path, "': '", labels_name, "' holds label ", largest,
+                           ", past the largest class id (", std::numeric_limits<int32_t>::max() - 1,
+                           "); give '/", split, "' a num_classes attribute or fix the labels"));
+    }
+    classes = static_cast<int32_t>(largest + 1);
     d.num_classes_inferred = true;
   }
   d.num_classes = classes;

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "mpiflow/crash_report.h"
 #include "mpiflow/status.h"
 
 namespace mpiflow {
@@ -55,6 +56,14 @@ Status Hdf5Error(Code code, const char* kind, const std::string& path, const Arg
   const std::string reason = Hdf5Reason();
   return Status(code, StrCat(kind, " '", path, "': ", what...,
                              reason.empty() ? std::string() : StrCat(" (HDF5: ", reason, ")")));
+}
+
+// What a crash report says while HDF5 reads `path` (a ScopedCrashContext's text): HDF5 1.10
+// can crash on a damaged file, and its own tools crash on the same file.
+inline std::string Hdf5ReadingContext(const char* kind, const std::string& path) {
+  return StrCat("reading ", kind, " '", path,
+                "' through HDF5, which can crash on a damaged file (if `h5dump -H ", path,
+                "` crashes too, the file is damaged: copy or make it again)");
 }
 
 inline void QuietHdf5() {

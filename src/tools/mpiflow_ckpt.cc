@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "mpiflow/checkpoint.h"
+#include "mpiflow/crash_report.h"
 
 namespace {
 
@@ -178,6 +179,7 @@ int Usage(const std::string& why) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mpiflow::InstallCrashReport("mpiflow-ckpt");
   namespace po = boost::program_options;
   std::string cmd;
   std::vector<std::string> args;  // the command's operands

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "mpiflow/crash_report.h"
 #include "mpiflow/data.h"
 
 namespace {
@@ -165,6 +166,7 @@ int Convert(const Sources& in, const std::string& out, long long chunk, int comp
 }  // namespace
 
 int main(int argc, char** argv) {
+  mpiflow::InstallCrashReport("mpiflow-data");
   namespace po = boost::program_options;
   std::string cmd, out;
   Sources in;

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "model_cli.h"
+#include "mpiflow/crash_report.h"
 #include "onnx_export.h"
 
 namespace po = boost::program_options;
@@ -23,6 +24,7 @@ int Usage(const std::string& why) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mpiflow::InstallCrashReport("mpiflow-export");
   mpiflow::cli::ModelArgs args;
   mpiflow::OnnxExportOptions o;
   po::options_description d("mpiflow-export options");

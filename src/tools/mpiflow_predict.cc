@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "model_cli.h"
 #include "mpiflow/communicator.h"
+#include "mpiflow/crash_report.h"
 #include "mpiflow/data.h"
 #include "mpiflow/predict.h"
 
@@ -65,6 +66,7 @@ mpiflow::Status WriteHdf5(const std::string& path, const mpiflow::PredictResult&
 }  // namespace
 
 int main(int argc, char** argv) {
+  mpiflow::InstallCrashReport("mpiflow-predict");
   mpiflow::cli::ModelArgs args;
   mpiflow::PredictConfig& config = args.config;
   std::string output;

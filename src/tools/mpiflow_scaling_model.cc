@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "mpiflow/crash_report.h"
 #include "mpiflow/scaling_model.h"
 
 using namespace mpiflow::scaling;
@@ -142,6 +143,7 @@ int Usage(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mpiflow::InstallCrashReport("mpiflow-scaling-model");
   namespace po = boost::program_options;
   Job job;
   Network net;
