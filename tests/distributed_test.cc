@@ -286,6 +286,66 @@ TEST(DataParallel, AModelFileTrainsOnAnHdf5FileOfFloatColourImages) {
   EXPECT_EQ(r->steps, 2 * 384 / 16);
 }
 
+// `count` bags of up to 6 word ids from 50 (float32, -1 pads the rest) in 4 classes: class c
+// draws most of its words from ids [12c, 12c + 12), the rest from anywhere, all from the seed.
+Dataset Bags(int64_t count, uint64_t seed) {
+  Dataset d;
+  d.count = count;
+  d.example = Shape{6};
+  d.is_float = true;
+  d.scale = 1.0f;
+  d.num_classes = 4;
+  for (int64_t i = 0; i < count; ++i) {
+    const int c = static_cast<int>((i * 5 + seed) % 4);
+    d.labels.push_back(c);
+    const int words = 2 + static_cast<int>(RandomUniform01(seed, i, 99) * 5);  // 2..6
+    for (int j = 0; j < 6; ++j) {
+      const double u = RandomUniform01(seed, i, j);
+      const int id = RandomUniform01(seed, i, 10 + j) < 0.8 ? 12 * c + static_cast<int>(u * 12)
+                                                            : static_cast<int>(u * 50);
+      d.floats.push_back(j < words ? static_cast<float>(id) : -1.0f);
+    }
+  }
+  return d;
+}
+
+// The embedding table's gradient is sparse: by allgather of the ranks' rows (and, for SGD, as
+// dense buckets too) N ranks end with one process's weights with the global batch; lazy Adam
+// updates the same rows either way. Uneven last batches included (100 examples, batch 8 * N).
+TEST(DataParallel, SparseGradientsByAllgatherTrainAsOneProcess) {
+  const std::string path = ::testing::TempDir() + "/bags.h5";
+  if (comm->rank() == 0) {
+    std::remove(path.c_str());
+    ASSERT_TRUE(WriteHdf5Split(path, "train", Bags(100, 1)).ok());
+    ASSERT_TRUE(WriteHdf5Split(path, "test", Bags(64, 2)).ok());
+  }
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  TrainConfig c = Base();
+  c.model = MPIFLOW_SOURCE_DIR "/tests/data/models/bag_small.ini";
+  c.dataset = DatasetKind::kHdf5;
+  c.data_dir = path;
+  c.epochs = 3;
+  c.batch_size = 8;
+  c.max_steps = -1;
+  c.optimizer.kind = OptimizerKind::kSgd;
+  c.optimizer.lr.base = 0.5;
+  for (SparseSync how : {SparseSync::kAllgather, SparseSync::kDense}) {
+    c.allreduce.sparse = how;
+    ExpectEquivalent(c, 1e-6);
+  }
+  c.allreduce.sparse = SparseSync::kAuto;  // no static bound on an EmbeddingBag's rows: gathered
+  c.optimizer.kind = OptimizerKind::kAdam;
+  c.optimizer.lr.base = 0.01;
+  ExpectEquivalent(c, 1e-5);
+  std::ostringstream log;
+  StatusOr<TrainResult> r = Train(c, log, comm);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GE(r->test_accuracy, 0.75);            // 4 classes: 0.25 by chance
+  if (comm->size() > 1 && comm->rank() == 0) {  // rank 0 describes the run
+    EXPECT_NE(log.str().find("1 sparse gradient(s) by allgather"), std::string::npos) << log.str();
+  }
+}
+
 // batch_norm with sync = true: the statistics over every rank's examples, so N ranks train as
 // one process with the global batch (moving statistics included); with sync = false each rank
 // normalises by its own shard's, which differs as soon as there are two.

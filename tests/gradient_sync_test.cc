@@ -1,10 +1,12 @@
 // The gradient synchroniser without MPI: a fake Communicator (it "sums" over N identical ranks
-// by multiplying by N, and records what it was asked) checks the bucket layout, the packed
-// values and their scale, zero-copy views, the NaN error, the step agreement, and that the
-// executor starts a bucket's allreduce before the backward pass is over. Also the timeline.
+// by multiplying by N, gathers N copies, and records what it was asked) checks the bucket
+// layout, the packed values and their scale, zero-copy views, the NaN error, the step
+// agreement, that the executor starts a bucket's allreduce before the backward pass is over,
+// and which sparse gradients go by allgather and what they gather. Also the timeline.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -34,7 +36,14 @@ class FakeCommunicator : public Communicator {
     return Finished();
   }
   std::shared_ptr<Work> ReduceScatter(Tensor, Tensor, ReduceOp) override { return Finished(); }
-  std::shared_ptr<Work> Allgather(Tensor, Tensor) override { return Finished(); }
+  // Every "rank" sends this rank's block.
+  std::shared_ptr<Work> Allgather(Tensor in, Tensor out) override {
+    calls.push_back(StrCat("allgather ", in.bytes(), " B"));
+    for (int r = 0; r < ranks_; ++r) {
+      std::memcpy(static_cast<char*>(out.raw()) + r * in.bytes(), in.raw(), in.bytes());
+    }
+    return Finished();
+  }
   std::shared_ptr<Work> Broadcast(Tensor, int) override { return Finished(); }
   std::shared_ptr<Work> Barrier() override { return Finished(); }
   std::shared_ptr<Work> Send(Tensor, int, int) override { return Finished(); }
@@ -225,6 +234,128 @@ TEST(GradientSync, WithoutACommunicatorTheOpsSaySo) {
   std::vector<Tensor> out;
   const Status s = session.Run(Feeds(*b, 0.5f), b->sync.gradients, {}, &out);
   EXPECT_NE(s.message().find("needs a Session with a communicator"), std::string::npos) << s;
+}
+
+// A table (rows, 2) looked up by `ids` (a placeholder of `ids_shape`), a loss that weighs the
+// rows, and the table's gradient (an IndexedSlices) synchronised with `o`.
+struct SparseBuilt {
+  Scope root = Scope::NewRootScope();
+  Output ids, table, loss, grad;
+  GradientSync sync;
+  Node* init = nullptr;
+  Status status;
+};
+std::unique_ptr<SparseBuilt> BuildSparse(int64_t rows, const Shape& ids_shape,
+                                         GradientSyncOptions o) {
+  auto b = std::make_unique<SparseBuilt>();
+  Scope& s = b->root;
+  std::vector<float> init(static_cast<size_t>(rows * 2));
+  for (size_t k = 0; k < init.size(); ++k) init[k] = 0.1f * static_cast<float>(k);
+  b->table = ops::Variable(s.WithOpName("table"),
+                           ops::Const(s, Tensor::FromVector<float>(Shape{rows, 2}, init)));
+  b->ids = ops::Placeholder(s.WithOpName("ids"), DType::kInt32, ids_shape);
+  Output weights = ops::Const(s, Tensor::FromVector<float>(Shape{2}, {1.0f, -2.0f}));
+  b->loss = ops::Sum(s, ops::Mul(s, ops::Gather(s, b->table, b->ids), weights), {0, 1});
+  std::vector<Output> grads;
+  b->status = AddGradients(s, {b->loss}, {b->table}, {}, &grads);
+  if (!b->status.ok()) return b;
+  b->grad = grads[0];
+  StatusOr<GradientSync> sync = AddGradientSync(s, b->loss, grads, {b->table}, o);
+  if (!sync.ok()) {
+    b->status = sync.status();
+    return b;
+  }
+  b->sync = *sync;
+  b->init = ops::InitOp(s);
+  return b;
+}
+
+std::vector<Session::Feed> SparseFeeds(const SparseBuilt& b, const std::vector<int32_t>& ids,
+                                       float scale) {
+  return {{b.ids, Tensor::FromVector<int32_t>(Shape{static_cast<int64_t>(ids.size())}, ids)},
+          {b.sync.scale, Tensor::Scalar<float>(scale)},
+          {b.sync.examples, Tensor::Scalar<float>(1.0f)},
+          {b.sync.stop, Tensor::Scalar<float>(0.0f)},
+          {b.sync.checkpoint, Tensor::Scalar<float>(0.0f)}};
+}
+
+// auto gathers when ranks * rows sent * (row + 1) < the table's elements; allgather and dense
+// force the choice; a gathered gradient joins no bucket.
+TEST(GradientSync, SparseGradientsGoByAllgatherWhenThatMovesLess) {
+  GradientSyncOptions o;
+  o.ranks = 4;
+  // 4 ranks x 3 rows x (2 + 1) = 36 < 100 x 2: gathered.
+  std::unique_ptr<SparseBuilt> few = BuildSparse(100, Shape{3}, o);
+  ASSERT_TRUE(few->status.ok()) << few->status;
+  EXPECT_EQ(few->sync.gathered, std::vector<int>{0});
+  ASSERT_EQ(few->sync.buckets.size(), 1u);
+  EXPECT_TRUE(few->sync.buckets[0].empty());  // the agreement's bucket alone
+  EXPECT_EQ(few->sync.gradients[0].node->op(), "IndexedSlices");
+  // 4 x 6 x 3 = 72 >= 30 x 2: dense, in a bucket.
+  std::unique_ptr<SparseBuilt> many = BuildSparse(30, Shape{6}, o);
+  ASSERT_TRUE(many->status.ok()) << many->status;
+  EXPECT_TRUE(many->sync.gathered.empty());
+  EXPECT_EQ(many->sync.buckets[0], std::vector<int>{0});
+  // A batch of unknown size has no bound: gathered.
+  EXPECT_EQ(BuildSparse(30, Shape{-1}, o)->sync.gathered, std::vector<int>{0});
+  o.sparse = SparseSync::kAllgather;
+  EXPECT_EQ(BuildSparse(30, Shape{6}, o)->sync.gathered, std::vector<int>{0});
+  o.sparse = SparseSync::kDense;
+  EXPECT_TRUE(BuildSparse(100, Shape{3}, o)->sync.gathered.empty());
+  EXPECT_EQ(*ParseSparseSync("allgather"), SparseSync::kAllgather);
+  EXPECT_EQ(ParseSparseSync("sparse").status().message(),
+            "--sparse-sync must be auto, allgather or dense, got 'sparse'");
+}
+
+// On 3 (fake, identical) ranks with scale 1/2: every rank's scaled rows, in rank order, and the
+// gradient they make is 3/2 of the local one, the same as the dense route's.
+TEST(GradientSync, GatheredRowsAreEveryRanksScaledRows) {
+  GradientSyncOptions o;
+  o.ranks = 3;
+  o.sparse = SparseSync::kAllgather;
+  std::unique_ptr<SparseBuilt> b = BuildSparse(10, Shape{-1}, o);
+  ASSERT_TRUE(b->status.ok()) << b->status;
+  FakeCommunicator fake(3);
+  SessionOptions so;
+  so.communicator = &fake;
+  Session session(b->root.graph(), so);
+  ASSERT_TRUE(session.RunTargets({b->init}).ok());
+  Node* slices = b->sync.gradients[0].node;
+  std::vector<Tensor> got;
+  ASSERT_TRUE(session
+                  .Run(SparseFeeds(*b, {4, 7, 4}, 0.5f),
+                       {slices->input(0), slices->input(1), b->sync.gradients[0]}, {}, &got)
+                  .ok());
+  // Each id's row of dLoss/dTable is the weights (1, -2); times the scale 1/2.
+  const std::vector<float> rows = {0.5f, -1, 0.5f, -1, 0.5f, -1};
+  std::vector<float> want_values;
+  std::vector<int32_t> want_ids;
+  for (int r = 0; r < 3; ++r) {
+    want_values.insert(want_values.end(), rows.begin(), rows.end());
+    want_ids.insert(want_ids.end(), {4, 7, 4});
+  }
+  EXPECT_EQ(got[0].shape(), (Shape{9, 2}));
+  EXPECT_EQ(got[0].ToVector<float>(), want_values);
+  EXPECT_EQ(got[1].ToVector<int32_t>(), want_ids);
+  // Dense: row 4 twice, row 7 once, x 3 ranks x 1/2.
+  std::vector<float> dense(20, 0.0f);
+  for (auto [row, times] : {std::pair<int, float>{4, 2}, {7, 1}}) {
+    dense[row * 2] = 1.5f * times;
+    dense[row * 2 + 1] = -3.0f * times;
+  }
+  EXPECT_EQ(got[2].ToVector<float>(), dense);
+  // The row counts (one int64), then 3 rows of (index, 2 floats): 2 int64 words each.
+  EXPECT_EQ(fake.calls,
+            (std::vector<std::string>{"bucket 0/1 (run 1)", "allgather 8 B", "allgather 48 B"}));
+  // A NaN among the rows stops the step, naming the variable.
+  Session bad(b->root.graph(), so);
+  ASSERT_TRUE(bad.RunTargets({b->init}).ok());
+  std::vector<Session::Feed> feeds = SparseFeeds(*b, {4}, NAN);
+  const Status s = bad.Run(feeds, {b->sync.gradients[0]}, {}, &got);
+  EXPECT_EQ(s.code(), Code::kAborted);
+  EXPECT_EQ(s.message(),
+            "the gathered sparse gradient of 'table' holds NaN or Inf (every rank gathers the "
+            "same rows, so every rank stops here together)");
 }
 
 TEST(Timeline, WritesAndMergesChromeTraceEvents) {

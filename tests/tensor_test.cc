@@ -42,6 +42,24 @@ TEST(TensorTest, AllocatorReusesFreedBuffersOfTheSameSize) {
   EXPECT_EQ(CpuAllocatorStats().allocations, before);
 }
 
+// Sizes that change every step (a sparse gradient's rows) land in size classes, four per
+// doubling above 4 KiB: 9,600 and 10,000 bytes share the 10,240-byte class, 20,000 does not.
+TEST(TensorTest, AllocatorReusesABufferOfTheSameSizeClass) {
+  void* first;
+  {
+    Tensor t(DType::kFloat32, Shape{2500});  // 10,000 bytes
+    first = t.raw();
+  }
+  const int64_t before = CpuAllocatorStats().allocations;
+  {
+    Tensor smaller(DType::kFloat32, Shape{40, 60});  // 9,600 bytes
+    EXPECT_EQ(smaller.raw(), first);
+    EXPECT_EQ(CpuAllocatorStats().allocations, before);
+  }
+  Tensor larger(DType::kFloat32, Shape{5000});  // 20,000 bytes: the 20,480 class
+  EXPECT_NE(larger.raw(), first);
+}
+
 TEST(HalfTest, RoundTripsAndRoundsToNearestEven) {
   for (float f : {0.0f, 1.0f, -2.5f, 65504.0f, 0.000061035156f, 3.140625f}) {
     EXPECT_EQ(HalfToFloat(FloatToHalf(f)), f) << f;

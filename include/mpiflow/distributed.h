@@ -25,12 +25,27 @@
 
 namespace mpiflow {
 
+// How a sparse gradient (an IndexedSlices: a Gather's or an EmbeddingBag's rows) is summed over
+// the ranks:
+//   allgather  every rank's (index, row) pairs are gathered (AllgatherRows) and the optimizer
+//              adds them up per index: only the rows the batches touched move, and a lazy
+//              optimizer updates only those;
+//   dense      the gradient is scattered into the variable's shape and joins the buckets;
+//   auto       allgather when it moves fewer bytes: ranks * the rows a rank may send * (row + 1)
+//              < the variable's elements, counting a gradient whose row count has no static
+//              bound (an EmbeddingBag's) as sparse.
+enum class SparseSync { kAuto, kAllgather, kDense };
+StatusOr<SparseSync> ParseSparseSync(const std::string& name);  // auto, allgather, dense
+const char* SparseSyncName(SparseSync s);
+
 struct GradientSyncOptions {
   // A bucket closes once it holds this many bytes (the gradient that crosses it included).
   // Measured in the README: small models want small buckets, so the first allreduce starts
   // early in the backward pass.
   int64_t bucket_bytes = 1 << 20;
   AllreduceAlgorithm algorithm = AllreduceAlgorithm::kAuto;  // per bucket
+  SparseSync sparse = SparseSync::kAuto;
+  int ranks = 1;  // the communicator's size, for kAuto's estimate
 };
 
 struct GradientSync {
@@ -48,6 +63,7 @@ struct GradientSync {
   // Inf loss on any rank makes the first value NaN or Inf on every rank.
   Output agreement;
   std::vector<std::vector<int>> buckets;  // indices into gradients, in the order they start
+  std::vector<int> gathered;  // indices into gradients that go by AllgatherRows, in that order
 };
 
 // Packs gradients into buckets in the order their producing nodes were added to the graph
@@ -57,6 +73,9 @@ struct GradientSync {
 // share a dtype. Run the graph in a Session whose SessionOptions::communicator is set. Without a
 // `loss` (an invalid Output) there is no agreement: `examples`, `stop`, `checkpoint` and
 // `agreement` stay invalid (a pipeline's stage, whose ranks agree on the world instead).
+// A sparse gradient that options.sparse sends by allgather joins no bucket: after the last
+// bucket's start, an AllgatherRows gathers every rank's scaled rows, and its gradient is an
+// IndexedSlices of them (which the optimizer applies sparsely).
 StatusOr<GradientSync> AddGradientSync(const Scope& s, Output loss,
                                        const std::vector<Output>& gradients,
                                        const std::vector<Output>& variables,

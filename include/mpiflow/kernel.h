@@ -46,6 +46,10 @@ class CollectiveResource {
                                 const std::string& name) = 0;
   // Blocks until `key`'s allreduce completes; its status (NotFound: never started).
   virtual Status WaitAllreduce(const std::string& key) = 0;
+  // Blocks while `in` (k elements, the same k and dtype on every rank) is gathered from every
+  // rank into `out` (ranks() * k elements, block r from rank r).
+  virtual Status Allgather(Tensor in, Tensor out) = 0;
+  virtual int ranks() const = 0;
   virtual Timeline* timeline() = 0;  // where ops may record events (null when off)
 };
 

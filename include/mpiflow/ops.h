@@ -181,6 +181,15 @@ Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,
                      const std::string& bucket, const std::string& variable);
 // `elements` rounded up to a multiple of 64 bytes: where the next gradient of a bucket starts.
 int64_t AlignedBucketOffset(int64_t elements, size_t element_size);
+// Every rank's (scale * values, indices) in rank order: a sparse gradient (an IndexedSlices'
+// rows) summed over the ranks by gathering its rows, which the optimizer adds up per index.
+// Blocks within the step; without a communicator, this rank's alone. A NaN or Inf in the
+// gathered values is an error naming `variable` (no check when it is empty).
+struct GatheredRows {
+  Output values, indices;
+};
+GatheredRows AllgatherRows(const Scope& s, Output values, Output indices, Output scale,
+                           const std::string& variable);
 // x summed over the ranks of the Session's communicator, within the step (x itself without
 // one). `share` is ReplicaShare: the gradient weighs each rank's dy by it, as the data-parallel
 // strategy weighs the ranks' gradients. Every rank runs the same ones: AddGradientSync chains

@@ -24,6 +24,7 @@
 #include "mpiflow/checkpoint_manager.h"
 #include "mpiflow/communicator.h"
 #include "mpiflow/data.h"
+#include "mpiflow/distributed.h"
 #include "mpiflow/fault_hooks.h"
 #include "mpiflow/optimizer.h"
 #include "mpiflow/session.h"
@@ -40,6 +41,7 @@ const char* StrategyName(StrategyKind kind);
 struct AllReduceOptions {
   double bucket_mb = 1.0;                                    // gradient fusion bucket size, MiB
   AllreduceAlgorithm algorithm = AllreduceAlgorithm::kAuto;  // per bucket
+  SparseSync sparse = SparseSync::kAuto;                     // sparse gradients (distributed.h)
 };
 
 // How parameter servers apply the workers' gradients (the protocols: parameter_server.h).

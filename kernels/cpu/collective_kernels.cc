@@ -1,11 +1,13 @@
-// CPU kernels of AllreduceStart and AllreduceWait. Start packs scale * gradients into the output
+// CPU kernels of the collective ops. AllreduceStart packs scale * gradients into the output
 // buffer and hands it to the Session's CollectiveResource (whose communicator reduces it in place
-// on its own thread); Wait blocks until that bucket is reduced, then outputs a view of its slice
-// (no copy) after checking it is finite. The kernels never call the communicator themselves.
+// on its own thread); AllreduceWait blocks until that bucket is reduced, then outputs a view of
+// its slice (no copy) after checking it is finite. CrossReplicaSum and AllgatherRows start and
+// wait within the kernel. The kernels never call the communicator themselves.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "cpu_util.h"
 #include "mpiflow/ops.h"
@@ -154,6 +156,102 @@ class CrossReplicaSumKernel : public OpKernel {
   CollectiveResource* state_;
 };
 
+// Every rank's (scale * values, indices), in rank order. Two allgathers: each rank's row count,
+// then the rows, each packed as int64 words (its index, then its values' bytes) and padded to
+// the largest count, so that one fixed-size allgather carries them; the padding is dropped.
+template <typename T>
+class AllgatherRowsKernel : public OpKernel {
+ public:
+  explicit AllgatherRowsKernel(const KernelInitContext& c)
+      : OpKernel(c.node), state_(c.collectives), variable_(c.node.attr<std::string>("variable")) {}
+
+  Status Compute(KernelContext* ctx) override {
+    const Tensor& values = ctx->input(0);
+    const Tensor& indices = ctx->input(1);
+    const T scale = *ctx->input(2).data<T>();
+    const int64_t k = values.shape().dim(0);
+    if (indices.num_elements() != k) {
+      return ctx->Error(k, " rows of values but ", indices.num_elements(), " indices");
+    }
+    std::vector<int64_t> row_dims = values.shape().dims();
+    row_dims.erase(row_dims.begin());
+    const int64_t row = Shape(row_dims).num_elements();  // elements per row
+    const bool wide = indices.dtype() == DType::kInt64;
+    auto index = [&](int64_t i) {
+      return wide ? indices.data<int64_t>()[i] : int64_t{indices.data<int32_t>()[i]};
+    };
+    const int ranks = state_ ? state_->ranks() : 1;
+    std::vector<int64_t> counts(ranks, k);
+    if (state_ && ranks > 1) {
+      Tensor mine(DType::kInt64, Shape{1}), all(DType::kInt64, Shape{ranks});
+      *mine.data<int64_t>() = k;
+      MPIFLOW_RETURN_IF_ERROR(Gathered(state_->Allgather(mine, all), "row counts"));
+      std::copy(all.data<int64_t>(), all.data<int64_t>() + ranks, counts.begin());
+    }
+    int64_t total = 0, most = 0;
+    for (int64_t n : counts) total += n, most = std::max(most, n);
+    row_dims.insert(row_dims.begin(), total);
+    T* out = ctx->allocate_output(0, Shape(row_dims))->template data<T>();
+    Tensor* out_indices = ctx->allocate_output(1, Shape{total});
+    auto set_index = [&](int64_t i, int64_t v) {
+      if (wide) {
+        out_indices->data<int64_t>()[i] = v;
+      } else {
+        out_indices->data<int32_t>()[i] = static_cast<int32_t>(v);
+      }
+    };
+    if (ranks == 1 || !state_) {
+      const T* in = values.data<T>();
+      for (int64_t e = 0; e < k * row; ++e) out[e] = in[e] * scale;
+      for (int64_t i = 0; i < k; ++i) set_index(i, index(i));
+    } else if (most > 0) {
+      // (most, words) int64 per rank: [index, row values' bytes, zero padding]
+      const int64_t words = 1 + (row * static_cast<int64_t>(sizeof(T)) + 7) / 8;
+      Tensor mine(DType::kInt64, Shape{most * words}),
+          all(DType::kInt64, Shape{ranks * most * words});
+      int64_t* w = mine.data<int64_t>();
+      std::fill(w, w + most * words, int64_t{0});
+      const T* in = values.data<T>();
+      for (int64_t i = 0; i < k; ++i) {
+        int64_t* dst = w + i * words;
+        dst[0] = index(i);
+        char* v = reinterpret_cast<char*>(dst + 1);
+        for (int64_t e = 0; e < row; ++e) {
+          const T scaled = in[i * row + e] * scale;
+          std::memcpy(v + e * sizeof(T), &scaled, sizeof(T));
+        }
+      }
+      MPIFLOW_RETURN_IF_ERROR(Gathered(state_->Allgather(mine, all), "rows"));
+      const int64_t* from = all.data<int64_t>();
+      int64_t next = 0;
+      for (int r = 0; r < ranks; ++r) {
+        for (int64_t i = 0; i < counts[r]; ++i, ++next) {
+          const int64_t* src = from + (r * most + i) * words;
+          set_index(next, src[0]);
+          std::memcpy(out + next * row, src + 1, row * sizeof(T));
+        }
+      }
+    }
+    if (!variable_.empty() && !AllFinite(out, total * row)) {
+      return Status(Code::kAborted,
+                    StrCat("the gathered sparse gradient of '", variable_,
+                           "' holds NaN or Inf (every rank gathers the same rows, so every rank "
+                           "stops here together)"));
+    }
+    return Status::OK();
+  }
+
+ private:
+  Status Gathered(Status s, const char* what) const {
+    if (s.ok()) return s;
+    return Status(s.code(), StrCat("allgather of the ", what, " of '", variable_, "' (",
+                                   node_.name(), ") failed: ", s.message()));
+  }
+
+  CollectiveResource* state_;
+  std::string variable_;
+};
+
 void RegisterCollectiveKernels(KernelRegistry& r) {
   RegisterKernel<CrossReplicaSumKernel<float>>(r, "CrossReplicaSum", kCpu, DType::kFloat32);
   RegisterKernel<CrossReplicaSumKernel<double>>(r, "CrossReplicaSum", kCpu, DType::kFloat64);
@@ -161,6 +259,8 @@ void RegisterCollectiveKernels(KernelRegistry& r) {
   RegisterKernel<AllreduceStartKernel<double>>(r, "AllreduceStart", kCpu, DType::kFloat64);
   RegisterKernel<AllreduceWaitKernel<float>>(r, "AllreduceWait", kCpu, DType::kFloat32);
   RegisterKernel<AllreduceWaitKernel<double>>(r, "AllreduceWait", kCpu, DType::kFloat64);
+  RegisterKernel<AllgatherRowsKernel<float>>(r, "AllgatherRows", kCpu, DType::kFloat32);
+  RegisterKernel<AllgatherRowsKernel<double>>(r, "AllgatherRows", kCpu, DType::kFloat64);
 }
 
 }  // namespace mpiflow

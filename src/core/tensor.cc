@@ -140,14 +140,26 @@ std::string Shape::ToString() const {
 
 namespace {
 
-// Exact-size free lists, bounded in total bytes. Thread-safe.
+// Free lists per size class, bounded in total bytes. Thread-safe. Classes are 64-byte steps up
+// to 4 KiB, then four per doubling (at most 25% slack): tensors whose size changes every step
+// (a sparse gradient's rows, a gathered batch) reuse each other's buffers instead of filling the
+// cache with sizes that never come back.
 class CpuAllocator {
  public:
   static constexpr size_t kAlignment = 64;
   static constexpr int64_t kMaxCachedBytes = int64_t{256} << 20;
 
+  static size_t SizeClass(size_t bytes) {
+    const size_t aligned = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
+    if (aligned <= 4096) return aligned;
+    size_t top = 4096;  // the largest power of two <= aligned
+    while (top <= aligned / 2) top *= 2;
+    const size_t step = top / 4;
+    return (aligned + step - 1) / step * step;
+  }
+
   void* Allocate(size_t bytes) {
-    const size_t rounded = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
+    const size_t rounded = SizeClass(bytes);
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.bytes_in_use += static_cast<int64_t>(rounded);
@@ -165,7 +177,7 @@ class CpuAllocator {
   }
 
   void Free(void* p, size_t bytes) {
-    const size_t rounded = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
+    const size_t rounded = SizeClass(bytes);
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.bytes_in_use -= static_cast<int64_t>(rounded);

@@ -25,11 +25,15 @@ Status AllReduceStrategy::Build(const Scope& root, Output loss,
   GradientSyncOptions so;
   so.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(options_.bucket_mb * (1 << 20)));
   so.algorithm = options_.algorithm;
+  so.sparse = options_.sparse;
+  so.ranks = ranks_;
   StatusOr<GradientSync> added = AddGradientSync(root, loss, grads, variables, so);
   if (!added.ok()) return added.status();
   sync_ = std::move(*added);
-  for (const Output& g : sync_.gradients) {
-    gradient_bytes_ += g.shape().num_elements() * DTypeSize(g.dtype());
+  for (const std::vector<int>& bucket : sync_.buckets) {
+    for (int i : bucket) {
+      gradient_bytes_ += sync_.gradients[i].shape().num_elements() * DTypeSize(grads[i].dtype());
+    }
   }
   return AddUpdates(root, sync_.gradients, variables, optimizer);
 }
@@ -38,7 +42,10 @@ std::string AllReduceStrategy::Describe(int64_t global_batch) const {
   return StrCat("data parallel over ", ranks_, " ranks (global batch ", global_batch,
                 "): ", gradient_bytes_ / 1024, " KiB of gradients in ", sync_.buckets.size(),
                 " bucket(s) of <= ", options_.bucket_mb, " MiB, allreduce ",
-                AllreduceAlgorithmName(options_.algorithm));
+                AllreduceAlgorithmName(options_.algorithm),
+                sync_.gathered.empty()
+                    ? std::string()
+                    : StrCat(", ", sync_.gathered.size(), " sparse gradient(s) by allgather"));
 }
 
 StatusOr<StepOutcome> AllReduceStrategy::RunStep(Session& session, std::vector<Session::Feed> feeds,

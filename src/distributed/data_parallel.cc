@@ -6,9 +6,36 @@
 #include <map>
 
 #include "mpiflow/distributed.h"
+#include "mpiflow/enum_names.h"
 #include "mpiflow/ops.h"
 
 namespace mpiflow {
+
+namespace {
+constexpr EnumName<SparseSync> kSparseSyncs[] = {{SparseSync::kAuto, "auto"},
+                                                 {SparseSync::kAllgather, "allgather"},
+                                                 {SparseSync::kDense, "dense"}};
+
+// Whether gradient g goes by AllgatherRows (see SparseSync). Rows of no static size go dense.
+bool Gathers(const Output& g, const GradientSyncOptions& o) {
+  if (g.node->op() != "IndexedSlices" || o.sparse == SparseSync::kDense) return false;
+  const Shape& values = g.node->input(0).shape();
+  if (values.rank() < 1) return false;
+  for (int d = 1; d < values.rank(); ++d) {
+    if (values.dim(d) < 0) return false;
+  }
+  if (o.sparse == SparseSync::kAllgather || values.dim(0) < 0) return true;
+  const int64_t rows = values.dim(0);
+  const int64_t row = rows > 0 ? values.num_elements() / rows : 0;
+  return static_cast<int64_t>(o.ranks) * rows * (row + 1) < g.shape().num_elements();
+}
+}  // namespace
+
+StatusOr<SparseSync> ParseSparseSync(const std::string& name) {
+  return ParseEnum(kSparseSyncs, "--sparse-sync", name);
+}
+
+const char* SparseSyncName(SparseSync s) { return EnumToName(kSparseSyncs, s); }
 
 StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
                                        const std::vector<Output>& gradients,
@@ -42,11 +69,21 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
                               : ops::Placeholder(s.WithOpName("scale"), DType::kFloat32, Shape{});
   sync.gradients.resize(gradients.size());
 
-  // Production order: by the id of the node that produces each gradient.
-  std::vector<int> order(gradients.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return gradients[a].node->id() < gradients[b].node->id(); });
+  // Production order: by the id of the node that produces each gradient. The sparse gradients
+  // that go by allgather are left out of the buckets.
+  std::vector<int> order;
+  for (size_t i = 0; i < gradients.size(); ++i) {
+    if (Gathers(gradients[i], o)) {
+      sync.gathered.push_back(static_cast<int>(i));
+    } else {
+      order.push_back(static_cast<int>(i));
+    }
+  }
+  auto produced_first = [&](int a, int b) {
+    return gradients[a].node->id() < gradients[b].node->id();
+  };
+  std::stable_sort(order.begin(), order.end(), produced_first);
+  std::stable_sort(sync.gathered.begin(), sync.gathered.end(), produced_first);
   std::vector<int> current;
   int64_t current_bytes = 0;
   for (size_t k = 0; k < order.size(); ++k) {
@@ -133,6 +170,21 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
       offset = ops::AlignedBucketOffset(offset + grads[k].shape().num_elements(),
                                         DTypeSize(grads[k].dtype()));
     }
+  }
+  // The gathered sparse gradients, one after another after the last bucket's start: the same
+  // collective order on every rank. Each becomes an IndexedSlices of every rank's scaled rows.
+  for (size_t k = 0; k < sync.gathered.size(); ++k) {
+    const int i = sync.gathered[k];
+    const Node& slices = *gradients[i].node;
+    Scope gs = s.NewSubScope(StrCat("gather_", k));
+    Output scale = sync.scale;
+    if (gradients[i].dtype() != DType::kFloat32) scale = ops::Cast(gs, scale, gradients[i].dtype());
+    ops::GatheredRows rows =
+        ops::AllgatherRows(previous_start ? gs.WithControlDependencies({previous_start}) : gs,
+                           slices.input(0), slices.input(1), scale, variables[i].node->name());
+    MPIFLOW_RETURN_IF_ERROR(s.status());
+    previous_start = rows.values.node;
+    sync.gradients[i] = ops::IndexedSlices(gs, rows.values, rows.indices, slices.input(2));
   }
   MPIFLOW_RETURN_IF_ERROR(s.status());
   return sync;

@@ -1,7 +1,8 @@
 // Collective ops for data-parallel gradient synchronisation: AllreduceStart packs a bucket of
 // gradients (times a per-step scale) into one buffer and starts its allreduce; AllreduceWait
 // waits for it and hands one gradient back. CrossReplicaSum sums a value over the replicas
-// inside a step (batch_norm's statistics with sync = true). Definitions, shape functions,
+// inside a step (batch_norm's statistics with sync = true). AllgatherRows gathers a sparse
+// gradient's rows from every rank. Definitions, shape functions,
 // gradients and builders; the kernels are in kernels/cpu/collective_kernels.cc, the bucketing
 // in src/distributed/.
 #include "op_util.h"
@@ -90,6 +91,36 @@ void RegisterCollectiveOps(OpRegistry& r) {
       });
   sum.stateful = true;  // never folded or deduplicated: every rank runs each one
   r.Register(std::move(sum));
+
+  // values (k, ...) float, indices (k) int32/int64, scale (scalar, values' dtype) -> every
+  // rank's (scale * values, indices) one after another in rank order: values (K, ...), indices
+  // (K), K the sum of the ranks' k. A sparse gradient's synchronisation (AddGradientSync).
+  OpDef rows =
+      op_util::Def("AllgatherRows", {"values", "indices", "scale"}, [](InferenceContext& c) {
+        MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 0, op_util::kFloatTypes));
+        MPIFLOW_RETURN_IF_ERROR(op_util::CheckDType(c, 1, {DType::kInt32, DType::kInt64}));
+        MPIFLOW_RETURN_IF_ERROR(op_util::CheckSameDType(c, 0, 2));
+        const Shape& values = c.input_shape(0);
+        if (values.rank() < 1 || c.input_shape(1).rank() != 1 || c.input_shape(2).rank() != 0) {
+          return c.Error("needs values (k, ...), indices (k) and a scalar scale, got ",
+                         values.ToString(), ", ", c.input_shape(1).ToString(), " and ",
+                         c.input_shape(2).ToString());
+        }
+        std::vector<int64_t> dims = values.dims();
+        for (size_t d = 1; d < dims.size(); ++d) {
+          if (dims[d] < 0) return c.Error("the rows' shape must be known, got ", values.ToString());
+        }
+        std::string variable;
+        MPIFLOW_RETURN_IF_ERROR(c.GetAttr("variable", &variable));
+        dims[0] = -1;
+        c.set_output(0, c.input_dtype(0), Shape(dims));
+        c.set_output(1, c.input_dtype(1), Shape{-1});
+        return Status::OK();
+      });
+  rows.outputs = {"values", "indices"};
+  rows.stateful = true;
+  rows.differentiable = false;
+  r.Register(std::move(rows));
 }
 
 namespace ops {
@@ -111,6 +142,13 @@ Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,
                      const std::string& bucket, const std::string& variable) {
   return s.AddOp("AllreduceWait", {packed, grad},
                  {{"offset", offset}, {"bucket", bucket}, {"variable", variable}});
+}
+
+GatheredRows AllgatherRows(const Scope& s, Output values, Output indices, Output scale,
+                           const std::string& variable) {
+  Node* n = s.AddOp("AllgatherRows", {values, indices, scale}, {{"variable", variable}});
+  if (n == nullptr) return {};
+  return {Output(n, 0), Output(n, 1)};
 }
 
 Output CrossReplicaSum(const Scope& s, Output x, Output share) {

@@ -2,6 +2,7 @@
 #include "session_resources.h"
 
 #include <chrono>
+#include <utility>
 
 #include "mpiflow/timeline.h"
 
@@ -72,6 +73,10 @@ Status CommunicatorResource::WaitAllreduce(const std::string& key) {
     }
   }
   return s;
+}
+
+Status CommunicatorResource::Allgather(Tensor in, Tensor out) {
+  return comm_->Allgather(std::move(in), std::move(out))->Wait();
 }
 
 }  // namespace mpiflow

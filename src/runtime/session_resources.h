@@ -32,6 +32,8 @@ class CommunicatorResource : public CollectiveResource {
   Status StartAllreduce(const std::string& key, Tensor packed, const std::string& algorithm,
                         const std::string& name) override;
   Status WaitAllreduce(const std::string& key) override;
+  Status Allgather(Tensor in, Tensor out) override;
+  int ranks() const override { return comm_->size(); }
   Timeline* timeline() override { return comm_->timeline(); }
 
  private:

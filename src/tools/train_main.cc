@@ -37,7 +37,8 @@ struct CommandLine {
   std::string config_file, lr_kind = "constant", timeline, allreduce_rules;
   bool print_model = false;
   std::string optimizer = "adam", model = "mlp", dataset = "fashion-mnist", strategy = "auto",
-              allreduce = "auto", data_sharding = "global", ps_mode = "sync", straggler_ranks;
+              allreduce = "auto", sparse_sync = "auto", data_sharding = "global", ps_mode = "sync",
+              straggler_ranks;
   mpiflow::CollectiveOptions collectives;
 };
 
@@ -80,6 +81,8 @@ mpiflow::Status ParseTyped(const CommandLine& cl, TrainConfig* c) {
   MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->strategy, mpiflow::ParseStrategy, cl.strategy));
   MPIFLOW_RETURN_IF_ERROR(
       ParseInto(&c->allreduce.algorithm, mpiflow::ParseAllreduceAlgorithm, cl.allreduce));
+  MPIFLOW_RETURN_IF_ERROR(
+      ParseInto(&c->allreduce.sparse, mpiflow::ParseSparseSync, cl.sparse_sync));
   MPIFLOW_RETURN_IF_ERROR(
       ParseInto(&c->data_sharding, mpiflow::ParseDataSharding, cl.data_sharding));
   MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->optimizer.kind, mpiflow::ParseOptimizer, cl.optimizer));
@@ -224,6 +227,10 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
       ("allreduce", po::value(&cl->allreduce)->default_value(cl->allreduce),
        "allreduce algorithm for gradient buckets: auto (see --allreduce-rules), native (the MPI "
        "library's MPI_Allreduce), ring, hd (halving-doubling), rd (recursive doubling)")
+      ("sparse-sync", po::value(&cl->sparse_sync)->default_value(cl->sparse_sync),
+       "sparse gradients (an embedding's rows) with --strategy allreduce: allgather (every "
+       "rank's touched rows; lazy optimizers update only those), dense (scattered into the "
+       "table's shape and allreduced), or auto (allgather when it moves fewer bytes)")
       ("allreduce-rules", po::value(&cl->allreduce_rules)->value_name("RULES"),
        "what auto picks, first match wins: e.g. rd:<=32768,ring (algorithm[:<=bytes][@>=ranks])")
       ("stall-warning-seconds", po::value(&co->stall_warning_seconds)

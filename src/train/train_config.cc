@@ -110,6 +110,7 @@ std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainCon
           {"strategy", StrategyName(c.strategy)},
           {"bucket-mb", StrCat(c.allreduce.bucket_mb)},
           {"allreduce", AllreduceAlgorithmName(c.allreduce.algorithm)},
+          {"sparse-sync", SparseSyncName(c.allreduce.sparse)},
           {"data-sharding", DataShardingName(c.data_sharding)},
           {"ps-ranks", StrCat(c.ps.servers)},
           {"backup-workers", StrCat(c.ps.backup_workers)},
