@@ -20,6 +20,7 @@
 #include "mpiflow/models.h"
 #include "mpiflow/random.h"
 #include "mpiflow/trainer.h"
+#include "tests/bags.h"
 #include "tests/mpi_test_main.h"
 
 namespace mpiflow {
@@ -286,40 +287,12 @@ TEST(DataParallel, AModelFileTrainsOnAnHdf5FileOfFloatColourImages) {
   EXPECT_EQ(r->steps, 2 * 384 / 16);
 }
 
-// `count` bags of up to 6 word ids from 50 (float32, -1 pads the rest) in 4 classes: class c
-// draws most of its words from ids [12c, 12c + 12), the rest from anywhere, all from the seed.
-Dataset Bags(int64_t count, uint64_t seed) {
-  Dataset d;
-  d.count = count;
-  d.example = Shape{6};
-  d.is_float = true;
-  d.scale = 1.0f;
-  d.num_classes = 4;
-  for (int64_t i = 0; i < count; ++i) {
-    const int c = static_cast<int>((i * 5 + seed) % 4);
-    d.labels.push_back(c);
-    const int words = 2 + static_cast<int>(RandomUniform01(seed, i, 99) * 5);  // 2..6
-    for (int j = 0; j < 6; ++j) {
-      const double u = RandomUniform01(seed, i, j);
-      const int id = RandomUniform01(seed, i, 10 + j) < 0.8 ? 12 * c + static_cast<int>(u * 12)
-                                                            : static_cast<int>(u * 50);
-      d.floats.push_back(j < words ? static_cast<float>(id) : -1.0f);
-    }
-  }
-  return d;
-}
-
 // The embedding table's gradient is sparse: by allgather of the ranks' rows (and, for SGD, as
 // dense buckets too) N ranks end with one process's weights with the global batch; lazy Adam
 // updates the same rows either way. Uneven last batches included (100 examples, batch 8 * N).
 TEST(DataParallel, SparseGradientsByAllgatherTrainAsOneProcess) {
   const std::string path = ::testing::TempDir() + "/bags.h5";
-  if (comm->rank() == 0) {
-    std::remove(path.c_str());
-    ASSERT_TRUE(WriteHdf5Split(path, "train", Bags(100, 1)).ok());
-    ASSERT_TRUE(WriteHdf5Split(path, "test", Bags(64, 2)).ok());
-  }
-  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  ASSERT_TRUE(test::BagsFile(comm, path).ok());
   TrainConfig c = Base();
   c.model = MPIFLOW_SOURCE_DIR "/tests/data/models/bag_small.ini";
   c.dataset = DatasetKind::kHdf5;

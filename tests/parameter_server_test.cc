@@ -19,6 +19,7 @@
 
 #include "mpiflow/checkpoint.h"
 #include "mpiflow/trainer.h"
+#include "tests/bags.h"
 #include "tests/fault_hooks.h"
 #include "tests/mpi_test_main.h"
 
@@ -142,7 +143,7 @@ bool NeedsMoreRanks(const StatusOr<TrainResult>& r) {
   return true;
 }
 
-void ExpectEquivalent(TrainConfig c, double tolerance) {
+void ExpectEquivalent(TrainConfig c, double tolerance, size_t trainable_variables = 6) {
   StatusOr<TrainResult> dist = TrainWith(c, comm);
   if (NeedsMoreRanks(dist)) return;
   ASSERT_TRUE(dist.ok()) << dist.status();
@@ -163,7 +164,7 @@ void ExpectEquivalent(TrainConfig c, double tolerance) {
     EXPECT_NEAR(dist->test_accuracy, ref->test_accuracy, 1e-12);
     size_t trainable = 0;
     for (const auto& [name, t] : dist->variables) trainable += t.dtype() == DType::kFloat32;
-    EXPECT_EQ(trainable, 6u);  // the MLP's three kernels and biases
+    EXPECT_EQ(trainable, trainable_variables);  // the MLP's: three kernels and biases
   }
   EXPECT_TRUE(SameBitsOnEveryWorker(*dist));
 }
@@ -215,16 +216,12 @@ TEST(ParameterServer, RerunIsBitIdentical) {
 
 // Each server writes its shard; a resume from `latest` continues with the bits of an
 // uninterrupted run, on workers (all variables) and servers (shards with Adam's slots).
-TEST(ParameterServer, ResumeFromShardsIsBitIdentical) {
-  if (comm->size() < 2) return;  // NeedsMoreRanks is covered above
-  const std::string dir = ::testing::TempDir() + "/ps_resume_" + std::to_string(comm->size());
+void ExpectResumeFromShardsBitIdentical(TrainConfig c, const std::string& name) {
+  const std::string dir = StrCat(::testing::TempDir(), "/ps_resume_", name, "_", comm->size());
   if (comm->rank() == 0) {
     ASSERT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
   }
   ASSERT_TRUE(comm->Barrier()->Wait().ok());  // no checkpoint of an earlier run is left
-  TrainConfig c = Base();
-  c.optimizer.kind = OptimizerKind::kAdam;
-  c.optimizer.lr.base = 0.002;
   c.checkpoint.dir = dir + "/checkpoints";
   TrainConfig whole = c;
   whole.checkpoint.dir = dir + "/whole_checkpoints";
@@ -270,6 +267,14 @@ TEST(ParameterServer, ResumeFromShardsIsBitIdentical) {
   for (size_t v = 0; v < r->variables.size(); ++v) {
     EXPECT_TRUE(r->variables[v].second.BitEqual(w->variables[v].second)) << r->variables[v].first;
   }
+}
+
+TEST(ParameterServer, ResumeFromShardsIsBitIdentical) {
+  if (comm->size() < 2) return;  // NeedsMoreRanks is covered above
+  TrainConfig c = Base();
+  c.optimizer.kind = OptimizerKind::kAdam;
+  c.optimizer.lr.base = 0.002;
+  ExpectResumeFromShardsBitIdentical(c, "mlp");
 }
 
 // One worker sleeps through a step: with a backup worker the others go on without it, its
@@ -391,6 +396,105 @@ TEST(ParameterServer, BackupWorkerNeverWaitsForAnInjectedStraggler) {
     for (int w = 0; w < workers; ++w) {
       EXPECT_EQ(r->applied_per_pusher[w], w == 1 ? 0 : 8) << "worker " << w;
     }
+  }
+}
+
+// bag_small.ini on the bags of tests/bags.h: its table (50 x 8) has a sparse gradient.
+TrainConfig BagJob(const std::string& path) {
+  TrainConfig c = Base();
+  c.model = MPIFLOW_SOURCE_DIR "/tests/data/models/bag_small.ini";
+  c.dataset = DatasetKind::kHdf5;
+  c.data_dir = path;
+  c.epochs = 3;
+  c.batch_size = 8;
+  c.max_steps = -1;
+  c.optimizer.kind = OptimizerKind::kSgd;
+  c.optimizer.lr.base = 0.5;
+  return c;
+}
+
+// Only the rows a step touches travel, and the workers' copies of the table stay the servers'
+// to the bit: W workers train as one process with batch W*B (SGD, the rows' or the whole
+// table; lazy Adam by rows), uneven last batches included (100 examples, batch 8 * W).
+TEST(ParameterServer, SparseTableTrainsAsOneProcessByRows) {
+  const std::string path = ::testing::TempDir() + "/ps_bags.h5";
+  ASSERT_TRUE(test::BagsFile(comm, path).ok());
+  TrainConfig c = BagJob(path);
+  for (SparseSync how : {SparseSync::kAuto, SparseSync::kDense}) {
+    c.ps.sparse = how;
+    ExpectEquivalent(c, 1e-6, 5);
+  }
+  c.ps.sparse = SparseSync::kAuto;
+  c.optimizer.kind = OptimizerKind::kAdam;  // lazy: the rows' moments only, as one process
+  c.optimizer.lr.base = 0.01;
+  ExpectEquivalent(c, 1e-5, 5);
+  std::ostringstream log;
+  StatusOr<TrainResult> r = Train(c, log, comm);
+  if (NeedsMoreRanks(r)) return;
+  ASSERT_TRUE(r.ok()) << r.status();
+  if (!r->ps_server) {
+    EXPECT_GE(r->test_accuracy, 0.75);  // 4 classes: 0.25 by chance
+  }
+  if (comm->rank() == 0) {
+    EXPECT_NE(log.str().find("only the rows a step touches travel for 'embed/embeddings'"),
+              std::string::npos)
+        << log.str();
+  }
+  // A resumed run's workers take the whole table from the servers' first reply.
+  if (comm->size() >= 2) ExpectResumeFromShardsBitIdentical(c, "bags");
+  // Asynchronous: with one worker, synchronous training to the bit; with several, their copies
+  // of the table are kept by the rows that changed since each one's last reply, and the run
+  // trains (the order of the pushes is the machine's: twice chance, not the synchronous 0.75).
+  TrainConfig a = c;
+  a.ps.mode = PsMode::kAsync;
+  StatusOr<TrainResult> async = TrainWith(a, comm);
+  ASSERT_TRUE(async.ok()) << async.status();
+  if (comm->size() == 2) {
+    ASSERT_EQ(async->variables.size(), r->variables.size());
+    for (size_t v = 0; v < r->variables.size(); ++v) {
+      EXPECT_TRUE(async->variables[v].second.BitEqual(r->variables[v].second))
+          << r->variables[v].first;
+    }
+  } else if (!async->ps_server) {
+    std::printf("rank %d: asynchronous test accuracy %.4f\n", comm->rank(), async->test_accuracy);
+    EXPECT_GE(async->test_accuracy, 0.5);
+  }
+}
+
+// The bytes on the wire, counted: every bag holds words 1-4, so each push carries those four
+// rows of the table (not its 50) and each reply the four the update changed; the first reply
+// all 50. Each message: the header, the shard's whole variables, and per sparse table a row
+// count, then (index, row) per row, all float32 (an index or count in two floats).
+TEST(ParameterServer, APushAndAReplyMoveOnlyTheTouchedRows) {
+  if (comm->size() < 2) return;
+  const std::string path = ::testing::TempDir() + "/ps_same_bags.h5";
+  ASSERT_TRUE(test::BagsFile(comm, path, /*same_words=*/true).ok());
+  TrainConfig c = BagJob(path);
+  c.epochs = 1;
+  c.eval = false;
+  const int servers = c.ps.servers, workers = comm->size() - servers;
+  const int64_t steps = (100 + 8 * workers - 1) / (8 * workers);
+  // Variables: the table (50 x 8, rows of 8), hidden 8 x 16 and 16, logits 16 x 4 and 4.
+  StatusOr<PsLayout> l = MakePsLayout(comm->size(), c.ps, {400, 128, 16, 64, 4}, {8, 0, 0, 0, 0});
+  ASSERT_TRUE(l.ok()) << l.status();
+  auto floats = [&](int64_t table_rows, bool sparse) {  // a message to or from every server
+    int64_t f = 0;
+    for (int k = 0; k < servers; ++k) {
+      f += kPsHeaderFloats + l->shard_dense_elements[k];
+      if (l->owner[0] == k) f += sparse ? 2 + table_rows * (2 + 8) : 400;
+    }
+    return f;
+  };
+  for (SparseSync how : {SparseSync::kAuto, SparseSync::kDense}) {
+    c.ps.sparse = how;
+    const bool sparse = how != SparseSync::kDense;
+    StatusOr<TrainResult> r = TrainWith(c, comm);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->steps, steps);
+    if (r->ps_server) continue;
+    EXPECT_EQ(r->ps_pushed_bytes, 4 * steps * floats(4, sparse)) << SparseSyncName(how);
+    EXPECT_EQ(r->ps_received_bytes, 4 * (floats(50, sparse) + steps * floats(4, sparse)))
+        << SparseSyncName(how);
   }
 }
 

@@ -131,6 +131,26 @@ TEST(SessionTest, VariablesInitAssignAndCopiesOnFetch) {
   EXPECT_EQ(session.ReadVariable("w").status().message(), "no variable named 'w'");
 }
 
+// Rows of a variable in and out by index (a parameter server's worker keeps an embedding
+// table current by the rows that changed); a row out of range names the variable.
+TEST(SessionTest, VariableRowsReadAndWriteByIndex) {
+  Scope s = Scope::NewRootScope();
+  ops::Variable(s.WithOpName("t"), ops::Const(s, F32({3, 2}, {1, 2, 3, 4, 5, 6})));
+  Session session(s.graph());
+  EXPECT_EQ(session.ReadVariableRows("t", {0}).status().message(),
+            "variable 't' is not initialized (or does not exist)");
+  ASSERT_TRUE(session.RunTargets({ops::InitOp(s)}).ok());
+  StatusOr<Tensor> rows = session.ReadVariableRows("t", {2, 0});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  testing::ExpectNear(*rows, {2, 2}, {5, 6, 1, 2});
+  ASSERT_TRUE(session.WriteVariableRows("t", {1, 2}, F32({2, 2}, {7, 8, 9, 10})).ok());
+  testing::ExpectNear(*session.ReadVariable("t"), {3, 2}, {1, 2, 7, 8, 9, 10});
+  EXPECT_EQ(session.ReadVariableRows("t", {3}).status().message(),
+            "row 3 of variable 't' is out of range [0, 3)");
+  EXPECT_EQ(session.WriteVariableRows("t", {0}, F32({1, 3}, {1, 2, 3})).message(),
+            "rows for variable 't' must be float32[1,2], got float32[1,3]");
+}
+
 TEST(SessionTest, ParallelExecutorMatchesSequentialBitForBit) {
   Scope s = Scope::NewRootScope();
   Output x = ops::Placeholder(s, DType::kFloat32, Shape{-1, 8});

@@ -77,6 +77,15 @@ class Session {
   // Variable values by node name (copies), for checkpoints and tests.
   StatusOr<Tensor> ReadVariable(const std::string& name);
   Status WriteVariable(const std::string& name, const Tensor& value);
+  // Rows of a variable (its first dimension), for parameter servers that move the rows a step
+  // touched: Read copies rows[i] into row i of a [rows.size(), ...] tensor; Write copies row i
+  // of `values` (the variable's dtype, [rows.size(), ...]) into rows[i]. Rows out of range are
+  // an error that names the variable.
+  StatusOr<Tensor> ReadVariableRows(const std::string& name, const std::vector<int64_t>& rows);
+  // Copies the variable into `out` (its dtype and shape; e.g. a view of a message to send).
+  Status ReadVariableInto(const std::string& name, Tensor out);
+  Status WriteVariableRows(const std::string& name, const std::vector<int64_t>& rows,
+                           const Tensor& values);
 
   // The run counter: each Run takes the next value as its step (it seeds per-step randomness
   // such as dropout masks). Restoring it reproduces a run exactly.

@@ -62,6 +62,9 @@ struct ParameterServerOptions {
   // server's is dropped, not applied (-1: every push is applied).
   int64_t max_staleness = -1;
   int group_size = 1;  // hybrid: workers per group (the last group takes the rest)
+  // Sparse gradients (an embedding table's): anything but kDense moves only the rows a step
+  // touches, when the optimizer updates only those (SGD; lazy momentum and Adam); not hybrid.
+  SparseSync sparse = SparseSync::kAuto;
 };
 // Whether the options make sense whatever the rank count (errors name the option).
 Status ValidateParameterServerOptions(const ParameterServerOptions& o);
@@ -99,6 +102,8 @@ struct StepOutcome {
   // the push): [s] counts staleness s, the last bucket that and more.
   int64_t updates = 0;
   std::vector<int64_t> staleness;
+  // Parameter servers: bytes this worker has pushed and received so far (whole messages).
+  int64_t ps_pushed_bytes = 0, ps_received_bytes = 0;
 };
 
 // What a serving rank ends with.

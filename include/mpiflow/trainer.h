@@ -106,6 +106,8 @@ struct TrainResult {
   std::vector<int64_t> staleness;
   // A server's: per pushing rank (workers; hybrid: group leaders), its pushes applied.
   std::vector<int64_t> applied_per_pusher;
+  // A worker's (strategy ps): bytes it pushed to and received from the servers.
+  int64_t ps_pushed_bytes = 0, ps_received_bytes = 0;
 };
 
 class Timeline;

@@ -1,6 +1,6 @@
 // The parameter-server exchange (see parameter_server.h): layout, the worker's push/receive,
 // the server's gather/publish (sync) and wait/answer (async). Every message is float32
-// [kHeader + shard elements].
+// [kHeader + the shard's whole variables + its sparse section].
 #include "parameter_server.h"
 
 #include <algorithm>
@@ -34,6 +34,7 @@ enum Field {
   kStaleness = 16,  // [16, 32) reply: the staleness histogram (async)
   kHeader = kStaleness + kStalenessBuckets
 };
+static_assert(kHeader == kPsHeaderFloats, "parameter_server.h says how long the header is");
 
 void PutCount(float* h, int64_t v) {
   h[0] = static_cast<float>(v >> 24);
@@ -79,7 +80,8 @@ Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
 }
 
 StatusOr<PsLayout> MakePsLayout(int ranks, const ParameterServerOptions& o,
-                                const std::vector<int64_t>& variable_elements) {
+                                const std::vector<int64_t>& variable_elements,
+                                const std::vector<int64_t>& row_width) {
   const int servers = o.servers, backups = o.backup_workers;
   MPIFLOW_RETURN_IF_ERROR(ValidateParameterServerOptions(o));
   if (ranks < servers + 1) {
@@ -122,8 +124,81 @@ StatusOr<PsLayout> MakePsLayout(int ranks, const ParameterServerOptions& o,
     l.shards[best].push_back(v);
   }
   for (auto& s : l.shards) std::sort(s.begin(), s.end());
+  l.row_width = row_width.empty() ? std::vector<int64_t>(n, 0) : row_width;
+  if (static_cast<int>(l.row_width.size()) != n) {
+    return Status(Code::kInternal, StrCat("parameter server layout: ", l.row_width.size(),
+                                          " row widths for ", n, " variables"));
+  }
+  l.shard_dense_elements.assign(servers, 0);
+  for (int v = 0; v < n; ++v) {
+    if (!l.Sparse(v)) l.shard_dense_elements[l.owner[v]] += variable_elements[v];
+  }
   return l;
 }
+
+// ---- messages' sparse sections -----------------------------------------------------------
+
+namespace {
+
+// Floats a sparse section takes for parts of n[j] rows of width[j] floats (width 0: dense).
+int64_t SectionFloats(const std::vector<int64_t>& width, const std::vector<int64_t>& n) {
+  int64_t f = 0;
+  for (size_t j = 0; j < width.size(); ++j) {
+    if (width[j] > 0) f += 2 + n[j] * (2 + width[j]);
+  }
+  return f;
+}
+
+// Reads a sparse section from `p` (at most `left` floats): per sparse variable (width > 0) n,
+// where its indices and rows start; indices checked against rows[j]. Error: what is wrong.
+struct SectionPart {
+  int64_t n = 0;
+  const float* indices = nullptr;  // n counts
+  const float* rows = nullptr;     // [n, width]
+};
+Status ReadSection(const float* p, int64_t left, const std::vector<int64_t>& width,
+                   const std::vector<int64_t>& rows, std::vector<SectionPart>* parts) {
+  parts->assign(width.size(), SectionPart());
+  for (size_t j = 0; j < width.size(); ++j) {
+    if (width[j] == 0) continue;
+    if (left < 2) return Internal("the sparse section ends before variable ", j, "'s row count");
+    SectionPart& part = (*parts)[j];
+    part.n = GetCount(p);
+    p += 2;
+    left -= 2;
+    if (part.n < 0 || part.n > left / (2 + width[j])) {
+      return Internal("variable ", j, "'s ", part.n, " rows do not fit the ", left, " floats left");
+    }
+    part.indices = p;
+    for (int64_t i = 0; i < part.n; ++i) {
+      const int64_t r = GetCount(p + 2 * i);
+      if (r < 0 || r >= rows[j]) {
+        return Internal("variable ", j, "'s row ", r, " is out of range [0, ", rows[j], ")");
+      }
+    }
+    part.rows = p + 2 * part.n;
+    p += part.n * (2 + width[j]);
+    left -= part.n * (2 + width[j]);
+  }
+  if (left != 0) return Internal(left, " floats after the sparse section");
+  return Status::OK();
+}
+
+// Per shard variable of server k: floats per row if sparse, else 0; and its rows.
+std::vector<int64_t> Widths(const PsLayout& l, int k) {
+  std::vector<int64_t> w;
+  for (int v : l.shards[k]) w.push_back(l.row_width[v]);
+  return w;
+}
+std::vector<int64_t> RowCounts(const PsLayout& l, int k, const std::vector<Shape>& shapes) {
+  std::vector<int64_t> r;
+  for (size_t j = 0; j < l.shards[k].size(); ++j) {
+    r.push_back(shapes[j].rank() > 0 ? shapes[j].dim(0) : 1);
+  }
+  return r;
+}
+
+}  // namespace
 
 // ---- worker ---------------------------------------------------------------------------------
 
@@ -134,8 +209,18 @@ PsWorkerLink::PsWorkerLink(Communicator* comm, const PsLayout& layout, std::vect
       version_(layout.servers, 0),
       done_(layout.servers, 0) {
   for (int k = 0; k < layout_.servers; ++k) {
-    push_.emplace_back(DType::kFloat32, Shape{kHeader + layout_.shard_elements[k]});
-    reply_.emplace_back(DType::kFloat32, Shape{kHeader + layout_.shard_elements[k]});
+    if (layout_.ShardSparse(k)) {  // an empty push until the first (Leave may send it)
+      const std::vector<int64_t> width = Widths(layout_, k);
+      push_.emplace_back(DType::kFloat32,
+                         Shape{kHeader + layout_.shard_dense_elements[k] +
+                               SectionFloats(width, std::vector<int64_t>(width.size(), 0))});
+      push_.back().FillZero();
+      reply_.push_back(std::make_shared<Tensor>());
+    } else {
+      push_.emplace_back(DType::kFloat32, Shape{kHeader + layout_.shard_elements[k]});
+      reply_.push_back(
+          std::make_shared<Tensor>(DType::kFloat32, Shape{kHeader + layout_.shard_elements[k]}));
+    }
   }
 }
 
@@ -143,38 +228,46 @@ bool PsWorkerLink::AllDone() const {
   return std::all_of(done_.begin(), done_.end(), [](char d) { return d != 0; });
 }
 
-Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply) {
-  return Receive(values, reply, nullptr);
-}
-
-Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply, Communicator* group) {
-  std::vector<std::pair<int, Tensor>> in;  // (server, its reply buffer)
+Status PsWorkerLink::Receive(std::vector<Tensor>* values, std::vector<PsRows>* rows, PsReply* reply,
+                             Communicator* group) {
+  std::vector<int> from;  // servers still serving
   std::vector<std::shared_ptr<Work>> works;
   const bool leader = !group || group->rank() == 0;
   for (int k = 0; k < layout_.servers; ++k) {
     if (done_[k]) continue;
-    if (leader) works.push_back(comm_->Recv(reply_[k], layout_.server_rank(k), kReplyTag));
-    in.emplace_back(k, reply_[k]);
+    if (leader) {
+      works.push_back(layout_.ShardSparse(k)
+                          ? comm_->RecvShaped(reply_[k], DType::kFloat32, Shape{-1},
+                                              layout_.server_rank(k), kReplyTag)
+                          : comm_->Recv(*reply_[k], layout_.server_rank(k), kReplyTag));
+    }
+    from.push_back(k);
   }
   const Clock::time_point start = Clock::now();
   for (size_t j = 0; j < works.size(); ++j) {
-    const int k = in[j].first;
-    comm_->WaitAnyWatched({works[j]}, start, [&](double waited) {
-      return StrCat("mpiflow: rank ", comm_->rank(), ": stall: worker has waited ",
-                    static_cast<int64_t>(waited), " s for parameter server ", k, " (rank ",
-                    layout_.server_rank(k), ") to answer its push of step ", version_[k]);
-    });
+    const int k = from[j];
+    comm_->WaitAnyWatched(
+        {works[j]}, start,
+        [&](double waited) {
+          return StrCat("mpiflow: rank ", comm_->rank(), ": stall: worker has waited ",
+                        static_cast<int64_t>(waited), " s for parameter server ", k, " (rank ",
+                        layout_.server_rank(k), ") to answer its push of step ", version_[k]);
+        },
+        /*urgent=*/true);  // nothing else to do: the backend polls without naps
     MPIFLOW_RETURN_IF_ERROR(works[j]->status());
+    received_bytes_ += static_cast<int64_t>(reply_[k]->bytes());
   }
-  if (group) {  // the group's members take the leader's replies
-    for (auto& [k, t] : in) MPIFLOW_RETURN_IF_ERROR(group->Broadcast(t, 0)->Wait());
+  if (group) {  // the group's members take the leader's replies (hybrid: whole variables)
+    for (int k : from) MPIFLOW_RETURN_IF_ERROR(group->Broadcast(*reply_[k], 0)->Wait());
   }
   for (auto& w : sends_) MPIFLOW_RETURN_IF_ERROR(w->Wait());  // done: the server replied
   sends_.clear();
   *reply = PsReply();
+  rows->clear();
   bool have = false;
   int64_t newest = 0;
-  for (const auto& [k, t] : in) {
+  for (int k : from) {
+    const Tensor& t = *reply_[k];
     const float* h = t.data<float>();
     version_[k] = GetCount(h + kVersion);
     newest = std::max(newest, version_[k]);
@@ -194,17 +287,44 @@ Status PsWorkerLink::Receive(std::vector<Tensor>* values, PsReply* reply, Commun
     if (h[kDone] != 0) done_[k] = 1;
     int64_t offset = kHeader;
     for (int v : layout_.shards[k]) {
+      if (layout_.Sparse(v)) continue;
       (*values)[v] = t.View(offset, shapes_[v]);  // no copy
       offset += shapes_[v].num_elements();
+    }
+    if (!layout_.ShardSparse(k)) continue;
+    std::vector<SectionPart> parts;
+    Status st = ReadSection(h + offset, t.num_elements() - offset, Widths(layout_, k),
+                            RowCounts(layout_, k, ShardShapes(k)), &parts);
+    if (!st.ok()) {
+      return Internal("parameter server ", k, " (rank ", layout_.server_rank(k), "): its reply of ",
+                      t.num_elements(), " floats is malformed: ", st.message());
+    }
+    for (size_t j = 0; j < parts.size(); ++j) {
+      const int v = layout_.shards[k][j];
+      if (!layout_.Sparse(v)) continue;
+      PsRows r;
+      r.variable = v;
+      r.indices.resize(parts[j].n);
+      for (int64_t i = 0; i < parts[j].n; ++i) r.indices[i] = GetCount(parts[j].indices + 2 * i);
+      std::vector<int64_t> dims = shapes_[v].dims();
+      dims[0] = parts[j].n;
+      r.values = t.View(parts[j].rows - h, Shape(dims));
+      rows->push_back(std::move(r));
     }
   }
   reply->version = newest;
   return Status::OK();
 }
 
-Status PsWorkerLink::Push(const std::vector<Tensor>& grads, double examples, double loss_sum,
-                          bool stop, int64_t step) {
-  MPIFLOW_RETURN_IF_ERROR(Pack(grads, examples, loss_sum, stop));
+std::vector<Shape> PsWorkerLink::ShardShapes(int k) const {
+  std::vector<Shape> s;
+  for (int v : layout_.shards[k]) s.push_back(shapes_[v]);
+  return s;
+}
+
+Status PsWorkerLink::Push(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
+                          double examples, double loss_sum, bool stop, int64_t step) {
+  MPIFLOW_RETURN_IF_ERROR(Pack(grads, indices, examples, loss_sum, stop));
   return Send(step);
 }
 
@@ -214,6 +334,7 @@ Status PsWorkerLink::Send(int64_t step) {
     float* h = push_[k].data<float>();
     PutCount(h + kVersion, version_[k]);  // after a group's sum: its members held this version
     PutCount(h + kStep, step);
+    pushed_bytes_ += static_cast<int64_t>(push_[k].bytes());
     sends_.push_back(comm_->Send(push_[k], layout_.server_rank(k), kPushTag));
   }
   return Status::OK();
@@ -227,7 +348,7 @@ Status PsWorkerLink::Leave(bool stop, bool non_finite, Communicator* group, PsRe
     sends_.clear();
     for (int k = 0; k < layout_.servers; ++k) {
       if (done_[k]) continue;
-      float* h = push_[k].data<float>();
+      float* h = push_[k].data<float>();  // a leave's body is not read
       std::fill(h, h + kHeader, 0.0f);
       h[kStop] = stop ? 1.0f : 0.0f;
       h[kLeave] = 1.0f;
@@ -236,16 +357,77 @@ Status PsWorkerLink::Leave(bool stop, bool non_finite, Communicator* group, PsRe
     MPIFLOW_RETURN_IF_ERROR(Send(0));
   }
   std::vector<Tensor> ignored(shapes_.size());
-  return Receive(&ignored, reply, group);  // every server still serving answers done
+  std::vector<PsRows> ignored_rows;
+  return Receive(&ignored, &ignored_rows, reply, group);  // every server still serving: done
 }
 
-Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, double examples, double loss_sum,
-                          bool stop) {
+namespace {
+
+// A sparse gradient's rows, each once: the distinct indices ascending, each with the sum of its
+// rows in position order (the optimizers' own order, kernels/cpu/state_kernels.cc).
+Status UniqueRows(const Tensor& values, const Tensor& indices, int64_t width, int64_t table_rows,
+                  std::vector<int64_t>* rows, std::vector<float>* sums) {
+  const int64_t n = indices.num_elements();
+  if (values.dtype() != DType::kFloat32 || values.num_elements() != n * width ||
+      (indices.dtype() != DType::kInt32 && indices.dtype() != DType::kInt64)) {
+    return InvalidArgument("parameter server push: sparse rows ", DTypeName(values.dtype()),
+                           values.shape().ToString(), " at indices ", DTypeName(indices.dtype()),
+                           indices.shape().ToString(), " are not float32 [n, ", width,
+                           "] at int32 or int64 [n]");
+  }
+  std::vector<std::pair<int64_t, int64_t>> order(n);  // (row, position)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r =
+        indices.dtype() == DType::kInt32 ? indices.data<int32_t>()[i] : indices.data<int64_t>()[i];
+    if (r < 0 || r >= table_rows) {
+      return InvalidArgument("parameter server push: row ", r, " is out of range [0, ", table_rows,
+                             ")");
+    }
+    order[i] = {r, i};
+  }
+  std::sort(order.begin(), order.end());
+  rows->clear();
+  sums->clear();
+  const float* v = values.data<float>();  // [n, width]
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = v + order[i].second * width;
+    if (rows->empty() || rows->back() != order[i].first) {
+      rows->push_back(order[i].first);
+      sums->insert(sums->end(), row, row + width);
+    } else {
+      float* sum = sums->data() + sums->size() - width;
+      for (int64_t c = 0; c < width; ++c) sum[c] += row[c];
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
+                          double examples, double loss_sum, bool stop) {
   const float w = static_cast<float>(examples);
   for (auto& work : sends_) MPIFLOW_RETURN_IF_ERROR(work->Wait());  // the buffers are free
   sends_.clear();
+  std::vector<std::vector<int64_t>> rows(shapes_.size());
+  std::vector<std::vector<float>> sums(shapes_.size());
   for (int k = 0; k < layout_.servers; ++k) {
     if (done_[k]) continue;
+    if (layout_.ShardSparse(k)) {  // sized by this push's rows
+      std::vector<int64_t> n;
+      for (int v : layout_.shards[k]) {
+        if (layout_.Sparse(v)) {
+          if (static_cast<size_t>(v) >= indices.size()) {
+            return InvalidArgument("parameter server push: no indices for sparse variable ", v);
+          }
+          MPIFLOW_RETURN_IF_ERROR(UniqueRows(grads[v], indices[v], layout_.row_width[v],
+                                             shapes_[v].dim(0), &rows[v], &sums[v]));
+        }
+        n.push_back(static_cast<int64_t>(rows[v].size()));
+      }
+      push_[k] = Tensor(DType::kFloat32, Shape{kHeader + layout_.shard_dense_elements[k] +
+                                               SectionFloats(Widths(layout_, k), n)});
+    }
     Tensor& t = push_[k];
     float* h = t.data<float>();
     std::fill(h, h + kHeader, 0.0f);
@@ -254,6 +436,7 @@ Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, double examples, dou
     h[kStop] = stop ? 1.0f : 0.0f;
     float* p = h + kHeader;
     for (int v : layout_.shards[k]) {
+      if (layout_.Sparse(v)) continue;
       const Tensor& g = grads[v];
       if (g.dtype() != DType::kFloat32 || g.shape() != shapes_[v]) {
         return InvalidArgument("parameter server push: gradient ", v, " is ", DTypeName(g.dtype()),
@@ -265,6 +448,16 @@ Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, double examples, dou
       for (int64_t i = 0; i < n; ++i) p[i] = w * src[i];  // float32 [n]
       p += n;
     }
+    for (int v : layout_.shards[k]) {  // the sparse section
+      if (!layout_.Sparse(v)) continue;
+      const int64_t n = static_cast<int64_t>(rows[v].size());
+      PutCount(p, n);
+      p += 2;
+      for (int64_t i = 0; i < n; ++i) PutCount(p + 2 * i, rows[v][i]);
+      p += 2 * n;
+      for (size_t i = 0; i < sums[v].size(); ++i) p[i] = w * sums[v][i];  // float32 [n, width]
+      p += sums[v].size();
+    }
   }
   return Status::OK();
 }
@@ -272,15 +465,28 @@ Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, double examples, dou
 // ---- server ---------------------------------------------------------------------------------
 
 PsServerLink::PsServerLink(Communicator* comm, const PsLayout& layout, int server,
-                           std::vector<Shape> shapes)
+                           std::vector<Shape> shapes, PsShardReader read)
     : comm_(comm),
       layout_(layout),
       server_(server),
       shapes_(std::move(shapes)),
+      width_(Widths(layout, server)),
+      read_(std::move(read)),
+      parts_(layout.pushers()),
       recvs_(layout.pushers()),
-      applied_(layout.pushers(), 0) {
+      applied_(layout.pushers(), 0),
+      sent_(layout.pushers(), -1),
+      row_version_(shapes_.size()),
+      indices_(shapes_.size()) {
   for (int p = 0; p < layout_.pushers(); ++p) {
-    inbox_.emplace_back(DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]});
+    inbox_.push_back(layout_.ShardSparse(server_)
+                         ? std::make_shared<Tensor>()
+                         : std::make_shared<Tensor>(
+                               DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]}));
+  }
+  // Every row starts at version 0, which every worker lacks (it has received nothing: -1).
+  for (size_t j = 0; j < shapes_.size(); ++j) {
+    if (width_[j] > 0) row_version_[j].assign(shapes_[j].dim(0), 0);
   }
 }
 
@@ -294,44 +500,119 @@ Status PsServerLink::Flush() {
 
 // The inbox is free again: its last push was averaged (Gather), applied or dropped before this.
 void PsServerLink::PostRecv(int pusher) {
-  recvs_[pusher] = comm_->Recv(inbox_[pusher], layout_.pusher_rank(pusher), kPushTag);
+  const int src = layout_.pusher_rank(pusher);
+  recvs_[pusher] = layout_.ShardSparse(server_) ? comm_->RecvShaped(inbox_[pusher], DType::kFloat32,
+                                                                    Shape{-1}, src, kPushTag)
+                                                : comm_->Recv(*inbox_[pusher], src, kPushTag);
 }
 
-Status PsServerLink::Reply(int pusher) {
-  sends_.push_back(comm_->Send(current_, layout_.pusher_rank(pusher), kReplyTag));
+Status PsServerLink::Reply(int pusher, std::vector<std::pair<int64_t, Tensor>>* cache) {
+  const int64_t since = layout_.ShardSparse(server_) ? sent_[pusher] : 0;
+  Tensor message;
+  if (cache) {
+    for (const auto& [v, t] : *cache) {
+      if (v == since) message = t;
+    }
+  }
+  if (!message.allocated()) {
+    StatusOr<Tensor> m = Message(since);
+    if (!m.ok()) return m.status();
+    message = std::move(*m);
+    if (cache) cache->emplace_back(since, message);
+  }
+  sent_[pusher] = version_;
+  sends_.push_back(comm_->Send(message, layout_.pusher_rank(pusher), kReplyTag));
   return Status::OK();
 }
 
-Tensor PsServerLink::Message(const std::vector<Tensor>& values, const PsReply& reply) const {
-  Tensor t(DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]});
+StatusOr<Tensor> PsServerLink::Message(int64_t since) const {
+  // The sparse variables' rows that changed since `since`.
+  std::vector<std::vector<int64_t>> rows(shapes_.size());
+  std::vector<int64_t> n(shapes_.size(), 0);
+  for (size_t j = 0; j < shapes_.size(); ++j) {
+    for (size_t r = 0; r < row_version_[j].size(); ++r) {
+      if (row_version_[j][r] > since) rows[j].push_back(static_cast<int64_t>(r));
+    }
+    n[j] = static_cast<int64_t>(rows[j].size());
+  }
+  Tensor t(DType::kFloat32,
+           Shape{kHeader + layout_.shard_dense_elements[server_] + SectionFloats(width_, n)});
   float* h = t.data<float>();
   std::fill(h, h + kHeader, 0.0f);
   PutCount(h + kVersion, version_);
-  h[kLoss] = static_cast<float>(reply.loss);
-  h[kExamples] = static_cast<float>(reply.examples);
-  h[kStop] = reply.stop ? 1.0f : 0.0f;
-  h[kDone] = reply.done ? 1.0f : 0.0f;
-  h[kNonFinite] = reply.non_finite ? 1.0f : 0.0f;
+  h[kLoss] = static_cast<float>(reply_.loss);
+  h[kExamples] = static_cast<float>(reply_.examples);
+  h[kStop] = reply_.stop ? 1.0f : 0.0f;
+  h[kDone] = reply_.done ? 1.0f : 0.0f;
+  h[kNonFinite] = reply_.non_finite ? 1.0f : 0.0f;
   h[kDropped] = static_cast<float>(dropped_);
-  PutCount(h + kUpdates, reply.updates);
-  for (int b = 0; b < kStalenessBuckets && b < static_cast<int>(reply.staleness.size()); ++b) {
-    h[kStaleness + b] = static_cast<float>(reply.staleness[b]);
+  PutCount(h + kUpdates, reply_.updates);
+  for (int b = 0; b < kStalenessBuckets && b < static_cast<int>(reply_.staleness.size()); ++b) {
+    h[kStaleness + b] = static_cast<float>(reply_.staleness[b]);
   }
-  float* p = h + kHeader;
-  for (size_t j = 0; j < values.size(); ++j) {
-    std::memcpy(p, values[j].data<float>(), values[j].bytes());
-    p += values[j].num_elements();
+  int64_t offset = kHeader;
+  for (size_t j = 0; j < shapes_.size(); ++j) {  // the whole variables, float32 [elements]
+    if (width_[j] > 0) continue;
+    MPIFLOW_RETURN_IF_ERROR(read_.whole(static_cast<int>(j), t.View(offset, shapes_[j])));
+    offset += shapes_[j].num_elements();
+  }
+  float* p = h + offset;
+  for (size_t j = 0; j < shapes_.size(); ++j) {  // the sparse section
+    if (width_[j] == 0) continue;
+    PutCount(p, n[j]);
+    p += 2;
+    for (int64_t i = 0; i < n[j]; ++i) PutCount(p + 2 * i, rows[j][i]);
+    p += 2 * n[j];
+    StatusOr<Tensor> r = read_.rows(static_cast<int>(j), rows[j]);
+    if (!r.ok()) return r.status();
+    if (r->num_elements() != n[j] * width_[j]) {
+      return Internal("parameter server ", server_, ": read ", r->num_elements(), " floats for ",
+                      n[j], " rows of ", width_[j]);
+    }
+    std::memcpy(p, r->data<float>(), r->bytes());  // float32 [n, width]
+    p += r->num_elements();
   }
   return t;
 }
 
-Status PsServerLink::Start(int64_t version, const std::vector<Tensor>& values, bool done) {
+Status PsServerLink::ReadParts(int p) {
+  const Tensor& t = *inbox_[p];
+  std::vector<SectionPart> section;
+  if (layout_.ShardSparse(server_)) {
+    const int64_t at = kHeader + layout_.shard_dense_elements[server_];
+    Status st =
+        t.num_elements() < at
+            ? Internal("it is shorter than the header and whole variables (", at, " floats)")
+            : ReadSection(t.data<float>() + at, t.num_elements() - at, width_,
+                          RowCounts(layout_, server_, shapes_), &section);
+    if (!st.ok()) {
+      return Internal("parameter server ", server_, ": the push of ", t.num_elements(),
+                      " floats from rank ", layout_.pusher_rank(p),
+                      " is malformed: ", st.message());
+    }
+  }
+  parts_[p].assign(shapes_.size(), Part());
+  for (size_t j = 0; j < section.size(); ++j) {
+    parts_[p][j] = {section[j].n, section[j].indices, section[j].rows};
+  }
+  return Status::OK();
+}
+
+void PsServerLink::MarkRows() {
+  for (size_t j = 0; j < shapes_.size(); ++j) {
+    if (width_[j] == 0 || !indices_[j].allocated()) continue;
+    const int64_t* r = indices_[j].data<int64_t>();
+    for (int64_t i = 0; i < indices_[j].num_elements(); ++i) row_version_[j][r[i]] = version_;
+  }
+}
+
+Status PsServerLink::Start(int64_t version, bool done) {
   PsReply r;
   r.done = done;
   version_ = version - 1;  // Publish counts it up
   gathered_.resize(layout_.pushers());
   std::iota(gathered_.begin(), gathered_.end(), 0);
-  const Status st = Publish(values, r);
+  const Status st = Publish(r);
   gathered_.clear();
   return st;
 }
@@ -355,23 +636,27 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
     if (live.empty()) {
       return Status(Code::kInternal, "parameter server: no worker left to gather from");
     }
-    const int w = who[comm_->WaitAnyWatched(live, start, [&](double waited) {
-      std::vector<int> missing;
-      for (int q : who) {
-        if (!recvs_[q]->Completed()) missing.push_back(q);
-      }
-      return StrCat("mpiflow: rank ", comm_->rank(), ": stall: parameter server ", server_,
-                    " has waited ", static_cast<int64_t>(waited), " s at step ", version_, " for ",
-                    layout_.aggregate() - static_cast<int>(gathered_.size()),
-                    " more push(es); not arrived: worker(s) ", List(missing));
-    })];
+    const int w = who[comm_->WaitAnyWatched(
+        live, start,
+        [&](double waited) {
+          std::vector<int> missing;
+          for (int q : who) {
+            if (!recvs_[q]->Completed()) missing.push_back(q);
+          }
+          return StrCat("mpiflow: rank ", comm_->rank(), ": stall: parameter server ", server_,
+                        " has waited ", static_cast<int64_t>(waited), " s at step ", version_,
+                        " for ", layout_.aggregate() - static_cast<int>(gathered_.size()),
+                        " more push(es); not arrived: worker(s) ", List(missing));
+        },
+        /*urgent=*/true)];
     Status st = recvs_[w]->status();
     recvs_[w] = nullptr;
     if (!st.ok()) return st;
-    const float* h = inbox_[w].data<float>();
+    const float* h = inbox_[w]->data<float>();
     const int64_t v = GetCount(h + kVersion);
     *stop_votes = *stop_votes || h[kStop] != 0;
     if (v == version_) {
+      MPIFLOW_RETURN_IF_ERROR(ReadParts(w));
       gathered_.push_back(w);  // its receive is posted again after the reply
     } else if (v < version_) {
       ++dropped_;  // a straggler's: answer with the current values at once
@@ -384,26 +669,53 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
   }
   // Sum in worker order, whatever the arrival order: the same bits every run without backups.
   std::sort(gathered_.begin(), gathered_.end());
-  const std::vector<int>& shard = layout_.shards[server_];
-  mean->assign(shard.size(), Tensor());
+  mean->assign(shapes_.size(), Tensor());
   double loss_sum = 0, total = 0;
   for (int w : gathered_) {
-    loss_sum += inbox_[w].data<float>()[kLoss];
-    total += inbox_[w].data<float>()[kExamples];
+    loss_sum += inbox_[w]->data<float>()[kLoss];
+    total += inbox_[w]->data<float>()[kExamples];
     ++applied_[w];
   }
   const float inv = total > 0 ? static_cast<float>(1.0 / total) : 0.0f;
   int64_t offset = kHeader;
-  for (size_t j = 0; j < shard.size(); ++j) {
+  for (size_t j = 0; j < shapes_.size(); ++j) {
+    if (width_[j] > 0) {  // the pushes' rows one after another: the optimizer sums repeats
+      int64_t rows = 0;
+      for (int w : gathered_) rows += parts_[w][j].n;
+      std::vector<int64_t> dims = shapes_[j].dims();
+      dims[0] = rows;
+      Tensor m(DType::kFloat32, Shape(dims));
+      Tensor at(DType::kInt64, Shape{rows});
+      float* out = m.data<float>();  // float32 [rows, width]
+      int64_t* idx = at.data<int64_t>();
+      for (int w : gathered_) {
+        const Part& part = parts_[w][j];
+        for (int64_t i = 0; i < part.n; ++i) *idx++ = GetCount(part.indices + 2 * i);
+        const int64_t n = part.n * width_[j];
+        for (int64_t i = 0; i < n; ++i) out[i] = (0.0f + part.rows[i]) * inv;
+        out += n;
+      }
+      (*mean)[j] = std::move(m);
+      indices_[j] = std::move(at);
+      continue;
+    }
     Tensor m(DType::kFloat32, shapes_[j]);
     float* out = m.data<float>();  // float32 [n]
     const int64_t n = m.num_elements();
-    std::fill(out, out + n, 0.0f);
-    for (int w : gathered_) {
-      const float* in = inbox_[w].data<float>() + offset;
-      for (int64_t i = 0; i < n; ++i) out[i] += in[i];
+    // ((0 + first) + second ...) * inv, a block at a time while it is in cache.
+    constexpr int64_t kBlock = 2048;
+    for (int64_t b = 0; b < n; b += kBlock) {
+      const int64_t e = std::min(n, b + kBlock);
+      for (size_t g = 0; g < gathered_.size(); ++g) {
+        const float* in = inbox_[gathered_[g]]->data<float>() + offset;
+        if (g == 0) {
+          for (int64_t i = b; i < e; ++i) out[i] = 0.0f + in[i];
+        } else {
+          for (int64_t i = b; i < e; ++i) out[i] += in[i];
+        }
+      }
+      for (int64_t i = b; i < e; ++i) out[i] *= inv;
     }
-    for (int64_t i = 0; i < n; ++i) out[i] *= inv;
     offset += n;
     (*mean)[j] = std::move(m);
   }
@@ -412,18 +724,17 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
   return Status::OK();
 }
 
-Status PsServerLink::Publish(const std::vector<Tensor>& values, PsReply reply) {
+Status PsServerLink::Publish(PsReply reply) {
   ++version_;
-  if (values.size() != shapes_.size()) {
-    return Status(Code::kInternal, StrCat("parameter server ", server_, ": ", values.size(),
-                                          " values for a shard of ", shapes_.size()));
-  }
-  current_ = Message(values, reply);  // sends in flight keep the previous one alive
+  MarkRows();  // the step's rows (none at the start)
+  for (Tensor& t : indices_) t = Tensor();
+  reply_ = reply;
   sends_.erase(std::remove_if(sends_.begin(), sends_.end(),
                               [](const std::shared_ptr<Work>& w) { return w->Completed(); }),
                sends_.end());
+  std::vector<std::pair<int64_t, Tensor>> cache;  // the messages by the version they follow
   for (int w : gathered_) {
-    MPIFLOW_RETURN_IF_ERROR(Reply(w));
+    MPIFLOW_RETURN_IF_ERROR(Reply(w, &cache));
     if (!reply.done) PostRecv(w);
   }
   if (reply.done) {  // everyone else pushes once more (or has): tell them too
@@ -431,7 +742,7 @@ Status PsServerLink::Publish(const std::vector<Tensor>& values, PsReply reply) {
       if (!recvs_[w]) continue;
       MPIFLOW_RETURN_IF_ERROR(recvs_[w]->Wait());
       recvs_[w] = nullptr;
-      MPIFLOW_RETURN_IF_ERROR(Reply(w));
+      MPIFLOW_RETURN_IF_ERROR(Reply(w, &cache));
     }
     MPIFLOW_RETURN_IF_ERROR(Flush());
   }
@@ -460,7 +771,7 @@ Status PsServerLink::WaitPush(PsPush* push) {
   Status st = recvs_[p]->status();
   recvs_[p] = nullptr;
   if (!st.ok()) return st;
-  const float* h = inbox_[p].data<float>();
+  const float* h = inbox_[p]->data<float>();
   push->pusher = p;
   push->version = GetCount(h + kVersion);
   push->step = GetCount(h + kStep);
@@ -474,17 +785,31 @@ Status PsServerLink::WaitPush(PsPush* push) {
                   StrCat("parameter server ", server_, ": rank ", layout_.pusher_rank(p),
                          " pushed version ", push->version, " ahead of ", version_));
   }
+  if (!push->leave) MPIFLOW_RETURN_IF_ERROR(ReadParts(p));
   return Status::OK();
 }
 
-void PsServerLink::MeanOf(const PsPush& push, std::vector<Tensor>* mean) const {
+void PsServerLink::MeanOf(const PsPush& push, std::vector<Tensor>* mean) {
   const float inv = push.examples > 0 ? static_cast<float>(1.0 / push.examples) : 0.0f;
   mean->assign(shapes_.size(), Tensor());
   int64_t offset = kHeader;
   for (size_t j = 0; j < shapes_.size(); ++j) {
+    if (width_[j] > 0) {
+      const Part& part = parts_[push.pusher][j];
+      std::vector<int64_t> dims = shapes_[j].dims();
+      dims[0] = part.n;
+      Tensor m(DType::kFloat32, Shape(dims));
+      Tensor at(DType::kInt64, Shape{part.n});
+      float* out = m.data<float>();  // float32 [n, width]
+      for (int64_t i = 0; i < part.n; ++i) at.data<int64_t>()[i] = GetCount(part.indices + 2 * i);
+      for (int64_t i = 0; i < part.n * width_[j]; ++i) out[i] = (0.0f + part.rows[i]) * inv;
+      (*mean)[j] = std::move(m);
+      indices_[j] = std::move(at);
+      continue;
+    }
     Tensor m(DType::kFloat32, shapes_[j]);
     float* out = m.data<float>();  // float32 [n]
-    const float* in = inbox_[push.pusher].data<float>() + offset;
+    const float* in = inbox_[push.pusher]->data<float>() + offset;
     const int64_t n = m.num_elements();
     for (int64_t i = 0; i < n; ++i) out[i] = (0.0f + in[i]) * inv;  // Gather's arithmetic
     offset += n;
@@ -492,8 +817,15 @@ void PsServerLink::MeanOf(const PsPush& push, std::vector<Tensor>* mean) const {
   }
 }
 
-Status PsServerLink::Answer(int pusher, const std::vector<Tensor>& values, PsReply reply) {
-  current_ = Message(values, reply);
+void PsServerLink::Applied(int pusher) {
+  ++version_;
+  ++applied_[pusher];
+  MarkRows();
+}
+
+Status PsServerLink::Answer(int pusher, PsReply reply) {
+  reply_ = reply;
+  for (Tensor& t : indices_) t = Tensor();  // marked by Applied, if it was applied
   sends_.erase(std::remove_if(sends_.begin(), sends_.end(),
                               [](const std::shared_ptr<Work>& w) { return w->Completed(); }),
                sends_.end());

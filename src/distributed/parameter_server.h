@@ -5,8 +5,16 @@
 // and not the collectives (communicator.h): this is a message protocol over Send/Recv.
 //
 // Messages are float32 tensors: a 32-float header (its fields: parameter_server.cc), then the
-// shard's variables in shard order. The pushing ranks are the workers (sync, async) or the group
-// leaders (hybrid).
+// shard's whole (dense) variables in shard order, then its sparse section: for each variable
+// whose rows travel alone (PsLayout::row_width; an embedding table that the optimizer updates
+// by rows), in shard order, n as a count (two floats), n row indices (two floats each), and
+// the n rows (float32 [n, width]). A push carries the rows the worker's batch touched (each
+// once, ascending, the gradient's duplicates summed); a reply the rows that changed since the
+// values that worker last received (the server keeps each row's version), all of them at the
+// start, so that a worker's copy of the table equals the server's bit for bit while only
+// touched rows travel. Messages with a sparse section have the size they say (RecvShaped).
+// The pushing ranks are the workers (sync, async) or the group leaders (hybrid; hybrid moves
+// whole tables: a group sums its pushes by allreduce, which needs one layout).
 //
 // Synchronous (--ps-mode sync), per server:
 //   1. Start: the server sends its shard's values as version v to every pusher and posts a
@@ -58,6 +66,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -75,6 +84,17 @@ struct PsLayout {
   std::vector<int> owner;                // variable index -> server index
   std::vector<std::vector<int>> shards;  // server index -> its variable indices, ascending
   std::vector<int64_t> shard_elements;   // server index -> float32 elements it holds
+  // Variable index -> floats per row when only the rows a step touches travel (see above),
+  // else 0; server index -> the elements of its other (whole) variables.
+  std::vector<int64_t> row_width;
+  std::vector<int64_t> shard_dense_elements;
+  bool Sparse(int v) const { return row_width[v] > 0; }
+  bool ShardSparse(int k) const {
+    for (int v : shards[k]) {
+      if (Sparse(v)) return true;
+    }
+    return false;
+  }
   // Workers, or hybrid groups (of group_size workers, the last of the rest).
   int pushers() const { return (workers + group_size - 1) / group_size; }
   int pusher_rank(int p) const { return p * group_size; }
@@ -88,11 +108,15 @@ struct PsLayout {
 // loaded, ties to the lower index, so every rank computes the same layout. Errors name the
 // option to change: too few ranks for the servers, no worker left, backups >= workers, backups
 // or a staleness bound in a mode that has none, a group larger than the workers.
+// `row_width` (empty: none) gives PsLayout::row_width.
 StatusOr<PsLayout> MakePsLayout(int ranks, const ParameterServerOptions& o,
-                                const std::vector<int64_t>& variable_elements);
+                                const std::vector<int64_t>& variable_elements,
+                                const std::vector<int64_t>& row_width = {});
 
 // Staleness buckets the replies carry: 0 .. kStalenessBuckets - 2, then "that or more".
 inline constexpr int kStalenessBuckets = 16;
+// Floats of every message's header.
+inline constexpr int kPsHeaderFloats = 32;
 
 // What a server's reply says (the same for every worker a step answers).
 struct PsReply {
@@ -119,27 +143,37 @@ struct PsPush {
   bool non_finite = false;  // with leave: another server saw a NaN
 };
 
+// The rows of a sparse variable that a reply carries.
+struct PsRows {
+  int variable = 0;              // index in the layout's variables
+  std::vector<int64_t> indices;  // ascending
+  Tensor values;                 // float32 [indices.size(), width]: a view of the reply buffer
+};
+
 // A worker's side: receive values from every server still serving, push gradients to them.
 class PsWorkerLink {
  public:
   // `shapes[i]`: the shape of float32 variable i.
   PsWorkerLink(Communicator* comm, const PsLayout& layout, std::vector<Shape> shapes);
-  // Blocks for one reply from every server that has not said done; sets their variables in
-  // `values` (indexed like shapes; entries of finished servers are left as they are) to views
-  // of the reply buffers: valid until the next Receive.
+  // Blocks for one reply from every server that has not said done; sets their whole variables
+  // in `values` (indexed like shapes; entries of finished servers and sparse variables are left
+  // as they are) to views of the reply buffers, valid until the next Receive, and puts the rows
+  // of their sparse variables in `rows` (views too).
   // `reply` gets server 0's header when it replied, else any replier's; version is the newest.
-  Status Receive(std::vector<Tensor>* values, PsReply* reply);
   // With `group` (hybrid, a group of workers whose rank 0 is the leader): the leader receives
   // from the servers and broadcasts each reply buffer to the group; the others take them from
   // the broadcast. Every member then holds the same values and reply.
-  Status Receive(std::vector<Tensor>* values, PsReply* reply, Communicator* group);
-  // Sends examples * grads[i] (grads indexed like shapes; float32, the variable's shape) to
+  Status Receive(std::vector<Tensor>* values, std::vector<PsRows>* rows, PsReply* reply,
+                 Communicator* group = nullptr);
+  // Sends examples * grads[i] (grads indexed like shapes; float32, the variable's shape; for a
+  // sparse variable the rows [k, width] at `indices[i]`, int32 or int64 [k], repeats allowed) to
   // every server still serving, each tagged with the version that server last sent (and with
   // the data step `step`, which async servers read). Pack then Send, in two halves for hybrid:
   // Pack fills the messages, a group sums them (push_buffers), the leader Sends.
-  Status Push(const std::vector<Tensor>& grads, double examples, double loss_sum, bool stop,
-              int64_t step = 0);
-  Status Pack(const std::vector<Tensor>& grads, double examples, double loss_sum, bool stop);
+  Status Push(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices, double examples,
+              double loss_sum, bool stop, int64_t step = 0);
+  Status Pack(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices, double examples,
+              double loss_sum, bool stop);
   std::vector<Tensor>& push_buffers() { return push_; }  // per server (done ones: unused)
   Status Send(int64_t step);
   // Async: tells every server that has not said done that this worker is done (with the stop or
@@ -148,48 +182,69 @@ class PsWorkerLink {
   Status Leave(bool stop, bool non_finite, Communicator* group, PsReply* reply);
   bool AllDone() const;
   bool Done(int server) const { return done_[server] != 0; }
+  // Bytes this worker's pushes and the replies it took have moved so far (messages whole).
+  int64_t pushed_bytes() const { return pushed_bytes_; }
+  int64_t received_bytes() const { return received_bytes_; }
 
  private:
+  std::vector<Shape> ShardShapes(int k) const;  // server k's variables'
+
   Communicator* comm_;
   PsLayout layout_;
   std::vector<Shape> shapes_;
-  std::vector<int64_t> version_;      // per server
-  std::vector<char> done_;            // per server
-  std::vector<Tensor> push_, reply_;  // per server, reused: float32 [header + shard elements]
+  std::vector<int64_t> version_;  // per server
+  std::vector<char> done_;        // per server
+  // Per server: float32 [header + shard elements] (reused) or, for a shard with a sparse
+  // section, the last push and reply (as long as they said).
+  std::vector<Tensor> push_;
+  std::vector<std::shared_ptr<Tensor>> reply_;
   std::vector<std::shared_ptr<Work>> sends_;
+  int64_t pushed_bytes_ = 0, received_bytes_ = 0;
+};
+
+// How a server's link reads its shard's current values (the session's variables), straight
+// into the message it sends.
+struct PsShardReader {
+  // Shard variable j's whole value into `out` (float32, its shape; a view of the message).
+  std::function<Status(int j, Tensor out)> whole;
+  // Rows `rows` of shard variable j (a sparse one): float32 [rows.size(), width].
+  std::function<StatusOr<Tensor>(int j, const std::vector<int64_t>& rows)> rows;
 };
 
 // A server's side.
 class PsServerLink {
  public:
-  PsServerLink(Communicator* comm, const PsLayout& layout, int server, std::vector<Shape> shapes);
+  // `read` gives the values every message carries (read when it is made).
+  PsServerLink(Communicator* comm, const PsLayout& layout, int server, std::vector<Shape> shapes,
+               PsShardReader read);
   ~PsServerLink();
-  // Sends `values` (this shard's, in shard order) as `version` to every worker and posts a
-  // receive for each worker's push (none when `done`: a resumed run that has nothing left).
-  Status Start(int64_t version, const std::vector<Tensor>& values, bool done);
+  // Sends the shard's values as `version` to every worker and posts a receive for each worker's
+  // push (none when `done`: a resumed run that has nothing left).
+  Status Start(int64_t version, bool done);
   // Waits for the first N pushes of the current version, answering stale ones with the current
-  // values; `mean` gets their example-weighted mean gradient per shard variable, `loss` the
-  // mean loss, `examples` their examples, `stop_votes` whether any push asked to stop.
+  // values; `mean` gets their example-weighted mean gradient per shard variable (a sparse one's:
+  // the pushes' rows one after another, in worker order, each over the examples, at indices(j)),
+  // `loss` the mean loss, `examples` their examples, `stop_votes` whether any push asked to stop.
   Status Gather(std::vector<Tensor>* mean, double* loss, double* examples, bool* stop_votes);
-  // The step is applied: `values` becomes version + 1 and goes to the N workers gathered.
+  // Sparse shard variable j's rows in the last Gather's or MeanOf's mean: int64 [rows].
+  const Tensor& indices(int j) const { return indices_[j]; }
+  // The step is applied: the values become version + 1 and go to the N workers gathered.
   // With reply.done set, then answers every other worker's next push with done, and returns
   // once no message is left in flight.
-  Status Publish(const std::vector<Tensor>& values, PsReply reply);
+  Status Publish(PsReply reply);
 
   // Async. Waits for the next push from any pusher still pushing; `push` gets what its header
   // says.
   Status WaitPush(PsPush* push);
-  // The gradient push.pusher sent, divided by its examples (float32, shard order): the same
-  // arithmetic as Gather's mean of one push.
-  void MeanOf(const PsPush& push, std::vector<Tensor>* mean) const;
-  // Answers that pusher alone with `values` as the current version; unless reply.done, posts
+  // The gradient push.pusher sent, divided by its examples (float32, shard order; a sparse
+  // variable's rows at indices(j)): the same arithmetic as Gather's mean of one push.
+  void MeanOf(const PsPush& push, std::vector<Tensor>* mean);
+  // Answers that pusher alone with the values as the current version; unless reply.done, posts
   // its next receive. version and dropped are the link's own.
-  Status Answer(int pusher, const std::vector<Tensor>& values, PsReply reply);
-  // The push was applied (the version goes up) or dropped.
-  void Applied(int pusher) {
-    ++version_;
-    ++applied_[pusher];
-  }
+  Status Answer(int pusher, PsReply reply);
+  // The push whose MeanOf was taken last was applied (the version goes up; the rows it touched
+  // take that version) or dropped.
+  void Applied(int pusher);
   void Dropped() { ++dropped_; }
   // Waits for every reply in flight (before the server returns).
   Status Flush();
@@ -200,20 +255,38 @@ class PsServerLink {
   const std::vector<int64_t>& applied_per_pusher() const { return applied_; }
 
  private:
-  Status Reply(int pusher);
+  // Where a push's sparse section puts shard variable j's rows.
+  struct Part {
+    int64_t n = 0;
+    const float* indices = nullptr;  // n counts (two floats each)
+    const float* rows = nullptr;     // float32 [n, width]
+  };
+  // Sends the reply to `pusher`: the last published values, with the rows changed since the
+  // values it holds (one message per distinct version in `cache`).
+  Status Reply(int pusher, std::vector<std::pair<int64_t, Tensor>>* cache = nullptr);
   void PostRecv(int pusher);
-  Tensor Message(const std::vector<Tensor>& values, const PsReply& reply) const;
+  StatusOr<Tensor> Message(int64_t since) const;
+  // Reads pusher p's sparse section into parts_[p] (checking its sizes and rows).
+  Status ReadParts(int p);
+  void MarkRows();  // the rows in indices_ take the current version
 
   Communicator* comm_;
   PsLayout layout_;
   int server_;
-  std::vector<Shape> shapes_;  // this shard's
+  std::vector<Shape> shapes_;   // this shard's
+  std::vector<int64_t> width_;  // per shard variable: floats per row if sparse, else 0
+  PsShardReader read_;
   int64_t version_ = 0, dropped_ = 0;
-  Tensor current_;                            // float32 [header + elements]: the reply now
-  std::vector<Tensor> inbox_;                 // per pusher, reused: float32 [header + elements]
-  std::vector<std::shared_ptr<Work>> recvs_;  // per pusher; null when none posted
-  std::vector<int> gathered_;                 // pushers whose push this step averages
-  std::vector<int64_t> applied_;              // per pusher
+  PsReply reply_;  // the last published or answered
+  // Per pusher: float32 [header + elements], or as long as it said (a sparse section).
+  std::vector<std::shared_ptr<Tensor>> inbox_;
+  std::vector<std::vector<Part>> parts_;           // per pusher, per shard variable
+  std::vector<std::shared_ptr<Work>> recvs_;       // per pusher; null when none posted
+  std::vector<int> gathered_;                      // pushers whose push this step averages
+  std::vector<int64_t> applied_;                   // per pusher
+  std::vector<int64_t> sent_;                      // per pusher: the version of its last reply
+  std::vector<std::vector<int64_t>> row_version_;  // per sparse shard variable, per row
+  std::vector<Tensor> indices_;                    // per shard variable: the mean's rows
   std::vector<std::shared_ptr<Work>> sends_;
 };
 

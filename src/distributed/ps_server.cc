@@ -68,15 +68,28 @@ void ParameterServerStrategy::ShardOf(int k, std::vector<Shape>* shapes,
   }
 }
 
-Status ParameterServerStrategy::ReadShard(Session& session, int k,
-                                          std::vector<Tensor>* values) const {
-  values->clear();
-  for (int v : layout_.shards[k]) {
-    StatusOr<Tensor> t = session.ReadVariable(variables_[v].node->name());
-    if (!t.ok()) return t.status();
-    values->push_back(std::move(*t));
+PsShardReader ParameterServerStrategy::ShardReader(Session& session, int k) const {
+  PsShardReader r;
+  r.whole = [this, &session, k](int j, Tensor out) {
+    return session.ReadVariableInto(variables_[layout_.shards[k][j]].node->name(), out);
+  };
+  r.rows = [this, &session, k](int j, const std::vector<int64_t>& rows) {
+    return session.ReadVariableRows(variables_[layout_.shards[k][j]].node->name(), rows);
+  };
+  return r;
+}
+
+void ParameterServerStrategy::UpdateFeeds(int k, const std::vector<Tensor>& mean,
+                                          const PsServerLink& link,
+                                          std::vector<Session::Feed>* feeds) const {
+  feeds->clear();
+  const std::vector<int>& shard = layout_.shards[k];
+  for (size_t j = 0; j < shard.size(); ++j) {
+    feeds->push_back({placeholders_[shard[j]], mean[j]});
+    if (layout_.Sparse(shard[j])) {
+      feeds->push_back({index_placeholders_[shard[j]], link.indices(static_cast<int>(j))});
+    }
   }
-  return Status::OK();
 }
 
 Status ParameterServerStrategy::ServeEnd(Session& session, const PsServerLink& link,
@@ -119,17 +132,15 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
                                                       const DataPlan& plan, int64_t total_steps) {
   if (options_.mode != PsMode::kSync) return ServeAsync(session, checkpoints, plan, total_steps);
   const int k = layout_.ServerIndex(rank_);
-  const std::vector<int>& shard = layout_.shards[k];
   const std::string global_step = train_op_.global_step.node->name();
   ServeOutcome r = ServeStart(checkpoints, plan);
   std::vector<Shape> shapes;
   std::vector<Node*> updates;
   ShardOf(k, &shapes, &updates);
-  std::vector<Tensor> values, mean;
-  MPIFLOW_RETURN_IF_ERROR(ReadShard(session, k, &values));
-  PsServerLink link(env_.comm, layout_, k, shapes);
+  std::vector<Tensor> mean;
+  PsServerLink link(env_.comm, layout_, k, shapes, ShardReader(session, k));
   bool done = r.steps >= total_steps;
-  MPIFLOW_RETURN_IF_ERROR(link.Start(r.steps, values, done));
+  MPIFLOW_RETURN_IF_ERROR(link.Start(r.steps, done));
   Communicator* servers = group_.get();
   std::vector<Session::Feed> feeds;
   while (!done) {
@@ -155,8 +166,7 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
     const bool non_finite = flags.data<float>()[2] > 0;
     if (!non_finite) {  // step 4: apply
       MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(global_step, Tensor::Scalar<int64_t>(r.steps)));
-      feeds.clear();
-      for (size_t j = 0; j < shard.size(); ++j) feeds.push_back({placeholders_[shard[j]], mean[j]});
+      UpdateFeeds(k, mean, link, &feeds);
       MPIFLOW_RETURN_IF_ERROR(session.Run(feeds, {}, updates, nullptr));
     }
     const int64_t next = r.steps + 1;
@@ -168,14 +178,13 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
       if (!p.ok()) return p.status();
       r.last_checkpoint = *p;
     }
-    MPIFLOW_RETURN_IF_ERROR(ReadShard(session, k, &values));
     PsReply reply;
     reply.loss = loss;
     reply.examples = examples;
     reply.stop = stop;
     reply.done = done;
     reply.non_finite = non_finite;
-    MPIFLOW_RETURN_IF_ERROR(link.Publish(values, reply));
+    MPIFLOW_RETURN_IF_ERROR(link.Publish(reply));
     r.steps = next;
     r.final_loss = loss;
     r.preempted = stop;
@@ -195,22 +204,20 @@ StatusOr<ServeOutcome> ParameterServerStrategy::ServeAsync(Session& session,
                                                            const DataPlan& plan,
                                                            int64_t total_steps) {
   const int k = layout_.ServerIndex(rank_);
-  const std::vector<int>& shard = layout_.shards[k];
   const std::string global_step = train_op_.global_step.node->name();
   const int pushers = layout_.pushers();
   ServeOutcome r = ServeStart(checkpoints, plan);
   std::vector<Shape> shapes;
   std::vector<Node*> updates;
   ShardOf(k, &shapes, &updates);
-  std::vector<Tensor> values, mean;
-  MPIFLOW_RETURN_IF_ERROR(ReadShard(session, k, &values));
+  std::vector<Tensor> mean;
   // The version counts updates; global_step is updates / pushers (see ps_strategy.h).
   StatusOr<Tensor> gs = session.ReadVariable(global_step);
   if (!gs.ok()) return gs.status();
   int64_t version = *gs->data<int64_t>() * pushers;
-  PsServerLink link(env_.comm, layout_, k, shapes);
+  PsServerLink link(env_.comm, layout_, k, shapes, ShardReader(session, k));
   int active = r.steps >= total_steps ? 0 : pushers;
-  MPIFLOW_RETURN_IF_ERROR(link.Start(version, values, active == 0));
+  MPIFLOW_RETURN_IF_ERROR(link.Start(version, active == 0));
   std::vector<int64_t> last_step(pushers, r.steps);  // each pusher's data steps pushed
   std::vector<double> examples_at(pushers, 0);       // `applied_examples` at its last answer
   double applied_examples = 0;
@@ -251,16 +258,12 @@ StatusOr<ServeOutcome> ParameterServerStrategy::ServeAsync(Session& session,
       } else {
         MPIFLOW_RETURN_IF_ERROR(
             session.WriteVariable(global_step, Tensor::Scalar<int64_t>(link.version() / pushers)));
-        feeds.clear();
-        for (size_t j = 0; j < shard.size(); ++j) {
-          feeds.push_back({placeholders_[shard[j]], mean[j]});
-        }
+        UpdateFeeds(k, mean, link, &feeds);
         MPIFLOW_RETURN_IF_ERROR(session.Run(feeds, {}, updates, nullptr));
         link.Applied(p);
         ++reply.updates;
         ++reply.staleness[std::min<int64_t>(staleness, kStalenessBuckets - 1)];
         applied_examples += push.examples;
-        MPIFLOW_RETURN_IF_ERROR(ReadShard(session, k, &values));
       }
       last_step[p] = push.step;
       reply.loss = push.examples > 0 ? push.loss_sum / push.examples : 0;
@@ -270,7 +273,7 @@ StatusOr<ServeOutcome> ParameterServerStrategy::ServeAsync(Session& session,
     reply.stop = stopping;
     reply.non_finite = failing;
     reply.done = push.leave || stopping || failing || push.step >= total_steps;
-    MPIFLOW_RETURN_IF_ERROR(link.Answer(p, values, reply));
+    MPIFLOW_RETURN_IF_ERROR(link.Answer(p, reply));
     if (reply.done) --active;
     // A checkpoint at a data step every pusher has passed. Every server passes the same steps
     // (each push goes to all of them), and the decision reads nothing else, so that all

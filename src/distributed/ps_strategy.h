@@ -77,6 +77,9 @@ class ParameterServerStrategy : public Strategy {
 
  private:
   Status Receive(Session& session);  // worker: values and version from the servers
+  // Worker: the step's gradients from out_ (none for an empty share of the batch) into pushed_
+  // and, for a variable whose rows travel alone, its rows' indices into pushed_indices_.
+  void TakeGradients(const Batch& batch);
   // A worker's asynchronous (or hybrid) step.
   StatusOr<StepOutcome> RunAsyncStep(Session& session, std::vector<Session::Feed> feeds,
                                      const Batch& batch, RunStats* stats);
@@ -89,7 +92,11 @@ class ParameterServerStrategy : public Strategy {
   Status ServeEnd(Session& session, const PsServerLink& link, ServeOutcome* r) const;
   // Server k's shard: its variables' shapes and update ops, in shard order; their values.
   void ShardOf(int k, std::vector<Shape>* shapes, std::vector<Node*>* updates) const;
-  Status ReadShard(Session& session, int k, std::vector<Tensor>* values) const;
+  // How server k's link reads its shard's values from the session.
+  PsShardReader ShardReader(Session& session, int k) const;
+  // The feeds of server k's update ops for the mean gradient (and a sparse one's indices).
+  void UpdateFeeds(int k, const std::vector<Tensor>& mean, const PsServerLink& link,
+                   std::vector<Session::Feed>* feeds) const;
   // A server: writes its shard's checkpoint of the run at `at` (global_step `global_step`),
   // and server 0 points `latest` at it once every shard is written.
   StatusOr<std::string> SaveShard(Session& session, CheckpointManager& checkpoints,
@@ -102,16 +109,23 @@ class ParameterServerStrategy : public Strategy {
   ParameterServerOptions options_;
   int rank_ = 0, ranks_ = 1;
   bool server_ = false;
-  std::vector<Output> variables_, gradients_, placeholders_;
-  std::vector<Output> fetches_;  // a worker's: the gradients, then the loss
+  std::vector<Output> variables_, gradients_;
+  // Per variable, what the server feeds its update: the mean gradient; for a variable whose
+  // rows travel alone (layout_.Sparse), the rows' values [-1, ...] and their indices [-1].
+  std::vector<Output> placeholders_, index_placeholders_;
+  // A worker's: per variable its gradient (or a sparse one's values and indices), then the loss;
+  // fetch_at_[v]: where variable v's starts.
+  std::vector<Output> fetches_;
+  std::vector<size_t> fetch_at_;
   TrainOp train_op_;
   PsLayout layout_;
   std::unique_ptr<Communicator> group_;   // the workers' (evaluation) or the servers'
   std::unique_ptr<Communicator> hybrid_;  // hybrid: this worker's group (rank 0 leads)
   // Worker side.
   std::unique_ptr<PsWorkerLink> link_;
-  std::vector<Tensor> values_, pushed_;  // indexed like variables_
-  std::vector<Tensor> out_;              // fetches_' values, reused
+  std::vector<Tensor> values_, pushed_, pushed_indices_;  // indexed like variables_
+  std::vector<PsRows> rows_;                              // the sparse rows the servers sent
+  std::vector<Tensor> out_;                               // fetches_' values, reused
   PsReply reply_;
   int64_t local_step_ = 0;  // async: this worker's data steps so far
 };

@@ -37,22 +37,53 @@ Status ParameterServerStrategy::Build(const Scope& root, Output loss,
     }
   }
   MPIFLOW_RETURN_IF_ERROR(AddGradients(root, {loss}, variables, {}, &gradients_));
-  fetches_ = gradients_;
-  fetches_.push_back(loss);
-  std::vector<int64_t> elements;
-  for (const Output& v : variables) {
+  // An embedding's table travels by the rows a step touches when its gradient is sparse and the
+  // optimizer updates only those rows (hybrid groups sum whole pushes: whole tables).
+  const bool by_rows = options_.sparse != SparseSync::kDense && options_.mode != PsMode::kHybrid &&
+                       (optimizer.kind == OptimizerKind::kSgd ||
+                        (optimizer.lazy_sparse && (optimizer.kind == OptimizerKind::kMomentum ||
+                                                   optimizer.kind == OptimizerKind::kAdam)));
+  std::vector<int64_t> elements, widths;
+  std::vector<Output> applied;  // what the servers' updates read
+  for (size_t i = 0; i < variables.size(); ++i) {
+    const Output& v = variables[i];
+    const Output& g = gradients_[i];
     if (v.dtype() != DType::kFloat32) {
       return InvalidArgument("--strategy ps: variable '", v.node->name(), "' is ",
                              DTypeName(v.dtype()), "; parameter servers hold float32 only");
     }
-    placeholders_.push_back(ops::Placeholder(root.WithOpName("ps/gradient_" + v.node->name()),
-                                             DType::kFloat32, v.shape()));
-    elements.push_back(v.shape().num_elements());
+    const Shape& shape = v.shape();
+    const bool rows = by_rows && g.valid() && g.node->op() == "IndexedSlices" &&
+                      shape.rank() >= 1 && shape.IsFullyDefined() && shape.dim(0) > 0;
+    const std::string name = "ps/gradient_" + v.node->name();
+    fetch_at_.push_back(fetches_.size());
+    if (rows) {
+      std::vector<int64_t> dims = shape.dims();
+      dims[0] = -1;
+      placeholders_.push_back(
+          ops::Placeholder(root.WithOpName(name + "/values"), DType::kFloat32, Shape(dims)));
+      index_placeholders_.push_back(
+          ops::Placeholder(root.WithOpName(name + "/indices"), DType::kInt64, Shape{-1}));
+      applied.push_back(
+          ops::IndexedSlices(root, placeholders_.back(), index_placeholders_.back(), v));
+      fetches_.push_back(g.node->input(0));
+      fetches_.push_back(g.node->input(1));
+      widths.push_back(shape.num_elements() / shape.dim(0));
+    } else {
+      placeholders_.push_back(ops::Placeholder(root.WithOpName(name), DType::kFloat32, shape));
+      index_placeholders_.emplace_back();
+      applied.push_back(placeholders_.back());
+      fetches_.push_back(g);
+      widths.push_back(0);
+    }
+    elements.push_back(shape.num_elements());
   }
-  StatusOr<TrainOp> t = ApplyGradients(root, placeholders_, variables, optimizer);
+  fetches_.push_back(loss);
+  MPIFLOW_RETURN_IF_ERROR(root.status());
+  StatusOr<TrainOp> t = ApplyGradients(root, applied, variables, optimizer);
   if (!t.ok()) return t.status();
   train_op_ = std::move(*t);
-  StatusOr<PsLayout> l = MakePsLayout(ranks_, options_, elements);
+  StatusOr<PsLayout> l = MakePsLayout(ranks_, options_, elements, widths);
   if (!l.ok()) return l.status();
   layout_ = std::move(*l);
   return Status::OK();
@@ -81,6 +112,12 @@ std::string ParameterServerStrategy::Describe(int64_t global_batch) const {
   for (int k = 0; k < layout_.servers; ++k) {
     s += StrCat(k ? "," : "", " ", layout_.shard_elements[k] * 4 / 1024, " KiB");
   }
+  std::string by_rows;
+  for (size_t v = 0; v < variables_.size(); ++v) {
+    if (layout_.Sparse(static_cast<int>(v)))
+      by_rows += StrCat(by_rows.empty() ? "" : ", ", "'", variables_[v].node->name(), "'");
+  }
+  if (!by_rows.empty()) s += StrCat("; only the rows a step touches travel for ", by_rows);
   return s;
 }
 
@@ -145,6 +182,7 @@ Status ParameterServerStrategy::Start(Session& session, CheckpointManager& check
   link_ = std::make_unique<PsWorkerLink>(env_.comm, layout_, shapes);
   values_.resize(variables_.size());
   pushed_.resize(variables_.size());
+  pushed_indices_.resize(variables_.size());
   MPIFLOW_RETURN_IF_ERROR(Receive(session));  // the servers send the values to start from
   if (options_.mode == PsMode::kSync && reply_.version != resumed.position.step) {
     return Status(Code::kInternal, StrCat("the parameter servers started at step ", reply_.version,
@@ -157,9 +195,14 @@ Status ParameterServerStrategy::Start(Session& session, CheckpointManager& check
 }
 
 Status ParameterServerStrategy::Receive(Session& session) {
-  MPIFLOW_RETURN_IF_ERROR(link_->Receive(&values_, &reply_, hybrid_.get()));
+  MPIFLOW_RETURN_IF_ERROR(link_->Receive(&values_, &rows_, &reply_, hybrid_.get()));
   for (size_t i = 0; i < variables_.size(); ++i) {
+    if (layout_.Sparse(static_cast<int>(i))) continue;
     MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(variables_[i].node->name(), values_[i]));
+  }
+  for (const PsRows& r : rows_) {  // the rows that changed since this worker's last values
+    MPIFLOW_RETURN_IF_ERROR(
+        session.WriteVariableRows(variables_[r.variable].node->name(), r.indices, r.values));
   }
   // Asynchronous servers' version counts updates; their global_step is updates / pushers.
   const int64_t step =
@@ -167,23 +210,36 @@ Status ParameterServerStrategy::Receive(Session& session) {
   return session.WriteVariable(train_op_.global_step.node->name(), Tensor::Scalar<int64_t>(step));
 }
 
+void ParameterServerStrategy::TakeGradients(const Batch& batch) {
+  for (size_t i = 0; i < variables_.size(); ++i) {
+    const bool rows = layout_.Sparse(static_cast<int>(i));
+    if (batch.examples > 0) {
+      pushed_[i] = out_[fetch_at_[i]];
+      if (rows) pushed_indices_[i] = out_[fetch_at_[i] + 1];
+    } else if (rows) {  // a share of nothing: no rows
+      std::vector<int64_t> dims = variables_[i].shape().dims();
+      dims[0] = 0;
+      pushed_[i] = Tensor(DType::kFloat32, Shape(dims));
+      pushed_indices_[i] = Tensor(DType::kInt64, Shape{0});
+    } else {  // weight 0
+      pushed_[i] = Tensor(DType::kFloat32, variables_[i].shape());
+    }
+  }
+}
+
 StatusOr<StepOutcome> ParameterServerStrategy::RunStep(Session& session,
                                                        std::vector<Session::Feed> feeds,
                                                        const Batch& batch, RunStats* stats) {
   if (options_.mode != PsMode::kSync) return RunAsyncStep(session, std::move(feeds), batch, stats);
-  double loss_sum = 0;
   if (batch.examples > 0) {
     Status run = session.Run(feeds, fetches_, {}, &out_, stats);
     if (!run.ok()) return strategy_util::StepError(run, reply_.version + 1, batch, false);
-    for (size_t i = 0; i < variables_.size(); ++i) pushed_[i] = out_[i];
-    loss_sum = static_cast<double>(*out_.back().data<float>()) * batch.examples;
-  } else {  // a share of nothing: weight 0
-    for (size_t i = 0; i < variables_.size(); ++i) {
-      pushed_[i] = Tensor(DType::kFloat32, variables_[i].shape());
-    }
   }
-  MPIFLOW_RETURN_IF_ERROR(
-      link_->Push(pushed_, batch.examples, loss_sum, env_.stop && env_.stop->requested()));
+  TakeGradients(batch);
+  const double loss_sum =
+      batch.examples > 0 ? static_cast<double>(*out_.back().data<float>()) * batch.examples : 0;
+  MPIFLOW_RETURN_IF_ERROR(link_->Push(pushed_, pushed_indices_, batch.examples, loss_sum,
+                                      env_.stop && env_.stop->requested()));
   MPIFLOW_RETURN_IF_ERROR(Receive(session));
   if (reply_.non_finite) {
     return Status(Code::kAborted,
@@ -197,27 +253,25 @@ StatusOr<StepOutcome> ParameterServerStrategy::RunStep(Session& session,
   o.stop = reply_.stop;
   o.done = link_->AllDone();
   o.stale_dropped = reply_.dropped;
+  o.ps_pushed_bytes = link_->pushed_bytes();
+  o.ps_received_bytes = link_->received_bytes();
   return o;
 }
 
 StatusOr<StepOutcome> ParameterServerStrategy::RunAsyncStep(Session& session,
                                                             std::vector<Session::Feed> feeds,
                                                             const Batch& batch, RunStats* stats) {
-  double loss_sum = 0;
   const int64_t step = local_step_ + 1;
   if (batch.examples > 0) {
     Status run = session.Run(feeds, fetches_, {}, &out_, stats);
     if (!run.ok()) return strategy_util::StepError(run, step, batch, false);
-    for (size_t i = 0; i < variables_.size(); ++i) pushed_[i] = out_[i];
-    loss_sum = static_cast<double>(*out_.back().data<float>()) * batch.examples;
-  } else {  // a share of nothing: weight 0
-    for (size_t i = 0; i < variables_.size(); ++i) {
-      pushed_[i] = Tensor(DType::kFloat32, variables_[i].shape());
-    }
   }
+  TakeGradients(batch);
+  const double loss_sum =
+      batch.examples > 0 ? static_cast<double>(*out_.back().data<float>()) * batch.examples : 0;
   const bool vote = env_.stop && env_.stop->requested();
   if (hybrid_) {  // the group sums its packed pushes; the leader sends the sum
-    MPIFLOW_RETURN_IF_ERROR(link_->Pack(pushed_, batch.examples, loss_sum, vote));
+    MPIFLOW_RETURN_IF_ERROR(link_->Pack(pushed_, pushed_indices_, batch.examples, loss_sum, vote));
     for (int k = 0; k < layout_.servers; ++k) {
       if (link_->Done(k)) continue;
       AllreduceOptions sum;
@@ -226,7 +280,8 @@ StatusOr<StepOutcome> ParameterServerStrategy::RunAsyncStep(Session& session,
     }
     if (hybrid_->rank() == 0) MPIFLOW_RETURN_IF_ERROR(link_->Send(step));
   } else {
-    MPIFLOW_RETURN_IF_ERROR(link_->Push(pushed_, batch.examples, loss_sum, vote, step));
+    MPIFLOW_RETURN_IF_ERROR(
+        link_->Push(pushed_, pushed_indices_, batch.examples, loss_sum, vote, step));
   }
   MPIFLOW_RETURN_IF_ERROR(Receive(session));
   local_step_ = step;
@@ -248,6 +303,8 @@ StatusOr<StepOutcome> ParameterServerStrategy::RunAsyncStep(Session& session,
   o.stop = reply_.stop;
   o.done = link_->AllDone();
   o.stale_dropped = reply_.dropped;
+  o.ps_pushed_bytes = link_->pushed_bytes();
+  o.ps_received_bytes = link_->received_bytes();
   o.updates = reply_.updates;
   o.staleness = reply_.staleness;
   return o;

@@ -488,4 +488,78 @@ Status Session::WriteVariable(const std::string& name, const Tensor& value) {
   return Status::OK();
 }
 
+namespace {
+
+// Bytes of one row of a variable of `shape` (its first dimension indexes the rows).
+Status CheckRows(const std::string& name, const Shape& shape, const std::vector<int64_t>& rows) {
+  if (shape.rank() < 1) return InvalidArgument("variable '", name, "' is a scalar: it has no rows");
+  for (int64_t r : rows) {
+    if (r < 0 || r >= shape.dim(0)) {
+      return InvalidArgument("row ", r, " of variable '", name, "' is out of range [0, ",
+                             shape.dim(0), ")");
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+StatusOr<Tensor> Session::ReadVariableRows(const std::string& name,
+                                           const std::vector<int64_t>& rows) {
+  VariableResource::Slot* slot = variables_->Find(name);
+  if (!slot || !slot->value.allocated()) {
+    return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
+  }
+  const Tensor& v = slot->value;
+  MPIFLOW_RETURN_IF_ERROR(CheckRows(name, v.shape(), rows));
+  std::vector<int64_t> dims = v.shape().dims();
+  const size_t row_bytes = v.shape().dim(0) > 0 ? v.bytes() / v.shape().dim(0) : 0;
+  dims[0] = static_cast<int64_t>(rows.size());
+  Tensor out(v.dtype(), Shape(dims));
+  const char* src = static_cast<const char*>(v.raw());
+  char* dst = static_cast<char*>(out.raw());  // [rows.size(), row_bytes]
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::memcpy(dst + i * row_bytes, src + rows[i] * row_bytes, row_bytes);
+  }
+  return out;
+}
+
+Status Session::ReadVariableInto(const std::string& name, Tensor out) {
+  VariableResource::Slot* slot = variables_->Find(name);
+  if (!slot || !slot->value.allocated()) {
+    return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
+  }
+  const Tensor& v = slot->value;
+  if (out.dtype() != v.dtype() || out.shape() != v.shape()) {
+    return InvalidArgument("variable '", name, "' is ", DTypeName(v.dtype()), v.shape().ToString(),
+                           "; the destination is ", DTypeName(out.dtype()), out.shape().ToString());
+  }
+  std::memcpy(out.raw(), v.raw(), v.bytes());
+  return Status::OK();
+}
+
+Status Session::WriteVariableRows(const std::string& name, const std::vector<int64_t>& rows,
+                                  const Tensor& values) {
+  VariableResource::Slot* slot = variables_->Find(name);
+  if (!slot || !slot->value.allocated()) {
+    return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
+  }
+  Tensor& v = slot->value;
+  MPIFLOW_RETURN_IF_ERROR(CheckRows(name, v.shape(), rows));
+  std::vector<int64_t> dims = v.shape().dims();
+  dims[0] = static_cast<int64_t>(rows.size());
+  if (values.dtype() != v.dtype() || values.shape() != Shape(dims)) {
+    return InvalidArgument("rows for variable '", name, "' must be ", DTypeName(v.dtype()),
+                           Shape(dims).ToString(), ", got ", DTypeName(values.dtype()),
+                           values.shape().ToString());
+  }
+  const size_t row_bytes = v.shape().dim(0) > 0 ? v.bytes() / v.shape().dim(0) : 0;
+  const char* src = static_cast<const char*>(values.raw());  // [rows.size(), row_bytes]
+  char* dst = static_cast<char*>(v.raw());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::memcpy(dst + rows[i] * row_bytes, src + i * row_bytes, row_bytes);
+  }
+  return Status::OK();
+}
+
 }  // namespace mpiflow

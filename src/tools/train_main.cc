@@ -83,6 +83,7 @@ mpiflow::Status ParseTyped(const CommandLine& cl, TrainConfig* c) {
       ParseInto(&c->allreduce.algorithm, mpiflow::ParseAllreduceAlgorithm, cl.allreduce));
   MPIFLOW_RETURN_IF_ERROR(
       ParseInto(&c->allreduce.sparse, mpiflow::ParseSparseSync, cl.sparse_sync));
+  c->ps.sparse = c->allreduce.sparse;  // one option for both strategies
   MPIFLOW_RETURN_IF_ERROR(
       ParseInto(&c->data_sharding, mpiflow::ParseDataSharding, cl.data_sharding));
   MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->optimizer.kind, mpiflow::ParseOptimizer, cl.optimizer));
@@ -230,7 +231,9 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
       ("sparse-sync", po::value(&cl->sparse_sync)->default_value(cl->sparse_sync),
        "sparse gradients (an embedding's rows) with --strategy allreduce: allgather (every "
        "rank's touched rows; lazy optimizers update only those), dense (scattered into the "
-       "table's shape and allreduced), or auto (allgather when it moves fewer bytes)")
+       "table's shape and allreduced), or auto (allgather when it moves fewer bytes); with "
+       "--strategy ps (sync, async): anything but dense moves only the rows a step touches "
+       "(with sgd, or momentum and adam, which update only those rows)")
       ("allreduce-rules", po::value(&cl->allreduce_rules)->value_name("RULES"),
        "what auto picks, first match wins: e.g. rd:<=32768,ring (algorithm[:<=bytes][@>=ranks])")
       ("stall-warning-seconds", po::value(&co->stall_warning_seconds)
@@ -273,6 +276,13 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
   }
   // clang-format on
   return d;
+}
+
+// Bytes as MiB with one decimal.
+std::string Mib(int64_t bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f", static_cast<double>(bytes) / (1 << 20));
+  return b;
 }
 
 // The staleness histogram as "0:12,1:40,...,15+:3" (empty buckets left out).
@@ -483,6 +493,7 @@ int mpiflow::TrainMain(int argc, char** argv, mpiflow::FaultHooks* hooks) {
       ps ? mpiflow::StrCat(
                " ps_ranks=", config.ps.servers, " ps_mode=", mpiflow::PsModeName(config.ps.mode),
                " backup_workers=", config.ps.backup_workers, " stale_dropped=", r->stale_dropped,
+               " pushed_mib=", Mib(r->ps_pushed_bytes), " received_mib=", Mib(r->ps_received_bytes),
                config.ps.mode == mpiflow::PsMode::kSync
                    ? std::string()
                    : mpiflow::StrCat(" updates=", r->ps_updates,

@@ -417,6 +417,8 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
     r.stale_dropped = s->stale_dropped;
     r.ps_updates = s->updates;
     r.staleness = s->staleness;
+    r.ps_pushed_bytes = s->ps_pushed_bytes;
+    r.ps_received_bytes = s->ps_received_bytes;
     const DataPosition at = plan.At(r.steps);
     const bool crossed = at.epoch != plan.At(before).epoch;
     const int64_t epoch = crossed ? at.epoch - 1 : at.epoch;
