@@ -1,6 +1,6 @@
-// The parameter-server exchange (see parameter_server.h): layout, the worker's push/receive,
-// the server's gather/publish (sync) and wait/answer (async). Every message is float32
-// [kHeader + the shard's whole variables + its sparse section].
+// The parameter servers' layout, the message format's helpers (ps_wire.h) and the worker's side
+// of the exchange: push and receive (see parameter_server.h). The server's side is
+// ps_server_link.cc.
 #include "parameter_server.h"
 
 #include <algorithm>
@@ -12,47 +12,11 @@
 #include <numeric>
 #include <string>
 
+#include "ps_wire.h"
+
 namespace mpiflow {
 
-namespace {
-
-constexpr int kPushTag = 7001;   // worker -> server: gradients
-constexpr int kReplyTag = 7002;  // server -> worker: values
-
-// The header's fields (float32 each; counters as two floats, exact below 2^48).
-enum Field {
-  kVersion = 0,     // [0, 1]: the values' version (push: the one computed on)
-  kLoss = 2,        // push: loss sum; reply: mean loss
-  kExamples = 3,    // push: examples; reply: examples the update used
-  kStop = 4,        // preemption vote / decision
-  kDone = 5,        // reply: push no more
-  kNonFinite = 6,   // a NaN or Inf: training failed
-  kDropped = 7,     // reply: stale pushes dropped so far
-  kStep = 8,        // [8, 9] push: the pusher's data step (async)
-  kLeave = 10,      // push: no gradient, the pusher is done (async)
-  kUpdates = 11,    // [11, 12] reply: updates applied (async)
-  kStaleness = 16,  // [16, 32) reply: the staleness histogram (async)
-  kHeader = kStaleness + kStalenessBuckets
-};
-static_assert(kHeader == kPsHeaderFloats, "parameter_server.h says how long the header is");
-
-void PutCount(float* h, int64_t v) {
-  h[0] = static_cast<float>(v >> 24);
-  h[1] = static_cast<float>(v & ((int64_t{1} << 24) - 1));
-}
-int64_t GetCount(const float* h) {
-  return (static_cast<int64_t>(h[0]) << 24) + static_cast<int64_t>(h[1]);
-}
-
-using Clock = std::chrono::steady_clock;
-
-std::string List(const std::vector<int>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += StrCat(i ? ", " : "", v[i]);
-  return s;
-}
-
-}  // namespace
+using namespace ps_wire;  // NOLINT: the message format's names (ps_wire.h)
 
 Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
   if (o.servers < 1) return InvalidArgument("--ps-ranks must be >= 1, got ", o.servers);
@@ -136,11 +100,16 @@ StatusOr<PsLayout> MakePsLayout(int ranks, const ParameterServerOptions& o,
   return l;
 }
 
-// ---- messages' sparse sections -----------------------------------------------------------
+// ---- the message format (ps_wire.h) -------------------------------------------------------
 
-namespace {
+namespace ps_wire {
 
-// Floats a sparse section takes for parts of n[j] rows of width[j] floats (width 0: dense).
+std::string List(const std::vector<int>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += StrCat(i ? ", " : "", v[i]);
+  return s;
+}
+
 int64_t SectionFloats(const std::vector<int64_t>& width, const std::vector<int64_t>& n) {
   int64_t f = 0;
   for (size_t j = 0; j < width.size(); ++j) {
@@ -149,13 +118,6 @@ int64_t SectionFloats(const std::vector<int64_t>& width, const std::vector<int64
   return f;
 }
 
-// Reads a sparse section from `p` (at most `left` floats): per sparse variable (width > 0) n,
-// where its indices and rows start; indices checked against rows[j]. Error: what is wrong.
-struct SectionPart {
-  int64_t n = 0;
-  const float* indices = nullptr;  // n counts
-  const float* rows = nullptr;     // [n, width]
-};
 Status ReadSection(const float* p, int64_t left, const std::vector<int64_t>& width,
                    const std::vector<int64_t>& rows, std::vector<SectionPart>* parts) {
   parts->assign(width.size(), SectionPart());
@@ -184,12 +146,12 @@ Status ReadSection(const float* p, int64_t left, const std::vector<int64_t>& wid
   return Status::OK();
 }
 
-// Per shard variable of server k: floats per row if sparse, else 0; and its rows.
 std::vector<int64_t> Widths(const PsLayout& l, int k) {
   std::vector<int64_t> w;
   for (int v : l.shards[k]) w.push_back(l.row_width[v]);
   return w;
 }
+
 std::vector<int64_t> RowCounts(const PsLayout& l, int k, const std::vector<Shape>& shapes) {
   std::vector<int64_t> r;
   for (size_t j = 0; j < l.shards[k].size(); ++j) {
@@ -198,7 +160,7 @@ std::vector<int64_t> RowCounts(const PsLayout& l, int k, const std::vector<Shape
   return r;
 }
 
-}  // namespace
+}  // namespace ps_wire
 
 // ---- worker ---------------------------------------------------------------------------------
 
@@ -459,378 +421,6 @@ Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, const std::vector<Te
       p += sums[v].size();
     }
   }
-  return Status::OK();
-}
-
-// ---- server ---------------------------------------------------------------------------------
-
-PsServerLink::PsServerLink(Communicator* comm, const PsLayout& layout, int server,
-                           std::vector<Shape> shapes, PsShardReader read)
-    : comm_(comm),
-      layout_(layout),
-      server_(server),
-      shapes_(std::move(shapes)),
-      width_(Widths(layout, server)),
-      read_(std::move(read)),
-      parts_(layout.pushers()),
-      recvs_(layout.pushers()),
-      applied_(layout.pushers(), 0),
-      sent_(layout.pushers(), -1),
-      row_version_(shapes_.size()),
-      indices_(shapes_.size()) {
-  for (int p = 0; p < layout_.pushers(); ++p) {
-    inbox_.push_back(layout_.ShardSparse(server_)
-                         ? std::make_shared<Tensor>()
-                         : std::make_shared<Tensor>(
-                               DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]}));
-  }
-  // Every row starts at version 0, which every worker lacks (it has received nothing: -1).
-  for (size_t j = 0; j < shapes_.size(); ++j) {
-    if (width_[j] > 0) row_version_[j].assign(shapes_[j].dim(0), 0);
-  }
-}
-
-PsServerLink::~PsServerLink() { (void)Flush(); }
-
-Status PsServerLink::Flush() {
-  for (auto& w : sends_) MPIFLOW_RETURN_IF_ERROR(w->Wait());
-  sends_.clear();
-  return Status::OK();
-}
-
-// The inbox is free again: its last push was averaged (Gather), applied or dropped before this.
-void PsServerLink::PostRecv(int pusher) {
-  const int src = layout_.pusher_rank(pusher);
-  recvs_[pusher] = layout_.ShardSparse(server_) ? comm_->RecvShaped(inbox_[pusher], DType::kFloat32,
-                                                                    Shape{-1}, src, kPushTag)
-                                                : comm_->Recv(*inbox_[pusher], src, kPushTag);
-}
-
-Status PsServerLink::Reply(int pusher, std::vector<std::pair<int64_t, Tensor>>* cache) {
-  const int64_t since = layout_.ShardSparse(server_) ? sent_[pusher] : 0;
-  Tensor message;
-  if (cache) {
-    for (const auto& [v, t] : *cache) {
-      if (v == since) message = t;
-    }
-  }
-  if (!message.allocated()) {
-    StatusOr<Tensor> m = Message(since);
-    if (!m.ok()) return m.status();
-    message = std::move(*m);
-    if (cache) cache->emplace_back(since, message);
-  }
-  sent_[pusher] = version_;
-  sends_.push_back(comm_->Send(message, layout_.pusher_rank(pusher), kReplyTag));
-  return Status::OK();
-}
-
-StatusOr<Tensor> PsServerLink::Message(int64_t since) const {
-  // The sparse variables' rows that changed since `since`.
-  std::vector<std::vector<int64_t>> rows(shapes_.size());
-  std::vector<int64_t> n(shapes_.size(), 0);
-  for (size_t j = 0; j < shapes_.size(); ++j) {
-    for (size_t r = 0; r < row_version_[j].size(); ++r) {
-      if (row_version_[j][r] > since) rows[j].push_back(static_cast<int64_t>(r));
-    }
-    n[j] = static_cast<int64_t>(rows[j].size());
-  }
-  Tensor t(DType::kFloat32,
-           Shape{kHeader + layout_.shard_dense_elements[server_] + SectionFloats(width_, n)});
-  float* h = t.data<float>();
-  std::fill(h, h + kHeader, 0.0f);
-  PutCount(h + kVersion, version_);
-  h[kLoss] = static_cast<float>(reply_.loss);
-  h[kExamples] = static_cast<float>(reply_.examples);
-  h[kStop] = reply_.stop ? 1.0f : 0.0f;
-  h[kDone] = reply_.done ? 1.0f : 0.0f;
-  h[kNonFinite] = reply_.non_finite ? 1.0f : 0.0f;
-  h[kDropped] = static_cast<float>(dropped_);
-  PutCount(h + kUpdates, reply_.updates);
-  for (int b = 0; b < kStalenessBuckets && b < static_cast<int>(reply_.staleness.size()); ++b) {
-    h[kStaleness + b] = static_cast<float>(reply_.staleness[b]);
-  }
-  int64_t offset = kHeader;
-  for (size_t j = 0; j < shapes_.size(); ++j) {  // the whole variables, float32 [elements]
-    if (width_[j] > 0) continue;
-    MPIFLOW_RETURN_IF_ERROR(read_.whole(static_cast<int>(j), t.View(offset, shapes_[j])));
-    offset += shapes_[j].num_elements();
-  }
-  float* p = h + offset;
-  for (size_t j = 0; j < shapes_.size(); ++j) {  // the sparse section
-    if (width_[j] == 0) continue;
-    PutCount(p, n[j]);
-    p += 2;
-    for (int64_t i = 0; i < n[j]; ++i) PutCount(p + 2 * i, rows[j][i]);
-    p += 2 * n[j];
-    StatusOr<Tensor> r = read_.rows(static_cast<int>(j), rows[j]);
-    if (!r.ok()) return r.status();
-    if (r->num_elements() != n[j] * width_[j]) {
-      return Internal("parameter server ", server_, ": read ", r->num_elements(), " floats for ",
-                      n[j], " rows of ", width_[j]);
-    }
-    std::memcpy(p, r->data<float>(), r->bytes());  // float32 [n, width]
-    p += r->num_elements();
-  }
-  return t;
-}
-
-Status PsServerLink::ReadParts(int p) {
-  const Tensor& t = *inbox_[p];
-  std::vector<SectionPart> section;
-  if (layout_.ShardSparse(server_)) {
-    const int64_t at = kHeader + layout_.shard_dense_elements[server_];
-    Status st =
-        t.num_elements() < at
-            ? Internal("it is shorter than the header and whole variables (", at, " floats)")
-            : ReadSection(t.data<float>() + at, t.num_elements() - at, width_,
-                          RowCounts(layout_, server_, shapes_), &section);
-    if (!st.ok()) {
-      return Internal("parameter server ", server_, ": the push of ", t.num_elements(),
-                      " floats from rank ", layout_.pusher_rank(p),
-                      " is malformed: ", st.message());
-    }
-  }
-  parts_[p].assign(shapes_.size(), Part());
-  for (size_t j = 0; j < section.size(); ++j) {
-    parts_[p][j] = {section[j].n, section[j].indices, section[j].rows};
-  }
-  return Status::OK();
-}
-
-void PsServerLink::MarkRows() {
-  for (size_t j = 0; j < shapes_.size(); ++j) {
-    if (width_[j] == 0 || !indices_[j].allocated()) continue;
-    const int64_t* r = indices_[j].data<int64_t>();
-    for (int64_t i = 0; i < indices_[j].num_elements(); ++i) row_version_[j][r[i]] = version_;
-  }
-}
-
-Status PsServerLink::Start(int64_t version, bool done) {
-  PsReply r;
-  r.done = done;
-  version_ = version - 1;  // Publish counts it up
-  gathered_.resize(layout_.pushers());
-  std::iota(gathered_.begin(), gathered_.end(), 0);
-  const Status st = Publish(r);
-  gathered_.clear();
-  return st;
-}
-
-Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* examples,
-                            bool* stop_votes) {
-  gathered_.clear();
-  *stop_votes = false;
-  std::vector<std::shared_ptr<Work>> live;
-  std::vector<int> who;
-  const Clock::time_point start = Clock::now();
-  while (static_cast<int>(gathered_.size()) < layout_.aggregate()) {
-    live.clear();
-    who.clear();
-    for (int w = 0; w < layout_.pushers(); ++w) {
-      if (recvs_[w]) {
-        live.push_back(recvs_[w]);
-        who.push_back(w);
-      }
-    }
-    if (live.empty()) {
-      return Status(Code::kInternal, "parameter server: no worker left to gather from");
-    }
-    const int w = who[comm_->WaitAnyWatched(
-        live, start,
-        [&](double waited) {
-          std::vector<int> missing;
-          for (int q : who) {
-            if (!recvs_[q]->Completed()) missing.push_back(q);
-          }
-          return StrCat("mpiflow: rank ", comm_->rank(), ": stall: parameter server ", server_,
-                        " has waited ", static_cast<int64_t>(waited), " s at step ", version_,
-                        " for ", layout_.aggregate() - static_cast<int>(gathered_.size()),
-                        " more push(es); not arrived: worker(s) ", List(missing));
-        },
-        /*urgent=*/true)];
-    Status st = recvs_[w]->status();
-    recvs_[w] = nullptr;
-    if (!st.ok()) return st;
-    const float* h = inbox_[w]->data<float>();
-    const int64_t v = GetCount(h + kVersion);
-    *stop_votes = *stop_votes || h[kStop] != 0;
-    if (v == version_) {
-      MPIFLOW_RETURN_IF_ERROR(ReadParts(w));
-      gathered_.push_back(w);  // its receive is posted again after the reply
-    } else if (v < version_) {
-      ++dropped_;  // a straggler's: answer with the current values at once
-      MPIFLOW_RETURN_IF_ERROR(Reply(w));
-      PostRecv(w);
-    } else {
-      return Status(Code::kInternal, StrCat("parameter server ", server_, ": worker ", w,
-                                            " pushed version ", v, " ahead of ", version_));
-    }
-  }
-  // Sum in worker order, whatever the arrival order: the same bits every run without backups.
-  std::sort(gathered_.begin(), gathered_.end());
-  mean->assign(shapes_.size(), Tensor());
-  double loss_sum = 0, total = 0;
-  for (int w : gathered_) {
-    loss_sum += inbox_[w]->data<float>()[kLoss];
-    total += inbox_[w]->data<float>()[kExamples];
-    ++applied_[w];
-  }
-  const float inv = total > 0 ? static_cast<float>(1.0 / total) : 0.0f;
-  int64_t offset = kHeader;
-  for (size_t j = 0; j < shapes_.size(); ++j) {
-    if (width_[j] > 0) {  // the pushes' rows one after another: the optimizer sums repeats
-      int64_t rows = 0;
-      for (int w : gathered_) rows += parts_[w][j].n;
-      std::vector<int64_t> dims = shapes_[j].dims();
-      dims[0] = rows;
-      Tensor m(DType::kFloat32, Shape(dims));
-      Tensor at(DType::kInt64, Shape{rows});
-      float* out = m.data<float>();  // float32 [rows, width]
-      int64_t* idx = at.data<int64_t>();
-      for (int w : gathered_) {
-        const Part& part = parts_[w][j];
-        for (int64_t i = 0; i < part.n; ++i) *idx++ = GetCount(part.indices + 2 * i);
-        const int64_t n = part.n * width_[j];
-        for (int64_t i = 0; i < n; ++i) out[i] = (0.0f + part.rows[i]) * inv;
-        out += n;
-      }
-      (*mean)[j] = std::move(m);
-      indices_[j] = std::move(at);
-      continue;
-    }
-    Tensor m(DType::kFloat32, shapes_[j]);
-    float* out = m.data<float>();  // float32 [n]
-    const int64_t n = m.num_elements();
-    // ((0 + first) + second ...) * inv, a block at a time while it is in cache.
-    constexpr int64_t kBlock = 2048;
-    for (int64_t b = 0; b < n; b += kBlock) {
-      const int64_t e = std::min(n, b + kBlock);
-      for (size_t g = 0; g < gathered_.size(); ++g) {
-        const float* in = inbox_[gathered_[g]]->data<float>() + offset;
-        if (g == 0) {
-          for (int64_t i = b; i < e; ++i) out[i] = 0.0f + in[i];
-        } else {
-          for (int64_t i = b; i < e; ++i) out[i] += in[i];
-        }
-      }
-      for (int64_t i = b; i < e; ++i) out[i] *= inv;
-    }
-    offset += n;
-    (*mean)[j] = std::move(m);
-  }
-  *loss = total > 0 ? loss_sum / total : 0;
-  *examples = total;
-  return Status::OK();
-}
-
-Status PsServerLink::Publish(PsReply reply) {
-  ++version_;
-  MarkRows();  // the step's rows (none at the start)
-  for (Tensor& t : indices_) t = Tensor();
-  reply_ = reply;
-  sends_.erase(std::remove_if(sends_.begin(), sends_.end(),
-                              [](const std::shared_ptr<Work>& w) { return w->Completed(); }),
-               sends_.end());
-  std::vector<std::pair<int64_t, Tensor>> cache;  // the messages by the version they follow
-  for (int w : gathered_) {
-    MPIFLOW_RETURN_IF_ERROR(Reply(w, &cache));
-    if (!reply.done) PostRecv(w);
-  }
-  if (reply.done) {  // everyone else pushes once more (or has): tell them too
-    for (int w = 0; w < layout_.pushers(); ++w) {
-      if (!recvs_[w]) continue;
-      MPIFLOW_RETURN_IF_ERROR(recvs_[w]->Wait());
-      recvs_[w] = nullptr;
-      MPIFLOW_RETURN_IF_ERROR(Reply(w, &cache));
-    }
-    MPIFLOW_RETURN_IF_ERROR(Flush());
-  }
-  return Status::OK();
-}
-
-Status PsServerLink::WaitPush(PsPush* push) {
-  std::vector<std::shared_ptr<Work>> live;
-  std::vector<int> who;
-  for (int p = 0; p < layout_.pushers(); ++p) {
-    if (recvs_[p]) {
-      live.push_back(recvs_[p]);
-      who.push_back(p);
-    }
-  }
-  if (live.empty()) return Status(Code::kInternal, "parameter server: no pusher left to wait for");
-  const int p = who[comm_->WaitAnyWatched(live, Clock::now(), [&](double waited) {
-    return StrCat("mpiflow: rank ", comm_->rank(), ": stall: parameter server ", server_,
-                  " has waited ", static_cast<int64_t>(waited), " s after update ", version_,
-                  " for any push; none has arrived from rank(s) ", [&] {
-                    std::vector<int> ranks;
-                    for (int q : who) ranks.push_back(layout_.pusher_rank(q));
-                    return List(ranks);
-                  }());
-  })];
-  Status st = recvs_[p]->status();
-  recvs_[p] = nullptr;
-  if (!st.ok()) return st;
-  const float* h = inbox_[p]->data<float>();
-  push->pusher = p;
-  push->version = GetCount(h + kVersion);
-  push->step = GetCount(h + kStep);
-  push->loss_sum = h[kLoss];
-  push->examples = h[kExamples];
-  push->stop = h[kStop] != 0;
-  push->leave = h[kLeave] != 0;
-  push->non_finite = h[kNonFinite] != 0;
-  if (push->version > version_) {
-    return Status(Code::kInternal,
-                  StrCat("parameter server ", server_, ": rank ", layout_.pusher_rank(p),
-                         " pushed version ", push->version, " ahead of ", version_));
-  }
-  if (!push->leave) MPIFLOW_RETURN_IF_ERROR(ReadParts(p));
-  return Status::OK();
-}
-
-void PsServerLink::MeanOf(const PsPush& push, std::vector<Tensor>* mean) {
-  const float inv = push.examples > 0 ? static_cast<float>(1.0 / push.examples) : 0.0f;
-  mean->assign(shapes_.size(), Tensor());
-  int64_t offset = kHeader;
-  for (size_t j = 0; j < shapes_.size(); ++j) {
-    if (width_[j] > 0) {
-      const Part& part = parts_[push.pusher][j];
-      std::vector<int64_t> dims = shapes_[j].dims();
-      dims[0] = part.n;
-      Tensor m(DType::kFloat32, Shape(dims));
-      Tensor at(DType::kInt64, Shape{part.n});
-      float* out = m.data<float>();  // float32 [n, width]
-      for (int64_t i = 0; i < part.n; ++i) at.data<int64_t>()[i] = GetCount(part.indices + 2 * i);
-      for (int64_t i = 0; i < part.n * width_[j]; ++i) out[i] = (0.0f + part.rows[i]) * inv;
-      (*mean)[j] = std::move(m);
-      indices_[j] = std::move(at);
-      continue;
-    }
-    Tensor m(DType::kFloat32, shapes_[j]);
-    float* out = m.data<float>();  // float32 [n]
-    const float* in = inbox_[push.pusher]->data<float>() + offset;
-    const int64_t n = m.num_elements();
-    for (int64_t i = 0; i < n; ++i) out[i] = (0.0f + in[i]) * inv;  // Gather's arithmetic
-    offset += n;
-    (*mean)[j] = std::move(m);
-  }
-}
-
-void PsServerLink::Applied(int pusher) {
-  ++version_;
-  ++applied_[pusher];
-  MarkRows();
-}
-
-Status PsServerLink::Answer(int pusher, PsReply reply) {
-  reply_ = reply;
-  for (Tensor& t : indices_) t = Tensor();  // marked by Applied, if it was applied
-  sends_.erase(std::remove_if(sends_.begin(), sends_.end(),
-                              [](const std::shared_ptr<Work>& w) { return w->Completed(); }),
-               sends_.end());
-  MPIFLOW_RETURN_IF_ERROR(Reply(pusher));
-  if (!reply.done) PostRecv(pusher);
   return Status::OK();
 }
 

@@ -4,7 +4,7 @@
 // strategy built on it. Not the optimizer (the server runs the graph's update ops, ps_server.cc)
 // and not the collectives (communicator.h): this is a message protocol over Send/Recv.
 //
-// Messages are float32 tensors: a 32-float header (its fields: parameter_server.cc), then the
+// Messages are float32 tensors: a 32-float header (its fields: ps_wire.h), then the
 // shard's whole (dense) variables in shard order, then its sparse section: for each variable
 // whose rows travel alone (PsLayout::row_width; an embedding table that the optimizer updates
 // by rows), in shard order, n as a count (two floats), n row indices (two floats each), and
