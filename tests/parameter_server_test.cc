@@ -19,6 +19,7 @@
 
 #include "mpiflow/checkpoint.h"
 #include "mpiflow/trainer.h"
+#include "src/distributed/ps_wire.h"
 #include "tests/bags.h"
 #include "tests/fault_hooks.h"
 #include "tests/mpi_test_main.h"
@@ -109,6 +110,44 @@ TEST(PsLayout, HybridGroupsTakeTheRestInTheLast) {
   ASSERT_TRUE(l.ok()) << l.status();
   EXPECT_EQ(l->pushers(), 5);
   EXPECT_EQ(l->pusher_rank(3), 3);
+}
+
+// A message's sparse section: per sparse variable a row count, the indices, the rows (counts as
+// two exact floats). Reading one checks that every count fits, every row is in its table, and
+// nothing trails: a malformed message is an error, never a read past its end.
+TEST(PsWire, SparseSectionsAreCheckedAsTheyAreRead) {
+  using namespace ps_wire;  // NOLINT
+  const std::vector<int64_t> width = {2, 0, 3}, rows = {10, 1, 70000000};
+  std::vector<float> msg(SectionFloats(width, {2, 0, 1}));
+  ASSERT_EQ(msg.size(), 2u + 2 * (2 + 2) + 2 + 1 * (2 + 3));
+  float* p = msg.data();
+  PutCount(p, 2);
+  PutCount(p + 2, 9);
+  PutCount(p + 4, 0);
+  for (int i = 0; i < 4; ++i) p[6 + i] = 0.5f * i;
+  p += 10;
+  PutCount(p, 1);
+  PutCount(p + 2, 69999999);  // above 2^24: two floats keep it exact
+  for (int i = 0; i < 3; ++i) p[4 + i] = 7.0f;
+  std::vector<SectionPart> parts;
+  const int64_t n = static_cast<int64_t>(msg.size());
+  ASSERT_TRUE(ReadSection(msg.data(), n, width, rows, &parts).ok());
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts[0].n, 2);
+  EXPECT_EQ(GetCount(parts[0].indices + 2), 0);
+  EXPECT_EQ(parts[0].rows[3], 1.5f);
+  EXPECT_EQ(parts[1].n, 0);
+  EXPECT_EQ(GetCount(parts[2].indices), 69999999);
+  EXPECT_EQ(parts[2].rows[2], 7.0f);
+  EXPECT_EQ(ReadSection(msg.data(), n - 1, width, rows, &parts).message(),
+            "variable 2's 1 rows do not fit the 4 floats left");
+  EXPECT_EQ(ReadSection(msg.data(), n, width, {9, 1, 70000000}, &parts).message(),
+            "variable 0's row 9 is out of range [0, 9)");
+  msg.push_back(0.0f);
+  EXPECT_EQ(ReadSection(msg.data(), n + 1, width, rows, &parts).message(),
+            "1 floats after the sparse section");
+  EXPECT_EQ(ReadSection(msg.data(), 1, width, rows, &parts).message(),
+            "the sparse section ends before variable 0's row count");
 }
 
 TrainConfig Base() {
