@@ -247,6 +247,11 @@ Status PsWorkerLink::Receive(std::vector<Tensor>* values, std::vector<PsRows>* r
     reply->done = reply->done || h[kDone] != 0;
     reply->non_finite = reply->non_finite || h[kNonFinite] != 0;
     if (h[kDone] != 0) done_[k] = 1;
+    if (t.num_elements() < kHeader + layout_.shard_dense_elements[k]) {
+      return Internal("parameter server ", k, " (rank ", layout_.server_rank(k), "): its reply of ",
+                      t.num_elements(), " floats is shorter than the header and whole variables (",
+                      kHeader + layout_.shard_dense_elements[k], ")");
+    }
     int64_t offset = kHeader;
     for (int v : layout_.shards[k]) {
       if (layout_.Sparse(v)) continue;

@@ -199,6 +199,8 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
                         " for ", layout_.aggregate() - static_cast<int>(gathered_.size()),
                         " more push(es); not arrived: worker(s) ", List(missing));
         },
+        // Urgent: the push is wanted at once (its server has nothing else to do). The backend
+        // polls without naps unless its node runs more ranks than cores (then 50 us naps).
         /*urgent=*/true)];
     Status st = recvs_[w]->status();
     recvs_[w] = nullptr;

@@ -221,8 +221,9 @@ void ParameterServerStrategy::TakeGradients(const Batch& batch) {
       dims[0] = 0;
       pushed_[i] = Tensor(DType::kFloat32, Shape(dims));
       pushed_indices_[i] = Tensor(DType::kInt64, Shape{0});
-    } else {  // weight 0
+    } else {  // weight 0 (zeros: 0 x a stray NaN in fresh memory would still be NaN)
       pushed_[i] = Tensor(DType::kFloat32, variables_[i].shape());
+      pushed_[i].FillZero();
     }
   }
 }
