@@ -10,6 +10,7 @@
 #include "mpiflow/data.h"
 #include "mpiflow/random.h"
 #include "mpiflow/status.h"
+#include "mpiflow/trainer.h"
 
 namespace mpiflow {
 namespace test {
@@ -51,6 +52,19 @@ inline Status BagsFile(Communicator* comm, const std::string& path, bool same_wo
   }
   MPIFLOW_RETURN_IF_ERROR(comm->Barrier()->Wait());
   return st;
+}
+
+// `c` trains tests/data/models/bag_small.ini on BagsFile's `path`: 3 epochs of batch 8 per rank,
+// SGD at 0.5 (the test binary defines MPIFLOW_SOURCE_DIR).
+inline void UseBags(TrainConfig* c, const std::string& path) {
+  c->model = MPIFLOW_SOURCE_DIR "/tests/data/models/bag_small.ini";
+  c->dataset = DatasetKind::kHdf5;
+  c->data_dir = path;
+  c->epochs = 3;
+  c->batch_size = 8;
+  c->max_steps = -1;
+  c->optimizer.kind = OptimizerKind::kSgd;
+  c->optimizer.lr.base = 0.5;
 }
 
 }  // namespace test

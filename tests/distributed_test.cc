@@ -294,14 +294,7 @@ TEST(DataParallel, SparseGradientsByAllgatherTrainAsOneProcess) {
   const std::string path = ::testing::TempDir() + "/bags.h5";
   ASSERT_TRUE(test::BagsFile(comm, path).ok());
   TrainConfig c = Base();
-  c.model = MPIFLOW_SOURCE_DIR "/tests/data/models/bag_small.ini";
-  c.dataset = DatasetKind::kHdf5;
-  c.data_dir = path;
-  c.epochs = 3;
-  c.batch_size = 8;
-  c.max_steps = -1;
-  c.optimizer.kind = OptimizerKind::kSgd;
-  c.optimizer.lr.base = 0.5;
+  test::UseBags(&c, path);
   for (SparseSync how : {SparseSync::kAllgather, SparseSync::kDense}) {
     c.allreduce.sparse = how;
     ExpectEquivalent(c, 1e-6);

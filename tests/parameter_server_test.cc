@@ -441,14 +441,7 @@ TEST(ParameterServer, BackupWorkerNeverWaitsForAnInjectedStraggler) {
 // bag_small.ini on the bags of tests/bags.h: its table (50 x 8) has a sparse gradient.
 TrainConfig BagJob(const std::string& path) {
   TrainConfig c = Base();
-  c.model = MPIFLOW_SOURCE_DIR "/tests/data/models/bag_small.ini";
-  c.dataset = DatasetKind::kHdf5;
-  c.data_dir = path;
-  c.epochs = 3;
-  c.batch_size = 8;
-  c.max_steps = -1;
-  c.optimizer.kind = OptimizerKind::kSgd;
-  c.optimizer.lr.base = 0.5;
+  test::UseBags(&c, path);
   return c;
 }
 
