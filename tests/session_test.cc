@@ -151,6 +151,34 @@ TEST(SessionTest, VariableRowsReadAndWriteByIndex) {
             "rows for variable 't' must be float32[1,2], got float32[1,3]");
 }
 
+TEST(SessionTest, SharedStorageIsTheVariable) {
+  Scope s = Scope::NewRootScope();
+  Output t = ops::Variable(s.WithOpName("t"), ops::Const(s, F32({2, 2}, {1, 2, 3, 4})));
+  Output add = ops::AssignAdd(s, t, ops::Const(s, F32({2, 2}, {10, 10, 10, 10})));
+  Session session(s.graph());
+  Tensor message(DType::kFloat32, Shape{6});  // [2 floats of header, the variable's 4]
+  message.FillZero();
+  EXPECT_EQ(session.ShareVariable("t", message.View(2, Shape{2, 2})).message(),
+            "variable 't' is not initialized (or does not exist)");
+  ASSERT_TRUE(session.RunTargets({ops::InitOp(s)}).ok());
+  EXPECT_EQ(session.ShareVariable("t", message.View(2, Shape{4})).message(),
+            "variable 't' is float32[2,2]; the storage offered is float32[4]");
+  ASSERT_TRUE(session.ShareVariable("t", message.View(2, Shape{2, 2})).ok());
+  testing::ExpectNear(message, {6}, {0, 0, 1, 2, 3, 4});  // the value moved in
+  ASSERT_TRUE(session.RunTargets({add.node}).ok());       // an update writes the storage
+  testing::ExpectNear(message, {6}, {0, 0, 11, 12, 13, 14});
+  float* m = message.data<float>();
+  m[3] = 7;  // a message received into the storage is the variable's value
+  testing::ExpectNear(*session.ReadVariable("t"), {2, 2}, {11, 7, 13, 14});
+  // Reading into or writing from the storage itself copies nothing and changes nothing.
+  ASSERT_TRUE(session.ReadVariableInto("t", message.View(2, Shape{2, 2})).ok());
+  ASSERT_TRUE(session.WriteVariable("t", message.View(2, Shape{2, 2})).ok());
+  testing::ExpectNear(message, {6}, {0, 0, 11, 7, 13, 14});
+  // Other tensors still copy, into the storage.
+  ASSERT_TRUE(session.WriteVariable("t", F32({2, 2}, {5, 6, 7, 8})).ok());
+  testing::ExpectNear(message, {6}, {0, 0, 5, 6, 7, 8});
+}
+
 TEST(SessionTest, ParallelExecutorMatchesSequentialBitForBit) {
   Scope s = Scope::NewRootScope();
   Output x = ops::Placeholder(s, DType::kFloat32, Shape{-1, 8});

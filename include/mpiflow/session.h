@@ -86,6 +86,12 @@ class Session {
   Status ReadVariableInto(const std::string& name, Tensor out);
   Status WriteVariableRows(const std::string& name, const std::vector<int64_t>& rows,
                            const Tensor& values);
+  // Makes `storage` (the variable's dtype and shape; e.g. a view of a message buffer) the
+  // variable's memory, after copying its current value there: every later update writes it in
+  // place, and a WriteVariable or ReadVariableInto of that very storage copies nothing. For
+  // parameter servers, whose messages then carry the variables without a copy. The caller keeps
+  // `storage` alive and unmoved, and does not write it while a step runs.
+  Status ShareVariable(const std::string& name, Tensor storage);
 
   // The run counter: each Run takes the next value as its step (it seeds per-step randomness
   // such as dropout masks). Restoring it reproduces a run exactly.

@@ -224,8 +224,11 @@ class PsServerLink {
   // Waits for the first N pushes of the current version, answering stale ones with the current
   // values; `mean` gets their example-weighted mean gradient per shard variable (a sparse one's:
   // the pushes' rows one after another, in worker order, each over the examples, at indices(j)),
-  // `loss` the mean loss, `examples` their examples, `stop_votes` whether any push asked to stop.
-  Status Gather(std::vector<Tensor>* mean, double* loss, double* examples, bool* stop_votes);
+  // `loss` the mean loss, `examples` their examples, `stop_votes` whether any push asked to stop,
+  // `finite` whether the loss and every mean gradient are free of NaN and Inf. A whole
+  // variable's mean is the same tensor every step (valid until the next Gather).
+  Status Gather(std::vector<Tensor>* mean, double* loss, double* examples, bool* stop_votes,
+                bool* finite);
   // Sparse shard variable j's rows in the last Gather's or MeanOf's mean: int64 [rows].
   const Tensor& indices(int j) const { return indices_[j]; }
   // The step is applied: the values become version + 1 and go to the N workers gathered.
@@ -246,8 +249,14 @@ class PsServerLink {
   // take that version) or dropped.
   void Applied(int pusher);
   void Dropped() { ++dropped_; }
-  // Waits for every reply in flight (before the server returns).
+  // Waits for every reply in flight (before the server returns, and before the shard's values
+  // change while the replies are the variables' memory: Storage).
   Status Flush();
+  // Synchronous, a shard of whole variables only: the memory its replies are sent from, shard
+  // variable j's part (float32, its shape), for the server's variables to live in
+  // (Session::ShareVariable), so that a reply is its header plus the variables as they are, not
+  // a copy. An unallocated tensor otherwise (the replies are made afresh).
+  Tensor Storage(int j) const;
 
   int64_t version() const { return version_; }
   int64_t dropped() const { return dropped_; }
@@ -265,7 +274,9 @@ class PsServerLink {
   // values it holds (one message per distinct version in `cache`).
   Status Reply(int pusher, std::vector<std::pair<int64_t, Tensor>>* cache = nullptr);
   void PostRecv(int pusher);
-  StatusOr<Tensor> Message(int64_t since) const;
+  // A reply: the header, the whole variables, the rows changed since version `since`. In
+  // published_ when there is one (after every send of its last contents has completed).
+  StatusOr<Tensor> Message(int64_t since);
   // Reads pusher p's sparse section into parts_[p] (checking its sizes and rows).
   Status ReadParts(int p);
   void MarkRows();  // the rows in indices_ take the current version
@@ -288,6 +299,8 @@ class PsServerLink {
   std::vector<std::vector<int64_t>> row_version_;  // per sparse shard variable, per row
   std::vector<Tensor> indices_;                    // per shard variable: the mean's rows
   std::vector<std::shared_ptr<Work>> sends_;
+  Tensor published_;  // sync, whole variables only: float32 [header + shard elements], reused
+  std::vector<Tensor> mean_;  // sync: per whole shard variable, Gather's mean (reused)
 };
 
 }  // namespace mpiflow

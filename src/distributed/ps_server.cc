@@ -139,6 +139,12 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
   ShardOf(k, &shapes, &updates);
   std::vector<Tensor> mean;
   PsServerLink link(env_.comm, layout_, k, shapes, ShardReader(session, k));
+  for (size_t j = 0; j < shapes.size(); ++j) {  // the replies carry the variables' own memory
+    Tensor storage = link.Storage(static_cast<int>(j));
+    if (!storage.allocated()) continue;
+    MPIFLOW_RETURN_IF_ERROR(
+        session.ShareVariable(variables_[layout_.shards[k][j]].node->name(), storage));
+  }
   bool done = r.steps >= total_steps;
   MPIFLOW_RETURN_IF_ERROR(link.Start(r.steps, done));
   Communicator* servers = group_.get();
@@ -146,13 +152,8 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
   while (!done) {
     if (env_.hooks) env_.hooks->BeforeStep(rank_, r.steps + 1);
     double loss = 0, examples = 0;
-    bool votes = false;
-    MPIFLOW_RETURN_IF_ERROR(link.Gather(&mean, &loss, &examples, &votes));
-    bool finite = std::isfinite(loss);
-    for (const Tensor& g : mean) {
-      const float* p = g.data<float>();
-      for (int64_t i = 0; i < g.num_elements() && finite; ++i) finite = std::isfinite(p[i]);
-    }
+    bool votes = false, finite = true;
+    MPIFLOW_RETURN_IF_ERROR(link.Gather(&mean, &loss, &examples, &votes, &finite));
     // Step 3: the servers agree (max over them) so that they stop, checkpoint and fail together.
     const bool stop_vote = votes || (env_.stop && env_.stop->requested());
     const bool timed = k == 0 && checkpoints.DueByTime();
@@ -167,6 +168,7 @@ StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
     if (!non_finite) {  // step 4: apply
       MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(global_step, Tensor::Scalar<int64_t>(r.steps)));
       UpdateFeeds(k, mean, link, &feeds);
+      MPIFLOW_RETURN_IF_ERROR(link.Flush());  // no reply reads the values (Storage) as they change
       MPIFLOW_RETURN_IF_ERROR(session.Run(feeds, {}, updates, nullptr));
     }
     const int64_t next = r.steps + 1;

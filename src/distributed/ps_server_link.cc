@@ -2,6 +2,7 @@
 // publish (sync), wait and answer (async), the replies' messages with each worker's changed
 // rows. The worker's side and the layout are parameter_server.cc.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -14,6 +15,19 @@ namespace mpiflow {
 using namespace ps_wire;  // NOLINT: the message format's names (ps_wire.h)
 
 // ---- server ---------------------------------------------------------------------------------
+
+namespace {
+// Nonzero when one of p[0, n) is NaN or Inf (all exponent bits set); integer ops, vectorized.
+uint32_t NonFinite(const float* p, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, sizeof(bits));
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad;
+}
+}  // namespace
 
 PsServerLink::PsServerLink(Communicator* comm, const PsLayout& layout, int server,
                            std::vector<Shape> shapes, PsShardReader read)
@@ -34,6 +48,9 @@ PsServerLink::PsServerLink(Communicator* comm, const PsLayout& layout, int serve
                          ? std::make_shared<Tensor>()
                          : std::make_shared<Tensor>(
                                DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]}));
+  }
+  if (layout_.mode == PsMode::kSync && !layout_.ShardSparse(server_)) {
+    published_ = Tensor(DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]});
   }
   // Every row starts at version 0, which every worker lacks (it has received nothing: -1).
   for (size_t j = 0; j < shapes_.size(); ++j) {
@@ -76,7 +93,14 @@ Status PsServerLink::Reply(int pusher, std::vector<std::pair<int64_t, Tensor>>* 
   return Status::OK();
 }
 
-StatusOr<Tensor> PsServerLink::Message(int64_t since) const {
+Tensor PsServerLink::Storage(int j) const {
+  if (!published_.allocated()) return Tensor();
+  int64_t offset = kHeader;
+  for (int i = 0; i < j; ++i) offset += shapes_[i].num_elements();
+  return published_.View(offset, shapes_[j]);
+}
+
+StatusOr<Tensor> PsServerLink::Message(int64_t since) {
   // The sparse variables' rows that changed since `since`.
   std::vector<std::vector<int64_t>> rows(shapes_.size());
   std::vector<int64_t> n(shapes_.size(), 0);
@@ -86,8 +110,14 @@ StatusOr<Tensor> PsServerLink::Message(int64_t since) const {
     }
     n[j] = static_cast<int64_t>(rows[j].size());
   }
-  Tensor t(DType::kFloat32,
-           Shape{kHeader + layout_.shard_dense_elements[server_] + SectionFloats(width_, n)});
+  Tensor t;
+  if (published_.allocated()) {  // its header changes: no send of it may be in flight
+    MPIFLOW_RETURN_IF_ERROR(Flush());
+    t = published_;
+  } else {
+    t = Tensor(DType::kFloat32,
+               Shape{kHeader + layout_.shard_dense_elements[server_] + SectionFloats(width_, n)});
+  }
   float* h = t.data<float>();
   std::fill(h, h + kHeader, 0.0f);
   PutCount(h + kVersion, version_);
@@ -169,7 +199,7 @@ Status PsServerLink::Start(int64_t version, bool done) {
 }
 
 Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* examples,
-                            bool* stop_votes) {
+                            bool* stop_votes, bool* finite) {
   gathered_.clear();
   *stop_votes = false;
   std::vector<std::shared_ptr<Work>> live;
@@ -230,6 +260,8 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
     ++applied_[w];
   }
   const float inv = total > 0 ? static_cast<float>(1.0 / total) : 0.0f;
+  uint32_t bad = 0;  // nonzero once a mean value is NaN or Inf
+  mean_.resize(shapes_.size());
   int64_t offset = kHeader;
   for (size_t j = 0; j < shapes_.size(); ++j) {
     if (width_[j] > 0) {  // the pushes' rows one after another: the optimizer sums repeats
@@ -246,13 +278,15 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
         for (int64_t i = 0; i < part.n; ++i) *idx++ = GetCount(part.indices + 2 * i);
         const int64_t n = part.n * width_[j];
         for (int64_t i = 0; i < n; ++i) out[i] = (0.0f + part.rows[i]) * inv;
+        bad |= NonFinite(out, n);
         out += n;
       }
       (*mean)[j] = std::move(m);
       indices_[j] = std::move(at);
       continue;
     }
-    Tensor m(DType::kFloat32, shapes_[j]);
+    if (!mean_[j].allocated()) mean_[j] = Tensor(DType::kFloat32, shapes_[j]);
+    Tensor& m = mean_[j];
     float* out = m.data<float>();  // float32 [n]
     const int64_t n = m.num_elements();
     // ((0 + first) + second ...) * inv, a block at a time while it is in cache.
@@ -268,12 +302,14 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
         }
       }
       for (int64_t i = b; i < e; ++i) out[i] *= inv;
+      bad |= NonFinite(out + b, e - b);  // while the block is in cache
     }
     offset += n;
-    (*mean)[j] = std::move(m);
+    (*mean)[j] = m;
   }
   *loss = total > 0 ? loss_sum / total : 0;
   *examples = total;
+  *finite = std::isfinite(*loss) && bad == 0;
   return Status::OK();
 }
 

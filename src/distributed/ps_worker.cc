@@ -184,6 +184,13 @@ Status ParameterServerStrategy::Start(Session& session, CheckpointManager& check
   pushed_.resize(variables_.size());
   pushed_indices_.resize(variables_.size());
   MPIFLOW_RETURN_IF_ERROR(Receive(session));  // the servers send the values to start from
+  // A whole variable from a shard of whole variables is a view of a reply buffer that every
+  // reply lands in: the variable lives there, and the next replies need no copy (nothing runs
+  // while a reply is received). Rows and sparse shards' variables are written as they come.
+  for (size_t i = 0; i < variables_.size(); ++i) {
+    if (layout_.ShardSparse(layout_.owner[i])) continue;
+    MPIFLOW_RETURN_IF_ERROR(session.ShareVariable(variables_[i].node->name(), values_[i]));
+  }
   if (options_.mode == PsMode::kSync && reply_.version != resumed.position.step) {
     return Status(Code::kInternal, StrCat("the parameter servers started at step ", reply_.version,
                                           ", server 0 resumed step ", resumed.position.step));

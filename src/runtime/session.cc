@@ -481,7 +481,9 @@ Status Session::WriteVariable(const std::string& name, const Tensor& value) {
   VariableResource::Slot* slot =
       variables_->GetOrCreate(name, node->output_dtype(0), node->output_shape(0));
   if (slot->value.allocated()) {
-    std::memcpy(slot->value.raw(), value.raw(), value.bytes());
+    if (slot->value.raw() != value.raw()) {  // the same memory: ShareVariable's storage
+      std::memcpy(slot->value.raw(), value.raw(), value.bytes());
+    }
   } else {
     slot->value = value.DeepCopy();
   }
@@ -534,7 +536,23 @@ Status Session::ReadVariableInto(const std::string& name, Tensor out) {
     return InvalidArgument("variable '", name, "' is ", DTypeName(v.dtype()), v.shape().ToString(),
                            "; the destination is ", DTypeName(out.dtype()), out.shape().ToString());
   }
-  std::memcpy(out.raw(), v.raw(), v.bytes());
+  if (out.raw() != v.raw()) std::memcpy(out.raw(), v.raw(), v.bytes());  // else: shared storage
+  return Status::OK();
+}
+
+Status Session::ShareVariable(const std::string& name, Tensor storage) {
+  VariableResource::Slot* slot = variables_->Find(name);
+  if (!slot || !slot->value.allocated()) {
+    return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
+  }
+  Tensor& v = slot->value;
+  if (storage.dtype() != v.dtype() || storage.shape() != v.shape()) {
+    return InvalidArgument("variable '", name, "' is ", DTypeName(v.dtype()), v.shape().ToString(),
+                           "; the storage offered is ", DTypeName(storage.dtype()),
+                           storage.shape().ToString());
+  }
+  if (storage.raw() != v.raw()) std::memcpy(storage.raw(), v.raw(), v.bytes());
+  v = std::move(storage);
   return Status::OK();
 }
 
