@@ -77,6 +77,10 @@
 
 namespace mpiflow {
 
+namespace ps_wire {
+struct SectionPart;  // ps_wire.h
+}  // namespace ps_wire
+
 struct PsLayout {
   int workers = 0, servers = 0, backups = 0;
   PsMode mode = PsMode::kSync;
@@ -264,12 +268,6 @@ class PsServerLink {
   const std::vector<int64_t>& applied_per_pusher() const { return applied_; }
 
  private:
-  // Where a push's sparse section puts shard variable j's rows.
-  struct Part {
-    int64_t n = 0;
-    const float* indices = nullptr;  // n counts (two floats each)
-    const float* rows = nullptr;     // float32 [n, width]
-  };
   // Sends the reply to `pusher`: the last published values, with the rows changed since the
   // values it holds (one message per distinct version in `cache`).
   Status Reply(int pusher, std::vector<std::pair<int64_t, Tensor>>* cache = nullptr);
@@ -291,7 +289,8 @@ class PsServerLink {
   PsReply reply_;  // the last published or answered
   // Per pusher: float32 [header + elements], or as long as it said (a sparse section).
   std::vector<std::shared_ptr<Tensor>> inbox_;
-  std::vector<std::vector<Part>> parts_;           // per pusher, per shard variable
+  // Per pusher, per shard variable: where its push's sparse section has the rows.
+  std::vector<std::vector<ps_wire::SectionPart>> parts_;
   std::vector<std::shared_ptr<Work>> recvs_;       // per pusher; null when none posted
   std::vector<int> gathered_;                      // pushers whose push this step averages
   std::vector<int64_t> applied_;                   // per pusher

@@ -172,10 +172,8 @@ Status PsServerLink::ReadParts(int p) {
                       " is malformed: ", st.message());
     }
   }
-  parts_[p].assign(shapes_.size(), Part());
-  for (size_t j = 0; j < section.size(); ++j) {
-    parts_[p][j] = {section[j].n, section[j].indices, section[j].rows};
-  }
+  parts_[p].assign(shapes_.size(), SectionPart());
+  for (size_t j = 0; j < section.size(); ++j) parts_[p][j] = section[j];
   return Status::OK();
 }
 
@@ -274,7 +272,7 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
       float* out = m.data<float>();  // float32 [rows, width]
       int64_t* idx = at.data<int64_t>();
       for (int w : gathered_) {
-        const Part& part = parts_[w][j];
+        const SectionPart& part = parts_[w][j];
         for (int64_t i = 0; i < part.n; ++i) *idx++ = GetCount(part.indices + 2 * i);
         const int64_t n = part.n * width_[j];
         for (int64_t i = 0; i < n; ++i) out[i] = (0.0f + part.rows[i]) * inv;
@@ -384,7 +382,7 @@ void PsServerLink::MeanOf(const PsPush& push, std::vector<Tensor>* mean) {
   int64_t offset = kHeader;
   for (size_t j = 0; j < shapes_.size(); ++j) {
     if (width_[j] > 0) {
-      const Part& part = parts_[push.pusher][j];
+      const SectionPart& part = parts_[push.pusher][j];
       std::vector<int64_t> dims = shapes_[j].dims();
       dims[0] = part.n;
       Tensor m(DType::kFloat32, Shape(dims));

@@ -1,6 +1,7 @@
 // Session: prune -> order -> assign value slots -> create kernels, cached as a Plan per
 // (feeds, fetches, targets); then an executor runs the plan in order on the caller's thread, or
 // as a dataflow over the inter-op pool. Intermediate values are released after their last use.
+// Variable access by name, outside a step: session_variables.cc.
 #include "mpiflow/session.h"
 
 #include <algorithm>
@@ -454,128 +455,6 @@ Status Session::Run(const std::vector<Feed>& feeds, const std::vector<Output>& f
       if (variables_->OwnsBuffer(t.buffer())) t = t.DeepCopy();
       outputs->push_back(std::move(t));
     }
-  }
-  return Status::OK();
-}
-
-StatusOr<Tensor> Session::ReadVariable(const std::string& name) {
-  VariableResource::Slot* slot = variables_->Find(name);
-  if (!slot) {
-    const Node* node = graph_->FindNode(name);
-    if (!node || node->op() != "Variable") return NotFound("no variable named '", name, "'");
-    return FailedPrecondition("variable '", name, "' is not initialized");
-  }
-  if (!slot->value.allocated())
-    return FailedPrecondition("variable '", name, "' is not initialized");
-  return slot->value.DeepCopy();
-}
-
-Status Session::WriteVariable(const std::string& name, const Tensor& value) {
-  const Node* node = graph_->FindNode(name);
-  if (!node || node->op() != "Variable") return NotFound("no variable named '", name, "'");
-  if (value.dtype() != node->output_dtype(0) || value.shape() != node->output_shape(0)) {
-    return InvalidArgument("variable '", name, "' is ", DTypeName(node->output_dtype(0)),
-                           node->output_shape(0).ToString(), "; the value is ",
-                           DTypeName(value.dtype()), value.shape().ToString());
-  }
-  VariableResource::Slot* slot =
-      variables_->GetOrCreate(name, node->output_dtype(0), node->output_shape(0));
-  if (slot->value.allocated()) {
-    if (slot->value.raw() != value.raw()) {  // the same memory: ShareVariable's storage
-      std::memcpy(slot->value.raw(), value.raw(), value.bytes());
-    }
-  } else {
-    slot->value = value.DeepCopy();
-  }
-  return Status::OK();
-}
-
-namespace {
-
-// Bytes of one row of a variable of `shape` (its first dimension indexes the rows).
-Status CheckRows(const std::string& name, const Shape& shape, const std::vector<int64_t>& rows) {
-  if (shape.rank() < 1) return InvalidArgument("variable '", name, "' is a scalar: it has no rows");
-  for (int64_t r : rows) {
-    if (r < 0 || r >= shape.dim(0)) {
-      return InvalidArgument("row ", r, " of variable '", name, "' is out of range [0, ",
-                             shape.dim(0), ")");
-    }
-  }
-  return Status::OK();
-}
-
-}  // namespace
-
-StatusOr<Tensor> Session::ReadVariableRows(const std::string& name,
-                                           const std::vector<int64_t>& rows) {
-  VariableResource::Slot* slot = variables_->Find(name);
-  if (!slot || !slot->value.allocated()) {
-    return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
-  }
-  const Tensor& v = slot->value;
-  MPIFLOW_RETURN_IF_ERROR(CheckRows(name, v.shape(), rows));
-  std::vector<int64_t> dims = v.shape().dims();
-  const size_t row_bytes = v.shape().dim(0) > 0 ? v.bytes() / v.shape().dim(0) : 0;
-  dims[0] = static_cast<int64_t>(rows.size());
-  Tensor out(v.dtype(), Shape(dims));
-  const char* src = static_cast<const char*>(v.raw());
-  char* dst = static_cast<char*>(out.raw());  // [rows.size(), row_bytes]
-  for (size_t i = 0; i < rows.size(); ++i) {
-    std::memcpy(dst + i * row_bytes, src + rows[i] * row_bytes, row_bytes);
-  }
-  return out;
-}
-
-Status Session::ReadVariableInto(const std::string& name, Tensor out) {
-  VariableResource::Slot* slot = variables_->Find(name);
-  if (!slot || !slot->value.allocated()) {
-    return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
-  }
-  const Tensor& v = slot->value;
-  if (out.dtype() != v.dtype() || out.shape() != v.shape()) {
-    return InvalidArgument("variable '", name, "' is ", DTypeName(v.dtype()), v.shape().ToString(),
-                           "; the destination is ", DTypeName(out.dtype()), out.shape().ToString());
-  }
-  if (out.raw() != v.raw()) std::memcpy(out.raw(), v.raw(), v.bytes());  // else: shared storage
-  return Status::OK();
-}
-
-Status Session::ShareVariable(const std::string& name, Tensor storage) {
-  VariableResource::Slot* slot = variables_->Find(name);
-  if (!slot || !slot->value.allocated()) {
-    return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
-  }
-  Tensor& v = slot->value;
-  if (storage.dtype() != v.dtype() || storage.shape() != v.shape()) {
-    return InvalidArgument("variable '", name, "' is ", DTypeName(v.dtype()), v.shape().ToString(),
-                           "; the storage offered is ", DTypeName(storage.dtype()),
-                           storage.shape().ToString());
-  }
-  if (storage.raw() != v.raw()) std::memcpy(storage.raw(), v.raw(), v.bytes());
-  v = std::move(storage);
-  return Status::OK();
-}
-
-Status Session::WriteVariableRows(const std::string& name, const std::vector<int64_t>& rows,
-                                  const Tensor& values) {
-  VariableResource::Slot* slot = variables_->Find(name);
-  if (!slot || !slot->value.allocated()) {
-    return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
-  }
-  Tensor& v = slot->value;
-  MPIFLOW_RETURN_IF_ERROR(CheckRows(name, v.shape(), rows));
-  std::vector<int64_t> dims = v.shape().dims();
-  dims[0] = static_cast<int64_t>(rows.size());
-  if (values.dtype() != v.dtype() || values.shape() != Shape(dims)) {
-    return InvalidArgument("rows for variable '", name, "' must be ", DTypeName(v.dtype()),
-                           Shape(dims).ToString(), ", got ", DTypeName(values.dtype()),
-                           values.shape().ToString());
-  }
-  const size_t row_bytes = v.shape().dim(0) > 0 ? v.bytes() / v.shape().dim(0) : 0;
-  const char* src = static_cast<const char*>(values.raw());  // [rows.size(), row_bytes]
-  char* dst = static_cast<char*>(v.raw());
-  for (size_t i = 0; i < rows.size(); ++i) {
-    std::memcpy(dst + rows[i] * row_bytes, src + i * row_bytes, row_bytes);
   }
   return Status::OK();
 }
