@@ -229,7 +229,7 @@ void Engine::CancelRecv(const std::shared_ptr<Work>& work) {
         return;
       }
     }
-    if (!cancelled) RecordP2P(*it);
+    if (!cancelled) RecordP2P(*it, std::chrono::steady_clock::now());
     it->work->Finish(cancelled ? Status(Code::kAborted, StrCat(it->what, ": cancelled"))
                                : Status::OK());
     p2p_.erase(it);
@@ -237,9 +237,8 @@ void Engine::CancelRecv(const std::shared_ptr<Work>& work) {
   }
 }
 
-void Engine::RecordP2P(const P2P& p) {
+void Engine::RecordP2P(const P2P& p, std::chrono::steady_clock::time_point now) {
   if (!timeline_) return;
-  const auto now = std::chrono::steady_clock::now();
   timeline_->Add(p.what, "p2p", p.posted, now, Timeline::kCommunication,
                  StrCat("\"bytes\":", p.keep.allocated() ? p.keep.bytes() : 0));
   if (p.arrived != std::chrono::steady_clock::time_point()) {
@@ -261,11 +260,13 @@ void Engine::PollP2P() {
     int flag = 0;
     MPI_Status st;
     const int rc = MPI_Test(&p.req, &flag, &st);
-    if (rc != MPI_SUCCESS) {
-      p.work->Finish(Status(Code::kUnavailable, StrCat(p.what, " failed: ", MpiErrorString(rc))));
-    } else if (!flag) {
+    if (rc == MPI_SUCCESS && !flag) {
       ++i;
       continue;
+    }
+    const auto done = std::chrono::steady_clock::now();
+    if (rc != MPI_SUCCESS) {
+      p.work->Finish(Status(Code::kUnavailable, StrCat(p.what, " failed: ", MpiErrorString(rc))));
     } else if (p.expect_bytes >= 0) {
       int got = 0;
       MPI_Get_count(&st, MPI_BYTE, &got);
@@ -278,7 +279,7 @@ void Engine::PollP2P() {
     } else {
       p.work->Finish(Status::OK());
     }
-    RecordP2P(p);
+    RecordP2P(p, done);
     p2p_.erase(p2p_.begin() + static_cast<long>(i));
     p2p_nap_us_ = kMinP2PNapUs;
   }

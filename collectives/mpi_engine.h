@@ -202,8 +202,9 @@ class Engine {
     std::chrono::steady_clock::time_point arrived;  // a shaped receive's message matched
   };
   // The timeline's "p2p" event of a completed send or receive (posted -> done), and for a
-  // shaped receive its "arrived" part (matched -> done).
-  void RecordP2P(const P2P& p);
+  // shaped receive its "arrived" part (matched -> done). `done`: when MPI said so (taken before
+  // the waiter is woken, which may take this thread's core).
+  void RecordP2P(const P2P& p, std::chrono::steady_clock::time_point done);
   // A shaped receive's probe: false while its message has not arrived; otherwise the receive
   // is posted (or p.work finished with the error).
   bool ProbeArrived(P2P& p);

@@ -242,6 +242,26 @@ TEST(Collectives, SplitIntoEvenAndOddRanks) {
   EXPECT_EQ(t.data<int32_t>()[0], expect);
 }
 
+// A communicator of one rank (each rank alone: a parameter server's group of one) has nothing
+// to combine: its allreduce is done when the call returns, the values as they were, and a bad
+// dtype is still an error.
+TEST(Collectives, AllreduceOfOneRankIsDoneAtOnce) {
+  StatusOr<std::unique_ptr<Communicator>> alone = comm->Split(comm->rank(), 0);
+  ASSERT_TRUE(alone.ok()) << alone.status().ToString();
+  ASSERT_EQ((*alone)->size(), 1);
+  Tensor t = Tensor::FromVector<float>(Shape{3}, {1.5f, -2, 3});
+  AllreduceOptions max;
+  max.op = ReduceOp::kMax;
+  std::shared_ptr<Work> w = (*alone)->Allreduce(t, max);
+  EXPECT_TRUE(w->Completed());
+  ASSERT_TRUE(w->Wait().ok());
+  EXPECT_EQ(t.data<float>()[0], 1.5f);
+  EXPECT_EQ(t.data<float>()[1], -2.0f);
+  EXPECT_EQ(t.data<float>()[2], 3.0f);
+  EXPECT_EQ((*alone)->Allreduce(Tensor(DType::kBool, Shape{2}), {})->Wait().message(),
+            "Allreduce supports float32, float64, float16, int32 and int64, not bool");
+}
+
 TEST(Collectives, UnsupportedDTypeAndShapeErrors) {
   Tensor b(DType::kBool, Shape{3});
   EXPECT_EQ(comm->Allreduce(b, {})->Wait().ToString().find("not bool") != std::string::npos, true);

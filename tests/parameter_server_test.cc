@@ -24,6 +24,7 @@
 #include "tests/bags.h"
 #include "tests/fault_hooks.h"
 #include "tests/mpi_test_main.h"
+#include "tests/test_util.h"
 
 namespace mpiflow {
 namespace {
@@ -149,6 +150,47 @@ TEST(PsWire, SparseSectionsAreCheckedAsTheyAreRead) {
             "1 floats after the sparse section");
   EXPECT_EQ(ReadSection(msg.data(), 1, width, rows, &parts).message(),
             "the sparse section ends before variable 0's row count");
+}
+
+// A push streams: the body of a variable's gradient leaves when PushBody is called (during the
+// backward pass), before the rest of the push is made; the head (header) comes last. Ranks 0
+// (a worker) and 1 (a server, here raw receives) of a two-rank communicator.
+TEST(PsWire, ABodyLeavesBeforeItsHead) {
+  using namespace ps_wire;  // NOLINT
+  StatusOr<std::unique_ptr<Communicator>> two = comm->Split(comm->rank() < 2 ? 0 : 1, 0);
+  ASSERT_TRUE(two.ok()) << two.status();
+  if (comm->size() < 2 || comm->rank() >= 2) return;
+  Communicator* c = two->get();
+  StatusOr<PsLayout> layout = MakePsLayout(2, Opts(1, 0), {6, 3});
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  const Tensor g0 = Tensor::FromVector<float>(Shape{2, 3}, {1, 2, 3, 4, 5, 6});
+  const Tensor g1 = Tensor::FromVector<float>(Shape{3}, {-1, -2, -3});
+  Tensor go(DType::kFloat32, Shape{1});
+  if (c->rank() == 0) {
+    PsWorkerLink link(c, *layout, {Shape{2, 3}, Shape{3}});
+    ASSERT_TRUE(link.StartPush().ok());
+    ASSERT_TRUE(link.PushBody(0, g0, 2.0).ok());
+    ASSERT_TRUE(c->Recv(go, 1, 1)->Wait().ok());  // the server has body 0: make the rest
+    ASSERT_TRUE(link.Push({g0, g1}, {Tensor(), Tensor()}, 2.0, 0.5, false, 7).ok());
+    EXPECT_EQ(link.pushed_bytes(), (kHeader + 6 + 3) * 4);
+    return;
+  }
+  Tensor body0(DType::kFloat32, Shape{6}), body1(DType::kFloat32, Shape{3});
+  Tensor head(DType::kFloat32, Shape{kHeader});
+  std::shared_ptr<Work> first = c->Recv(body0, 0, kBodyTag + 0);
+  const bool streamed = Work::WaitAnyFor({first}, 30.0) == 0;
+  EXPECT_TRUE(streamed) << "body 0 did not leave before the push was made";
+  ASSERT_TRUE(c->Send(go, 0, 1)->Wait().ok());
+  ASSERT_EQ(Work::WaitAnyFor({first}, 30.0), 0u) << "body 0 never came";
+  ASSERT_TRUE(first->status().ok()) << first->status();
+  ASSERT_TRUE(c->Recv(body1, 0, kBodyTag + 1)->Wait().ok());
+  ASSERT_TRUE(c->Recv(head, 0, kPushTag)->Wait().ok());
+  testing::ExpectNear(body0, {6}, {2, 4, 6, 8, 10, 12});  // examples * gradient
+  testing::ExpectNear(body1, {3}, {-2, -4, -6});
+  const float* h = head.data<float>();
+  EXPECT_EQ(h[kExamples], 2.0f);
+  EXPECT_EQ(h[kLoss], 0.5f);
+  EXPECT_EQ(GetCount(h + kStep), 7);
 }
 
 TrainConfig Base() {

@@ -1,8 +1,10 @@
 // Session: pruning (only what a fetch needs runs), plan caching, feeds, errors that name the
-// node, variables, and the parallel executor agreeing with the sequential one.
+// node, variables (by rows, in shared storage), fetches told as they are computed, and the
+// parallel executor agreeing with the sequential one.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <mutex>
 
 #include "mpiflow/gradients.h"
 #include "tests/test_util.h"
@@ -177,6 +179,54 @@ TEST(SessionTest, SharedStorageIsTheVariable) {
   // Other tensors still copy, into the storage.
   ASSERT_TRUE(session.WriteVariable("t", F32({2, 2}, {5, 6, 7, 8})).ok());
   testing::ExpectNear(message, {6}, {0, 0, 5, 6, 7, 8});
+}
+
+// Session::FetchReady: each fetch is told once, as soon as it is computed (a fed one after the
+// last kernel), with the value the outputs get; a variable's as a copy; an error ends the run.
+TEST(SessionTest, FetchesAreToldAsTheyAreComputed) {
+  Scope s = Scope::NewRootScope();
+  Output x = ops::Placeholder(s.WithOpName("x"), DType::kFloat32, Shape{2});
+  Output v = ops::Variable(s.WithOpName("v"), ops::Const(s, F32({2}, {1, 2})));
+  Output a = ops::Mul(s.WithOpName("a"), x, v);
+  Output b = ops::Add(s.WithOpName("b"), a, a);
+  for (int threads : {1, 3}) {
+    SessionOptions o;
+    o.inter_op_threads = threads;
+    Session session(s.graph(), o);
+    ASSERT_TRUE(session.RunTargets({ops::InitOp(s)}).ok());
+    std::mutex mu;
+    std::vector<std::pair<size_t, Tensor>> told;
+    Session::FetchReady ready = [&](size_t i, const Tensor& t) {
+      std::lock_guard<std::mutex> lock(mu);
+      told.emplace_back(i, t);
+      return Status::OK();
+    };
+    std::vector<Tensor> out;
+    ASSERT_TRUE(
+        session.Run({{x, F32({2}, {3, 4})}}, {b, x, a, v, b}, {}, &out, nullptr, ready).ok());
+    ASSERT_EQ(told.size(), 5u) << threads << " thread(s)";
+    std::vector<int> seen(5, 0);
+    for (const auto& [i, t] : told) {
+      ++seen[i];
+      EXPECT_TRUE(t.BitEqual(out[i])) << "fetch " << i;
+    }
+    EXPECT_EQ(seen, std::vector<int>({1, 1, 1, 1, 1}));
+    EXPECT_EQ(told.back().first, 1u);  // x is fed: told after the kernels
+    if (threads == 1) {                // the sequential executor: in the order they were computed
+      EXPECT_EQ(told[0].first, 3u);    // v
+      EXPECT_EQ(told[1].first, 2u);    // a
+    }
+    testing::ExpectNear(out[0], {2}, {6, 16});
+    for (const auto& [i, t] : told) {
+      if (i == 3) {  // a copy: writing the variable leaves it as it was
+        ASSERT_TRUE(session.WriteVariable("v", F32({2}, {9, 9})).ok());
+        testing::ExpectNear(t, {2}, {1, 2});
+      }
+    }
+    Status st = session.Run({{x, F32({2}, {3, 4})}}, {b}, {}, &out, nullptr,
+                            [](size_t, const Tensor&) { return InvalidArgument("stop here"); });
+    EXPECT_EQ(st.message(), "stop here");
+  }
 }
 
 TEST(SessionTest, ParallelExecutorMatchesSequentialBitForBit) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -64,11 +65,18 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
+  // Called during a Run as soon as fetch `index`'s value exists, with the value `outputs` will
+  // hold: e.g. to send a gradient while the backward pass goes on. On the thread that computed
+  // it (with inter-op threads, concurrently with other calls); a fetch no kernel of the run
+  // computes (a fed one) is reported after the last kernel. An error ends the run as Run's.
+  using FetchReady = std::function<Status(size_t index, const Tensor& value)>;
+
   // Runs what fetches and targets need, with feeds replacing the outputs they name.
-  // outputs receives one tensor per fetch; variables come back as copies.
+  // outputs receives one tensor per fetch; variables come back as copies. `ready`, when set, is
+  // told of each fetch as it is computed.
   Status Run(const std::vector<Feed>& feeds, const std::vector<Output>& fetches,
              const std::vector<Node*>& targets, std::vector<Tensor>* outputs,
-             RunStats* stats = nullptr);
+             RunStats* stats = nullptr, const FetchReady& ready = nullptr);
   Status Run(const std::vector<Output>& fetches, std::vector<Tensor>* outputs) {
     return Run({}, fetches, {}, outputs);
   }
@@ -109,15 +117,19 @@ class Session {
   StatusOr<std::shared_ptr<Plan>> BuildPlan(const std::vector<Feed>& feeds,
                                             const std::vector<Output>& fetches,
                                             const std::vector<Node*>& targets);
+  // Runs step `step_index`, then tells `ready` (when not null) of the fetches it computed.
   Status RunNode(const Plan& plan, int step_index, std::vector<Tensor>& values, int64_t step,
-                 RunStats* timing);
+                 RunStats* timing, const FetchReady* ready);
   Status RunSequential(const Plan& plan, std::vector<Tensor>& values, int64_t step,
-                       RunStats* timing);
-  Status RunParallel(const Plan& plan, std::vector<Tensor>& values, int64_t step, RunStats* timing);
+                       RunStats* timing, const FetchReady* ready);
+  Status RunParallel(const Plan& plan, std::vector<Tensor>& values, int64_t step, RunStats* timing,
+                     const FetchReady* ready);
   // A partitioned plan: a dataflow on the caller's thread that posts its Recvs at once, starts
   // each Send as its value appears and runs other ready nodes while Recvs are in flight.
   Status RunPartitioned(const Plan& plan, std::vector<Tensor>& values, int64_t step,
-                        RunStats* timing);
+                        RunStats* timing, const FetchReady* fetched);
+  // A fetch's value as the caller gets it: a copy when it is a variable's own buffer.
+  Tensor FetchValue(const Tensor& t) const;
 
   const Graph* graph_;
   SessionOptions options_;

@@ -97,6 +97,13 @@ StatusOr<PsLayout> MakePsLayout(int ranks, const ParameterServerOptions& o,
   for (int v = 0; v < n; ++v) {
     if (!l.Sparse(v)) l.shard_dense_elements[l.owner[v]] += variable_elements[v];
   }
+  for (int k = 0; k < servers; ++k) {
+    if (static_cast<int>(l.shards[k].size()) > kMaxBodies) {
+      return InvalidArgument("--strategy ps: parameter server ", k, " would hold ",
+                             l.shards[k].size(), " variables, more than a push can tag (",
+                             kMaxBodies, "): raise --ps-ranks");
+    }
+  }
   return l;
 }
 
@@ -169,17 +176,30 @@ PsWorkerLink::PsWorkerLink(Communicator* comm, const PsLayout& layout, std::vect
       layout_(layout),
       shapes_(std::move(shapes)),
       version_(layout.servers, 0),
-      done_(layout.servers, 0) {
+      done_(layout.servers, 0),
+      offset_(shapes_.size(), 0),
+      slot_(shapes_.size(), 0),
+      sent_(shapes_.size(), 0) {
   for (int k = 0; k < layout_.servers; ++k) {
-    if (layout_.ShardSparse(k)) {  // an empty push until the first (Leave may send it)
+    push_.emplace_back(DType::kFloat32, Shape{kHeader + layout_.shard_dense_elements[k]});
+    push_.back().FillZero();  // a leave sends it as it is
+    int64_t offset = kHeader;
+    for (size_t j = 0; j < layout_.shards[k].size(); ++j) {
+      const int v = layout_.shards[k][j];
+      slot_[v] = static_cast<int>(j);
+      if (layout_.Sparse(v)) continue;
+      offset_[v] = offset;
+      offset += shapes_[v].num_elements();
+    }
+    if (layout_.ShardSparse(k)) {  // an empty section until the first push (a leave's)
       const std::vector<int64_t> width = Widths(layout_, k);
-      push_.emplace_back(DType::kFloat32,
-                         Shape{kHeader + layout_.shard_dense_elements[k] +
-                               SectionFloats(width, std::vector<int64_t>(width.size(), 0))});
-      push_.back().FillZero();
+      head_.emplace_back(
+          DType::kFloat32,
+          Shape{kHeader + SectionFloats(width, std::vector<int64_t>(width.size(), 0))});
+      head_.back().FillZero();
       reply_.push_back(std::make_shared<Tensor>());
     } else {
-      push_.emplace_back(DType::kFloat32, Shape{kHeader + layout_.shard_elements[k]});
+      head_.emplace_back();
       reply_.push_back(
           std::make_shared<Tensor>(DType::kFloat32, Shape{kHeader + layout_.shard_elements[k]}));
     }
@@ -295,15 +315,55 @@ Status PsWorkerLink::Push(const std::vector<Tensor>& grads, const std::vector<Te
   return Send(step);
 }
 
+Status PsWorkerLink::StartPush() {
+  for (auto& work : sends_) MPIFLOW_RETURN_IF_ERROR(work->Wait());
+  sends_.clear();
+  std::fill(sent_.begin(), sent_.end(), 0);
+  started_ = true;
+  return Status::OK();
+}
+
+Status PsWorkerLink::PushBody(int v, const Tensor& grad, double examples) {
+  const int k = layout_.owner[v];
+  if (done_[k] || layout_.Sparse(v)) return Status::OK();  // a sparse one's rows go in the head
+  if (grad.dtype() != DType::kFloat32 || grad.shape() != shapes_[v]) {
+    return InvalidArgument("parameter server push: gradient ", v, " is ", DTypeName(grad.dtype()),
+                           grad.shape().ToString(), ", its variable float32",
+                           shapes_[v].ToString());
+  }
+  const float w = static_cast<float>(examples);
+  Tensor body = push_[k].View(offset_[v], Shape{shapes_[v].num_elements()});
+  const float* src = grad.data<float>();
+  float* dst = body.data<float>();  // float32 [elements]
+  for (int64_t i = 0, n = body.num_elements(); i < n; ++i) dst[i] = w * src[i];
+  std::shared_ptr<Work> send = comm_->Send(body, layout_.server_rank(k), kBodyTag + slot_[v]);
+  std::lock_guard<std::mutex> lock(mu_);
+  sent_[v] = 1;
+  sends_.push_back(std::move(send));
+  return Status::OK();
+}
+
 Status PsWorkerLink::Send(int64_t step) {
   for (int k = 0; k < layout_.servers; ++k) {
     if (done_[k]) continue;
     float* h = push_[k].data<float>();
     PutCount(h + kVersion, version_[k]);  // after a group's sum: its members held this version
     PutCount(h + kStep, step);
-    pushed_bytes_ += static_cast<int64_t>(push_[k].bytes());
-    sends_.push_back(comm_->Send(push_[k], layout_.server_rank(k), kPushTag));
+    for (int v : layout_.shards[k]) {  // the bodies not streamed yet
+      if (layout_.Sparse(v) || sent_[v]) continue;
+      sends_.push_back(comm_->Send(push_[k].View(offset_[v], Shape{shapes_[v].num_elements()}),
+                                   layout_.server_rank(k), kBodyTag + slot_[v]));
+      sent_[v] = 1;
+    }
+    Tensor head = push_[k].View(0, Shape{kHeader});
+    if (layout_.ShardSparse(k)) {
+      std::memcpy(head_[k].data<float>(), h, kHeader * sizeof(float));
+      head = head_[k];
+    }
+    pushed_bytes_ += static_cast<int64_t>(push_[k].bytes() + head.bytes()) - kHeader * 4;
+    sends_.push_back(comm_->Send(head, layout_.server_rank(k), kPushTag));
   }
+  started_ = false;
   return Status::OK();
 }
 
@@ -311,8 +371,7 @@ Status PsWorkerLink::Leave(bool stop, bool non_finite, Communicator* group, PsRe
   *reply = PsReply();
   if (AllDone()) return Status::OK();
   if (!group || group->rank() == 0) {
-    for (auto& work : sends_) MPIFLOW_RETURN_IF_ERROR(work->Wait());
-    sends_.clear();
+    MPIFLOW_RETURN_IF_ERROR(StartPush());
     for (int k = 0; k < layout_.servers; ++k) {
       if (done_[k]) continue;
       float* h = push_[k].data<float>();  // a leave's body is not read
@@ -374,8 +433,7 @@ Status UniqueRows(const Tensor& values, const Tensor& indices, int64_t width, in
 Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
                           double examples, double loss_sum, bool stop) {
   const float w = static_cast<float>(examples);
-  for (auto& work : sends_) MPIFLOW_RETURN_IF_ERROR(work->Wait());  // the buffers are free
-  sends_.clear();
+  if (!started_) MPIFLOW_RETURN_IF_ERROR(StartPush());  // the buffers are free
   std::vector<std::vector<int64_t>> rows(shapes_.size());
   std::vector<std::vector<float>> sums(shapes_.size());
   for (int k = 0; k < layout_.servers; ++k) {
@@ -392,18 +450,15 @@ Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, const std::vector<Te
         }
         n.push_back(static_cast<int64_t>(rows[v].size()));
       }
-      push_[k] = Tensor(DType::kFloat32, Shape{kHeader + layout_.shard_dense_elements[k] +
-                                               SectionFloats(Widths(layout_, k), n)});
+      head_[k] = Tensor(DType::kFloat32, Shape{kHeader + SectionFloats(Widths(layout_, k), n)});
     }
-    Tensor& t = push_[k];
-    float* h = t.data<float>();
+    float* h = push_[k].data<float>();
     std::fill(h, h + kHeader, 0.0f);
     h[kLoss] = static_cast<float>(loss_sum);
     h[kExamples] = w;
     h[kStop] = stop ? 1.0f : 0.0f;
-    float* p = h + kHeader;
-    for (int v : layout_.shards[k]) {
-      if (layout_.Sparse(v)) continue;
+    for (int v : layout_.shards[k]) {  // the bodies not streamed (PushBody) yet
+      if (layout_.Sparse(v) || sent_[v]) continue;
       const Tensor& g = grads[v];
       if (g.dtype() != DType::kFloat32 || g.shape() != shapes_[v]) {
         return InvalidArgument("parameter server push: gradient ", v, " is ", DTypeName(g.dtype()),
@@ -411,10 +466,12 @@ Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, const std::vector<Te
                                shapes_[v].ToString());
       }
       const float* src = g.data<float>();
+      float* p = h + offset_[v];
       const int64_t n = g.num_elements();
       for (int64_t i = 0; i < n; ++i) p[i] = w * src[i];  // float32 [n]
-      p += n;
     }
+    if (!layout_.ShardSparse(k)) continue;
+    float* p = head_[k].data<float>() + kHeader;
     for (int v : layout_.shards[k]) {  // the sparse section
       if (!layout_.Sparse(v)) continue;
       const int64_t n = static_cast<int64_t>(rows[v].size());

@@ -4,15 +4,20 @@
 // strategy built on it. Not the optimizer (the server runs the graph's update ops, ps_server.cc)
 // and not the collectives (communicator.h): this is a message protocol over Send/Recv.
 //
-// Messages are float32 tensors: a 32-float header (its fields: ps_wire.h), then the
-// shard's whole (dense) variables in shard order, then its sparse section: for each variable
-// whose rows travel alone (PsLayout::row_width; an embedding table that the optimizer updates
-// by rows), in shard order, n as a count (two floats), n row indices (two floats each), and
-// the n rows (float32 [n, width]). A push carries the rows the worker's batch touched (each
-// once, ascending, the gradient's duplicates summed); a reply the rows that changed since the
-// values that worker last received (the server keeps each row's version), all of them at the
-// start, so that a worker's copy of the table equals the server's bit for bit while only
-// touched rows travel. Messages with a sparse section have the size they say (RecvShaped).
+// Messages are float32 tensors. A reply is one message: a 32-float header (its fields:
+// ps_wire.h), then the shard's whole (dense) variables in shard order, then its sparse section.
+// A push is one message per whole variable (its body: examples * gradient, tagged with the
+// variable's index in the shard), each sent as soon as the backward pass has computed it, then
+// the head, sent last: the header and the sparse section (a hybrid group's leader sends every
+// body after the group's sum). The server receives each body where it averages it, and takes a
+// push once its head and its bodies have all come. The sparse section: for each variable whose
+// rows travel alone (PsLayout::row_width; an embedding table that the optimizer updates by
+// rows), in shard order, n as a count (two floats), n row indices (two floats each), and the n
+// rows (float32 [n, width]). A push carries the rows the worker's batch touched (each once,
+// ascending, the gradient's duplicates summed); a reply the rows that changed since the values
+// that worker last received (the server keeps each row's version), all of them at the start,
+// so that a worker's copy of the table equals the server's bit for bit while only touched rows
+// travel. Heads and replies with a sparse section have the size they say (RecvShaped).
 // The pushing ranks are the workers (sync, async) or the group leaders (hybrid; hybrid moves
 // whole tables: a group sums its pushes by allreduce, which needs one layout).
 //
@@ -21,8 +26,8 @@
 //      receive for each pusher's push.
 //   2. Receive: a worker waits for one reply from every server still serving and takes the
 //      values (views of the reply buffer) and the version.
-//   3. Push: the worker sends examples * gradient, its loss sum and its stop vote, tagged with
-//      the version it holds.
+//   3. Push: the worker sends examples * gradient (each variable's body as the backward pass
+//      computes it), then its loss sum and its stop vote, tagged with the version it holds.
 //   4. Gather: the server takes pushes as they arrive. One of the current version counts; an
 //      older one (a straggler's) is dropped and answered at once with the current values, so a
 //      slow worker never falls more than one step behind. After N = W - b pushes (b backup
@@ -65,9 +70,11 @@
 // first N to arrive), which a fixed dataflow plan cannot express.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "mpiflow/communicator.h"
@@ -174,12 +181,19 @@ class PsWorkerLink {
   // every server still serving, each tagged with the version that server last sent (and with
   // the data step `step`, which async servers read). Pack then Send, in two halves for hybrid:
   // Pack fills the messages, a group sums them (push_buffers), the leader Sends.
+  // Streaming: StartPush, then PushBody of each whole variable's gradient as the backward pass
+  // computes it (its body leaves at once), then Push sends the rest and the heads.
   Status Push(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices, double examples,
               double loss_sum, bool stop, int64_t step = 0);
   Status Pack(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices, double examples,
               double loss_sum, bool stop);
   std::vector<Tensor>& push_buffers() { return push_; }  // per server (done ones: unused)
   Status Send(int64_t step);
+  // A push begins: waits until the last one's messages have left the buffers.
+  Status StartPush();
+  // Sends examples * grad as whole variable v's body now (grad: float32, v's shape). Safe to
+  // call from several threads at once (the inter-op pool); once per variable and push.
+  Status PushBody(int v, const Tensor& grad, double examples);
   // Async: tells every server that has not said done that this worker is done (with the stop or
   // NaN that ended it), and takes their done replies (`reply`: their stop and NaN). With
   // `group` (hybrid), the leader sends and every member takes the replies.
@@ -198,10 +212,16 @@ class PsWorkerLink {
   std::vector<Shape> shapes_;
   std::vector<int64_t> version_;  // per server
   std::vector<char> done_;        // per server
-  // Per server: float32 [header + shard elements] (reused) or, for a shard with a sparse
-  // section, the last push and reply (as long as they said).
-  std::vector<Tensor> push_;
+  // Per server: float32 [header + whole variables], the push's header and bodies (reused); for a
+  // shard with a sparse section, head_ is the last push's head, float32 [header + section].
+  std::vector<Tensor> push_, head_;
+  // Per server: the last reply (reused), or as long as it said (a shard with a sparse section).
   std::vector<std::shared_ptr<Tensor>> reply_;
+  std::vector<int64_t> offset_;  // per whole variable: where its body is in push_[owner]
+  std::vector<int> slot_;        // per variable: its index in its shard (its body's tag)
+  std::vector<char> sent_;       // per variable: its body of this push has left
+  bool started_ = false;         // StartPush was called for the push being made
+  std::mutex mu_;                // guards sends_ and sent_ for PushBody
   std::vector<std::shared_ptr<Work>> sends_;
   int64_t pushed_bytes_ = 0, received_bytes_ = 0;
 };
@@ -272,6 +292,9 @@ class PsServerLink {
   // values it holds (one message per distinct version in `cache`).
   Status Reply(int pusher, std::vector<std::pair<int64_t, Tensor>>* cache = nullptr);
   void PostRecv(int pusher);
+  // Pusher p's head has arrived: waits for the bodies that came before it (under the stall
+  // limits, from `start`), and takes a sparse shard's header into the inbox.
+  Status Arrived(int p, std::chrono::steady_clock::time_point start);
   // A reply: the header, the whole variables, the rows changed since version `since`. In
   // published_ when there is one (after every send of its last contents has completed).
   StatusOr<Tensor> Message(int64_t since);
@@ -287,8 +310,10 @@ class PsServerLink {
   PsShardReader read_;
   int64_t version_ = 0, dropped_ = 0;
   PsReply reply_;  // the last published or answered
-  // Per pusher: float32 [header + elements], or as long as it said (a sparse section).
-  std::vector<std::shared_ptr<Tensor>> inbox_;
+  // Per pusher: float32 [header + whole variables], its push's header and bodies (reused); for a
+  // shard with a sparse section, head_ is the push's head, as long as it said.
+  std::vector<std::shared_ptr<Tensor>> inbox_, head_;
+  std::vector<std::vector<std::shared_ptr<Work>>> bodies_;  // per pusher: receives posted
   // Per pusher, per shard variable: where its push's sparse section has the rows.
   std::vector<std::vector<ps_wire::SectionPart>> parts_;
   std::vector<std::shared_ptr<Work>> recvs_;       // per pusher; null when none posted

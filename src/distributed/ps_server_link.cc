@@ -44,11 +44,11 @@ PsServerLink::PsServerLink(Communicator* comm, const PsLayout& layout, int serve
       row_version_(shapes_.size()),
       indices_(shapes_.size()) {
   for (int p = 0; p < layout_.pushers(); ++p) {
-    inbox_.push_back(layout_.ShardSparse(server_)
-                         ? std::make_shared<Tensor>()
-                         : std::make_shared<Tensor>(
-                               DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]}));
+    inbox_.push_back(std::make_shared<Tensor>(
+        DType::kFloat32, Shape{kHeader + layout_.shard_dense_elements[server_]}));
+    head_.push_back(std::make_shared<Tensor>());
   }
+  bodies_.resize(layout_.pushers());
   if (layout_.mode == PsMode::kSync && !layout_.ShardSparse(server_)) {
     published_ = Tensor(DType::kFloat32, Shape{kHeader + layout_.shard_elements[server_]});
   }
@@ -69,9 +69,41 @@ Status PsServerLink::Flush() {
 // The inbox is free again: its last push was averaged (Gather), applied or dropped before this.
 void PsServerLink::PostRecv(int pusher) {
   const int src = layout_.pusher_rank(pusher);
-  recvs_[pusher] = layout_.ShardSparse(server_) ? comm_->RecvShaped(inbox_[pusher], DType::kFloat32,
-                                                                    Shape{-1}, src, kPushTag)
-                                                : comm_->Recv(*inbox_[pusher], src, kPushTag);
+  int64_t offset = kHeader;
+  bodies_[pusher].clear();
+  for (size_t j = 0; j < shapes_.size(); ++j) {  // the bodies, each where Gather reads it
+    if (width_[j] > 0) continue;
+    const int64_t n = shapes_[j].num_elements();
+    bodies_[pusher].push_back(
+        comm_->Recv(inbox_[pusher]->View(offset, Shape{n}), src, kBodyTag + static_cast<int>(j)));
+    offset += n;
+  }
+  recvs_[pusher] = layout_.ShardSparse(server_)
+                       ? comm_->RecvShaped(head_[pusher], DType::kFloat32, Shape{-1}, src, kPushTag)
+                       : comm_->Recv(inbox_[pusher]->View(0, Shape{kHeader}), src, kPushTag);
+}
+
+Status PsServerLink::Arrived(int p, Clock::time_point start) {
+  for (const std::shared_ptr<Work>& body : bodies_[p]) {
+    comm_->WaitAnyWatched(
+        {body}, start,
+        [&](double waited) {
+          return StrCat("mpiflow: rank ", comm_->rank(), ": stall: parameter server ", server_,
+                        " has waited ", static_cast<int64_t>(waited), " s for the gradients of ",
+                        "rank ", layout_.pusher_rank(p), "'s push, whose header has arrived");
+        },
+        /*urgent=*/true);
+    MPIFLOW_RETURN_IF_ERROR(body->status());
+  }
+  bodies_[p].clear();
+  if (!layout_.ShardSparse(server_)) return Status::OK();
+  if (head_[p]->num_elements() < kHeader) {
+    return Internal("parameter server ", server_, ": the push's head of ", head_[p]->num_elements(),
+                    " floats from rank ", layout_.pusher_rank(p), " is shorter than the header (",
+                    kHeader, " floats)");
+  }
+  std::memcpy(inbox_[p]->data<float>(), head_[p]->data<float>(), kHeader * sizeof(float));
+  return Status::OK();
 }
 
 Status PsServerLink::Reply(int pusher, std::vector<std::pair<int64_t, Tensor>>* cache) {
@@ -157,17 +189,13 @@ StatusOr<Tensor> PsServerLink::Message(int64_t since) {
 }
 
 Status PsServerLink::ReadParts(int p) {
-  const Tensor& t = *inbox_[p];
+  const Tensor& t = *head_[p];  // [header + sparse section] (Arrived checked the header)
   std::vector<SectionPart> section;
   if (layout_.ShardSparse(server_)) {
-    const int64_t at = kHeader + layout_.shard_dense_elements[server_];
-    Status st =
-        t.num_elements() < at
-            ? Internal("it is shorter than the header and whole variables (", at, " floats)")
-            : ReadSection(t.data<float>() + at, t.num_elements() - at, width_,
-                          RowCounts(layout_, server_, shapes_), &section);
+    Status st = ReadSection(t.data<float>() + kHeader, t.num_elements() - kHeader, width_,
+                            RowCounts(layout_, server_, shapes_), &section);
     if (!st.ok()) {
-      return Internal("parameter server ", server_, ": the push of ", t.num_elements(),
+      return Internal("parameter server ", server_, ": the push's head of ", t.num_elements(),
                       " floats from rank ", layout_.pusher_rank(p),
                       " is malformed: ", st.message());
     }
@@ -233,6 +261,7 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
     Status st = recvs_[w]->status();
     recvs_[w] = nullptr;
     if (!st.ok()) return st;
+    MPIFLOW_RETURN_IF_ERROR(Arrived(w, start));
     const float* h = inbox_[w]->data<float>();
     const int64_t v = GetCount(h + kVersion);
     *stop_votes = *stop_votes || h[kStop] != 0;
@@ -329,6 +358,7 @@ Status PsServerLink::Publish(PsReply reply) {
       if (!recvs_[w]) continue;
       MPIFLOW_RETURN_IF_ERROR(recvs_[w]->Wait());
       recvs_[w] = nullptr;
+      MPIFLOW_RETURN_IF_ERROR(Arrived(w, Clock::now()));
       MPIFLOW_RETURN_IF_ERROR(Reply(w, &cache));
     }
     MPIFLOW_RETURN_IF_ERROR(Flush());
@@ -358,6 +388,7 @@ Status PsServerLink::WaitPush(PsPush* push) {
   Status st = recvs_[p]->status();
   recvs_[p] = nullptr;
   if (!st.ok()) return st;
+  MPIFLOW_RETURN_IF_ERROR(Arrived(p, Clock::now()));
   const float* h = inbox_[p]->data<float>();
   push->pusher = p;
   push->version = GetCount(h + kVersion);

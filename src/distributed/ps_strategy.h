@@ -8,8 +8,9 @@
 // parameter_server.h's; the worker's side is ps_worker.cc, the server's ps_server.cc.
 //
 // One synchronous step, as the two sides see it:
-//   1. a worker runs the graph for its share of the batch and pushes example-weighted gradients,
-//      its loss sum and its stop vote to every server;
+//   1. a worker runs the graph for its share of the batch and pushes example-weighted gradients
+//      (each on its way as soon as the backward pass has it), its loss sum and its stop vote to
+//      every server;
 //   2. each server averages the first N = workers - backup_workers pushes of the current version
 //      (a straggler's older push is dropped and answered at once with the current values);
 //   3. the servers agree among themselves (max over them) on stop, the checkpoint clock of
@@ -83,6 +84,10 @@ class ParameterServerStrategy : public Strategy {
   // A worker's asynchronous (or hybrid) step.
   StatusOr<StepOutcome> RunAsyncStep(Session& session, std::vector<Session::Feed> feeds,
                                      const Batch& batch, RunStats* stats);
+  // A worker's forward and backward pass; unless `whole` (a hybrid group sums whole pushes),
+  // each whole variable's gradient leaves for its server as the backward pass computes it.
+  Status RunGraph(Session& session, const std::vector<Session::Feed>& feeds, const Batch& batch,
+                  RunStats* stats, bool whole);
   // A server's asynchronous run.
   StatusOr<ServeOutcome> ServeAsync(Session& session, CheckpointManager& checkpoints,
                                     const DataPlan& plan, int64_t total_steps);
@@ -117,6 +122,7 @@ class ParameterServerStrategy : public Strategy {
   // fetch_at_[v]: where variable v's starts.
   std::vector<Output> fetches_;
   std::vector<size_t> fetch_at_;
+  std::vector<int> body_of_fetch_;  // per fetch: the variable whose whole gradient it is, or -1
   TrainOp train_op_;
   PsLayout layout_;
   std::unique_ptr<Communicator> group_;   // the workers' (evaluation) or the servers'

@@ -14,8 +14,11 @@
 namespace mpiflow {
 namespace ps_wire {
 
-constexpr int kPushTag = 7001;   // worker -> server: gradients
+constexpr int kPushTag = 7001;   // worker -> server: a push's head (header, sparse section)
 constexpr int kReplyTag = 7002;  // server -> worker: values
+// worker -> server: the body of a push's whole variable j of the shard (j < kMaxBodies).
+constexpr int kBodyTag = 10000;
+constexpr int kMaxBodies = 20000;  // tags stay below MPI's guaranteed 32767
 
 // The header's fields (float32 each; counters as two floats, exact below 2^48).
 enum Field {

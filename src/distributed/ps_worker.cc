@@ -79,6 +79,10 @@ Status ParameterServerStrategy::Build(const Scope& root, Output loss,
     elements.push_back(shape.num_elements());
   }
   fetches_.push_back(loss);
+  body_of_fetch_.assign(fetches_.size(), -1);
+  for (size_t v = 0; v < variables.size(); ++v) {
+    if (widths[v] == 0) body_of_fetch_[fetch_at_[v]] = static_cast<int>(v);
+  }
   MPIFLOW_RETURN_IF_ERROR(root.status());
   StatusOr<TrainOp> t = ApplyGradients(root, applied, variables, optimizer);
   if (!t.ok()) return t.status();
@@ -217,6 +221,18 @@ Status ParameterServerStrategy::Receive(Session& session) {
   return session.WriteVariable(train_op_.global_step.node->name(), Tensor::Scalar<int64_t>(step));
 }
 
+Status ParameterServerStrategy::RunGraph(Session& session, const std::vector<Session::Feed>& feeds,
+                                         const Batch& batch, RunStats* stats, bool whole) {
+  if (whole) return session.Run(feeds, fetches_, {}, &out_, stats);
+  MPIFLOW_RETURN_IF_ERROR(link_->StartPush());
+  const double examples = static_cast<double>(batch.examples);
+  return session.Run(feeds, fetches_, {}, &out_, stats,
+                     [this, examples](size_t i, const Tensor& value) {
+                       const int v = body_of_fetch_[i];
+                       return v < 0 ? Status::OK() : link_->PushBody(v, value, examples);
+                     });
+}
+
 void ParameterServerStrategy::TakeGradients(const Batch& batch) {
   for (size_t i = 0; i < variables_.size(); ++i) {
     const bool rows = layout_.Sparse(static_cast<int>(i));
@@ -240,7 +256,7 @@ StatusOr<StepOutcome> ParameterServerStrategy::RunStep(Session& session,
                                                        const Batch& batch, RunStats* stats) {
   if (options_.mode != PsMode::kSync) return RunAsyncStep(session, std::move(feeds), batch, stats);
   if (batch.examples > 0) {
-    Status run = session.Run(feeds, fetches_, {}, &out_, stats);
+    Status run = RunGraph(session, feeds, batch, stats, /*whole=*/false);
     if (!run.ok()) return strategy_util::StepError(run, reply_.version + 1, batch, false);
   }
   TakeGradients(batch);
@@ -271,7 +287,7 @@ StatusOr<StepOutcome> ParameterServerStrategy::RunAsyncStep(Session& session,
                                                             const Batch& batch, RunStats* stats) {
   const int64_t step = local_step_ + 1;
   if (batch.examples > 0) {
-    Status run = session.Run(feeds, fetches_, {}, &out_, stats);
+    Status run = RunGraph(session, feeds, batch, stats, /*whole=*/hybrid_ != nullptr);
     if (!run.ok()) return strategy_util::StepError(run, step, batch, false);
   }
   TakeGradients(batch);

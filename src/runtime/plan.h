@@ -27,12 +27,14 @@ struct Session::Plan {
   };
   std::vector<Step> steps;  // a topological order (the sequential executor runs it as is)
   int num_slots = 0;
-  std::vector<int> feed_slots;      // per feed
-  std::vector<int> fetch_slots;     // per fetch
-  std::vector<int> uses;            // per slot: how many step inputs read it
-  std::vector<char> keep;           // per slot: fetched or fed, never released early
-  std::vector<Transfer> transfers;  // partitioned: every transfer of the run, on every rank
-  bool partitioned = false;         // run by Session::RunPartitioned
+  std::vector<int> feed_slots;                    // per feed
+  std::vector<int> fetch_slots;                   // per fetch
+  std::vector<std::vector<int>> fetches_of_slot;  // per slot: the fetches it holds
+  std::vector<char> fetch_computed;  // per fetch: a step of the plan computes it (else fed)
+  std::vector<int> uses;             // per slot: how many step inputs read it
+  std::vector<char> keep;            // per slot: fetched or fed, never released early
+  std::vector<Transfer> transfers;   // partitioned: every transfer of the run, on every rank
+  bool partitioned = false;          // run by Session::RunPartitioned
 };
 
 }  // namespace mpiflow

@@ -13,7 +13,7 @@
 namespace mpiflow {
 
 Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, int64_t step,
-                               RunStats* timing) {
+                               RunStats* timing, const FetchReady* fetched) {
   Communicator* comm = options_.rendezvous;
   const int num_steps = static_cast<int>(plan.steps.size());
   std::vector<int> pending(num_steps), uses = plan.uses;
@@ -159,7 +159,7 @@ Status Session::RunPartitioned(const Plan& plan, std::vector<Tensor>& values, in
       }
       const Plan::Step& st = plan.steps[i];
       if (st.kind == Plan::Kind::kKernel) {
-        Status s = RunNode(plan, i, values, step, timing);
+        Status s = RunNode(plan, i, values, step, timing, fetched);
         if (!s.ok()) return fail(s);
       } else if (st.kind == Plan::Kind::kSend) {
         const Transfer& t = plan.transfers[st.transfer];

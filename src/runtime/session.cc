@@ -284,15 +284,29 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
     plan->steps[i].num_preds = static_cast<int>(p.size());
     for (int q : p) plan->steps[q].successors.push_back(static_cast<int>(i));
   }
+  plan->fetches_of_slot.resize(plan->num_slots);
+  std::vector<char> computed(plan->num_slots, 0);
+  for (const Plan::Step& st : plan->steps) {
+    if (st.kind == Plan::Kind::kKernel) {
+      for (int o = 0; o < st.node->num_outputs(); ++o) computed[st.out_base + o] = 1;
+    }
+  }
   for (const Output& f : fetches) {
     plan->fetch_slots.push_back(slot_of(f));
     plan->keep[plan->fetch_slots.back()] = 1;
+    plan->fetches_of_slot[plan->fetch_slots.back()].push_back(
+        static_cast<int>(plan->fetch_slots.size()) - 1);
+    plan->fetch_computed.push_back(computed[plan->fetch_slots.back()]);
   }
   return plan;
 }
 
+Tensor Session::FetchValue(const Tensor& t) const {
+  return variables_->OwnsBuffer(t.buffer()) ? t.DeepCopy() : t;
+}
+
 Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& values, int64_t step,
-                        RunStats* timing) {
+                        RunStats* timing, const FetchReady* ready) {
   const Plan::Step& st = plan.steps[step_index];
   const Node* node = st.node;
   const int num_in = static_cast<int>(st.in_slots.size());
@@ -345,15 +359,20 @@ Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& v
                       " as ", DTypeName(t.dtype()), t.shape().ToString(), "; the graph says ",
                       DTypeName(node->output_dtype(o)), node->output_shape(o).ToString());
     }
+    if (ready) {
+      for (int f : plan.fetches_of_slot[st.out_base + o]) {
+        MPIFLOW_RETURN_IF_ERROR((*ready)(f, FetchValue(t)));
+      }
+    }
   }
   return Status::OK();
 }
 
 Status Session::RunSequential(const Plan& plan, std::vector<Tensor>& values, int64_t step,
-                              RunStats* timing) {
+                              RunStats* timing, const FetchReady* ready) {
   std::vector<int> uses = plan.uses;
   for (size_t i = 0; i < plan.steps.size(); ++i) {
-    MPIFLOW_RETURN_IF_ERROR(RunNode(plan, static_cast<int>(i), values, step, timing));
+    MPIFLOW_RETURN_IF_ERROR(RunNode(plan, static_cast<int>(i), values, step, timing, ready));
     for (int s : plan.steps[i].in_slots) {
       if (--uses[s] == 0 && !plan.keep[s]) values[s] = Tensor();
     }
@@ -362,7 +381,7 @@ Status Session::RunSequential(const Plan& plan, std::vector<Tensor>& values, int
 }
 
 Status Session::RunParallel(const Plan& plan, std::vector<Tensor>& values, int64_t step,
-                            RunStats* timing) {
+                            RunStats* timing, const FetchReady* ready) {
   const int num_steps = static_cast<int>(plan.steps.size());
   if (num_steps == 0) return Status::OK();
   std::unique_ptr<std::atomic<int>[]> pending(new std::atomic<int>[num_steps]);
@@ -377,7 +396,7 @@ Status Session::RunParallel(const Plan& plan, std::vector<Tensor>& values, int64
 
   std::function<void(int)> run = [&](int i) {
     if (!failed.load()) {
-      Status s = RunNode(plan, i, values, step, timing);
+      Status s = RunNode(plan, i, values, step, timing, ready);
       if (!s.ok()) {
         std::lock_guard<std::mutex> lock(mu);
         if (first_error.ok()) first_error = s;
@@ -413,7 +432,7 @@ Status Session::RunParallel(const Plan& plan, std::vector<Tensor>& values, int64
 
 Status Session::Run(const std::vector<Feed>& feeds, const std::vector<Output>& fetches,
                     const std::vector<Node*>& targets, std::vector<Tensor>* outputs,
-                    RunStats* stats) {
+                    RunStats* stats, const FetchReady& ready) {
   for (size_t i = 0; i < feeds.size(); ++i) {
     const Output& o = feeds[i].first;
     const Tensor& t = feeds[i].second;
@@ -437,9 +456,15 @@ Status Session::Run(const std::vector<Feed>& feeds, const std::vector<Output>& f
   const int64_t step = run_counter_.fetch_add(1);
   RunStats* timing = stats && stats->collect_node_times ? stats : nullptr;
   if (timing) timing->node_times.clear();
-  MPIFLOW_RETURN_IF_ERROR(plan.partitioned ? RunPartitioned(plan, values, step, timing)
-                          : inter_op_pool_ ? RunParallel(plan, values, step, timing)
-                                           : RunSequential(plan, values, step, timing));
+  const FetchReady* tell = ready ? &ready : nullptr;
+  MPIFLOW_RETURN_IF_ERROR(plan.partitioned ? RunPartitioned(plan, values, step, timing, tell)
+                          : inter_op_pool_ ? RunParallel(plan, values, step, timing, tell)
+                                           : RunSequential(plan, values, step, timing, tell));
+  for (size_t i = 0; tell && i < fetches.size(); ++i) {  // fed: no kernel computed it
+    if (!plan.fetch_computed[i] && values[plan.fetch_slots[i]].allocated()) {
+      MPIFLOW_RETURN_IF_ERROR(ready(i, FetchValue(values[plan.fetch_slots[i]])));
+    }
+  }
   if (stats) {
     stats->kernels_run = static_cast<int64_t>(plan.steps.size());
     stats->plan_cache_hit = hit;
@@ -452,8 +477,7 @@ Status Session::Run(const std::vector<Feed>& feeds, const std::vector<Output>& f
         return FailedPrecondition("fetch '", fetches[i].name(),
                                   "' has no value: it is an uninitialized variable");
       }
-      if (variables_->OwnsBuffer(t.buffer())) t = t.DeepCopy();
-      outputs->push_back(std::move(t));
+      outputs->push_back(FetchValue(t));
     }
   }
   return Status::OK();
