@@ -152,9 +152,9 @@ TEST(PsWire, SparseSectionsAreCheckedAsTheyAreRead) {
             "the sparse section ends before variable 0's row count");
 }
 
-// A push streams: the body of a variable's gradient leaves when PushBody is called (during the
-// backward pass), before the rest of the push is made; the head (header) comes last. Ranks 0
-// (a worker) and 1 (a server, here raw receives) of a two-rank communicator.
+// A push streams: the body of a variable's gradient (the tensor itself) leaves when PushBody is
+// called (during the backward pass), before the rest of the push is made; the head comes last.
+// Ranks 0 (a worker) and 1 (a server, here raw receives) of a two-rank communicator.
 TEST(PsWire, ABodyLeavesBeforeItsHead) {
   using namespace ps_wire;  // NOLINT
   StatusOr<std::unique_ptr<Communicator>> two = comm->Split(comm->rank() < 2 ? 0 : 1, 0);
@@ -169,7 +169,7 @@ TEST(PsWire, ABodyLeavesBeforeItsHead) {
   if (c->rank() == 0) {
     PsWorkerLink link(c, *layout, {Shape{2, 3}, Shape{3}});
     ASSERT_TRUE(link.StartPush().ok());
-    ASSERT_TRUE(link.PushBody(0, g0, 2.0).ok());
+    ASSERT_TRUE(link.PushBody(0, g0).ok());
     ASSERT_TRUE(c->Recv(go, 1, 1)->Wait().ok());  // the server has body 0: make the rest
     ASSERT_TRUE(link.Push({g0, g1}, {Tensor(), Tensor()}, 2.0, 0.5, false, 7).ok());
     EXPECT_EQ(link.pushed_bytes(), (kHeader + 6 + 3) * 4);
@@ -185,9 +185,10 @@ TEST(PsWire, ABodyLeavesBeforeItsHead) {
   ASSERT_TRUE(first->status().ok()) << first->status();
   ASSERT_TRUE(c->Recv(body1, 0, kBodyTag + 1)->Wait().ok());
   ASSERT_TRUE(c->Recv(head, 0, kPushTag)->Wait().ok());
-  testing::ExpectNear(body0, {6}, {2, 4, 6, 8, 10, 12});  // examples * gradient
-  testing::ExpectNear(body1, {3}, {-2, -4, -6});
+  EXPECT_TRUE(body0.BitEqual(Tensor::FromVector<float>(Shape{6}, {1, 2, 3, 4, 5, 6})));
+  EXPECT_TRUE(body1.BitEqual(Tensor::FromVector<float>(Shape{3}, {-1, -2, -3})));
   const float* h = head.data<float>();
+  EXPECT_EQ(h[kRawBodies], 1.0f);  // the gradients as computed: the server weighs them
   EXPECT_EQ(h[kExamples], 2.0f);
   EXPECT_EQ(h[kLoss], 0.5f);
   EXPECT_EQ(GetCount(h + kStep), 7);

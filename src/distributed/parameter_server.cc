@@ -311,9 +311,18 @@ std::vector<Shape> PsWorkerLink::ShardShapes(int k) const {
 
 Status PsWorkerLink::Push(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
                           double examples, double loss_sum, bool stop, int64_t step) {
-  MPIFLOW_RETURN_IF_ERROR(Pack(grads, indices, examples, loss_sum, stop));
-  return Send(step);
+  if (!started_) MPIFLOW_RETURN_IF_ERROR(StartPush());
+  MPIFLOW_RETURN_IF_ERROR(MakeHeads(grads, indices, examples, loss_sum, stop, /*weigh=*/false));
+  return SendAll(step, &grads);
 }
+
+Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
+                          double examples, double loss_sum, bool stop) {
+  if (!started_) MPIFLOW_RETURN_IF_ERROR(StartPush());  // the buffers are free
+  return MakeHeads(grads, indices, examples, loss_sum, stop, /*weigh=*/true);
+}
+
+Status PsWorkerLink::Send(int64_t step) { return SendAll(step, nullptr); }
 
 Status PsWorkerLink::StartPush() {
   for (auto& work : sends_) MPIFLOW_RETURN_IF_ERROR(work->Wait());
@@ -323,27 +332,28 @@ Status PsWorkerLink::StartPush() {
   return Status::OK();
 }
 
-Status PsWorkerLink::PushBody(int v, const Tensor& grad, double examples) {
+namespace {
+Status CheckBody(int v, const Tensor& grad, const Shape& shape) {
+  if (grad.dtype() != DType::kFloat32 || grad.shape() != shape) {
+    return InvalidArgument("parameter server push: gradient ", v, " is ", DTypeName(grad.dtype()),
+                           grad.shape().ToString(), ", its variable float32", shape.ToString());
+  }
+  return Status::OK();
+}
+}  // namespace
+
+Status PsWorkerLink::PushBody(int v, const Tensor& grad) {
   const int k = layout_.owner[v];
   if (done_[k] || layout_.Sparse(v)) return Status::OK();  // a sparse one's rows go in the head
-  if (grad.dtype() != DType::kFloat32 || grad.shape() != shapes_[v]) {
-    return InvalidArgument("parameter server push: gradient ", v, " is ", DTypeName(grad.dtype()),
-                           grad.shape().ToString(), ", its variable float32",
-                           shapes_[v].ToString());
-  }
-  const float w = static_cast<float>(examples);
-  Tensor body = push_[k].View(offset_[v], Shape{shapes_[v].num_elements()});
-  const float* src = grad.data<float>();
-  float* dst = body.data<float>();  // float32 [elements]
-  for (int64_t i = 0, n = body.num_elements(); i < n; ++i) dst[i] = w * src[i];
-  std::shared_ptr<Work> send = comm_->Send(body, layout_.server_rank(k), kBodyTag + slot_[v]);
+  MPIFLOW_RETURN_IF_ERROR(CheckBody(v, grad, shapes_[v]));
+  std::shared_ptr<Work> send = comm_->Send(grad, layout_.server_rank(k), kBodyTag + slot_[v]);
   std::lock_guard<std::mutex> lock(mu_);
   sent_[v] = 1;
   sends_.push_back(std::move(send));
   return Status::OK();
 }
 
-Status PsWorkerLink::Send(int64_t step) {
+Status PsWorkerLink::SendAll(int64_t step, const std::vector<Tensor>* grads) {
   for (int k = 0; k < layout_.servers; ++k) {
     if (done_[k]) continue;
     float* h = push_[k].data<float>();
@@ -351,8 +361,12 @@ Status PsWorkerLink::Send(int64_t step) {
     PutCount(h + kStep, step);
     for (int v : layout_.shards[k]) {  // the bodies not streamed yet
       if (layout_.Sparse(v) || sent_[v]) continue;
-      sends_.push_back(comm_->Send(push_[k].View(offset_[v], Shape{shapes_[v].num_elements()}),
-                                   layout_.server_rank(k), kBodyTag + slot_[v]));
+      Tensor body = push_[k].View(offset_[v], Shape{shapes_[v].num_elements()});
+      if (grads) {
+        MPIFLOW_RETURN_IF_ERROR(CheckBody(v, (*grads)[v], shapes_[v]));
+        body = (*grads)[v];
+      }
+      sends_.push_back(comm_->Send(body, layout_.server_rank(k), kBodyTag + slot_[v]));
       sent_[v] = 1;
     }
     Tensor head = push_[k].View(0, Shape{kHeader});
@@ -374,7 +388,7 @@ Status PsWorkerLink::Leave(bool stop, bool non_finite, Communicator* group, PsRe
     MPIFLOW_RETURN_IF_ERROR(StartPush());
     for (int k = 0; k < layout_.servers; ++k) {
       if (done_[k]) continue;
-      float* h = push_[k].data<float>();  // a leave's body is not read
+      float* h = push_[k].data<float>();  // a leave's bodies are not read
       std::fill(h, h + kHeader, 0.0f);
       h[kStop] = stop ? 1.0f : 0.0f;
       h[kLeave] = 1.0f;
@@ -430,10 +444,9 @@ Status UniqueRows(const Tensor& values, const Tensor& indices, int64_t width, in
 
 }  // namespace
 
-Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
-                          double examples, double loss_sum, bool stop) {
+Status PsWorkerLink::MakeHeads(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
+                               double examples, double loss_sum, bool stop, bool weigh) {
   const float w = static_cast<float>(examples);
-  if (!started_) MPIFLOW_RETURN_IF_ERROR(StartPush());  // the buffers are free
   std::vector<std::vector<int64_t>> rows(shapes_.size());
   std::vector<std::vector<float>> sums(shapes_.size());
   for (int k = 0; k < layout_.servers; ++k) {
@@ -457,17 +470,13 @@ Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, const std::vector<Te
     h[kLoss] = static_cast<float>(loss_sum);
     h[kExamples] = w;
     h[kStop] = stop ? 1.0f : 0.0f;
-    for (int v : layout_.shards[k]) {  // the bodies not streamed (PushBody) yet
-      if (layout_.Sparse(v) || sent_[v]) continue;
-      const Tensor& g = grads[v];
-      if (g.dtype() != DType::kFloat32 || g.shape() != shapes_[v]) {
-        return InvalidArgument("parameter server push: gradient ", v, " is ", DTypeName(g.dtype()),
-                               g.shape().ToString(), ", its variable float32",
-                               shapes_[v].ToString());
-      }
-      const float* src = g.data<float>();
+    h[kRawBodies] = weigh ? 0.0f : 1.0f;
+    for (int v : layout_.shards[k]) {  // weighted bodies (hybrid: the group sums them)
+      if (!weigh || layout_.Sparse(v)) continue;
+      MPIFLOW_RETURN_IF_ERROR(CheckBody(v, grads[v], shapes_[v]));
+      const float* src = grads[v].data<float>();
       float* p = h + offset_[v];
-      const int64_t n = g.num_elements();
+      const int64_t n = grads[v].num_elements();
       for (int64_t i = 0; i < n; ++i) p[i] = w * src[i];  // float32 [n]
     }
     if (!layout_.ShardSparse(k)) continue;

@@ -176,24 +176,27 @@ class PsWorkerLink {
   // the broadcast. Every member then holds the same values and reply.
   Status Receive(std::vector<Tensor>* values, std::vector<PsRows>* rows, PsReply* reply,
                  Communicator* group = nullptr);
-  // Sends examples * grads[i] (grads indexed like shapes; float32, the variable's shape; for a
-  // sparse variable the rows [k, width] at `indices[i]`, int32 or int64 [k], repeats allowed) to
+  // Pushes grads (indexed like shapes; float32, the variable's shape; for a sparse variable the
+  // rows [k, width] at `indices[i]`, int32 or int64 [k], repeats allowed) over `examples` to
   // every server still serving, each tagged with the version that server last sent (and with
-  // the data step `step`, which async servers read). Pack then Send, in two halves for hybrid:
-  // Pack fills the messages, a group sums them (push_buffers), the leader Sends.
-  // Streaming: StartPush, then PushBody of each whole variable's gradient as the backward pass
-  // computes it (its body leaves at once), then Push sends the rest and the heads.
+  // the data step `step`, which async servers read). The bodies are the gradient tensors
+  // themselves (no copy; the server weighs them by examples); a sparse variable's rows go
+  // weighted in the head. Streaming: StartPush, then PushBody of each whole variable's gradient
+  // as the backward pass computes it (it leaves at once), then Push sends the rest and the heads.
   Status Push(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices, double examples,
               double loss_sum, bool stop, int64_t step = 0);
+  // Hybrid, in two halves: Pack weighs the push into push_buffers (header and bodies), a group
+  // sums them, the leader Sends.
   Status Pack(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices, double examples,
               double loss_sum, bool stop);
   std::vector<Tensor>& push_buffers() { return push_; }  // per server (done ones: unused)
   Status Send(int64_t step);
-  // A push begins: waits until the last one's messages have left the buffers.
+  // A push begins: waits until the last one's messages are gone.
   Status StartPush();
-  // Sends examples * grad as whole variable v's body now (grad: float32, v's shape). Safe to
-  // call from several threads at once (the inter-op pool); once per variable and push.
-  Status PushBody(int v, const Tensor& grad, double examples);
+  // Sends grad (float32, v's shape, unchanged until the next StartPush) as whole variable v's
+  // body now. Safe to call from several threads at once (the inter-op pool); once per variable
+  // and push.
+  Status PushBody(int v, const Tensor& grad);
   // Async: tells every server that has not said done that this worker is done (with the stop or
   // NaN that ended it), and takes their done replies (`reply`: their stop and NaN). With
   // `group` (hybrid), the leader sends and every member takes the replies.
@@ -206,6 +209,12 @@ class PsWorkerLink {
 
  private:
   std::vector<Shape> ShardShapes(int k) const;  // server k's variables'
+  // The header (and a sparse shard's section, weighted) of every server's push; with `weigh`,
+  // the whole variables' bodies weighted into push_ too (else they go as they are: raw).
+  Status MakeHeads(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
+                   double examples, double loss_sum, bool stop, bool weigh);
+  // Sends the bodies not sent yet (raw: from `grads`; else push_) and the heads.
+  Status SendAll(int64_t step, const std::vector<Tensor>* grads);
 
   Communicator* comm_;
   PsLayout layout_;
@@ -246,11 +255,11 @@ class PsServerLink {
   // push (none when `done`: a resumed run that has nothing left).
   Status Start(int64_t version, bool done);
   // Waits for the first N pushes of the current version, answering stale ones with the current
-  // values; `mean` gets their example-weighted mean gradient per shard variable (a sparse one's:
+  // values; `mean` gets their example-weighted mean gradient per shard variable (a whole one's
+  // in the first gathered push's inbox, valid until the replies are published; a sparse one's:
   // the pushes' rows one after another, in worker order, each over the examples, at indices(j)),
   // `loss` the mean loss, `examples` their examples, `stop_votes` whether any push asked to stop,
-  // `finite` whether the loss and every mean gradient are free of NaN and Inf. A whole
-  // variable's mean is the same tensor every step (valid until the next Gather).
+  // `finite` whether the loss and every mean gradient are free of NaN and Inf.
   Status Gather(std::vector<Tensor>* mean, double* loss, double* examples, bool* stop_votes,
                 bool* finite);
   // Sparse shard variable j's rows in the last Gather's or MeanOf's mean: int64 [rows].
@@ -263,9 +272,10 @@ class PsServerLink {
   // Async. Waits for the next push from any pusher still pushing; `push` gets what its header
   // says.
   Status WaitPush(PsPush* push);
-  // The gradient push.pusher sent, divided by its examples (float32, shard order; a sparse
-  // variable's rows at indices(j)): the same arithmetic as Gather's mean of one push.
-  void MeanOf(const PsPush& push, std::vector<Tensor>* mean);
+  // The gradient push.pusher sent, divided by its examples (float32, shard order, in its inbox
+  // until it is answered; a sparse variable's rows at indices(j)): the same arithmetic as
+  // Gather's mean of one push. `finite` as for Gather.
+  void MeanOf(const PsPush& push, std::vector<Tensor>* mean, bool* finite);
   // Answers that pusher alone with the values as the current version; unless reply.done, posts
   // its next receive. version and dropped are the link's own.
   Status Answer(int pusher, PsReply reply);
@@ -324,7 +334,6 @@ class PsServerLink {
   std::vector<Tensor> indices_;                    // per shard variable: the mean's rows
   std::vector<std::shared_ptr<Work>> sends_;
   Tensor published_;  // sync, whole variables only: float32 [header + shard elements], reused
-  std::vector<Tensor> mean_;  // sync: per whole shard variable, Gather's mean (reused)
 };
 
 }  // namespace mpiflow

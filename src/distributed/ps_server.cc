@@ -244,12 +244,8 @@ StatusOr<ServeOutcome> ParameterServerStrategy::ServeAsync(Session& session,
     stopping = stopping || push.stop || (env_.stop && env_.stop->requested());
     failing = failing || push.non_finite;
     if (!push.leave) {
-      link.MeanOf(push, &mean);
-      bool finite = std::isfinite(push.loss_sum);
-      for (const Tensor& g : mean) {
-        const float* x = g.data<float>();
-        for (int64_t i = 0; i < g.num_elements() && finite; ++i) finite = std::isfinite(x[i]);
-      }
+      bool finite = true;
+      link.MeanOf(push, &mean, &finite);
       failing = failing || !finite;
       const int64_t staleness = link.version() - push.version;
       if (failing || push.examples == 0) {

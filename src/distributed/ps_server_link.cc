@@ -18,6 +18,9 @@ using namespace ps_wire;  // NOLINT: the message format's names (ps_wire.h)
 
 namespace {
 // Nonzero when one of p[0, n) is NaN or Inf (all exponent bits set); integer ops, vectorized.
+// What a push's bodies are multiplied by (header `h`): see kRawBodies.
+float BodyWeight(const float* h) { return h[kRawBodies] != 0 ? h[kExamples] : 1.0f; }
+
 uint32_t NonFinite(const float* p, int64_t n) {
   uint32_t bad = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -288,7 +291,10 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
   }
   const float inv = total > 0 ? static_cast<float>(1.0 / total) : 0.0f;
   uint32_t bad = 0;  // nonzero once a mean value is NaN or Inf
-  mean_.resize(shapes_.size());
+  // Per gathered push, what its bodies are multiplied by: its examples for raw gradients (the
+  // worker's weighting, done here: the same float product), 1 for a hybrid group's weighted sum.
+  std::vector<float> weight;
+  for (int w : gathered_) weight.push_back(BodyWeight(inbox_[w]->data<float>()));
   int64_t offset = kHeader;
   for (size_t j = 0; j < shapes_.size(); ++j) {
     if (width_[j] > 0) {  // the pushes' rows one after another: the optimizer sums repeats
@@ -312,20 +318,21 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
       indices_[j] = std::move(at);
       continue;
     }
-    if (!mean_[j].allocated()) mean_[j] = Tensor(DType::kFloat32, shapes_[j]);
-    Tensor& m = mean_[j];
+    // In place, in the first gathered push's inbox (its receive is posted again after the
+    // update): ((0 + w0 * first) + w1 * second ...) * inv, a block at a time while in cache.
+    Tensor m = inbox_[gathered_[0]]->View(offset, shapes_[j]);
     float* out = m.data<float>();  // float32 [n]
     const int64_t n = m.num_elements();
-    // ((0 + first) + second ...) * inv, a block at a time while it is in cache.
     constexpr int64_t kBlock = 2048;
     for (int64_t b = 0; b < n; b += kBlock) {
       const int64_t e = std::min(n, b + kBlock);
       for (size_t g = 0; g < gathered_.size(); ++g) {
         const float* in = inbox_[gathered_[g]]->data<float>() + offset;
+        const float wg = weight[g];
         if (g == 0) {
-          for (int64_t i = b; i < e; ++i) out[i] = 0.0f + in[i];
+          for (int64_t i = b; i < e; ++i) out[i] = 0.0f + wg * in[i];
         } else {
-          for (int64_t i = b; i < e; ++i) out[i] += in[i];
+          for (int64_t i = b; i < e; ++i) out[i] += wg * in[i];
         }
       }
       for (int64_t i = b; i < e; ++i) out[i] *= inv;
@@ -407,8 +414,10 @@ Status PsServerLink::WaitPush(PsPush* push) {
   return Status::OK();
 }
 
-void PsServerLink::MeanOf(const PsPush& push, std::vector<Tensor>* mean) {
+void PsServerLink::MeanOf(const PsPush& push, std::vector<Tensor>* mean, bool* finite) {
   const float inv = push.examples > 0 ? static_cast<float>(1.0 / push.examples) : 0.0f;
+  const float weight = BodyWeight(inbox_[push.pusher]->data<float>());
+  uint32_t bad = 0;
   mean->assign(shapes_.size(), Tensor());
   int64_t offset = kHeader;
   for (size_t j = 0; j < shapes_.size(); ++j) {
@@ -421,18 +430,20 @@ void PsServerLink::MeanOf(const PsPush& push, std::vector<Tensor>* mean) {
       float* out = m.data<float>();  // float32 [n, width]
       for (int64_t i = 0; i < part.n; ++i) at.data<int64_t>()[i] = GetCount(part.indices + 2 * i);
       for (int64_t i = 0; i < part.n * width_[j]; ++i) out[i] = (0.0f + part.rows[i]) * inv;
+      bad |= NonFinite(out, part.n * width_[j]);
       (*mean)[j] = std::move(m);
       indices_[j] = std::move(at);
       continue;
     }
-    Tensor m(DType::kFloat32, shapes_[j]);
-    float* out = m.data<float>();  // float32 [n]
-    const float* in = inbox_[push.pusher]->data<float>() + offset;
+    Tensor m = inbox_[push.pusher]->View(offset, shapes_[j]);  // in place, as Gather
+    float* out = m.data<float>();                              // float32 [n]
     const int64_t n = m.num_elements();
-    for (int64_t i = 0; i < n; ++i) out[i] = (0.0f + in[i]) * inv;  // Gather's arithmetic
+    for (int64_t i = 0; i < n; ++i) out[i] = (0.0f + weight * out[i]) * inv;  // Gather's arithmetic
+    bad |= NonFinite(out, n);
     offset += n;
     (*mean)[j] = std::move(m);
   }
+  *finite = std::isfinite(push.loss_sum) && bad == 0;
 }
 
 void PsServerLink::Applied(int pusher) {

@@ -32,6 +32,8 @@ enum Field {
   kStep = 8,        // [8, 9] push: the pusher's data step (async)
   kLeave = 10,      // push: no gradient, the pusher is done (async)
   kUpdates = 11,    // [11, 12] reply: updates applied (async)
+  kRawBodies = 13,  // push: 1: the bodies are gradients as computed, the server weighs them
+                    // by kExamples; 0: weighted already (a hybrid group's sum)
   kStaleness = 16,  // [16, 32) reply: the staleness histogram (async)
   kHeader = kStaleness + kStalenessBuckets
 };

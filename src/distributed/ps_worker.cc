@@ -225,12 +225,10 @@ Status ParameterServerStrategy::RunGraph(Session& session, const std::vector<Ses
                                          const Batch& batch, RunStats* stats, bool whole) {
   if (whole) return session.Run(feeds, fetches_, {}, &out_, stats);
   MPIFLOW_RETURN_IF_ERROR(link_->StartPush());
-  const double examples = static_cast<double>(batch.examples);
-  return session.Run(feeds, fetches_, {}, &out_, stats,
-                     [this, examples](size_t i, const Tensor& value) {
-                       const int v = body_of_fetch_[i];
-                       return v < 0 ? Status::OK() : link_->PushBody(v, value, examples);
-                     });
+  return session.Run(feeds, fetches_, {}, &out_, stats, [this](size_t i, const Tensor& value) {
+    const int v = body_of_fetch_[i];
+    return v < 0 ? Status::OK() : link_->PushBody(v, value);
+  });
 }
 
 void ParameterServerStrategy::TakeGradients(const Batch& batch) {
