@@ -65,10 +65,10 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Called during a Run as soon as fetch `index`'s value exists, with the value `outputs` will
-  // hold: e.g. to send a gradient while the backward pass goes on. On the thread that computed
-  // it (with inter-op threads, concurrently with other calls); a fetch no kernel of the run
-  // computes (a fed one) is reported after the last kernel. An error ends the run as Run's.
+  // Called during a Run as soon as fetch `index`'s value exists, with that value (a variable's
+  // as a copy taken then): e.g. to send a gradient while the backward pass goes on. On the thread
+  // that computed it (with inter-op threads, concurrently with other calls); a fetch no kernel of
+  // the run computes (a fed one) is reported after the last kernel. An error ends the run as Run's.
   using FetchReady = std::function<Status(size_t index, const Tensor& value)>;
 
   // Runs what fetches and targets need, with feeds replacing the outputs they name.

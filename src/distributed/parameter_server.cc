@@ -343,6 +343,7 @@ Status CheckBody(int v, const Tensor& grad, const Shape& shape) {
 }  // namespace
 
 Status PsWorkerLink::PushBody(int v, const Tensor& grad) {
+  if (!started_) return Internal("parameter server push: a body before StartPush");
   const int k = layout_.owner[v];
   if (done_[k] || layout_.Sparse(v)) return Status::OK();  // a sparse one's rows go in the head
   MPIFLOW_RETURN_IF_ERROR(CheckBody(v, grad, shapes_[v]));

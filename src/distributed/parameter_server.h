@@ -6,28 +6,29 @@
 //
 // Messages are float32 tensors. A reply is one message: a 32-float header (its fields:
 // ps_wire.h), then the shard's whole (dense) variables in shard order, then its sparse section.
-// A push is one message per whole variable (its body: examples * gradient, tagged with the
-// variable's index in the shard), each sent as soon as the backward pass has computed it, then
-// the head, sent last: the header and the sparse section (a hybrid group's leader sends every
-// body after the group's sum). The server receives each body where it averages it, and takes a
-// push once its head and its bodies have all come. The sparse section: for each variable whose
-// rows travel alone (PsLayout::row_width; an embedding table that the optimizer updates by
-// rows), in shard order, n as a count (two floats), n row indices (two floats each), and the n
-// rows (float32 [n, width]). A push carries the rows the worker's batch touched (each once,
-// ascending, the gradient's duplicates summed); a reply the rows that changed since the values
-// that worker last received (the server keeps each row's version), all of them at the start,
-// so that a worker's copy of the table equals the server's bit for bit while only touched rows
-// travel. Heads and replies with a sparse section have the size they say (RecvShaped).
-// The pushing ranks are the workers (sync, async) or the group leaders (hybrid; hybrid moves
-// whole tables: a group sums its pushes by allreduce, which needs one layout).
+// A push is one message per whole variable (its body: the gradient as computed, which the
+// server weighs by the push's examples; a hybrid group's sum of weighted gradients, kRawBodies
+// 0), tagged with the variable's index in the shard, each sent as soon as the backward pass has
+// computed it, then the head, sent last: the header and the sparse section (its rows weighted
+// by the worker; a hybrid group's leader sends every body after the group's sum). The server
+// receives each body where it averages it, and takes a push once its head and its bodies have all
+// come. The sparse section: for each variable whose rows travel alone (PsLayout::row_width; an
+// embedding table that the optimizer updates by rows), in shard order, n as a count (two floats), n
+// row indices (two floats each), and the n rows (float32 [n, width]). A push carries the rows the
+// worker's batch touched (each once, ascending, the gradient's duplicates summed); a reply the rows
+// that changed since the values that worker last received (the server keeps each row's version),
+// all of them at the start, so that a worker's copy of the table equals the server's bit for bit
+// while only touched rows travel. Heads and replies with a sparse section have the size they say
+// (RecvShaped). The pushing ranks are the workers (sync, async) or the group leaders (hybrid;
+// hybrid moves whole tables: a group sums its pushes by allreduce, which needs one layout).
 //
 // Synchronous (--ps-mode sync), per server:
 //   1. Start: the server sends its shard's values as version v to every pusher and posts a
 //      receive for each pusher's push.
 //   2. Receive: a worker waits for one reply from every server still serving and takes the
 //      values (views of the reply buffer) and the version.
-//   3. Push: the worker sends examples * gradient (each variable's body as the backward pass
-//      computes it), then its loss sum and its stop vote, tagged with the version it holds.
+//   3. Push: the worker sends its gradient (each variable's body as the backward pass computes
+//      it) over its examples, its loss sum and its stop vote, tagged with the version it holds.
 //   4. Gather: the server takes pushes as they arrive. One of the current version counts; an
 //      older one (a straggler's) is dropped and answered at once with the current values, so a
 //      slow worker never falls more than one step behind. After N = W - b pushes (b backup
@@ -38,7 +39,7 @@
 //      server returns once no message is in flight.
 // Asynchronous (--ps-mode async), per server:
 //   1. Start as above. The version counts the updates applied.
-//   2. A worker pushes examples * gradient for its next batch (its own data step s, counted from
+//   2. A worker pushes its gradient and examples for its next batch (its data step s, counted from
 //      the run's start), tagged with the version its values came from, and waits for every
 //      server's reply.
 //   3. The server takes the pushes one at a time in arrival order (WaitPush). Staleness = its

@@ -17,10 +17,10 @@ using namespace ps_wire;  // NOLINT: the message format's names (ps_wire.h)
 // ---- server ---------------------------------------------------------------------------------
 
 namespace {
-// Nonzero when one of p[0, n) is NaN or Inf (all exponent bits set); integer ops, vectorized.
 // What a push's bodies are multiplied by (header `h`): see kRawBodies.
 float BodyWeight(const float* h) { return h[kRawBodies] != 0 ? h[kExamples] : 1.0f; }
 
+// Nonzero when one of p[0, n) is NaN or Inf (all exponent bits set); integer ops, vectorized.
 uint32_t NonFinite(const float* p, int64_t n) {
   uint32_t bad = 0;
   for (int64_t i = 0; i < n; ++i) {

@@ -8,9 +8,9 @@
 // parameter_server.h's; the worker's side is ps_worker.cc, the server's ps_server.cc.
 //
 // One synchronous step, as the two sides see it:
-//   1. a worker runs the graph for its share of the batch and pushes example-weighted gradients
-//      (each on its way as soon as the backward pass has it), its loss sum and its stop vote to
-//      every server;
+//   1. a worker runs the graph for its share of the batch and pushes its gradients (each on its
+//      way as soon as the backward pass has it) with its examples, its loss sum and its stop vote
+//      to every server (which weighs each push by its examples);
 //   2. each server averages the first N = workers - backup_workers pushes of the current version
 //      (a straggler's older push is dropped and answered at once with the current values);
 //   3. the servers agree among themselves (max over them) on stop, the checkpoint clock of
