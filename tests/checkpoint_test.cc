@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "mpiflow/checkpoint_manager.h"
@@ -250,6 +251,55 @@ TEST(Checkpoint, AKilledWriterNeverLeavesABrokenFile) {
 // the file's flush, fsync and rename, `latest`'s temporary and rename, the removal of the
 // checkpoint before): `latest` always names a checkpoint that loads whole, and it names the new
 // one from its rename on; the previous one is removed only after that.
+// A table split by rows over two parameter servers: each shard holds its rows of the table
+// and of its slot (the slice stored as attributes, which a read gives back); a resume's merge
+// puts the table together; shards whose parts leave a row out are refused, naming the table.
+TEST(CheckpointManagerTest, MergesATableSplitByRowsFromItsShards) {
+  const std::string dir = Temp("split_rows");
+  std::filesystem::remove_all(dir);
+  auto shard = [&](int k, int64_t first, std::vector<float> rows) {
+    Checkpoint c;
+    const int64_t n = static_cast<int64_t>(rows.size()) / 2;
+    c.variables.emplace_back("table", Tensor::FromVector<float>(Shape{n, 2}, rows));
+    for (float& x : rows) x *= 10;
+    c.variables.emplace_back("table/adam_m", Tensor::FromVector<float>(Shape{n, 2}, rows));
+    c.variables.emplace_back("global_step", Tensor::Scalar<int64_t>(7));
+    c.row_slices["table"] = {first, 3};
+    c.row_slices["table/adam_m"] = {first, 3};
+    CheckpointOptions o;
+    o.dir = dir;
+    CheckpointManager m(o, CheckpointManager::ShardSuffix(k, 2));
+    return m.Save(c, 7, /*point_latest=*/k == 0);
+  };
+  ASSERT_TRUE(shard(0, 0, {1, 2, 3, 4}).ok());
+  ASSERT_TRUE(shard(1, 2, {5, 6}).ok());
+  StatusOr<Checkpoint> one = ReadCheckpoint(dir + "/ckpt-00000007.ps1-of-2.h5");
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->row_slices["table"].first, 2);
+  EXPECT_EQ(one->row_slices["table"].rows, 3);
+  EXPECT_EQ(one->row_slices.count("global_step"), 0u);
+  CheckpointOptions o;
+  o.dir = dir;
+  o.resume = "latest";
+  CheckpointManager resume(o, CheckpointManager::ShardSuffix(0, 1));  // now on one server
+  std::string changed;
+  StatusOr<Checkpoint> c = resume.LoadForResume(&changed);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->row_slices.empty());
+  std::map<std::string, Tensor> got(c->variables.begin(), c->variables.end());
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_TRUE(got["table"].BitEqual(Tensor::FromVector<float>(Shape{3, 2}, {1, 2, 3, 4, 5, 6})));
+  EXPECT_TRUE(got["table/adam_m"].BitEqual(
+      Tensor::FromVector<float>(Shape{3, 2}, {10, 20, 30, 40, 50, 60})));
+  ASSERT_TRUE(shard(1, 1, {5, 6}).ok());  // rows 0-1 and 1: row 2 in none, row 1 twice
+  StatusOr<Checkpoint> bad = resume.LoadForResume(&changed);
+  EXPECT_EQ(bad.status().message(),
+            StrCat("checkpoint '", dir,
+                   "/ckpt-00000007.ps0-of-2.h5': the parts of 'table' in its shards do not make "
+                   "its 3 rows once each (rows from 2 are missing or twice): the shards are not "
+                   "of one run"));
+}
+
 TEST(CheckpointManagerTest, AWriterKilledAtAnyOf101PointsLosesNothing) {
   const std::string dir = Temp("killed_manager");
   CheckpointOptions o;

@@ -68,7 +68,18 @@ double WorstRelativeDiff(const TrainResult& r, const TrainResult& ref) {
     auto it = by_name.find(name);
     EXPECT_NE(it, by_name.end()) << name;
     if (it == by_name.end() || x.dtype() != DType::kFloat32) continue;
-    const Tensor& y = *it->second;
+    Tensor y = *it->second;
+    // A parameter server's rows of a split table, against the whole one (or the same rows).
+    auto slice = r.row_slices.find(name);
+    if (slice != r.row_slices.end() && ref.row_slices.count(name)) {
+      EXPECT_EQ(slice->second.first, ref.row_slices.at(name).first) << name;
+    } else if (slice != r.row_slices.end() && y.shape().rank() > 0 && x.shape().rank() > 0) {
+      EXPECT_EQ(slice->second.rows, y.shape().dim(0)) << name;
+      EXPECT_LE(slice->second.first + x.shape().dim(0), y.shape().dim(0)) << name;
+      if (slice->second.first + x.shape().dim(0) > y.shape().dim(0)) continue;
+      const int64_t row = y.shape().dim(0) ? y.num_elements() / y.shape().dim(0) : 0;
+      y = y.View(slice->second.first * row, x.shape());
+    }
     EXPECT_EQ(x.shape(), y.shape()) << name;
     if (x.shape() != y.shape()) continue;
     double diff = 0, scale = 0;

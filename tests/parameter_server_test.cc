@@ -54,6 +54,36 @@ TEST(PsLayout, BalancesBySizeLargestFirst) {
   EXPECT_FALSE(l->IsServer(2));
 }
 
+// A table whose rows travel alone is split by rows over every server, near-equal parts, the
+// whole variables placed after it onto the least loaded; a table of fewer rows than servers
+// has a part of one row on as many; one server holds everything whole.
+TEST(PsLayout, SplitsATableByRowsOverTheServers) {
+  // Variable 0: 10 rows of 4 (40 elements); 1: 30 whole; 2: 2 rows of 3; 3: 7 whole.
+  StatusOr<PsLayout> l = MakePsLayout(6, Opts(3, 0), {40, 30, 6, 7}, {4, 0, 3, 0});
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->owner, (std::vector<int>{-1, 0, -1, 1}));
+  EXPECT_EQ(l->split[0], (std::vector<int64_t>{0, 3, 6, 10}));
+  EXPECT_EQ(l->split[2], (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_TRUE(l->split[1].empty());
+  // The tables' parts: 12 + 3, 12 + 3, 16; then 30 onto server 0 (a tie: the lower index), 7
+  // onto server 1.
+  EXPECT_EQ(l->shards[0], (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(l->shards[1], (std::vector<int>{0, 2, 3}));
+  EXPECT_EQ(l->shards[2], (std::vector<int>{0}));
+  EXPECT_EQ(l->shard_elements, (std::vector<int64_t>{45, 22, 16}));
+  EXPECT_EQ(l->shard_dense_elements, (std::vector<int64_t>{30, 7, 0}));
+  EXPECT_TRUE(l->Holds(1, 2));
+  EXPECT_FALSE(l->Holds(2, 2));
+  EXPECT_FALSE(l->Holds(2, 1));
+  EXPECT_EQ(l->FirstRow(2, 0), 6);
+  EXPECT_EQ(l->PartShape(2, 0, Shape{10, 4}), (Shape{4, 4}));
+  EXPECT_EQ(l->PartShape(1, 1, Shape{5, 6}), (Shape{5, 6}));
+  StatusOr<PsLayout> one = MakePsLayout(2, Opts(1, 0), {40, 30}, {4, 0});
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->owner, (std::vector<int>{0, 0}));
+  EXPECT_FALSE(one->Split(0));
+}
+
 TEST(PsLayout, BadCountsSayWhatToChange) {
   StatusOr<PsLayout> l = MakePsLayout(1, Opts(1, 0), {4});
   ASSERT_FALSE(l.ok());
@@ -558,10 +588,82 @@ TEST(ParameterServer, SparseTableTrainsAsOneProcessByRows) {
   }
 }
 
+// Four ranks. A table split by rows over two servers (with lazy Adam's slots) resumes on one
+// server, which takes the shards' parts merged, and then on two again, each taking its rows of
+// the merged table: the workers end within rounding of a run that never stopped (3 workers of
+// batch 8 for the middle part, 2 of 12 otherwise). Each server's file holds its rows of the
+// table and of the slots, which say where they start.
+TEST(ParameterServer, SplitTableResumesOnAnotherServerCount) {
+  if (comm->size() != 4) return;  // two servers and two workers, then one and three
+  const std::string path = ::testing::TempDir() + "/ps_split_bags.h5";
+  ASSERT_TRUE(test::BagsFile(comm, path).ok());
+  const std::string dir = ::testing::TempDir() + "/ps_split_resume";
+  if (comm->rank() == 0) {
+    ASSERT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
+  }
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  TrainConfig c = BagJob(path);
+  c.optimizer.kind = OptimizerKind::kAdam;
+  c.optimizer.lr.base = 0.01;
+  c.ps.servers = 2;
+  c.batch_size = 12;
+  c.eval = false;
+  c.checkpoint.dir = dir + "/checkpoints";
+  c.checkpoint.every_steps = 3;
+  TrainConfig whole = c;
+  whole.checkpoint.dir = dir + "/whole_checkpoints";
+  whole.max_steps = 9;
+  StatusOr<TrainResult> w = TrainWith(whole, comm);
+  ASSERT_TRUE(w.ok()) << w.status();
+  TrainConfig part = c;
+  part.max_steps = 3;
+  StatusOr<TrainResult> p = TrainWith(part, comm);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  if (p->ps_server) {
+    const int k = comm->rank() - 2;
+    EXPECT_EQ(p->row_slices["embed/embeddings"].first, 25 * k);
+    StatusOr<Checkpoint> ck = ReadCheckpoint(p->last_checkpoint);
+    ASSERT_TRUE(ck.ok()) << ck.status();
+    for (const std::string name : {"embed/embeddings", "embed/embeddings/adam_m"}) {
+      EXPECT_EQ(ck->row_slices[name].first, 25 * k) << name;
+      EXPECT_EQ(ck->row_slices[name].rows, 50) << name;
+    }
+    for (const auto& [name, t] : ck->variables) {
+      if (name == "embed/embeddings") {
+        EXPECT_EQ(t.shape(), (Shape{25, 8}));
+      }
+    }
+  }
+  TrainConfig middle = c;
+  middle.ps.servers = 1;
+  middle.batch_size = 8;
+  middle.max_steps = 6;
+  middle.checkpoint.resume = "latest";
+  StatusOr<TrainResult> m = TrainWith(middle, comm);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->resumed_from, 3);
+  if (m->ps_server) {
+    EXPECT_TRUE(m->row_slices.empty());
+  }
+  ASSERT_TRUE(comm->Barrier()->Wait().ok());
+  TrainConfig rest = c;
+  rest.max_steps = 9;
+  rest.checkpoint.resume = "latest";
+  StatusOr<TrainResult> r = TrainWith(rest, comm);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->resumed_from, 6);
+  EXPECT_EQ(r->steps, 9);
+  EXPECT_LE(WorstRelativeDiff(*r, *w), 1e-5);  // a worker's table, or a server's rows of it
+  EXPECT_TRUE(SameBitsOnEveryWorker(*r));
+}
+
 // The bytes on the wire, counted: every bag holds words 1-4, so each push carries those four
 // rows of the table (not its 50) and each reply the four the update changed; the first reply
 // all 50. Each message: the header, the shard's whole variables, and per sparse table a row
-// count, then (index, row) per row, all float32 (an index or count in two floats).
+// count, then (index, row) per row, all float32 (an index or count in two floats). With two
+// servers the table is split by rows (0-24, 25-49): words 1-4 travel to and from server 0
+// only, server 1's messages carry its count of no rows, and the first replies 25 rows each.
 TEST(ParameterServer, APushAndAReplyMoveOnlyTheTouchedRows) {
   if (comm->size() < 2) return;
   const std::string path = ::testing::TempDir() + "/ps_same_bags.h5";
@@ -572,13 +674,25 @@ TEST(ParameterServer, APushAndAReplyMoveOnlyTheTouchedRows) {
   const int servers = c.ps.servers, workers = comm->size() - servers;
   const int64_t steps = (100 + 8 * workers - 1) / (8 * workers);
   // Variables: the table (50 x 8, rows of 8), hidden 8 x 16 and 16, logits 16 x 4 and 4.
-  StatusOr<PsLayout> l = MakePsLayout(comm->size(), c.ps, {400, 128, 16, 64, 4}, {8, 0, 0, 0, 0});
-  ASSERT_TRUE(l.ok()) << l.status();
-  auto floats = [&](int64_t table_rows, bool sparse) {  // a message to or from every server
+  const std::vector<int64_t> elements = {400, 128, 16, 64, 4};
+  StatusOr<PsLayout> by_rows = MakePsLayout(comm->size(), c.ps, elements, {8, 0, 0, 0, 0});
+  StatusOr<PsLayout> whole = MakePsLayout(comm->size(), c.ps, elements);
+  ASSERT_TRUE(by_rows.ok()) << by_rows.status();
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  if (servers == 2) {
+    EXPECT_EQ(by_rows->owner[0], -1);
+    EXPECT_EQ(by_rows->split[0], (std::vector<int64_t>{0, 25, 50}));
+  }
+  // A message to or from every server: rows [first, last) of the table, of those each holds.
+  auto floats = [&](int64_t first, int64_t last, bool sparse) {
+    const PsLayout& l = sparse ? *by_rows : *whole;
     int64_t f = 0;
     for (int k = 0; k < servers; ++k) {
-      f += kPsHeaderFloats + l->shard_dense_elements[k];
-      if (l->owner[0] == k) f += sparse ? 2 + table_rows * (2 + 8) : 400;
+      f += kPsHeaderFloats + l.shard_dense_elements[k];  // the whole table too, unless sparse
+      if (sparse && l.Holds(k, 0)) {
+        const int64_t begin = l.FirstRow(k, 0), end = begin + (l.Split(0) ? 25 : 50);
+        f += 2 + std::max<int64_t>(0, std::min(last, end) - std::max(first, begin)) * (2 + 8);
+      }
     }
     return f;
   };
@@ -589,8 +703,8 @@ TEST(ParameterServer, APushAndAReplyMoveOnlyTheTouchedRows) {
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->steps, steps);
     if (r->ps_server) continue;
-    EXPECT_EQ(r->ps_pushed_bytes, 4 * steps * floats(4, sparse)) << SparseSyncName(how);
-    EXPECT_EQ(r->ps_received_bytes, 4 * (floats(50, sparse) + steps * floats(4, sparse)))
+    EXPECT_EQ(r->ps_pushed_bytes, 4 * steps * floats(1, 5, sparse)) << SparseSyncName(how);
+    EXPECT_EQ(r->ps_received_bytes, 4 * (floats(0, 50, sparse) + steps * floats(1, 5, sparse)))
         << SparseSyncName(how);
   }
 }

@@ -181,6 +181,42 @@ TEST(SessionTest, SharedStorageIsTheVariable) {
   testing::ExpectNear(message, {6}, {0, 0, 5, 6, 7, 8});
 }
 
+// A session that keeps some rows of a variable (a parameter server's part of a table): reads,
+// writes and sparse updates see those rows, indexed from 0; the graph's shape is not checked
+// against them, and the rest is gone.
+TEST(SessionTest, KeepRowsHoldsAPartOfAVariable) {
+  Scope s = Scope::NewRootScope();
+  Output t = ops::Variable(s.WithOpName("t"), ops::Const(s, F32({4, 2}, {1, 2, 3, 4, 5, 6, 7, 8})));
+  Output rows = ops::Placeholder(s.WithOpName("rows"), DType::kFloat32, Shape{-1, 2});
+  Output at = ops::Placeholder(s.WithOpName("at"), DType::kInt64, Shape{-1});
+  Output step = ops::SparseApplyGradientDescent(s, t, ops::Const(s, F32({}, {1})), rows, at);
+  Session session(s.graph());
+  EXPECT_EQ(session.KeepRows("t", 1, 3).message(),
+            "variable 't' is not initialized (or does not exist)");
+  ASSERT_TRUE(session.RunTargets({ops::InitOp(s)}).ok());
+  EXPECT_EQ(session.KeepRows("t", 2, 5).message(),
+            "rows [2, 5) of variable 't' [4,2]: not a range of its rows");
+  ASSERT_TRUE(session.KeepRows("t", 1, 3).ok());
+  testing::ExpectNear(*session.ReadVariable("t"), {2, 2}, {3, 4, 5, 6});
+  EXPECT_EQ(session.KeepRows("t", 0, 1).message(), "variable 't' keeps some of its rows already");
+  // Row 1 of the part is the variable's row 2.
+  ASSERT_TRUE(
+      session
+          .Run({{rows, F32({1, 2}, {1, 1})}, {at, Tensor::FromVector<int64_t>(Shape{1}, {1})}}, {},
+               {step.node}, nullptr)
+          .ok());
+  testing::ExpectNear(*session.ReadVariable("t"), {2, 2}, {3, 4, 4, 5});
+  Status out =
+      session.Run({{rows, F32({1, 2}, {1, 1})}, {at, Tensor::FromVector<int64_t>(Shape{1}, {2})}},
+                  {}, {step.node}, nullptr);
+  EXPECT_NE(out.message().find("index 2 at position 0 is out of range [0, 2)"), std::string::npos)
+      << out;
+  EXPECT_EQ(session.WriteVariable("t", F32({4, 2}, {0, 0, 0, 0, 0, 0, 0, 0})).message(),
+            "variable 't' is float32[2,2]; the value is float32[4,2]");
+  ASSERT_TRUE(session.WriteVariable("t", F32({2, 2}, {9, 9, 9, 9})).ok());
+  testing::ExpectNear(*session.ReadVariableRows("t", {1}), {1, 2}, {9, 9});
+}
+
 // Session::FetchReady: each fetch is told once, as soon as it is computed (a fed one after the
 // last kernel), with the value the outputs get; a variable's as a copy; an error ends the run.
 TEST(SessionTest, FetchesAreToldAsTheyAreComputed) {

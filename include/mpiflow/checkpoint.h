@@ -33,10 +33,19 @@ inline constexpr const char* kCheckpointFormat = "mpiflow-checkpoint";
 inline constexpr int64_t kCheckpointFormatVersion = 2;
 inline constexpr int64_t kCheckpointHeaderBytes = 512;  // the user block
 
+// A variable of which a file holds some rows only (a parameter server's part of a table split
+// by rows): its rows [first, first + n) of `rows`, n being the stored tensor's first dimension.
+struct RowSlice {
+  int64_t first = 0, rows = 0;
+};
+
 struct Checkpoint {
   std::vector<std::pair<std::string, Tensor>> variables;  // by graph name, in the order written
   std::map<std::string, std::string> attributes;          // stored on /job
   std::map<std::string, int64_t> counters;                // stored on /state
+  // The variables stored as a slice of rows, by name (attributes first_row and table_rows of
+  // their datasets); CheckpointManager's merge of a run's shards puts the slices together.
+  std::map<std::string, RowSlice> row_slices;
 };
 
 // Writes `c` to `path` atomically (temporary file, fsync, rename, fsync of the directory).

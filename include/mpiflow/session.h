@@ -100,6 +100,12 @@ class Session {
   // parameter servers, whose messages then carry the variables without a copy. The caller keeps
   // `storage` alive and unmoved, and does not write it while a step runs.
   Status ShareVariable(const std::string& name, Tensor storage);
+  // From now on this session holds rows [begin, end) of the variable only (its first
+  // dimension; a copy of them, the rest freed): reads, writes and the ops that update it see a
+  // variable of end - begin rows, indexed from 0 (an empty range frees it). For a parameter
+  // server that holds one range of a table split by rows, and none of another server's
+  // variables. Once per variable; errors name it and the range.
+  Status KeepRows(const std::string& name, int64_t begin, int64_t end);
 
   // The run counter: each Run takes the next value as its step (it seeds per-step randomness
   // such as dropout masks). Restoring it reproduces a run exactly.

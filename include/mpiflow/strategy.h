@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -119,6 +120,7 @@ struct ServeOutcome {
   // Per pushing rank (workers; hybrid: group leaders): its pushes this server averaged.
   std::vector<int64_t> applied_per_pusher;
   std::vector<std::pair<std::string, Tensor>> variables;  // this server's shard and slots
+  std::map<std::string, RowSlice> row_slices;             // its parts of tables split by rows
 };
 
 class Strategy {

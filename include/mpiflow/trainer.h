@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <ostream>
 #include <string>
 #include <utility>
@@ -96,8 +97,10 @@ struct TrainResult {
   int64_t resumed_from = -1;    // the step the run resumed from (-1: a fresh start)
   std::string last_checkpoint;  // the newest checkpoint written (or resumed from)
   // Final values, by name. With strategy ps: a worker's hold every trainable variable (its
-  // optimizer slots are not kept: they live on the servers); a server's, only its shard.
+  // optimizer slots are not kept: they live on the servers); a server's, only its shard, where
+  // a table split by rows over the servers (and its slots) is this server's rows: row_slices.
   std::vector<std::pair<std::string, Tensor>> variables;
+  std::map<std::string, RowSlice> row_slices;
   bool ps_server = false;     // this rank served parameters (strategy ps)
   int64_t stale_dropped = 0;  // strategy ps: pushes from stragglers dropped, all servers
   // Asynchronous parameter servers (server 0's, as a worker last heard): updates applied and

@@ -71,13 +71,34 @@ StatusOr<PsLayout> MakePsLayout(int ranks, const ParameterServerOptions& o,
     l.group_size = o.group_size;
   }
   const int n = static_cast<int>(variable_elements.size());
-  std::vector<int> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return variable_elements[a] > variable_elements[b]; });
+  l.row_width = row_width.empty() ? std::vector<int64_t>(n, 0) : row_width;
+  if (static_cast<int>(l.row_width.size()) != n) {
+    return Status(Code::kInternal, StrCat("parameter server layout: ", l.row_width.size(),
+                                          " row widths for ", n, " variables"));
+  }
   l.owner.assign(n, 0);
   l.shards.assign(servers, {});
   l.shard_elements.assign(servers, 0);
+  l.split.assign(n, {});
+  // Tables by rows first: server k of `parts` takes rows [k * rows / parts, (k + 1) * rows /
+  // parts), so every server moves and updates its share of a step's rows.
+  for (int v = 0; v < n; ++v) {
+    if (servers == 1 || !l.Sparse(v)) continue;
+    const int64_t rows = variable_elements[v] / l.row_width[v];
+    const int parts = static_cast<int>(std::min<int64_t>(servers, rows));
+    l.owner[v] = -1;
+    for (int k = 0; k <= parts; ++k) l.split[v].push_back(k * rows / parts);
+    for (int k = 0; k < parts; ++k) {
+      l.shards[k].push_back(v);
+      l.shard_elements[k] += (l.split[v][k + 1] - l.split[v][k]) * l.row_width[v];
+    }
+  }
+  std::vector<int> order;
+  for (int v = 0; v < n; ++v) {
+    if (!l.Split(v)) order.push_back(v);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return variable_elements[a] > variable_elements[b]; });
   for (int v : order) {
     int best = 0;
     for (int k = 1; k < servers; ++k) {
@@ -88,11 +109,6 @@ StatusOr<PsLayout> MakePsLayout(int ranks, const ParameterServerOptions& o,
     l.shards[best].push_back(v);
   }
   for (auto& s : l.shards) std::sort(s.begin(), s.end());
-  l.row_width = row_width.empty() ? std::vector<int64_t>(n, 0) : row_width;
-  if (static_cast<int>(l.row_width.size()) != n) {
-    return Status(Code::kInternal, StrCat("parameter server layout: ", l.row_width.size(),
-                                          " row widths for ", n, " variables"));
-  }
   l.shard_dense_elements.assign(servers, 0);
   for (int v = 0; v < n; ++v) {
     if (!l.Sparse(v)) l.shard_dense_elements[l.owner[v]] += variable_elements[v];
@@ -292,7 +308,10 @@ Status PsWorkerLink::Receive(std::vector<Tensor>* values, std::vector<PsRows>* r
       PsRows r;
       r.variable = v;
       r.indices.resize(parts[j].n);
-      for (int64_t i = 0; i < parts[j].n; ++i) r.indices[i] = GetCount(parts[j].indices + 2 * i);
+      const int64_t first = layout_.FirstRow(k, v);  // the section's rows count from it
+      for (int64_t i = 0; i < parts[j].n; ++i) {
+        r.indices[i] = first + GetCount(parts[j].indices + 2 * i);
+      }
       std::vector<int64_t> dims = shapes_[v].dims();
       dims[0] = parts[j].n;
       r.values = t.View(parts[j].rows - h, Shape(dims));
@@ -305,7 +324,7 @@ Status PsWorkerLink::Receive(std::vector<Tensor>* values, std::vector<PsRows>* r
 
 std::vector<Shape> PsWorkerLink::ShardShapes(int k) const {
   std::vector<Shape> s;
-  for (int v : layout_.shards[k]) s.push_back(shapes_[v]);
+  for (int v : layout_.shards[k]) s.push_back(layout_.PartShape(k, v, shapes_[v]));
   return s;
 }
 
@@ -344,8 +363,9 @@ Status CheckBody(int v, const Tensor& grad, const Shape& shape) {
 
 Status PsWorkerLink::PushBody(int v, const Tensor& grad) {
   if (!started_) return Internal("parameter server push: a body before StartPush");
+  if (layout_.Sparse(v)) return Status::OK();  // its rows go in the heads
   const int k = layout_.owner[v];
-  if (done_[k] || layout_.Sparse(v)) return Status::OK();  // a sparse one's rows go in the head
+  if (done_[k]) return Status::OK();
   MPIFLOW_RETURN_IF_ERROR(CheckBody(v, grad, shapes_[v]));
   std::shared_ptr<Work> send = comm_->Send(grad, layout_.server_rank(k), kBodyTag + slot_[v]);
   std::lock_guard<std::mutex> lock(mu_);
@@ -450,19 +470,30 @@ Status PsWorkerLink::MakeHeads(const std::vector<Tensor>& grads, const std::vect
   const float w = static_cast<float>(examples);
   std::vector<std::vector<int64_t>> rows(shapes_.size());
   std::vector<std::vector<float>> sums(shapes_.size());
+  for (size_t v = 0; v < shapes_.size(); ++v) {
+    if (!layout_.Sparse(static_cast<int>(v))) continue;
+    if (v >= indices.size()) {
+      return InvalidArgument("parameter server push: no indices for sparse variable ", v);
+    }
+    MPIFLOW_RETURN_IF_ERROR(UniqueRows(grads[v], indices[v], layout_.row_width[v],
+                                       shapes_[v].dim(0), &rows[v], &sums[v]));
+  }
+  // Server k's rows of sparse variable v: [begin, end) in rows[v] (ascending), where its part's
+  // range starts and ends.
+  auto range = [&](int k, int v) {
+    const int64_t first = layout_.FirstRow(k, v);
+    const int64_t last = first + layout_.PartShape(k, v, shapes_[v]).dim(0);
+    const auto b = std::lower_bound(rows[v].begin(), rows[v].end(), first);
+    const auto e = std::lower_bound(b, rows[v].end(), last);
+    return std::pair<int64_t, int64_t>(b - rows[v].begin(), e - rows[v].begin());
+  };
   for (int k = 0; k < layout_.servers; ++k) {
     if (done_[k]) continue;
     if (layout_.ShardSparse(k)) {  // sized by this push's rows
       std::vector<int64_t> n;
       for (int v : layout_.shards[k]) {
-        if (layout_.Sparse(v)) {
-          if (static_cast<size_t>(v) >= indices.size()) {
-            return InvalidArgument("parameter server push: no indices for sparse variable ", v);
-          }
-          MPIFLOW_RETURN_IF_ERROR(UniqueRows(grads[v], indices[v], layout_.row_width[v],
-                                             shapes_[v].dim(0), &rows[v], &sums[v]));
-        }
-        n.push_back(static_cast<int64_t>(rows[v].size()));
+        const auto [b, e] = layout_.Sparse(v) ? range(k, v) : std::pair<int64_t, int64_t>(0, 0);
+        n.push_back(e - b);
       }
       head_[k] = Tensor(DType::kFloat32, Shape{kHeader + SectionFloats(Widths(layout_, k), n)});
     }
@@ -482,15 +513,17 @@ Status PsWorkerLink::MakeHeads(const std::vector<Tensor>& grads, const std::vect
     }
     if (!layout_.ShardSparse(k)) continue;
     float* p = head_[k].data<float>() + kHeader;
-    for (int v : layout_.shards[k]) {  // the sparse section
+    for (int v : layout_.shards[k]) {  // the sparse section: its part's rows, from its first
       if (!layout_.Sparse(v)) continue;
-      const int64_t n = static_cast<int64_t>(rows[v].size());
+      const auto [b, e] = range(k, v);
+      const int64_t n = e - b, first = layout_.FirstRow(k, v), width = layout_.row_width[v];
       PutCount(p, n);
       p += 2;
-      for (int64_t i = 0; i < n; ++i) PutCount(p + 2 * i, rows[v][i]);
+      for (int64_t i = 0; i < n; ++i) PutCount(p + 2 * i, rows[v][b + i] - first);
       p += 2 * n;
-      for (size_t i = 0; i < sums[v].size(); ++i) p[i] = w * sums[v][i];  // float32 [n, width]
-      p += sums[v].size();
+      const float* sum = sums[v].data() + b * width;  // [n, width]
+      for (int64_t i = 0; i < n * width; ++i) p[i] = w * sum[i];
+      p += n * width;
     }
   }
   return Status::OK();

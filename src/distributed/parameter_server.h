@@ -14,13 +14,17 @@
 // receives each body where it averages it, and takes a push once its head and its bodies have all
 // come. The sparse section: for each variable whose rows travel alone (PsLayout::row_width; an
 // embedding table that the optimizer updates by rows), in shard order, n as a count (two floats), n
-// row indices (two floats each), and the n rows (float32 [n, width]). A push carries the rows the
-// worker's batch touched (each once, ascending, the gradient's duplicates summed); a reply the rows
-// that changed since the values that worker last received (the server keeps each row's version),
-// all of them at the start, so that a worker's copy of the table equals the server's bit for bit
-// while only touched rows travel. Heads and replies with a sparse section have the size they say
-// (RecvShaped). The pushing ranks are the workers (sync, async) or the group leaders (hybrid;
-// hybrid moves whole tables: a group sums its pushes by allreduce, which needs one layout).
+// row indices (two floats each), and the n rows (float32 [n, width]). With several servers such
+// a table is split by rows (PsLayout::split): each server holds, updates and checkpoints one
+// range of its rows (and of their optimizer slots: Session::KeepRows), and a section's indices
+// count from the first row of the receiving or sending server's range. A push carries the rows
+// the worker's batch touched in that range (each once, ascending, the gradient's duplicates
+// summed); a reply the rows that changed since the values that worker last received (the server
+// keeps each row's version), all of them at the start, so that a worker's copy of the table
+// equals the servers' bit for bit while only touched rows travel. Heads and replies with a sparse
+// section have the size they say (RecvShaped). The pushing ranks are the workers (sync, async) or
+// the group leaders (hybrid; hybrid moves whole tables: a group sums its pushes by allreduce, which
+// needs one layout).
 //
 // Synchronous (--ps-mode sync), per server:
 //   1. Start: the server sends its shard's values as version v to every pusher and posts a
@@ -92,15 +96,32 @@ struct SectionPart;  // ps_wire.h
 struct PsLayout {
   int workers = 0, servers = 0, backups = 0;
   PsMode mode = PsMode::kSync;
-  int group_size = 1;                    // hybrid: workers per group; else 1
-  std::vector<int> owner;                // variable index -> server index
-  std::vector<std::vector<int>> shards;  // server index -> its variable indices, ascending
-  std::vector<int64_t> shard_elements;   // server index -> float32 elements it holds
+  int group_size = 1;  // hybrid: workers per group; else 1
+  // Variable index -> the server that holds it whole, or -1 for a table split by rows.
+  std::vector<int> owner;
+  // Server index -> its variable indices, ascending (a split table's too, for its part).
+  std::vector<std::vector<int>> shards;
+  std::vector<int64_t> shard_elements;  // server index -> float32 elements it holds
   // Variable index -> floats per row when only the rows a step touches travel (see above),
   // else 0; server index -> the elements of its other (whole) variables.
   std::vector<int64_t> row_width;
   std::vector<int64_t> shard_dense_elements;
+  // Variable index -> where a table split by rows breaks: servers 0..n-1 hold parts, server k
+  // rows [split[v][k], split[v][k + 1]); empty for a variable one server holds whole.
+  std::vector<std::vector<int64_t>> split;
   bool Sparse(int v) const { return row_width[v] > 0; }
+  bool Split(int v) const { return !split[v].empty(); }
+  bool Holds(int k, int v) const {
+    return Split(v) ? k + 1 < static_cast<int>(split[v].size()) : owner[v] == k;
+  }
+  // The first row of v that server k holds (0 for a whole variable), and the shape of its part.
+  int64_t FirstRow(int k, int v) const { return Split(v) ? split[v][k] : 0; }
+  Shape PartShape(int k, int v, const Shape& whole) const {
+    if (!Split(v)) return whole;
+    std::vector<int64_t> dims = whole.dims();
+    dims[0] = split[v][k + 1] - split[v][k];
+    return Shape(dims);
+  }
   bool ShardSparse(int k) const {
     for (int v : shards[k]) {
       if (Sparse(v)) return true;
@@ -116,8 +137,10 @@ struct PsLayout {
   int ServerIndex(int rank) const { return rank - workers; }
 };
 
-// Places variables (by element count) on `o.servers` servers: largest first onto the least
-// loaded, ties to the lower index, so every rank computes the same layout. Errors name the
+// Places variables (by element count) on `o.servers` servers: a table whose rows travel alone
+// (row_width > 0) split by rows into near-equal parts over every server (at most one part per
+// row), then the others whole, largest first onto the least loaded, ties to the lower index, so
+// every rank computes the same layout. Errors name the
 // option to change: too few ranks for the servers, no worker left, backups >= workers, backups
 // or a staleness bound in a mode that has none, a group larger than the workers.
 // `row_width` (empty: none) gives PsLayout::row_width.

@@ -20,13 +20,36 @@ std::set<std::string> ParameterServerStrategy::OwnVariables(const Graph& graph) 
   for (const VariableInfo& vi : graph.variables()) {
     const std::string& name = vi.variable->name();
     if (vi.trainable || name == global_step) continue;
-    int owner = 0;
+    bool holds = k == 0;
     for (size_t v = 0; v < variables_.size(); ++v) {
-      if (name.rfind(variables_[v].node->name() + "/", 0) == 0) owner = layout_.owner[v];
+      if (name.rfind(variables_[v].node->name() + "/", 0) == 0) {
+        holds = layout_.Holds(k, static_cast<int>(v));
+      }
     }
-    if (owner == k) own.insert(name);
+    if (holds) own.insert(name);
   }
   return own;
+}
+
+// Server k's part of each table split by rows: the table and its optimizer slots, by name,
+// with the first row of the part and the table's rows.
+std::vector<ParameterServerStrategy::Part> ParameterServerStrategy::PartsOf(const Graph& graph,
+                                                                            int k) const {
+  std::vector<Part> parts;
+  for (int v : layout_.shards[k]) {
+    if (!layout_.Split(v)) continue;
+    const std::string& table = variables_[v].node->name();
+    const Shape& shape = variables_[v].shape();
+    const int64_t first = layout_.FirstRow(k, v);
+    const int64_t end = first + layout_.PartShape(k, v, shape).dim(0);
+    for (const VariableInfo& vi : graph.variables()) {
+      const std::string& name = vi.variable->name();
+      if (name == table || name.rfind(table + "/", 0) == 0) {
+        parts.push_back({name, first, end, shape.dim(0)});
+      }
+    }
+  }
+  return parts;
 }
 
 Status ParameterServerStrategy::Restore(Session& session, CheckpointManager& checkpoints,
@@ -60,10 +83,23 @@ ServeOutcome ParameterServerStrategy::ServeStart(const CheckpointManager& checkp
   return r;
 }
 
+Status ParameterServerStrategy::KeepOwnRows(Session& session, int k) const {
+  for (const Part& p : PartsOf(session.graph(), k)) {  // the rest of a split table is not ours
+    MPIFLOW_RETURN_IF_ERROR(session.KeepRows(p.name, p.begin, p.end));
+  }
+  const std::set<std::string> own = OwnVariables(session.graph());
+  for (const VariableInfo& v : session.graph().variables()) {  // none of another server's
+    const Shape& shape = v.variable->output_shape(0);
+    if (own.count(v.variable->name()) || shape.rank() == 0) continue;
+    MPIFLOW_RETURN_IF_ERROR(session.KeepRows(v.variable->name(), 0, 0));
+  }
+  return Status::OK();
+}
+
 void ParameterServerStrategy::ShardOf(int k, std::vector<Shape>* shapes,
                                       std::vector<Node*>* updates) const {
   for (int v : layout_.shards[k]) {
-    shapes->push_back(variables_[v].shape());
+    shapes->push_back(layout_.PartShape(k, v, variables_[v].shape()));
     updates->push_back(train_op_.updates[v]);
   }
 }
@@ -103,6 +139,9 @@ Status ParameterServerStrategy::ServeEnd(Session& session, const PsServerLink& l
     if (!t.ok()) return t.status();
     r->variables.emplace_back(v.variable->name(), *t);
   }
+  for (const Part& p : PartsOf(session.graph(), layout_.ServerIndex(rank_))) {
+    r->row_slices[p.name] = {p.begin, p.rows};
+  }
   return Status::OK();
 }
 
@@ -115,6 +154,9 @@ StatusOr<std::string> ParameterServerStrategy::SaveShard(Session& session,
                                                 Tensor::Scalar<int64_t>(global_step)));
   StatusOr<Checkpoint> c = strategy_util::Snapshot(session, at, ranks_, layout_.workers, &own);
   if (!c.ok()) return c.status();
+  for (const Part& p : PartsOf(session.graph(), layout_.ServerIndex(rank_))) {
+    c->row_slices[p.name] = {p.begin, p.rows};
+  }
   StatusOr<std::string> p = checkpoints.Save(std::move(*c), at.step, /*point_latest=*/false);
   if (!p.ok()) return p.status();
   // Every shard is whole before server 0 moves `latest` to this step.
@@ -130,8 +172,9 @@ StatusOr<std::string> ParameterServerStrategy::SaveShard(Session& session,
 StatusOr<ServeOutcome> ParameterServerStrategy::Serve(Session& session,
                                                       CheckpointManager& checkpoints,
                                                       const DataPlan& plan, int64_t total_steps) {
-  if (options_.mode != PsMode::kSync) return ServeAsync(session, checkpoints, plan, total_steps);
   const int k = layout_.ServerIndex(rank_);
+  MPIFLOW_RETURN_IF_ERROR(KeepOwnRows(session, k));
+  if (options_.mode != PsMode::kSync) return ServeAsync(session, checkpoints, plan, total_steps);
   const std::string global_step = train_op_.global_step.node->name();
   ServeOutcome r = ServeStart(checkpoints, plan);
   std::vector<Shape> shapes;

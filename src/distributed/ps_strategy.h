@@ -1,7 +1,8 @@
 // ParameterServerStrategy: training through parameter servers, synchronous with backup workers,
 // asynchronous, or hybrid (synchronous groups pushing asynchronously): parameter_server.h has
 // the three protocols as numbered steps.
-// The last `servers` ranks hold the variables, sharded by size (PsLayout); the other ranks are
+// The last `servers` ranks hold the variables, sharded by size (PsLayout; an embedding table
+// updated by rows split by rows over them, each server keeping its range); the other ranks are
 // workers. Every rank builds the same graph: the gradients (fetched by workers), a float32
 // placeholder per variable for the averaged gradient, and the optimizer's updates from those
 // placeholders (run by the server that owns the variable). The wire protocol is
@@ -107,6 +108,16 @@ class ParameterServerStrategy : public Strategy {
   StatusOr<std::string> SaveShard(Session& session, CheckpointManager& checkpoints,
                                   const DataPosition& at, int64_t global_step);
   std::set<std::string> OwnVariables(const Graph& graph) const;  // server: shard, slots, step
+  // A server's part of a table split by rows: the variable (the table or one of its slots)
+  // keeps rows [begin, end) of its `rows`.
+  struct Part {
+    std::string name;
+    int64_t begin = 0, end = 0, rows = 0;
+  };
+  std::vector<Part> PartsOf(const Graph& graph, int k) const;
+  // Server k's session keeps its parts' rows of split tables, and no row of the variables
+  // other servers own (only the scalars: they have no rows).
+  Status KeepOwnRows(Session& session, int k) const;
   // Server: restores its variables from the resumed checkpoint (which must hold `resumed`'s step).
   Status Restore(Session& session, CheckpointManager& checkpoints, const RunState& resumed);
 

@@ -117,9 +117,13 @@ std::string ParameterServerStrategy::Describe(int64_t global_batch) const {
     s += StrCat(k ? "," : "", " ", layout_.shard_elements[k] * 4 / 1024, " KiB");
   }
   std::string by_rows;
-  for (size_t v = 0; v < variables_.size(); ++v) {
-    if (layout_.Sparse(static_cast<int>(v)))
-      by_rows += StrCat(by_rows.empty() ? "" : ", ", "'", variables_[v].node->name(), "'");
+  for (size_t i = 0; i < variables_.size(); ++i) {
+    const int v = static_cast<int>(i);
+    if (!layout_.Sparse(v)) continue;
+    by_rows += StrCat(by_rows.empty() ? "" : ", ", "'", variables_[v].node->name(), "'");
+    if (layout_.Split(v)) {
+      by_rows += StrCat(" (split by rows over ", layout_.split[v].size() - 1, " servers)");
+    }
   }
   if (!by_rows.empty()) s += StrCat("; only the rows a step touches travel for ", by_rows);
   return s;
@@ -192,7 +196,8 @@ Status ParameterServerStrategy::Start(Session& session, CheckpointManager& check
   // reply lands in: the variable lives there, and the next replies need no copy (nothing runs
   // while a reply is received). Rows and sparse shards' variables are written as they come.
   for (size_t i = 0; i < variables_.size(); ++i) {
-    if (layout_.ShardSparse(layout_.owner[i])) continue;
+    const int v = static_cast<int>(i);
+    if (layout_.Sparse(v) || layout_.ShardSparse(layout_.owner[v])) continue;
     MPIFLOW_RETURN_IF_ERROR(session.ShareVariable(variables_[i].node->name(), values_[i]));
   }
   if (options_.mode == PsMode::kSync && reply_.version != resumed.position.step) {

@@ -149,7 +149,7 @@ Status ForEachAttribute(hid_t obj, const std::string& path, Fn fn) {
 }
 
 Status WriteVariableDataset(hid_t file, const std::string& group, const std::string& name,
-                            const Tensor& t, const std::string& path) {
+                            const Tensor& t, const RowSlice* slice, const std::string& path) {
   if (!t.allocated()) {
     return InvalidArgument("checkpoint '", path, "': variable '", name, "' has no value yet");
   }
@@ -174,6 +174,15 @@ Status WriteVariableDataset(hid_t file, const std::string& group, const std::str
   if (t.num_elements() > 0 &&
       H5Dwrite(ds.get(), mem_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw()) < 0) {
     return Hdf5Error(Code::kUnavailable, "checkpoint", path, "cannot write '", object, "'");
+  }
+  if (slice) {
+    if (t.shape().rank() < 1 || slice->first < 0 || slice->first + t.shape().dim(0) > slice->rows) {
+      return InvalidArgument("checkpoint '", path, "': variable '", name, "' ",
+                             t.shape().ToString(), " is not a slice of rows from ", slice->first,
+                             " of ", slice->rows);
+    }
+    MPIFLOW_RETURN_IF_ERROR(WriteInt64Attribute(ds.get(), "first_row", slice->first, path));
+    MPIFLOW_RETURN_IF_ERROR(WriteInt64Attribute(ds.get(), "table_rows", slice->rows, path));
   }
   return WriteStringAttribute(ds.get(), "dtype", DTypeName(t.dtype()), path);
 }
@@ -259,8 +268,10 @@ Status WriteCheckpoint(const std::string& path, const Checkpoint& c, FaultHooks*
         for (size_t at = name.find('/'); at != std::string::npos; at = name.find('/', at + 1)) {
           slot = slot || names.count(name.substr(0, at));
         }
+        auto slice = c.row_slices.find(name);
         MPIFLOW_RETURN_IF_ERROR(
-            WriteVariableDataset(file.get(), slot ? "/slots" : "/variables", name, t, path));
+            WriteVariableDataset(file.get(), slot ? "/slots" : "/variables", name, t,
+                                 slice == c.row_slices.end() ? nullptr : &slice->second, path));
         crash.Reached();
       }
       if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) {
@@ -392,6 +403,18 @@ StatusOr<Checkpoint> ReadCheckpoint(const std::string& path, ReadOptions options
       if (!d.ok()) return d.status();
       dtype_attr = *d;
     }
+    if (H5Aexists(ds.get(), "first_row") > 0) {  // a slice of a table's rows
+      RowSlice slice;
+      for (auto [attr, out] : {std::pair<const char*, int64_t*>{"first_row", &slice.first},
+                               {"table_rows", &slice.rows}}) {
+        Handle a(H5Aopen(ds.get(), attr, H5P_DEFAULT), H5Aclose);
+        StatusOr<int64_t> v =
+            ReadInt64Attribute(a.get(), StrCat("'", object, "' attribute ", attr), path);
+        if (!v.ok()) return v.status();
+        *out = *v;
+      }
+      c.row_slices[name] = slice;
+    }
     Handle type(H5Dget_type(ds.get()), H5Tclose);
     StatusOr<DType> dtype = DTypeOfStored(type.get(), dtype_attr);
     if (!dtype.ok()) {
@@ -432,9 +455,16 @@ Status CheckCheckpointMatches(const Checkpoint& c, const Graph& graph, const std
       missing.push_back(n->name());
     } else if (it->second->dtype() != n->output_dtype(0) ||
                it->second->shape() != n->output_shape(0)) {
+      auto slice = c.row_slices.find(n->name());
       conflicts.push_back(StrCat(
           n->name(), " (graph ", DTypeName(n->output_dtype(0)), n->output_shape(0).ToString(),
-          ", checkpoint ", DTypeName(it->second->dtype()), it->second->shape().ToString(), ")"));
+          ", checkpoint ", DTypeName(it->second->dtype()), it->second->shape().ToString(),
+          slice == c.row_slices.end()
+              ? std::string()
+              : StrCat(": rows from ", slice->second.first, " of ", slice->second.rows,
+                       ", one parameter server's part: read the run's shard 0, which merges "
+                       "every part"),
+          ")"));
     }
   }
   std::vector<std::string> unexpected;

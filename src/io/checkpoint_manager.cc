@@ -6,10 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 #include <vector>
 
@@ -206,6 +208,42 @@ int ShardCountOf(const std::string& path) {
   return std::stoi(digits);
 }
 
+// A table split by rows over a run's shards, put together from its slices: every row once.
+StatusOr<Tensor> JoinRows(const std::string& path, const std::string& name,
+                          std::vector<std::pair<RowSlice, Tensor>>* pieces) {
+  std::sort(pieces->begin(), pieces->end(),
+            [](const auto& a, const auto& b) { return a.first.first < b.first.first; });
+  const RowSlice& any = pieces->front().first;
+  const Tensor& t0 = pieces->front().second;
+  std::vector<int64_t> dims = t0.shape().dims();
+  dims[0] = any.rows;
+  Tensor whole(t0.dtype(), Shape(dims));  // [rows, ...]
+  const size_t row_bytes = t0.shape().dim(0) > 0 ? t0.bytes() / t0.shape().dim(0) : 0;
+  int64_t next = 0;
+  for (const auto& [slice, t] : *pieces) {
+    std::vector<int64_t> d = t.shape().dims();
+    d[0] = any.rows;
+    if (slice.rows != any.rows || t.dtype() != t0.dtype() || Shape(d) != whole.shape() ||
+        slice.first != next) {
+      return InvalidArgument("checkpoint '", path, "': the parts of '", name,
+                             "' in its shards do not make its ", any.rows, " rows once each (",
+                             slice.first != next
+                                 ? StrCat("rows from ", next, " are missing or ", "twice")
+                                 : std::string("their shapes differ"),
+                             "): the shards are not of one run");
+    }
+    if (t.bytes()) {
+      std::memcpy(static_cast<char*>(whole.raw()) + next * row_bytes, t.raw(), t.bytes());
+    }
+    next += t.shape().dim(0);
+  }
+  if (next != any.rows) {
+    return InvalidArgument("checkpoint '", path, "': the parts of '", name, "' in its shards hold ",
+                           next, " of its ", any.rows, " rows: the shards are not of one run");
+  }
+  return whole;
+}
+
 }  // namespace
 
 StatusOr<std::pair<std::string, int>> CheckpointManager::ResumeTarget() const {
@@ -241,10 +279,16 @@ StatusOr<Checkpoint> CheckpointManager::LoadForResume(std::string* changed) {
   if (!c.ok()) return c.status();
   if (servers > 0) {
     // A sharded run is named by shard 0's file: read the step's other shards and merge them
-    // (the global step is in every shard; the first one read is kept).
+    // (the global step is in every shard; the first one read is kept), and put the tables
+    // split by rows together from their slices.
     const std::string stem = path->substr(0, path->rfind(".ps0-of-"));
     std::set<std::string> names;
     for (const auto& v : c->variables) names.insert(v.first);
+    std::map<std::string, std::vector<std::pair<RowSlice, Tensor>>> slices;
+    for (const auto& v : c->variables) {
+      auto it = c->row_slices.find(v.first);
+      if (it != c->row_slices.end()) slices[v.first].emplace_back(it->second, v.second);
+    }
     for (int k = 1; k < servers; ++k) {
       const std::string other = StrCat(stem, ShardSuffix(k, servers), ".h5");
       StatusOr<Checkpoint> part = ReadCheckpoint(other);
@@ -255,8 +299,18 @@ StatusOr<Checkpoint> CheckpointManager::LoadForResume(std::string* changed) {
                                "' are not of one step");
       }
       for (auto& v : part->variables) {
+        auto it = part->row_slices.find(v.first);
+        if (it != part->row_slices.end()) slices[v.first].emplace_back(it->second, v.second);
         if (names.insert(v.first).second) c->variables.push_back(std::move(v));
       }
+    }
+    for (auto& [name, pieces] : slices) {
+      StatusOr<Tensor> whole = JoinRows(*path, name, &pieces);
+      if (!whole.ok()) return whole.status();
+      for (auto& v : c->variables) {
+        if (v.first == name) v.second = std::move(*whole);
+      }
+      c->row_slices.erase(name);
     }
   }
   changed->clear();

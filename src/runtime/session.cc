@@ -354,7 +354,9 @@ Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& v
   }
   for (int o = 0; o < node->num_outputs(); ++o) {
     const Tensor& t = outputs[o];
-    if (t.dtype() != node->output_dtype(o) || !t.shape().IsCompatibleWith(node->output_shape(o))) {
+    if (t.dtype() != node->output_dtype(o) ||
+        (!t.shape().IsCompatibleWith(node->output_shape(o)) &&
+         !variables_->IsPartBuffer(t.buffer()))) {  // KeepRows: some rows of a variable
       return Internal("kernel for '", node->name(), "' (", node->op(), ") produced output ", o,
                       " as ", DTypeName(t.dtype()), t.shape().ToString(), "; the graph says ",
                       DTypeName(node->output_dtype(o)), node->output_shape(o).ToString());

@@ -1,6 +1,7 @@
 // VariableStore and CommunicatorResource (see session_resources.h).
 #include "session_resources.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -31,6 +32,24 @@ bool VariableStore::OwnsBuffer(const Buffer* b) const {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& kv : slots_) {
     if (kv.second->value.buffer() == b) return true;
+  }
+  return false;
+}
+
+void VariableStore::MarkPart(const Slot* slot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  parts_.push_back(slot);
+}
+
+bool VariableStore::IsPart(const Slot* slot) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::find(parts_.begin(), parts_.end(), slot) != parts_.end();
+}
+
+bool VariableStore::IsPartBuffer(const Buffer* b) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const Slot* slot : parts_) {
+    if (b && slot->value.buffer() == b) return true;
   }
   return false;
 }

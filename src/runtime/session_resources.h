@@ -20,10 +20,16 @@ class VariableStore : public VariableResource {
   Slot* GetOrCreate(const std::string& name, DType dtype, const Shape& shape) override;
   Slot* Find(const std::string& name);
   bool OwnsBuffer(const Buffer* b) const;
+  // Session::KeepRows: the slot holds some rows of its variable only (its value is shaped by
+  // them, not as the graph says); whether b is such a slot's memory.
+  void MarkPart(const Slot* slot);
+  bool IsPart(const Slot* slot) const;
+  bool IsPartBuffer(const Buffer* b) const;
 
  private:
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Slot>> slots_;
+  std::vector<const Slot*> parts_;
 };
 
 class CommunicatorResource : public CollectiveResource {

@@ -1,8 +1,10 @@
 // Session's variable access by name, outside a step: read and write whole values or rows, copy
-// into a caller's tensor, and share a caller's storage (parameter servers' messages). Not the
+// into a caller's tensor, share a caller's storage (parameter servers' messages), and keep a
+// range of rows (a parameter server's part of a table). Not the
 // executor (session.cc) and not the kernels that update variables inside a step
 // (kernels/cpu/state_kernels.cc).
 #include <cstring>
+#include <vector>
 
 #include "mpiflow/session.h"
 #include "session_resources.h"
@@ -24,13 +26,15 @@ StatusOr<Tensor> Session::ReadVariable(const std::string& name) {
 Status Session::WriteVariable(const std::string& name, const Tensor& value) {
   const Node* node = graph_->FindNode(name);
   if (!node || node->op() != "Variable") return NotFound("no variable named '", name, "'");
-  if (value.dtype() != node->output_dtype(0) || value.shape() != node->output_shape(0)) {
-    return InvalidArgument("variable '", name, "' is ", DTypeName(node->output_dtype(0)),
-                           node->output_shape(0).ToString(), "; the value is ",
-                           DTypeName(value.dtype()), value.shape().ToString());
-  }
   VariableResource::Slot* slot =
       variables_->GetOrCreate(name, node->output_dtype(0), node->output_shape(0));
+  // A variable that keeps some rows only (KeepRows) takes values of those rows.
+  const Shape& shape = variables_->IsPart(slot) ? slot->value.shape() : node->output_shape(0);
+  if (value.dtype() != node->output_dtype(0) || value.shape() != shape) {
+    return InvalidArgument("variable '", name, "' is ", DTypeName(node->output_dtype(0)),
+                           shape.ToString(), "; the value is ", DTypeName(value.dtype()),
+                           value.shape().ToString());
+  }
   if (slot->value.allocated()) {
     if (slot->value.raw() != value.raw()) {  // the same memory: ShareVariable's storage
       std::memcpy(slot->value.raw(), value.raw(), value.bytes());
@@ -104,6 +108,31 @@ Status Session::ShareVariable(const std::string& name, Tensor storage) {
   }
   if (storage.raw() != v.raw()) std::memcpy(storage.raw(), v.raw(), v.bytes());
   v = std::move(storage);
+  return Status::OK();
+}
+
+Status Session::KeepRows(const std::string& name, int64_t begin, int64_t end) {
+  VariableResource::Slot* slot = variables_->Find(name);
+  if (!slot || !slot->value.allocated()) {
+    return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
+  }
+  if (variables_->IsPart(slot)) {
+    return FailedPrecondition("variable '", name, "' keeps some of its rows already");
+  }
+  const Tensor& v = slot->value;
+  if (v.shape().rank() < 1 || begin < 0 || begin > end || end > v.shape().dim(0)) {
+    return InvalidArgument("rows [", begin, ", ", end, ") of variable '", name, "' ",
+                           v.shape().ToString(), ": not a range of its rows");
+  }
+  std::vector<int64_t> dims = v.shape().dims();
+  const size_t row_bytes = dims[0] > 0 ? v.bytes() / dims[0] : 0;
+  dims[0] = end - begin;
+  Tensor part(v.dtype(), Shape(dims));  // [end - begin, ...]
+  if (part.bytes()) {
+    std::memcpy(part.raw(), static_cast<const char*>(v.raw()) + begin * row_bytes, part.bytes());
+  }
+  slot->value = std::move(part);
+  variables_->MarkPart(slot);
   return Status::OK();
 }
 

@@ -228,6 +228,7 @@ TrainResult FromServing(ServeOutcome s, int ranks) {
   r.staleness = std::move(s.staleness);
   r.applied_per_pusher = std::move(s.applied_per_pusher);
   r.variables = std::move(s.variables);
+  r.row_slices = std::move(s.row_slices);
   r.peak_rss_mib = PeakRssMiB();
   return r;
 }
