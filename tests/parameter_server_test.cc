@@ -224,6 +224,87 @@ TEST(PsWire, ABodyLeavesBeforeItsHead) {
   EXPECT_EQ(GetCount(h + kStep), 7);
 }
 
+// Replies by wants: a push may say which rows of a table its worker's next batch reads; the
+// reply then carries those of them that changed since the worker last had every row, not every
+// row that changed; a push without wants gets every changed row. Ranks 0 and 1 are workers, 2
+// a server over a table of 6 rows of 2 that it updates by hand (row -= mean row).
+TEST(PsWire, AReplyCarriesTheRowsTheNextBatchReads) {
+  using namespace ps_wire;  // NOLINT
+  StatusOr<std::unique_ptr<Communicator>> three = comm->Split(comm->rank() < 3 ? 0 : 1, 0);
+  ASSERT_TRUE(three.ok()) << three.status();
+  if (comm->size() < 3 || comm->rank() >= 3) return;
+  Communicator* c = three->get();
+  StatusOr<PsLayout> layout = MakePsLayout(3, Opts(1, 0), {12}, {2});
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  const Shape shape{6, 2};
+  using V = std::vector<int64_t>;
+  using Rows = std::vector<V>;
+  if (c->rank() < 2) {
+    PsWorkerLink link(c, *layout, {shape});
+    std::vector<Tensor> values(1);
+    std::vector<PsRows> rows;
+    PsReply reply;
+    auto indices = [&] {  // the rows the last reply carried
+      std::vector<int64_t> got;
+      for (const PsRows& r : rows) got.insert(got.end(), r.indices.begin(), r.indices.end());
+      return got;
+    };
+    auto push = [&](int64_t row, const Rows* wants) {
+      return link.Push({Tensor::FromVector<float>(Shape{1, 2}, {1, 1})},
+                       {Tensor::FromVector<int64_t>(Shape{1}, {row})}, 1.0, 0.0, false, 0, wants);
+    };
+    ASSERT_TRUE(link.Receive(&values, &rows, &reply).ok());
+    EXPECT_EQ(indices(), (V{0, 1, 2, 3, 4, 5}));  // the start: every row
+    const Rows wants1 = c->rank() == 0 ? Rows{{1, 3}} : Rows{{0}};
+    ASSERT_TRUE(push(c->rank() == 0 ? 1 : 4, &wants1).ok());  // rows 1 and 4 change
+    ASSERT_TRUE(link.Receive(&values, &rows, &reply).ok());
+    EXPECT_EQ(indices(), (c->rank() == 0 ? V{1} : V{}));
+    const Rows wants2 = {{4}};
+    ASSERT_TRUE(push(c->rank() == 0 ? 3 : 0, c->rank() == 0 ? nullptr : &wants2).ok());
+    ASSERT_TRUE(link.Receive(&values, &rows, &reply).ok());  // rows 0 and 3 changed too
+    EXPECT_EQ(indices(), (c->rank() == 0 ? V{0, 1, 3, 4} : V{4}));
+    if (c->rank() == 0) {
+      ASSERT_EQ(rows.size(), 1u);
+      // Row 4: 0.4 - (1 + 0) / 2 (step 1: worker 1's row 4 over both workers' examples).
+      EXPECT_FLOAT_EQ(rows[0].values.data<float>()[6], 0.4f - 0.5f);
+    }
+    ASSERT_TRUE(push(2, &wants1).ok());  // the last step's reply holds every changed row
+    ASSERT_TRUE(link.Receive(&values, &rows, &reply).ok());
+    EXPECT_TRUE(reply.done);
+    EXPECT_EQ(indices(), (c->rank() == 0 ? V{2} : V{0, 1, 2, 3, 4}));
+    return;
+  }
+  Tensor table(DType::kFloat32, shape);  // float32 [6, 2]: row r is (r / 10, r / 10)
+  for (int i = 0; i < 12; ++i) table.data<float>()[i] = static_cast<float>(i / 2) / 10;
+  PsShardReader read;
+  read.whole = [](int, Tensor) { return Status::OK(); };
+  read.rows = [&](int, const std::vector<int64_t>& rows) -> StatusOr<Tensor> {
+    Tensor out(DType::kFloat32, Shape{static_cast<int64_t>(rows.size()), 2});
+    for (size_t i = 0; i < rows.size(); ++i) {
+      for (int k = 0; k < 2; ++k)
+        out.data<float>()[i * 2 + k] = table.data<float>()[rows[i] * 2 + k];
+    }
+    return out;
+  };
+  PsServerLink link(c, *layout, 0, {shape}, read);
+  ASSERT_TRUE(link.Start(0, false).ok());
+  for (int step = 1; step <= 3; ++step) {
+    std::vector<Tensor> mean;
+    double loss = 0, examples = 0;
+    bool votes = false, finite = true;
+    ASSERT_TRUE(link.Gather(&mean, &loss, &examples, &votes, &finite).ok());
+    const Tensor& at = link.indices(0);
+    for (int64_t i = 0; i < at.num_elements(); ++i) {
+      for (int k = 0; k < 2; ++k) {
+        table.data<float>()[at.data<int64_t>()[i] * 2 + k] -= mean[0].data<float>()[i * 2 + k];
+      }
+    }
+    PsReply reply;
+    reply.done = step == 3;
+    ASSERT_TRUE(link.Publish(reply).ok());
+  }
+}
+
 TrainConfig Base() {
   TrainConfig c = test::SmallSyntheticJob();
   c.strategy = StrategyKind::kParameterServer;
@@ -703,7 +784,17 @@ TEST(ParameterServer, APushAndAReplyMoveOnlyTheTouchedRows) {
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->steps, steps);
     if (r->ps_server) continue;
-    EXPECT_EQ(r->ps_pushed_bytes, 4 * steps * floats(1, 5, sparse)) << SparseSyncName(how);
+    // Every push but the last also says the rows the next batch reads (1-4): per server that
+    // holds a part of the table, a count and the indices in its range.
+    int64_t wants = 0;
+    for (int k = 0; sparse && k < servers; ++k) {
+      if (!by_rows->Holds(k, 0)) continue;
+      const int64_t begin = by_rows->FirstRow(k, 0), end = begin + (by_rows->Split(0) ? 25 : 50);
+      wants +=
+          2 + 2 * std::max<int64_t>(0, std::min<int64_t>(5, end) - std::max<int64_t>(1, begin));
+    }
+    EXPECT_EQ(r->ps_pushed_bytes, 4 * (steps * floats(1, 5, sparse) + (steps - 1) * wants))
+        << SparseSyncName(how);
     EXPECT_EQ(r->ps_received_bytes, 4 * (floats(0, 50, sparse) + steps * floats(1, 5, sparse)))
         << SparseSyncName(how);
   }

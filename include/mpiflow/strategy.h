@@ -161,6 +161,11 @@ class Strategy {
   // Errors are final: every rank that reached an agreed failure returns the same message.
   virtual StatusOr<StepOutcome> RunStep(Session& session, std::vector<Session::Feed> feeds,
                                         const Batch& batch, RunStats* stats) = 0;
+  // Before RunStep: the model's inputs for the batch of the step after it, when nothing but that
+  // step reads this rank's variables in between (no evaluation, no end of the run); else empty.
+  // A strategy may then bring up to date only what those inputs read (parameter servers: the
+  // rows of a table the batch looks up). Default: not used.
+  virtual void NextFeeds(std::vector<Session::Feed> next) {}
   // Writes (or records) the checkpoint of the run at `at` as this strategy divides the work.
   virtual Status Save(Session& session, CheckpointManager& checkpoints, const DataPosition& at) = 0;
   // A serving rank's whole run (serves() only): from plan.start() to `total_steps`, the

@@ -142,7 +142,9 @@ int64_t SectionFloats(const std::vector<int64_t>& width, const std::vector<int64
 }
 
 Status ReadSection(const float* p, int64_t left, const std::vector<int64_t>& width,
-                   const std::vector<int64_t>& rows, std::vector<SectionPart>* parts) {
+                   const std::vector<int64_t>& rows, std::vector<SectionPart>* parts,
+                   int64_t* used) {
+  const int64_t given = left;
   parts->assign(width.size(), SectionPart());
   for (size_t j = 0; j < width.size(); ++j) {
     if (width[j] == 0) continue;
@@ -165,7 +167,48 @@ Status ReadSection(const float* p, int64_t left, const std::vector<int64_t>& wid
     p += part.n * (2 + width[j]);
     left -= part.n * (2 + width[j]);
   }
-  if (left != 0) return Internal(left, " floats after the sparse section");
+  if (used) {
+    *used = given - left;
+  } else if (left != 0) {
+    return Internal(left, " floats after the sparse section");
+  }
+  return Status::OK();
+}
+
+int64_t WantsFloats(const std::vector<int64_t>& width, const std::vector<int64_t>& n) {
+  int64_t f = 0;
+  for (size_t j = 0; j < width.size(); ++j) {
+    if (width[j] > 0) f += 2 + 2 * n[j];
+  }
+  return f;
+}
+
+Status ReadWants(const float* p, int64_t left, const std::vector<int64_t>& width,
+                 const std::vector<int64_t>& rows, std::vector<std::vector<int64_t>>* wants) {
+  wants->assign(width.size(), {});
+  for (size_t j = 0; j < width.size(); ++j) {
+    if (width[j] == 0) continue;
+    if (left < 2) return Internal("the wants end before variable ", j, "'s row count");
+    const int64_t n = GetCount(p);
+    p += 2;
+    left -= 2;
+    if (n < 0 || n > left / 2) {
+      return Internal("variable ", j, "'s ", n, " wanted rows do not fit the ", left,
+                      " floats left");
+    }
+    std::vector<int64_t>& w = (*wants)[j];
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t r = GetCount(p + 2 * i);
+      if (r < 0 || r >= rows[j] || (!w.empty() && r <= w.back())) {
+        return Internal("variable ", j, "'s wanted row ", r, " is out of range [0, ", rows[j],
+                        ") or out of order");
+      }
+      w.push_back(r);
+    }
+    p += 2 * n;
+    left -= 2 * n;
+  }
+  if (left != 0) return Internal(left, " floats after the wants");
   return Status::OK();
 }
 
@@ -329,16 +372,18 @@ std::vector<Shape> PsWorkerLink::ShardShapes(int k) const {
 }
 
 Status PsWorkerLink::Push(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
-                          double examples, double loss_sum, bool stop, int64_t step) {
+                          double examples, double loss_sum, bool stop, int64_t step,
+                          const std::vector<std::vector<int64_t>>* wants) {
   if (!started_) MPIFLOW_RETURN_IF_ERROR(StartPush());
-  MPIFLOW_RETURN_IF_ERROR(MakeHeads(grads, indices, examples, loss_sum, stop, /*weigh=*/false));
+  MPIFLOW_RETURN_IF_ERROR(
+      MakeHeads(grads, indices, examples, loss_sum, stop, /*weigh=*/false, wants));
   return SendAll(step, &grads);
 }
 
 Status PsWorkerLink::Pack(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
                           double examples, double loss_sum, bool stop) {
   if (!started_) MPIFLOW_RETURN_IF_ERROR(StartPush());  // the buffers are free
-  return MakeHeads(grads, indices, examples, loss_sum, stop, /*weigh=*/true);
+  return MakeHeads(grads, indices, examples, loss_sum, stop, /*weigh=*/true, nullptr);
 }
 
 Status PsWorkerLink::Send(int64_t step) { return SendAll(step, nullptr); }
@@ -466,7 +511,8 @@ Status UniqueRows(const Tensor& values, const Tensor& indices, int64_t width, in
 }  // namespace
 
 Status PsWorkerLink::MakeHeads(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
-                               double examples, double loss_sum, bool stop, bool weigh) {
+                               double examples, double loss_sum, bool stop, bool weigh,
+                               const std::vector<std::vector<int64_t>>* wants) {
   const float w = static_cast<float>(examples);
   std::vector<std::vector<int64_t>> rows(shapes_.size());
   std::vector<std::vector<float>> sums(shapes_.size());
@@ -478,24 +524,34 @@ Status PsWorkerLink::MakeHeads(const std::vector<Tensor>& grads, const std::vect
     MPIFLOW_RETURN_IF_ERROR(UniqueRows(grads[v], indices[v], layout_.row_width[v],
                                        shapes_[v].dim(0), &rows[v], &sums[v]));
   }
-  // Server k's rows of sparse variable v: [begin, end) in rows[v] (ascending), where its part's
+  if (wants && wants->size() != shapes_.size()) {
+    return InvalidArgument("parameter server push: wants for ", wants->size(), " variables, not ",
+                           shapes_.size());
+  }
+  // Server k's part of ascending rows `of` (of sparse variable v): [begin, end) in it, where its
   // range starts and ends.
-  auto range = [&](int k, int v) {
+  auto range = [&](int k, int v, const std::vector<int64_t>& of) {
     const int64_t first = layout_.FirstRow(k, v);
     const int64_t last = first + layout_.PartShape(k, v, shapes_[v]).dim(0);
-    const auto b = std::lower_bound(rows[v].begin(), rows[v].end(), first);
-    const auto e = std::lower_bound(b, rows[v].end(), last);
-    return std::pair<int64_t, int64_t>(b - rows[v].begin(), e - rows[v].begin());
+    const auto b = std::lower_bound(of.begin(), of.end(), first);
+    const auto e = std::lower_bound(b, of.end(), last);
+    return std::pair<int64_t, int64_t>(b - of.begin(), e - of.begin());
   };
   for (int k = 0; k < layout_.servers; ++k) {
     if (done_[k]) continue;
-    if (layout_.ShardSparse(k)) {  // sized by this push's rows
-      std::vector<int64_t> n;
+    if (layout_.ShardSparse(k)) {  // sized by this push's rows (and wants)
+      std::vector<int64_t> n, m;
       for (int v : layout_.shards[k]) {
-        const auto [b, e] = layout_.Sparse(v) ? range(k, v) : std::pair<int64_t, int64_t>(0, 0);
+        const bool sparse = layout_.Sparse(v);
+        const auto [b, e] = sparse ? range(k, v, rows[v]) : std::pair<int64_t, int64_t>(0, 0);
         n.push_back(e - b);
+        const auto [wb, we] =
+            sparse && wants ? range(k, v, (*wants)[v]) : std::pair<int64_t, int64_t>(0, 0);
+        m.push_back(we - wb);
       }
-      head_[k] = Tensor(DType::kFloat32, Shape{kHeader + SectionFloats(Widths(layout_, k), n)});
+      const std::vector<int64_t> width = Widths(layout_, k);
+      head_[k] = Tensor(DType::kFloat32, Shape{kHeader + SectionFloats(width, n) +
+                                               (wants ? WantsFloats(width, m) : 0)});
     }
     float* h = push_[k].data<float>();
     std::fill(h, h + kHeader, 0.0f);
@@ -503,6 +559,7 @@ Status PsWorkerLink::MakeHeads(const std::vector<Tensor>& grads, const std::vect
     h[kExamples] = w;
     h[kStop] = stop ? 1.0f : 0.0f;
     h[kRawBodies] = weigh ? 0.0f : 1.0f;
+    h[kWants] = wants && layout_.ShardSparse(k) ? 1.0f : 0.0f;
     for (int v : layout_.shards[k]) {  // weighted bodies (hybrid: the group sums them)
       if (!weigh || layout_.Sparse(v)) continue;
       MPIFLOW_RETURN_IF_ERROR(CheckBody(v, grads[v], shapes_[v]));
@@ -515,7 +572,7 @@ Status PsWorkerLink::MakeHeads(const std::vector<Tensor>& grads, const std::vect
     float* p = head_[k].data<float>() + kHeader;
     for (int v : layout_.shards[k]) {  // the sparse section: its part's rows, from its first
       if (!layout_.Sparse(v)) continue;
-      const auto [b, e] = range(k, v);
+      const auto [b, e] = range(k, v, rows[v]);
       const int64_t n = e - b, first = layout_.FirstRow(k, v), width = layout_.row_width[v];
       PutCount(p, n);
       p += 2;
@@ -524,6 +581,16 @@ Status PsWorkerLink::MakeHeads(const std::vector<Tensor>& grads, const std::vect
       const float* sum = sums[v].data() + b * width;  // [n, width]
       for (int64_t i = 0; i < n * width; ++i) p[i] = w * sum[i];
       p += n * width;
+    }
+    if (!wants) continue;
+    for (int v : layout_.shards[k]) {  // the wants: its part's rows, from its first
+      if (!layout_.Sparse(v)) continue;
+      const std::vector<int64_t>& want = (*wants)[v];
+      const auto [b, e] = range(k, v, want);
+      const int64_t first = layout_.FirstRow(k, v);
+      PutCount(p, e - b);
+      p += 2;
+      for (int64_t i = b; i < e; ++i, p += 2) PutCount(p, want[i] - first);
     }
   }
   return Status::OK();

@@ -19,12 +19,17 @@
 // range of its rows (and of their optimizer slots: Session::KeepRows), and a section's indices
 // count from the first row of the receiving or sending server's range. A push carries the rows
 // the worker's batch touched in that range (each once, ascending, the gradient's duplicates
-// summed); a reply the rows that changed since the values that worker last received (the server
-// keeps each row's version), all of them at the start, so that a worker's copy of the table
-// equals the servers' bit for bit while only touched rows travel. Heads and replies with a sparse
-// section have the size they say (RecvShaped). The pushing ranks are the workers (sync, async) or
-// the group leaders (hybrid; hybrid moves whole tables: a group sums its pushes by allreduce, which
-// needs one layout).
+// summed), and, when the worker knows them (ParameterServerStrategy::NextFeeds: its next batch
+// is the next thing to read its values), its wants: per such variable a count and the rows its
+// next batch looks up (header kWants). A reply carries the rows that changed since the values
+// that worker last held whole (the server keeps each row's version; at the start all of them):
+// of its wants only, when its push had them, else every one, which makes its copy of the table
+// equal the servers' bit for bit again. So a worker always reads current rows, while only the
+// rows a batch touches go out and only those it reads next come back. A dropped push's reply,
+// and a reply that ends training (done, stop, NaN), carry every changed row. Heads and replies with
+// a sparse section have the size they say (RecvShaped). The pushing ranks are the workers (sync,
+// async) or the group leaders (hybrid; hybrid moves whole tables: a group sums its pushes by
+// allreduce, which needs one layout).
 //
 // Synchronous (--ps-mode sync), per server:
 //   1. Start: the server sends its shard's values as version v to every pusher and posts a
@@ -207,8 +212,12 @@ class PsWorkerLink {
   // themselves (no copy; the server weighs them by examples); a sparse variable's rows go
   // weighted in the head. Streaming: StartPush, then PushBody of each whole variable's gradient
   // as the backward pass computes it (it leaves at once), then Push sends the rest and the heads.
+  // With `wants` (indexed like shapes; for each sparse variable the rows the worker's next batch
+  // reads, ascending, each once), the replies carry of a sparse variable only those rows (that
+  // changed since this worker last had them); without, every row that changed.
   Status Push(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices, double examples,
-              double loss_sum, bool stop, int64_t step = 0);
+              double loss_sum, bool stop, int64_t step = 0,
+              const std::vector<std::vector<int64_t>>* wants = nullptr);
   // Hybrid, in two halves: Pack weighs the push into push_buffers (header and bodies), a group
   // sums them, the leader Sends.
   Status Pack(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices, double examples,
@@ -236,7 +245,8 @@ class PsWorkerLink {
   // The header (and a sparse shard's section, weighted) of every server's push; with `weigh`,
   // the whole variables' bodies weighted into push_ too (else they go as they are: raw).
   Status MakeHeads(const std::vector<Tensor>& grads, const std::vector<Tensor>& indices,
-                   double examples, double loss_sum, bool stop, bool weigh);
+                   double examples, double loss_sum, bool stop, bool weigh,
+                   const std::vector<std::vector<int64_t>>* wants);
   // Sends the bodies not sent yet (raw: from `grads`; else push_) and the heads.
   Status SendAll(int64_t step, const std::vector<Tensor>* grads);
 
@@ -323,15 +333,17 @@ class PsServerLink {
 
  private:
   // Sends the reply to `pusher`: the last published values, with the rows changed since the
-  // values it holds (one message per distinct version in `cache`).
-  Status Reply(int pusher, std::vector<std::pair<int64_t, Tensor>>* cache = nullptr);
+  // values it holds (one message per distinct version in `cache`), or, unless `whole`, when its
+  // push said which rows its next batch reads, those of them.
+  Status Reply(int pusher, bool whole, std::vector<std::pair<int64_t, Tensor>>* cache = nullptr);
   void PostRecv(int pusher);
   // Pusher p's head has arrived: waits for the bodies that came before it (under the stall
   // limits, from `start`), and takes a sparse shard's header into the inbox.
   Status Arrived(int p, std::chrono::steady_clock::time_point start);
-  // A reply: the header, the whole variables, the rows changed since version `since`. In
-  // published_ when there is one (after every send of its last contents has completed).
-  StatusOr<Tensor> Message(int64_t since);
+  // A reply: the header, the whole variables, the rows changed since version `since` (of
+  // `wants`, per shard variable, when given). In published_ when there is one (after every send
+  // of its last contents has completed).
+  StatusOr<Tensor> Message(int64_t since, const std::vector<std::vector<int64_t>>* wants = nullptr);
   // Reads pusher p's sparse section into parts_[p] (checking its sizes and rows).
   Status ReadParts(int p);
   void MarkRows();  // the rows in indices_ take the current version
@@ -348,8 +360,10 @@ class PsServerLink {
   // shard with a sparse section, head_ is the push's head, as long as it said.
   std::vector<std::shared_ptr<Tensor>> inbox_, head_;
   std::vector<std::vector<std::shared_ptr<Work>>> bodies_;  // per pusher: receives posted
-  // Per pusher, per shard variable: where its push's sparse section has the rows.
+  // Per pusher, per shard variable: where its push's sparse section has the rows; and the rows
+  // its next batch reads, when its last push said (else empty).
   std::vector<std::vector<ps_wire::SectionPart>> parts_;
+  std::vector<std::vector<std::vector<int64_t>>> wants_;
   std::vector<std::shared_ptr<Work>> recvs_;       // per pusher; null when none posted
   std::vector<int> gathered_;                      // pushers whose push this step averages
   std::vector<int64_t> applied_;                   // per pusher

@@ -41,6 +41,7 @@ PsServerLink::PsServerLink(Communicator* comm, const PsLayout& layout, int serve
       width_(Widths(layout, server)),
       read_(std::move(read)),
       parts_(layout.pushers()),
+      wants_(layout.pushers()),
       recvs_(layout.pushers()),
       applied_(layout.pushers(), 0),
       sent_(layout.pushers(), -1),
@@ -109,21 +110,26 @@ Status PsServerLink::Arrived(int p, Clock::time_point start) {
   return Status::OK();
 }
 
-Status PsServerLink::Reply(int pusher, std::vector<std::pair<int64_t, Tensor>>* cache) {
+Status PsServerLink::Reply(int pusher, bool whole, std::vector<std::pair<int64_t, Tensor>>* cache) {
   const int64_t since = layout_.ShardSparse(server_) ? sent_[pusher] : 0;
+  // Only the rows its next batch reads, when its push said which (they are all it reads before
+  // it pushes again, telling its next wants, or asks for every row).
+  const std::vector<std::vector<int64_t>>* wants =
+      !whole && !wants_[pusher].empty() ? &wants_[pusher] : nullptr;
   Tensor message;
-  if (cache) {
+  if (cache && !wants) {
     for (const auto& [v, t] : *cache) {
       if (v == since) message = t;
     }
   }
   if (!message.allocated()) {
-    StatusOr<Tensor> m = Message(since);
+    StatusOr<Tensor> m = Message(since, wants);
     if (!m.ok()) return m.status();
     message = std::move(*m);
-    if (cache) cache->emplace_back(since, message);
+    if (cache && !wants) cache->emplace_back(since, message);
   }
-  sent_[pusher] = version_;
+  // A worker holds every row as of `since` and the rows it was sent as of now.
+  if (!wants) sent_[pusher] = version_;
   sends_.push_back(comm_->Send(message, layout_.pusher_rank(pusher), kReplyTag));
   return Status::OK();
 }
@@ -135,13 +141,20 @@ Tensor PsServerLink::Storage(int j) const {
   return published_.View(offset, shapes_[j]);
 }
 
-StatusOr<Tensor> PsServerLink::Message(int64_t since) {
-  // The sparse variables' rows that changed since `since`.
+StatusOr<Tensor> PsServerLink::Message(int64_t since,
+                                       const std::vector<std::vector<int64_t>>* wants) {
+  // The sparse variables' rows that changed since `since` (of those wanted, with wants).
   std::vector<std::vector<int64_t>> rows(shapes_.size());
   std::vector<int64_t> n(shapes_.size(), 0);
   for (size_t j = 0; j < shapes_.size(); ++j) {
-    for (size_t r = 0; r < row_version_[j].size(); ++r) {
-      if (row_version_[j][r] > since) rows[j].push_back(static_cast<int64_t>(r));
+    if (wants) {
+      for (int64_t r : (*wants)[j]) {
+        if (row_version_[j][r] > since) rows[j].push_back(r);
+      }
+    } else {
+      for (size_t r = 0; r < row_version_[j].size(); ++r) {
+        if (row_version_[j][r] > since) rows[j].push_back(static_cast<int64_t>(r));
+      }
     }
     n[j] = static_cast<int64_t>(rows[j].size());
   }
@@ -192,11 +205,19 @@ StatusOr<Tensor> PsServerLink::Message(int64_t since) {
 }
 
 Status PsServerLink::ReadParts(int p) {
-  const Tensor& t = *head_[p];  // [header + sparse section] (Arrived checked the header)
+  const Tensor& t = *head_[p];  // [header + sparse section + wants] (Arrived checked the header)
   std::vector<SectionPart> section;
+  wants_[p].clear();
   if (layout_.ShardSparse(server_)) {
-    Status st = ReadSection(t.data<float>() + kHeader, t.num_elements() - kHeader, width_,
-                            RowCounts(layout_, server_, shapes_), &section);
+    const bool wants = t.data<float>()[kWants] != 0;
+    const std::vector<int64_t> rows = RowCounts(layout_, server_, shapes_);
+    const int64_t left = t.num_elements() - kHeader;
+    int64_t used = 0;
+    Status st = ReadSection(t.data<float>() + kHeader, left, width_, rows, &section,
+                            wants ? &used : nullptr);
+    if (st.ok() && wants) {
+      st = ReadWants(t.data<float>() + kHeader + used, left - used, width_, rows, &wants_[p]);
+    }
     if (!st.ok()) {
       return Internal("parameter server ", server_, ": the push's head of ", t.num_elements(),
                       " floats from rank ", layout_.pusher_rank(p),
@@ -272,8 +293,9 @@ Status PsServerLink::Gather(std::vector<Tensor>* mean, double* loss, double* exa
       MPIFLOW_RETURN_IF_ERROR(ReadParts(w));
       gathered_.push_back(w);  // its receive is posted again after the reply
     } else if (v < version_) {
-      ++dropped_;  // a straggler's: answer with the current values at once
-      MPIFLOW_RETURN_IF_ERROR(Reply(w));
+      ++dropped_;  // a straggler's: answer with the current values at once (every changed
+      // row: it skips ahead to another batch than the one it told)
+      MPIFLOW_RETURN_IF_ERROR(Reply(w, /*whole=*/true));
       PostRecv(w);
     } else {
       return Status(Code::kInternal, StrCat("parameter server ", server_, ": worker ", w,
@@ -356,8 +378,9 @@ Status PsServerLink::Publish(PsReply reply) {
                               [](const std::shared_ptr<Work>& w) { return w->Completed(); }),
                sends_.end());
   std::vector<std::pair<int64_t, Tensor>> cache;  // the messages by the version they follow
+  const bool whole = reply.done || reply.stop || reply.non_finite;  // the last values a worker has
   for (int w : gathered_) {
-    MPIFLOW_RETURN_IF_ERROR(Reply(w, &cache));
+    MPIFLOW_RETURN_IF_ERROR(Reply(w, whole, &cache));
     if (!reply.done) PostRecv(w);
   }
   if (reply.done) {  // everyone else pushes once more (or has): tell them too
@@ -366,7 +389,7 @@ Status PsServerLink::Publish(PsReply reply) {
       MPIFLOW_RETURN_IF_ERROR(recvs_[w]->Wait());
       recvs_[w] = nullptr;
       MPIFLOW_RETURN_IF_ERROR(Arrived(w, Clock::now()));
-      MPIFLOW_RETURN_IF_ERROR(Reply(w, &cache));
+      MPIFLOW_RETURN_IF_ERROR(Reply(w, /*whole=*/true, &cache));
     }
     MPIFLOW_RETURN_IF_ERROR(Flush());
   }
@@ -458,7 +481,7 @@ Status PsServerLink::Answer(int pusher, PsReply reply) {
   sends_.erase(std::remove_if(sends_.begin(), sends_.end(),
                               [](const std::shared_ptr<Work>& w) { return w->Completed(); }),
                sends_.end());
-  MPIFLOW_RETURN_IF_ERROR(Reply(pusher));
+  MPIFLOW_RETURN_IF_ERROR(Reply(pusher, reply.done || reply.stop || reply.non_finite));
   if (!reply.done) PostRecv(pusher);
   return Status::OK();
 }

@@ -19,7 +19,9 @@
 //   4. each server runs its shard's update ops, writes its shard's checkpoint when due (server 0
 //      points `latest` at the step once every shard is written), and publishes the new values
 //      with the step's loss, examples and decisions to the N workers it averaged;
-//   5. a worker takes the values (and the version, which is the global step) from every server;
+//   5. a worker takes the values (and the version, which is the global step) from every server
+//      (of a table that travels by rows, the changed rows its next batch reads, which its push
+//      named, or every changed row when the push named none);
 //      a straggler whose push was dropped skips ahead to the batch of the version it now holds.
 // Asynchronous and hybrid: a worker (hybrid: a group) walks through its own share of every
 // global batch at its own pace; each server applies each push as it arrives (ServeAsync) and
@@ -71,6 +73,9 @@ class ParameterServerStrategy : public Strategy {
   Status Save(Session& session, CheckpointManager& checkpoints, const DataPosition& at) override {
     return Status::OK();
   }
+  // A worker: the next batch's rows of each table that travels by rows, sent with its push
+  // (the replies then carry only those rows).
+  void NextFeeds(std::vector<Session::Feed> next) override { next_feeds_ = std::move(next); }
   // A server's run (ps_server.cc).
   StatusOr<ServeOutcome> Serve(Session& session, CheckpointManager& checkpoints,
                                const DataPlan& plan, int64_t total_steps) override;
@@ -82,6 +87,12 @@ class ParameterServerStrategy : public Strategy {
   // Worker: the step's gradients from out_ (none for an empty share of the batch) into pushed_
   // and, for a variable whose rows travel alone, its rows' indices into pushed_indices_.
   void TakeGradients(const Batch& batch);
+  // Build: per table whose rows travel alone, the ids its lookups in a worker's step read
+  // (EmbeddingBag and Gather of it); none when anything else in the step reads a table.
+  void FindLookups(const Graph& graph);
+  // Worker: the rows the next batch (next_feeds_) reads of each such table, ascending, each
+  // once; false when they are not known (no next batch, or lookups not found).
+  StatusOr<bool> NextRows(Session& session);
   // A worker's asynchronous (or hybrid) step.
   StatusOr<StepOutcome> RunAsyncStep(Session& session, std::vector<Session::Feed> feeds,
                                      const Batch& batch, RunStats* stats);
@@ -142,7 +153,11 @@ class ParameterServerStrategy : public Strategy {
   std::unique_ptr<PsWorkerLink> link_;
   std::vector<Tensor> values_, pushed_, pushed_indices_;  // indexed like variables_
   std::vector<PsRows> rows_;                              // the sparse rows the servers sent
-  std::vector<Tensor> out_;                               // fetches_' values, reused
+  std::vector<std::vector<Output>> lookup_ids_;  // per variable: its lookups' ids (FindLookups)
+  bool lookups_known_ = false;                   // every table that travels by rows has them
+  std::vector<Session::Feed> next_feeds_;        // NextFeeds
+  std::vector<std::vector<int64_t>> next_rows_;  // per variable: NextRows's
+  std::vector<Tensor> out_;                      // fetches_' values, reused
   PsReply reply_;
   int64_t local_step_ = 0;  // async: this worker's data steps so far
 };

@@ -34,6 +34,7 @@ enum Field {
   kUpdates = 11,    // [11, 12] reply: updates applied (async)
   kRawBodies = 13,  // push: 1: the bodies are gradients as computed, the server weighs them
                     // by kExamples; 0: weighted already (a hybrid group's sum)
+  kWants = 14,      // push: 1: the head ends with the rows the pusher's next batch reads
   kStaleness = 16,  // [16, 32) reply: the staleness histogram (async)
   kHeader = kStaleness + kStalenessBuckets
 };
@@ -62,8 +63,16 @@ struct SectionPart {
 };
 // Reads a sparse section from `p` (at most `left` floats): per sparse variable (width > 0) n,
 // where its indices and rows start; indices checked against rows[j]. Error: what is wrong.
+// Without `used`, the section must end at `left`; with it, *used gets the floats it took.
 Status ReadSection(const float* p, int64_t left, const std::vector<int64_t>& width,
-                   const std::vector<int64_t>& rows, std::vector<SectionPart>* parts);
+                   const std::vector<int64_t>& rows, std::vector<SectionPart>* parts,
+                   int64_t* used = nullptr);
+// A push's wants: per sparse variable (width > 0) n as a count and n row indices (two floats
+// each), ascending; the floats they take, and their reader (which checks the order and range,
+// and that they end at `left`). `wants` gets per variable its rows (empty for a dense one).
+int64_t WantsFloats(const std::vector<int64_t>& width, const std::vector<int64_t>& n);
+Status ReadWants(const float* p, int64_t left, const std::vector<int64_t>& width,
+                 const std::vector<int64_t>& rows, std::vector<std::vector<int64_t>>* wants);
 
 // Per shard variable of server k: floats per row if sparse, else 0; and its rows.
 std::vector<int64_t> Widths(const PsLayout& l, int k);

@@ -1,6 +1,8 @@
 // ParameterServerStrategy, the graph both sides build and the worker's side of a step (steps 1
 // and 5 in ps_strategy.h; asynchronous and hybrid: RunAsyncStep). The server's side is
 // ps_server.cc.
+#include <algorithm>
+
 #include "mpiflow/gradients.h"
 #include "ps_strategy.h"
 #include "strategy_util.h"
@@ -90,7 +92,89 @@ Status ParameterServerStrategy::Build(const Scope& root, Output loss,
   StatusOr<PsLayout> l = MakePsLayout(ranks_, options_, elements, widths);
   if (!l.ok()) return l.status();
   layout_ = std::move(*l);
+  FindLookups(*root.graph());
   return Status::OK();
+}
+
+void ParameterServerStrategy::FindLookups(const Graph& graph) {
+  lookup_ids_.assign(variables_.size(), {});
+  lookups_known_ = false;
+  // The nodes a worker's step runs: what its fetches depend on.
+  std::vector<char> in_step(graph.num_nodes(), 0);
+  std::vector<const Node*> stack;
+  for (const Output& f : fetches_) stack.push_back(f.node);
+  while (!stack.empty()) {
+    const Node* n = stack.back();
+    stack.pop_back();
+    if (in_step[n->id()]) continue;
+    in_step[n->id()] = 1;
+    for (int i = 0; i < n->num_inputs(); ++i) stack.push_back(n->input(i).node);
+    for (const Node* c : n->control_inputs()) stack.push_back(c);
+  }
+  bool any = false;
+  for (size_t v = 0; v < variables_.size(); ++v) {
+    if (!layout_.Sparse(static_cast<int>(v))) continue;
+    any = true;
+    for (int id = 0; id < graph.num_nodes(); ++id) {
+      const Node* n = graph.node(id);
+      if (!in_step[id]) continue;
+      for (int i = 0; i < n->num_inputs(); ++i) {
+        if (n->input(i).node != variables_[v].node) continue;
+        if (i == 0 && (n->op() == "EmbeddingBag" || n->op() == "Gather")) {
+          lookup_ids_[v].push_back(n->input(1));
+        } else if (!(i == 2 && n->op() == "EmbeddingBagGrad")) {  // that reads its shape only
+          return;  // read otherwise (densely): its every changed row must travel
+        }
+      }
+    }
+  }
+  lookups_known_ = any;
+}
+
+StatusOr<bool> ParameterServerStrategy::NextRows(Session& session) {
+  if (!lookups_known_ || next_feeds_.empty()) return false;
+  std::vector<Output> ids;
+  for (const auto& of : lookup_ids_) ids.insert(ids.end(), of.begin(), of.end());
+  std::vector<Tensor> values;
+  // Not a step: the run counter (which seeds a step's randomness) stays as it was.
+  const int64_t counter = session.run_counter();
+  Status st = session.Run(next_feeds_, ids, {}, &values);
+  session.set_run_counter(counter);
+  MPIFLOW_RETURN_IF_ERROR(st);
+  next_rows_.assign(variables_.size(), {});
+  size_t at = 0;
+  for (size_t v = 0; v < variables_.size(); ++v) {
+    std::vector<int64_t>& rows = next_rows_[v];
+    const int64_t table = variables_[v].shape().rank() > 0 ? variables_[v].shape().dim(0) : 0;
+    for (size_t i = 0; i < lookup_ids_[v].size(); ++i, ++at) {
+      const Tensor& t = values[at];
+      for (int64_t e = 0; e < t.num_elements(); ++e) {
+        // EmbeddingBag truncates a float id and skips a negative one (padding); an id past the
+        // table is the step's error to report, not ours.
+        int64_t r = -1;
+        switch (t.dtype()) {
+          case DType::kFloat32:
+            r = static_cast<int64_t>(t.data<float>()[e]);
+            break;
+          case DType::kFloat64:
+            r = static_cast<int64_t>(t.data<double>()[e]);
+            break;
+          case DType::kInt32:
+            r = t.data<int32_t>()[e];
+            break;
+          case DType::kInt64:
+            r = t.data<int64_t>()[e];
+            break;
+          default:
+            break;
+        }
+        if (r >= 0 && r < table) rows.push_back(r);
+      }
+    }
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  }
+  return true;
 }
 
 std::string ParameterServerStrategy::Describe(int64_t global_batch) const {
@@ -125,7 +209,10 @@ std::string ParameterServerStrategy::Describe(int64_t global_batch) const {
       by_rows += StrCat(" (split by rows over ", layout_.split[v].size() - 1, " servers)");
     }
   }
-  if (!by_rows.empty()) s += StrCat("; only the rows a step touches travel for ", by_rows);
+  if (!by_rows.empty()) {
+    s += StrCat("; only the rows a step touches travel for ", by_rows,
+                lookups_known_ ? ", and back only those the worker's next batch reads" : "");
+  }
   return s;
 }
 
@@ -265,8 +352,11 @@ StatusOr<StepOutcome> ParameterServerStrategy::RunStep(Session& session,
   TakeGradients(batch);
   const double loss_sum =
       batch.examples > 0 ? static_cast<double>(*out_.back().data<float>()) * batch.examples : 0;
+  StatusOr<bool> wants = NextRows(session);
+  if (!wants.ok()) return wants.status();
   MPIFLOW_RETURN_IF_ERROR(link_->Push(pushed_, pushed_indices_, batch.examples, loss_sum,
-                                      env_.stop && env_.stop->requested()));
+                                      env_.stop && env_.stop->requested(), 0,
+                                      *wants ? &next_rows_ : nullptr));
   MPIFLOW_RETURN_IF_ERROR(Receive(session));
   if (reply_.non_finite) {
     return Status(Code::kAborted,
@@ -307,8 +397,10 @@ StatusOr<StepOutcome> ParameterServerStrategy::RunAsyncStep(Session& session,
     }
     if (hybrid_->rank() == 0) MPIFLOW_RETURN_IF_ERROR(link_->Send(step));
   } else {
-    MPIFLOW_RETURN_IF_ERROR(
-        link_->Push(pushed_, pushed_indices_, batch.examples, loss_sum, vote, step));
+    StatusOr<bool> wants = NextRows(session);
+    if (!wants.ok()) return wants.status();
+    MPIFLOW_RETURN_IF_ERROR(link_->Push(pushed_, pushed_indices_, batch.examples, loss_sum, vote,
+                                        step, *wants ? &next_rows_ : nullptr));
   }
   MPIFLOW_RETURN_IF_ERROR(Receive(session));
   local_step_ = step;

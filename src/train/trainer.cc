@@ -392,12 +392,28 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
   const auto train_start = Clock::now();
   double eval_seconds = 0;
   RunStats stats;
-  Batch b;
+  Batch b, ahead;  // the batch in hand, and the next one when read ahead (`have_ahead`)
+  bool have_ahead = false;
+  auto next = [&](Batch* out) {
+    if (!have_ahead) return stream.Next(out);
+    *out = std::move(ahead);
+    have_ahead = false;
+    return true;
+  };
   int64_t batch_after = r.steps;  // the step that the batch in hand trains for
-  while (r.steps < total_steps && stream.Next(&b)) {
+  while (r.steps < total_steps && next(&b)) {
     ++batch_after;
     // A straggler whose push was dropped skips to the batch of the step it now holds.
-    while (batch_after <= r.steps && stream.Next(&b)) ++batch_after;
+    while (batch_after <= r.steps && next(&b)) ++batch_after;
+    // The next step's inputs, when it follows this one directly: not the run's last step, nor
+    // (with evaluation) an epoch's last, whose values evaluation reads.
+    const bool ends_epoch = plan.At(r.steps + 1).epoch != plan.At(r.steps).epoch;
+    if (r.steps + 1 < total_steps && !(cfg.eval && ends_epoch) &&
+        (have_ahead || (have_ahead = stream.Next(&ahead)))) {
+      strategy.NextFeeds({{m.features, ahead.features}, {m.labels, ahead.labels}});
+    } else {
+      strategy.NextFeeds({});
+    }
     if (hooks) hooks->BeforeStep(rank, r.steps + 1);
     const auto t0 = Clock::now();  // a straggler's sleep is part of its step
     const double straggle_ms = cfg.stragglers.DelayMs(rank, r.steps + 1, cfg.seed);
