@@ -247,10 +247,6 @@ TEST(Checkpoint, AKilledWriterNeverLeavesABrokenFile) {
   }
 }
 
-// The checkpoint manager's writer killed at each of 101 crash points of a save (95 datasets,
-// the file's flush, fsync and rename, `latest`'s temporary and rename, the removal of the
-// checkpoint before): `latest` always names a checkpoint that loads whole, and it names the new
-// one from its rename on; the previous one is removed only after that.
 // A table split by rows over two parameter servers: each shard holds its rows of the table
 // and of its slot (the slice stored as attributes, which a read gives back); a resume's merge
 // puts the table together; shards whose parts leave a row out are refused, naming the table.
@@ -300,6 +296,10 @@ TEST(CheckpointManagerTest, MergesATableSplitByRowsFromItsShards) {
                    "of one run"));
 }
 
+// The checkpoint manager's writer killed at each of 101 crash points of a save (95 datasets,
+// the file's flush, fsync and rename, `latest`'s temporary and rename, the removal of the
+// checkpoint before): `latest` always names a checkpoint that loads whole, and it names the new
+// one from its rename on; the previous one is removed only after that.
 TEST(CheckpointManagerTest, AWriterKilledAtAnyOf101PointsLosesNothing) {
   const std::string dir = Temp("killed_manager");
   CheckpointOptions o;

@@ -215,6 +215,15 @@ TEST(SessionTest, KeepRowsHoldsAPartOfAVariable) {
             "variable 't' is float32[2,2]; the value is float32[4,2]");
   ASSERT_TRUE(session.WriteVariable("t", F32({2, 2}, {9, 9, 9, 9})).ok());
   testing::ExpectNear(*session.ReadVariableRows("t", {1}), {1, 2}, {9, 9});
+  // An empty range keeps no row: the variable's memory is freed (another server's variable).
+  ops::Variable(s.WithOpName("u"), ops::Const(s, F32({3}, {1, 2, 3})));
+  Session other(s.graph());
+  ASSERT_TRUE(other.RunTargets({ops::InitOp(s)}).ok());
+  ASSERT_TRUE(other.KeepRows("u", 0, 0).ok());
+  StatusOr<Tensor> none = other.ReadVariable("u");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->shape(), (Shape{0}));
+  EXPECT_EQ(none->bytes(), 0u);
 }
 
 // Session::FetchReady: each fetch is told once, as soon as it is computed (a fed one after the

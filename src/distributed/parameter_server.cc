@@ -447,7 +447,8 @@ Status PsWorkerLink::SendAll(int64_t step, const std::vector<Tensor>* grads) {
   return Status::OK();
 }
 
-Status PsWorkerLink::Leave(bool stop, bool non_finite, Communicator* group, PsReply* reply) {
+Status PsWorkerLink::Leave(bool stop, bool non_finite, Communicator* group,
+                           std::vector<Tensor>* values, std::vector<PsRows>* rows, PsReply* reply) {
   *reply = PsReply();
   if (AllDone()) return Status::OK();
   if (!group || group->rank() == 0) {
@@ -462,9 +463,8 @@ Status PsWorkerLink::Leave(bool stop, bool non_finite, Communicator* group, PsRe
     }
     MPIFLOW_RETURN_IF_ERROR(Send(0));
   }
-  std::vector<Tensor> ignored(shapes_.size());
-  std::vector<PsRows> ignored_rows;
-  return Receive(&ignored, &ignored_rows, reply, group);  // every server still serving: done
+  rows->clear();
+  return Receive(values, rows, reply, group);  // every server still serving: done
 }
 
 namespace {

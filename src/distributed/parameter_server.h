@@ -25,8 +25,10 @@
 // that worker last held whole (the server keeps each row's version; at the start all of them):
 // of its wants only, when its push had them, else every one, which makes its copy of the table
 // equal the servers' bit for bit again. So a worker always reads current rows, while only the
-// rows a batch touches go out and only those it reads next come back. A dropped push's reply,
-// and a reply that ends training (done, stop, NaN), carry every changed row. Heads and replies with
+// rows a batch touches go out and only those it reads next come back. A synchronous dropped
+// push's reply (its worker skips to another batch), a reply that ends training (done, stop,
+// NaN) and a leave's carry every changed row; an asynchronous push dropped as too stale is
+// answered as any other (its worker goes on to the batch it named). Heads and replies with
 // a sparse section have the size they say (RecvShaped). The pushing ranks are the workers (sync,
 // async) or the group leaders (hybrid; hybrid moves whole tables: a group sums its pushes by
 // allreduce, which needs one layout).
@@ -55,8 +57,9 @@
 //      version - the push's. Beyond --max-staleness the push is dropped; else its gradient /
 //      examples is applied at once and the version goes up by one (a push of no examples, an
 //      empty share of an epoch's last batch, is answered without an update).
-//   4. It answers that worker alone (Answer) with the values it holds now. A worker's push of
-//      the run's last step is answered with done.
+//   4. It answers that worker alone (Answer) with the values it holds now (of a table by rows,
+//      as the sparse section above says). A worker's push of the run's last step is answered
+//      with done.
 //   5. Stop (a preemption vote or signal) or a NaN: every later push is answered with done and
 //      the flag. A worker told so by one server sends a `leave` message to the others (answered
 //      with done, and telling them the flag), so every server learns it and no server waits for
@@ -233,7 +236,10 @@ class PsWorkerLink {
   // Async: tells every server that has not said done that this worker is done (with the stop or
   // NaN that ended it), and takes their done replies (`reply`: their stop and NaN). With
   // `group` (hybrid), the leader sends and every member takes the replies.
-  Status Leave(bool stop, bool non_finite, Communicator* group, PsReply* reply);
+  // Their replies' values go to `values` and `rows` as Receive's do (every changed row: the
+  // worker's copy is whole again).
+  Status Leave(bool stop, bool non_finite, Communicator* group, std::vector<Tensor>* values,
+               std::vector<PsRows>* rows, PsReply* reply);
   bool AllDone() const;
   bool Done(int server) const { return done_[server] != 0; }
   // Bytes this worker's pushes and the replies it took have moved so far (messages whole).

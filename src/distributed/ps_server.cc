@@ -44,7 +44,7 @@ std::vector<ParameterServerStrategy::Part> ParameterServerStrategy::PartsOf(cons
     const int64_t end = first + layout_.PartShape(k, v, shape).dim(0);
     for (const VariableInfo& vi : graph.variables()) {
       const std::string& name = vi.variable->name();
-      if (name == table || name.rfind(table + "/", 0) == 0) {
+      if (name == table || (!vi.trainable && name.rfind(table + "/", 0) == 0)) {  // slots
         parts.push_back({name, first, end, shape.dim(0)});
       }
     }

@@ -5,7 +5,8 @@
 // updated by rows split by rows over them, each server keeping its range); the other ranks are
 // workers. Every rank builds the same graph: the gradients (fetched by workers), a float32
 // placeholder per variable for the averaged gradient, and the optimizer's updates from those
-// placeholders (run by the server that owns the variable). The wire protocol is
+// placeholders (run by the server that holds the variable, or by each server for its rows of a
+// split table). The wire protocol is
 // parameter_server.h's; the worker's side is ps_worker.cc, the server's ps_server.cc.
 //
 // One synchronous step, as the two sides see it:
@@ -83,7 +84,8 @@ class ParameterServerStrategy : public Strategy {
   bool Reports(const VariableInfo& v) const override;
 
  private:
-  Status Receive(Session& session);  // worker: values and version from the servers
+  Status Receive(Session& session);     // worker: values and version from the servers
+  Status TakeValues(Session& session);  // worker: values_ and rows_ into its variables
   // Worker: the step's gradients from out_ (none for an empty share of the batch) into pushed_
   // and, for a variable whose rows travel alone, its rows' indices into pushed_indices_.
   void TakeGradients(const Batch& batch);

@@ -2,6 +2,7 @@
 // and 5 in ps_strategy.h; asynchronous and hybrid: RunAsyncStep). The server's side is
 // ps_server.cc.
 #include <algorithm>
+#include <utility>
 
 #include "mpiflow/gradients.h"
 #include "ps_strategy.h"
@@ -132,13 +133,15 @@ void ParameterServerStrategy::FindLookups(const Graph& graph) {
 }
 
 StatusOr<bool> ParameterServerStrategy::NextRows(Session& session) {
-  if (!lookups_known_ || next_feeds_.empty()) return false;
+  // The inputs NextFeeds gave are for this step's push only.
+  const std::vector<Session::Feed> next = std::exchange(next_feeds_, {});
+  if (!lookups_known_ || next.empty()) return false;
   std::vector<Output> ids;
   for (const auto& of : lookup_ids_) ids.insert(ids.end(), of.begin(), of.end());
   std::vector<Tensor> values;
   // Not a step: the run counter (which seeds a step's randomness) stays as it was.
   const int64_t counter = session.run_counter();
-  Status st = session.Run(next_feeds_, ids, {}, &values);
+  Status st = session.Run(next, ids, {}, &values);
   session.set_run_counter(counter);
   MPIFLOW_RETURN_IF_ERROR(st);
   next_rows_.assign(variables_.size(), {});
@@ -150,25 +153,25 @@ StatusOr<bool> ParameterServerStrategy::NextRows(Session& session) {
       const Tensor& t = values[at];
       for (int64_t e = 0; e < t.num_elements(); ++e) {
         // EmbeddingBag truncates a float id and skips a negative one (padding); an id past the
-        // table is the step's error to report, not ours.
-        int64_t r = -1;
+        // table (or NaN) is the step's error to report, not ours.
+        double x = -1;
         switch (t.dtype()) {
           case DType::kFloat32:
-            r = static_cast<int64_t>(t.data<float>()[e]);
+            x = t.data<float>()[e];
             break;
           case DType::kFloat64:
-            r = static_cast<int64_t>(t.data<double>()[e]);
+            x = t.data<double>()[e];
             break;
           case DType::kInt32:
-            r = t.data<int32_t>()[e];
+            x = t.data<int32_t>()[e];
             break;
           case DType::kInt64:
-            r = t.data<int64_t>()[e];
+            x = static_cast<double>(t.data<int64_t>()[e]);
             break;
           default:
             break;
         }
-        if (r >= 0 && r < table) rows.push_back(r);
+        if (x >= 0 && x < static_cast<double>(table)) rows.push_back(static_cast<int64_t>(x));
       }
     }
     std::sort(rows.begin(), rows.end());
@@ -297,16 +300,21 @@ Status ParameterServerStrategy::Start(Session& session, CheckpointManager& check
   return Status::OK();
 }
 
-Status ParameterServerStrategy::Receive(Session& session) {
-  MPIFLOW_RETURN_IF_ERROR(link_->Receive(&values_, &rows_, &reply_, hybrid_.get()));
+Status ParameterServerStrategy::TakeValues(Session& session) {
   for (size_t i = 0; i < variables_.size(); ++i) {
-    if (layout_.Sparse(static_cast<int>(i))) continue;
+    if (layout_.Sparse(static_cast<int>(i)) || !values_[i].allocated()) continue;
     MPIFLOW_RETURN_IF_ERROR(session.WriteVariable(variables_[i].node->name(), values_[i]));
   }
   for (const PsRows& r : rows_) {  // the rows that changed since this worker's last values
     MPIFLOW_RETURN_IF_ERROR(
         session.WriteVariableRows(variables_[r.variable].node->name(), r.indices, r.values));
   }
+  return Status::OK();
+}
+
+Status ParameterServerStrategy::Receive(Session& session) {
+  MPIFLOW_RETURN_IF_ERROR(link_->Receive(&values_, &rows_, &reply_, hybrid_.get()));
+  MPIFLOW_RETURN_IF_ERROR(TakeValues(session));
   // Asynchronous servers' version counts updates; their global_step is updates / pushers.
   const int64_t step =
       options_.mode == PsMode::kSync ? reply_.version : reply_.version / layout_.pushers();
@@ -408,7 +416,9 @@ StatusOr<StepOutcome> ParameterServerStrategy::RunAsyncStep(Session& session,
     // Told by some servers only: the others learn it from this worker's leave (and may answer
     // with a NaN or a stop of their own).
     PsReply left;
-    MPIFLOW_RETURN_IF_ERROR(link_->Leave(reply_.stop, reply_.non_finite, hybrid_.get(), &left));
+    MPIFLOW_RETURN_IF_ERROR(
+        link_->Leave(reply_.stop, reply_.non_finite, hybrid_.get(), &values_, &rows_, &left));
+    MPIFLOW_RETURN_IF_ERROR(TakeValues(session));  // a server that had answered with wants only
     reply_.non_finite = reply_.non_finite || left.non_finite;
     reply_.stop = reply_.stop || left.stop;
   }

@@ -462,8 +462,8 @@ Status CheckCheckpointMatches(const Checkpoint& c, const Graph& graph, const std
           slice == c.row_slices.end()
               ? std::string()
               : StrCat(": rows from ", slice->second.first, " of ", slice->second.rows,
-                       ", one parameter server's part: read the run's shard 0, which merges "
-                       "every part"),
+                       ", one parameter server's part; a parameter-server run's resume and "
+                       "mpiflow-predict of its shard 0 merge the parts"),
           ")"));
     }
   }
