@@ -1,7 +1,7 @@
 // The parameter servers' message format, shared by the worker's and the server's link (see
 // parameter_server.h for what a message holds): the tags, the header's fields, counts as two
 // exact floats, and the sparse section's reader. Private to src/distributed; not the protocol
-// (parameter_server.h) and not the layout.
+// (parameter_server.h) and not the layout. Defined in ps_wire.cc.
 #pragma once
 
 #include <chrono>
