@@ -17,7 +17,7 @@ ROOT=$PWD
 JOBS=${JOBS:-$(nproc)}
 BUILD_DIR=${BUILD_DIR:-build}
 PACKAGES=(cmake g++ make ccache pkg-config zlib1g-dev libopenblas-dev
-          libboost-program-options-dev libgtest-dev libbenchmark-dev clang-format
+          libboost-program-options-dev libgtest-dev libbenchmark-dev clang-format iproute2
           openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools slurm-wlm munge shellcheck procps
           gnuplot-nox clang libclang-rt-14-dev libonnx-dev libprotobuf-dev python3-onnx python3-numpy
           dataset-fashion-mnist wordnet-base)
