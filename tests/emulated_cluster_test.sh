@@ -2,8 +2,9 @@
 # The emulated cluster (scripts/emulated-cluster.sh) end to end, as root: 2 nodes up, ranks
 # land on both (their own host names and addresses), data-parallel training of the MLP across
 # them over TCP gives the weights of the same ranks on one node to the bit (mpiflow-ckpt diff),
-# and so does 1 rank on each of 4 nodes; `down` leaves no namespace or link behind; bad use
-# says what to do. Usage: emulated_cluster_test.sh BUILD_DIR
+# and so does 1 rank on each of 4 nodes; a node whose link is cut, or whose ranks are killed,
+# ends the job promptly with the last checkpoint named; `down` leaves no namespace, link or
+# process behind; bad use says what to do. Usage: emulated_cluster_test.sh BUILD_DIR
 set -euo pipefail
 build=$(readlink -f "${1:?usage: emulated_cluster_test.sh BUILD_DIR}")
 cd "$(dirname "$0")/.."
@@ -71,7 +72,53 @@ train "$work/four_nodes" "$cluster" run -np 4
 same_weights "$work/one_node" "$work/four_nodes"
 "$cluster" down > /dev/null
 
+# Faults: a long run checkpointing every 50 steps; once its first checkpoint is written, node
+# 2 fails. The job must end within the stall limits (warning 2 s, abort 5 s) plus mpirun's
+# probing of its daemons, non-zero, with the last checkpoint named for the resume.
+fault() { # fault NAME ACTION SAYS: ACTION cuts or kills node 2; the log must match SAYS
+  local dir=$work/$1 pid t0 waited=0
+  "$cluster" up --nodes 2 > /dev/null
+  "$cluster" run -np 2 "$build/mpiflow-train" --model mlp --max-steps 100000 --eval false \
+    --checkpoint-every 50 --checkpoint-dir "$dir" --output-dir "$dir" \
+    --stall-warning-seconds 2 --stall-abort-seconds 5 > "$dir.log" 2>&1 &
+  pid=$!
+  until [ -f "$dir/ckpt-00000050.h5" ]; do # bounded: 120 s for 50 steps
+    sleep 0.2
+    waited=$((waited + 1))
+    [ "$waited" -lt 600 ] || fail "$1: no checkpoint after 120 s: $(tail -3 "$dir.log")"
+    kill -0 "$pid" 2> /dev/null || fail "$1: the job ended before its fault: $(tail -5 "$dir.log")"
+  done
+  t0=$SECONDS
+  $2
+  local rc=0
+  while kill -0 "$pid" 2> /dev/null; do # bounded: 60 s
+    [ $((SECONDS - t0)) -lt 60 ] || {
+      kill -9 "$pid"
+      fail "$1: the job still runs 60 s after node 2 failed"
+    }
+    sleep 0.2
+  done
+  wait "$pid" || rc=$?
+  [ "$rc" -ne 0 ] || fail "$1: the job exited 0 after node 2 failed"
+  grep -q "$3" "$dir.log" || fail "$1: the log does not say '$3': $(grep -v '^step' "$dir.log" | tail -8)"
+  echo "$1: ended $((SECONDS - t0)) s after the fault (exit code $rc)"
+  "$cluster" down > /dev/null
+}
+cut_link() { ip link set mpiflow-v2 down; }
+kill_ranks() { ip netns pids mpiflow-node2 | xargs ps -o pid=,comm= -p | awk '$2 == "mpiflow-train" {print $1}' | xargs kill -9; }
+# A cut link: rank 0 waits, and its stall report names the checkpoint to resume from.
+fault link_cut cut_link "last checkpoint: '$work/link_cut/ckpt-000.*resume with --resume latest"
+# Killed ranks: mpirun ends the job at once, naming the rank; the checkpoint is the last one
+# the log announced (no rank lives long enough to say more).
+fault ranks_killed kill_ranks "process rank 1 .* on node 10.77.0.12 exited on signal 9"
+grep -q "mpiflow: checkpoint '$work/ranks_killed/ckpt-000" "$work/ranks_killed.log" ||
+  fail "ranks_killed: the log names no checkpoint"
+# A rank that still runs (a zombie, dead and waiting for a parent that init may never be, is
+# not one).
+left=$(ps -eo pid=,stat=,comm= | awk '$3 == "mpiflow-train" && $2 !~ /^Z/')
+[ -z "$left" ] || fail "a rank outlived its job: $left"
+
 if ip netns list | grep -q mpiflow-node || ip link show mpiflow-br0 > /dev/null 2>&1; then
   fail "down left namespaces or the bridge behind"
 fi
-echo "emulated cluster: 2 and 4 nodes train as one node to the bit"
+echo "emulated cluster: 2 and 4 nodes train as one node to the bit; a cut link and killed ranks end the job"
