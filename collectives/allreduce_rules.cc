@@ -33,6 +33,8 @@ const char* AllreduceAlgorithmName(AllreduceAlgorithm a) {
       return "hd";
     case AllreduceAlgorithm::kRecursiveDoubling:
       return "rd";
+    case AllreduceAlgorithm::kHierarchical:
+      return "hier";
   }
   return "?";
 }
@@ -40,13 +42,13 @@ const char* AllreduceAlgorithmName(AllreduceAlgorithm a) {
 StatusOr<AllreduceAlgorithm> ParseAllreduceAlgorithm(const std::string& name) {
   for (AllreduceAlgorithm a :
        {AllreduceAlgorithm::kAuto, AllreduceAlgorithm::kNative, AllreduceAlgorithm::kRing,
-        AllreduceAlgorithm::kHalvingDoubling, AllreduceAlgorithm::kRecursiveDoubling}) {
+        AllreduceAlgorithm::kHalvingDoubling, AllreduceAlgorithm::kRecursiveDoubling,
+        AllreduceAlgorithm::kHierarchical}) {
     if (name == AllreduceAlgorithmName(a)) return a;
   }
-  return InvalidArgument(
-      "unknown allreduce algorithm '", name,
-      "': use auto, native (the MPI library's), ring, hd (halving-doubling) or rd "
-      "(recursive doubling)");
+  return InvalidArgument("unknown allreduce algorithm '", name,
+                         "': use auto, native (the MPI library's), ring, hd (halving-doubling), rd "
+                         "(recursive doubling) or hier (a ring inside nodes, then across them)");
 }
 
 StatusOr<std::vector<AllreduceRule>> ParseAllreduceRules(const std::string& text) {

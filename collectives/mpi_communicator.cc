@@ -1,5 +1,6 @@
 // The MPI backend of Communicator: one communication thread, the allreduce algorithms (the MPI
-// library's own, a chunked pipelined ring, recursive halving-doubling), and the stall inspector.
+// library's own, a chunked pipelined ring and the hierarchical one (ring.cc), recursive
+// halving-doubling and doubling), and the stall inspector.
 //
 // Why one thread owns MPI. Open MPI 4.1 as Debian builds it grants MPI_THREAD_MULTIPLE, but
 // concurrent calls from several threads serialise on internal locks, make progress only when
@@ -42,6 +43,7 @@
 #include "mpiflow/communicator.h"
 #include "mpiflow/timeline.h"
 #include "reduce.h"
+#include "ring.h"
 
 namespace mpiflow {
 
@@ -62,11 +64,13 @@ class MpiCommunicator : public Communicator {
   }
   ~MpiCommunicator() override {
     // Freed on the communication thread, after everything submitted before.
-    MPI_Comm coll = coll_, p2p = p2p_;
+    MPI_Comm coll = coll_, p2p = p2p_, node = levels_.node.comm, cross = levels_.cross.comm;
     auto done = std::make_shared<Work>();
-    engine_->Submit([coll, p2p, done]() mutable {
+    engine_->Submit([coll, p2p, node, cross, done]() mutable {
       MPI_Comm_free(&coll);
       MPI_Comm_free(&p2p);
+      if (node != MPI_COMM_NULL) MPI_Comm_free(&node);
+      if (cross != MPI_COMM_NULL) MPI_Comm_free(&cross);
       done->Finish(Status::OK());
     });
     (void)done->Wait();
@@ -275,6 +279,9 @@ class MpiCommunicator : public Communicator {
         case AllreduceAlgorithm::kRing:
           MPIFLOW_RETURN_IF_ERROR(Ring(x, o.op, what));
           break;
+        case AllreduceAlgorithm::kHierarchical:
+          MPIFLOW_RETURN_IF_ERROR(Hierarchical(x, o.op, what));
+          break;
         case AllreduceAlgorithm::kRecursiveDoubling:
           MPIFLOW_RETURN_IF_ERROR(RecursiveDoubling(x, o.op, what));
           break;
@@ -300,84 +307,38 @@ class MpiCommunicator : public Communicator {
     return s;
   }
 
-  // Ring allreduce: reduce-scatter then allgather around rank -> rank+1, each of the size()
-  // segments cut into chunks of ring_chunk_bytes. A chunk reduced in step s is forwarded in
-  // step s+1 at once, so sending, receiving and reducing overlap. Every segment is reduced by
-  // one rank in one fixed order and then copied, so all ranks hold the same bits.
+  // Ring allreduce (ring.h): reduce-scatter then allgather around rank -> rank+1, chunked and
+  // pipelined; all ranks hold the same bits.
   Status Ring(const Tensor& x, ReduceOp op, const std::string& what) {
-    const int p = size_, r = rank_;
-    const int64_t n = x.num_elements();
-    const size_t es = DTypeSize(x.dtype());
+    const RingGroup all{coll_, rank_, size_};
     char* data = static_cast<char*>(x.raw());
-    const MPI_Datatype type = MpiType(x.dtype());
-    std::vector<int64_t> off(p + 1, 0);
-    for (int i = 0; i < p; ++i) off[i + 1] = off[i] + n / p + (i < n % p ? 1 : 0);
-    const int64_t chunk = std::max<int64_t>(1, engine_->options().ring_chunk_bytes / es);
-    auto seg = [&](int i) { return ((i % p) + p) % p; };
-    auto chunks = [&](int s) {  // (offset, length) pairs of segment s
-      std::vector<std::pair<int64_t, int64_t>> c;
-      for (int64_t o = off[s]; o < off[s + 1]; o += chunk) {
-        c.emplace_back(o, std::min(chunk, off[s + 1] - o));
-      }
-      return c;
-    };
-    const int right = (r + 1) % p, left = (r + p - 1) % p;
-    std::vector<MPI_Request> sends;
-    auto isend = [&](int64_t o, int64_t len) -> Status {
-      sends.emplace_back();
-      MPIFLOW_MPI(
-          MPI_Isend(data + o * es, static_cast<int>(len), type, right, 0, coll_, &sends.back()));
-      return Status::OK();
-    };
-    // Reduce-scatter: after step s rank r holds segment r-s-1 reduced over s+2 ranks. Incoming
-    // chunks land in a window of kWindow chunk buffers, received just ahead of their reduction,
-    // so they are still in cache when added: only the local data goes through memory.
-    struct Incoming {
-      int step;
-      int64_t offset, length;
-    };
-    std::vector<Incoming> in;
-    for (int step = 0; step < p - 1; ++step) {
-      for (auto [o, len] : chunks(seg(r - step - 1))) in.push_back({step, o, len});
+    MPIFLOW_RETURN_IF_ERROR(
+        RingReduceScatter(engine_, all, data, x.num_elements(), x.dtype(), op, what));
+    return RingAllgather(engine_, all, data, x.num_elements(), x.dtype(), what);
+  }
+
+  // Hierarchical (ring.h): over nodes of one rank count each, else the flat ring. The levels
+  // are made at its first use (every rank runs the same collectives in the same order, so they
+  // all make them here).
+  Status Hierarchical(const Tensor& x, ReduceOp op, const std::string& what) {
+    if (!levels_made_) {
+      MPIFLOW_MPI(MPI_Comm_split_type(coll_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL,
+                                      &levels_.node.comm));
+      MPI_Comm_rank(levels_.node.comm, &levels_.node.rank);
+      MPI_Comm_size(levels_.node.comm, &levels_.node.size);
+      MPIFLOW_MPI(MPI_Comm_split(coll_, levels_.node.rank, rank_, &levels_.cross.comm));
+      MPI_Comm_rank(levels_.cross.comm, &levels_.cross.rank);
+      MPI_Comm_size(levels_.cross.comm, &levels_.cross.size);
+      int sizes[2] = {levels_.node.size, -levels_.node.size};  // max, -min
+      MPIFLOW_MPI(MPI_Allreduce(MPI_IN_PLACE, sizes, 2, MPI_INT, MPI_MAX, coll_));
+      levels_.uniform = sizes[0] == -sizes[1];
+      levels_made_ = true;
     }
-    constexpr int kWindow = 4;
-    Tensor window(x.dtype(), Shape{kWindow * chunk});  // (kWindow, chunk) receive buffers
-    char* wbase = static_cast<char*>(window.raw());
-    MPI_Request recv_req[kWindow];
-    auto post = [&](size_t k) -> Status {
-      MPIFLOW_MPI(MPI_Irecv(wbase + (k % kWindow) * chunk * es, static_cast<int>(in[k].length),
-                            type, left, 0, coll_, &recv_req[k % kWindow]));
-      return Status::OK();
-    };
-    for (size_t k = 0; k < in.size() && k < kWindow; ++k) MPIFLOW_RETURN_IF_ERROR(post(k));
-    for (auto [o, len] : chunks(seg(r))) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
-    for (size_t k = 0; k < in.size(); ++k) {
-      MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(&recv_req[k % kWindow], 1, what));
-      collectives::ReduceInto(x.dtype(), data + in[k].offset * es,
-                              wbase + (k % kWindow) * chunk * es, in[k].length, op);
-      if (k + kWindow < in.size()) MPIFLOW_RETURN_IF_ERROR(post(k + kWindow));
-      if (in[k].step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(in[k].offset, in[k].length));
+    if (!levels_.uniform || levels_.node.size == 1 || levels_.cross.size == 1) {
+      return Ring(x, op, what);
     }
-    // Allgather: rank r owns segment r+1; in step s it receives segment r-s and forwards it.
-    std::vector<MPI_Request> ag;
-    std::vector<std::vector<std::pair<int64_t, int64_t>>> ag_chunks;
-    for (int step = 0; step < p - 1; ++step) {
-      ag_chunks.push_back(chunks(seg(r - step)));
-      for (auto [o, len] : ag_chunks.back()) {
-        ag.emplace_back();
-        MPIFLOW_MPI(
-            MPI_Irecv(data + o * es, static_cast<int>(len), type, left, 0, coll_, &ag.back()));
-      }
-    }
-    for (auto [o, len] : chunks(seg(r + 1))) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
-    size_t k = 0;
-    for (int step = 0; step < p - 1; ++step) {
-      for (auto [o, len] : ag_chunks[step]) {
-        MPIFLOW_RETURN_IF_ERROR(engine_->WaitAll(&ag[k++], 1, what));
-        if (step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
-      }
-    }
-    return engine_->WaitAll(sends.data(), static_cast<int>(sends.size()), what);
+    return HierarchicalAllreduce(engine_, levels_, static_cast<char*>(x.raw()), x.num_elements(),
+                                 x.dtype(), op, what);
   }
 
   // Recursive doubling: in step k every rank swaps its whole buffer with rank ^ 2^k and adds.
@@ -494,6 +455,8 @@ class MpiCommunicator : public Communicator {
   MPI_Comm coll_, p2p_;
   int rank_ = 0, size_ = 1;
   std::vector<AllreduceRule> rules_;
+  RingLevels levels_;  // the hierarchical allreduce's, once levels_made_ (engine thread only)
+  bool levels_made_ = false;
 };
 
 Engine* g_engine = nullptr;

@@ -21,13 +21,26 @@
 #       apart), so a node whose link is cut ends the job in seconds, not Open MPI's 8 minutes.
 # Only the addresses, links and namespaces this script creates are used: the bridge and every
 # node's traffic stay on 10.77.0.0/24, and `down` removes exactly what the state file lists.
+# Environment: MPIFLOW_CLUSTER (default mpiflow: the names' prefix, mpiflow-node1 ...) and
+# MPIFLOW_CLUSTER_SUBNET (default 10.77.0) for a second cluster beside the first.
 # Not a Slurm cluster (slurm/local-cluster.sh is one node) and not a simulator (SimGrid).
 set -euo pipefail
 
+# Several clusters may live side by side (a test's beside a user's): MPIFLOW_CLUSTER names one
+# (its namespaces, links and state; default mpiflow), MPIFLOW_CLUSTER_SUBNET gives its /24.
+name=${MPIFLOW_CLUSTER:-mpiflow}
+subnet=${MPIFLOW_CLUSTER_SUBNET:-10.77.0}
+[[ "$name" =~ ^[a-z][a-z0-9]{0,7}$ ]] || {
+  echo "emulated-cluster.sh: MPIFLOW_CLUSTER must be 1-8 lowercase letters and digits, got '$name'" >&2
+  exit 2
+}
+[[ "$subnet" =~ ^10\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || {
+  echo "emulated-cluster.sh: MPIFLOW_CLUSTER_SUBNET must be a private 10.x.y (its /24), got '$subnet'" >&2
+  exit 2
+}
 state_dir=/run/mpiflow-cluster
-state=$state_dir/state
-bridge=mpiflow-br0
-subnet=10.77.0
+state=$state_dir/$name.state
+bridge=$name-br0
 self=$(readlink -f "$0")
 
 die() {
@@ -45,7 +58,7 @@ need_root() {
   command -v tc > /dev/null || die "'tc' is missing: apt-get install iproute2"
 }
 
-node_ns() { echo "mpiflow-node$1"; }
+node_ns() { echo "$name-node$1"; }
 node_addr() { echo "$subnet.$((10 + $1))"; }
 
 nodes_up() { # the node count the state file records (0: down)
@@ -65,7 +78,7 @@ down() {
       echo "$pids" | xargs kill -9 2> /dev/null || true
     fi
     ip netns del "$(node_ns "$k")" 2> /dev/null || true
-    ip link del "mpiflow-v$k" 2> /dev/null || true
+    ip link del "$name-v$k" 2> /dev/null || true
   done
   if [ -f "$state" ]; then ip link del "$bridge" 2> /dev/null || true; fi
   rm -f "$state"
@@ -120,8 +133,8 @@ up() {
     local ns
     ns=$(node_ns "$k")
     ip netns add "$ns"
-    ip link add "mpiflow-v$k" type veth peer name eth0 netns "$ns"
-    ip link set "mpiflow-v$k" master "$bridge" up
+    ip link add "$name-v$k" type veth peer name eth0 netns "$ns"
+    ip link set "$name-v$k" master "$bridge" up
     ip -n "$ns" addr add "$(node_addr "$k")/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" link set lo up

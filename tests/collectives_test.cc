@@ -145,14 +145,12 @@ TEST_P(AllreduceTest, RoundedSumsAgreeOnEveryRank) {
   EXPECT_TRUE(again.BitEqual(t));
 }
 
-INSTANTIATE_TEST_SUITE_P(Algorithms, AllreduceTest,
-                         ::testing::Values(AllreduceAlgorithm::kNative, AllreduceAlgorithm::kRing,
-                                           AllreduceAlgorithm::kHalvingDoubling,
-                                           AllreduceAlgorithm::kRecursiveDoubling,
-                                           AllreduceAlgorithm::kAuto),
-                         [](const auto& info) {
-                           return std::string(AllreduceAlgorithmName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Algorithms, AllreduceTest,
+    ::testing::Values(AllreduceAlgorithm::kNative, AllreduceAlgorithm::kRing,
+                      AllreduceAlgorithm::kHalvingDoubling, AllreduceAlgorithm::kRecursiveDoubling,
+                      AllreduceAlgorithm::kHierarchical, AllreduceAlgorithm::kAuto),
+    [](const auto& info) { return std::string(AllreduceAlgorithmName(info.param)); });
 
 TEST(Collectives, ReduceScatterEveryOp) {
   const int p = comm->size(), r = comm->rank();

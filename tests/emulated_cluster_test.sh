@@ -2,7 +2,8 @@
 # The emulated cluster (scripts/emulated-cluster.sh) end to end, as root: 2 nodes up, ranks
 # land on both (their own host names and addresses), data-parallel training of the MLP across
 # them over TCP gives the weights of the same ranks on one node to the bit (mpiflow-ckpt diff),
-# and so does 1 rank on each of 4 nodes; a node whose link is cut, or whose ranks are killed,
+# and so does 1 rank on each of 4 nodes; every allreduce algorithm, the hierarchical one on its
+# two levels, sums right across nodes; a node whose link is cut, or whose ranks are killed,
 # ends the job promptly with the last checkpoint named; `down` leaves no namespace, link or
 # process behind; bad use says what to do. Usage: emulated_cluster_test.sh BUILD_DIR
 set -euo pipefail
@@ -11,6 +12,8 @@ cd "$(dirname "$0")/.."
 cluster=scripts/emulated-cluster.sh
 work=$(mktemp -d)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_plm_rsh_agent=
+# Its own cluster, beside any a user has up: names mftest-*, addresses 10.78.0.0/24.
+export MPIFLOW_CLUSTER=mftest MPIFLOW_CLUSTER_SUBNET=10.78.0
 trap '"$cluster" down > /dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 fail() {
@@ -57,16 +60,24 @@ train "$work/one_node" mpirun --oversubscribe --bind-to none -np 4
 expect_error "is up already" "$cluster" up --nodes 2
 # shellcheck disable=SC2016  # expanded by each rank's shell
 where=$("$cluster" run -np 4 bash -c 'echo "$OMPI_COMM_WORLD_RANK $(hostname)"' | sort)
-[ "$where" = "0 mpiflow-node1
-1 mpiflow-node1
-2 mpiflow-node2
-3 mpiflow-node2" ] || fail "ranks are not two per node: $where"
+[ "$where" = "0 mftest-node1
+1 mftest-node1
+2 mftest-node2
+3 mftest-node2" ] || fail "ranks are not two per node: $where"
 train "$work/two_nodes" "$cluster" run -np 4
 same_weights "$work/one_node" "$work/two_nodes"
+# Every allreduce algorithm across nodes, the hierarchical one on its real path (a ring in each
+# node, then across): closed-form sums, the same bits on every rank and on a rerun; 2 nodes of
+# 2 ranks, then of 3.
+"$cluster" run -np 4 "$build/tests/mpiflow_collectives_tests" --gtest_filter='Algorithms/*' \
+  > "$work/collectives.log" 2>&1 || fail "collectives over 2 x 2: $(grep -A5 Failure "$work/collectives.log" | head -20)"
+"$cluster" run -np 6 --ppn 3 "$build/tests/mpiflow_collectives_tests" \
+  --gtest_filter='Algorithms/*hier*' > "$work/hier.log" 2>&1 ||
+  fail "hierarchical over 2 x 3: $(grep -A5 Failure "$work/hier.log" | head -20)"
 "$cluster" down > /dev/null
 
 "$cluster" up --nodes 4 --rate 1gbit > /dev/null
-"$cluster" status | grep -q "mpiflow-node4 10.77.0.14: qdisc tbf .* rate 1Gbit" ||
+"$cluster" status | grep -q "mftest-node4 10.78.0.14: qdisc tbf .* rate 1Gbit" ||
   fail "node 4's link is not shaped: $("$cluster" status)"
 train "$work/four_nodes" "$cluster" run -np 4
 same_weights "$work/one_node" "$work/four_nodes"
@@ -104,21 +115,20 @@ fault() { # fault NAME ACTION SAYS: ACTION cuts or kills node 2; the log must ma
   echo "$1: ended $((SECONDS - t0)) s after the fault (exit code $rc)"
   "$cluster" down > /dev/null
 }
-cut_link() { ip link set mpiflow-v2 down; }
-kill_ranks() { ip netns pids mpiflow-node2 | xargs ps -o pid=,comm= -p | awk '$2 == "mpiflow-train" {print $1}' | xargs kill -9; }
+cut_link() { ip link set mftest-v2 down; }
+kill_ranks() { ip netns pids mftest-node2 | xargs ps -o pid=,comm= -p | awk '$2 == "mpiflow-train" {print $1}' | xargs kill -9; }
 # A cut link: rank 0 waits, and its stall report names the checkpoint to resume from.
 fault link_cut cut_link "last checkpoint: '$work/link_cut/ckpt-000.*resume with --resume latest"
 # Killed ranks: mpirun ends the job at once, naming the rank; the checkpoint is the last one
 # the log announced (no rank lives long enough to say more).
-fault ranks_killed kill_ranks "process rank 1 .* on node 10.77.0.12 exited on signal 9"
+fault ranks_killed kill_ranks "process rank 1 .* on node 10.78.0.12 exited on signal 9"
 grep -q "mpiflow: checkpoint '$work/ranks_killed/ckpt-000" "$work/ranks_killed.log" ||
   fail "ranks_killed: the log names no checkpoint"
-# A rank that still runs (a zombie, dead and waiting for a parent that init may never be, is
-# not one).
-left=$(ps -eo pid=,stat=,comm= | awk '$3 == "mpiflow-train" && $2 !~ /^Z/')
+# A rank of these jobs that still runs (by its command line; a zombie has none, and is dead).
+left=$(pgrep -a -f -- "--checkpoint-dir $work/" || true)
 [ -z "$left" ] || fail "a rank outlived its job: $left"
 
-if ip netns list | grep -q mpiflow-node || ip link show mpiflow-br0 > /dev/null 2>&1; then
+if ip netns list | grep -q mftest-node || ip link show mftest-br0 > /dev/null 2>&1; then
   fail "down left namespaces or the bridge behind"
 fi
 echo "emulated cluster: 2 and 4 nodes train as one node to the bit; a cut link and killed ranks end the job"

@@ -24,8 +24,17 @@ enum class ReduceOp { kSum, kAverage, kMax, kMin };
 const char* ReduceOpName(ReduceOp op);
 
 // kAuto picks from CollectiveOptions::allreduce_rules by size and rank count.
-enum class AllreduceAlgorithm { kAuto, kNative, kRing, kHalvingDoubling, kRecursiveDoubling };
-const char* AllreduceAlgorithmName(AllreduceAlgorithm a);  // auto, native, ring, hd, rd
+// kHierarchical: a ring inside each node, then across nodes, then inside again (the flat ring
+// unless there are several nodes of several ranks, the same count on each).
+enum class AllreduceAlgorithm {
+  kAuto,
+  kNative,
+  kRing,
+  kHalvingDoubling,
+  kRecursiveDoubling,
+  kHierarchical
+};
+const char* AllreduceAlgorithmName(AllreduceAlgorithm a);  // auto, native, ring, hd, rd, hier
 StatusOr<AllreduceAlgorithm> ParseAllreduceAlgorithm(const std::string& name);
 
 // One rule of the ordered candidate list: the first rule whose limits hold is used.

@@ -227,7 +227,8 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
        "gradients exist")
       ("allreduce", po::value(&cl->allreduce)->default_value(cl->allreduce),
        "allreduce algorithm for gradient buckets: auto (see --allreduce-rules), native (the MPI "
-       "library's MPI_Allreduce), ring, hd (halving-doubling), rd (recursive doubling)")
+       "library's MPI_Allreduce), ring, hd (halving-doubling), rd (recursive doubling), hier "
+       "(a ring inside each node, then across nodes, then inside again)")
       ("sparse-sync", po::value(&cl->sparse_sync)->default_value(cl->sparse_sync),
        "sparse gradients (an embedding's rows) with --strategy allreduce: allgather (every "
        "rank's touched rows; lazy optimizers update only those), dense (scattered into the "

@@ -1,0 +1,129 @@
+// The ring's halves and the hierarchical allreduce (see ring.h).
+#include "ring.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "reduce.h"
+
+namespace mpiflow {
+namespace mpi_backend {
+
+std::pair<int64_t, int64_t> RingSegment(int64_t n, int p, int s) {
+  const int64_t base = n / p, extra = n % p;
+  const int64_t offset = s * base + std::min<int64_t>(s, extra);
+  return {offset, base + (s < extra ? 1 : 0)};
+}
+
+namespace {
+
+// The chunks of segment s: (offset, length) pairs of at most `chunk` elements.
+std::vector<std::pair<int64_t, int64_t>> Chunks(int64_t n, int p, int s, int64_t chunk) {
+  const auto [begin, length] = RingSegment(n, p, ((s % p) + p) % p);
+  std::vector<std::pair<int64_t, int64_t>> c;
+  for (int64_t o = begin; o < begin + length; o += chunk) {
+    c.emplace_back(o, std::min(chunk, begin + length - o));
+  }
+  return c;
+}
+
+}  // namespace
+
+Status RingReduceScatter(Engine* engine, const RingGroup& g, char* data, int64_t n, DType dtype,
+                         ReduceOp op, const std::string& what) {
+  const int p = g.size, r = g.rank;
+  if (p == 1 || n == 0) return Status::OK();
+  const size_t es = DTypeSize(dtype);
+  const MPI_Datatype type = MpiType(dtype);
+  const int64_t chunk = std::max<int64_t>(1, engine->options().ring_chunk_bytes / es);
+  const int right = (r + 1) % p, left = (r + p - 1) % p;
+  std::vector<MPI_Request> sends;
+  auto isend = [&](int64_t o, int64_t len) -> Status {
+    sends.emplace_back();
+    MPIFLOW_MPI(
+        MPI_Isend(data + o * es, static_cast<int>(len), type, right, 0, g.comm, &sends.back()));
+    return Status::OK();
+  };
+  // After step s rank r holds segment r-s-1 reduced over s+2 ranks. Incoming chunks land in a
+  // window of kWindow chunk buffers, received just ahead of their reduction, so they are still
+  // in cache when added: only the local data goes through memory.
+  struct Incoming {
+    int step;
+    int64_t offset, length;
+  };
+  std::vector<Incoming> in;
+  for (int step = 0; step < p - 1; ++step) {
+    for (auto [o, len] : Chunks(n, p, r - step - 1, chunk)) in.push_back({step, o, len});
+  }
+  constexpr int kWindow = 4;
+  Tensor window(dtype, Shape{kWindow * chunk});  // (kWindow, chunk) receive buffers
+  char* wbase = static_cast<char*>(window.raw());
+  MPI_Request recv_req[kWindow];
+  auto post = [&](size_t k) -> Status {
+    MPIFLOW_MPI(MPI_Irecv(wbase + (k % kWindow) * chunk * es, static_cast<int>(in[k].length), type,
+                          left, 0, g.comm, &recv_req[k % kWindow]));
+    return Status::OK();
+  };
+  for (size_t k = 0; k < in.size() && k < kWindow; ++k) MPIFLOW_RETURN_IF_ERROR(post(k));
+  for (auto [o, len] : Chunks(n, p, r, chunk)) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
+  for (size_t k = 0; k < in.size(); ++k) {
+    MPIFLOW_RETURN_IF_ERROR(engine->WaitAll(&recv_req[k % kWindow], 1, what));
+    collectives::ReduceInto(dtype, data + in[k].offset * es, wbase + (k % kWindow) * chunk * es,
+                            in[k].length, op);
+    if (k + kWindow < in.size()) MPIFLOW_RETURN_IF_ERROR(post(k + kWindow));
+    if (in[k].step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(in[k].offset, in[k].length));
+  }
+  return engine->WaitAll(sends.data(), static_cast<int>(sends.size()), what);
+}
+
+Status RingAllgather(Engine* engine, const RingGroup& g, char* data, int64_t n, DType dtype,
+                     const std::string& what) {
+  const int p = g.size, r = g.rank;
+  if (p == 1 || n == 0) return Status::OK();
+  const size_t es = DTypeSize(dtype);
+  const MPI_Datatype type = MpiType(dtype);
+  const int64_t chunk = std::max<int64_t>(1, engine->options().ring_chunk_bytes / es);
+  const int right = (r + 1) % p, left = (r + p - 1) % p;
+  std::vector<MPI_Request> sends;
+  auto isend = [&](int64_t o, int64_t len) -> Status {
+    sends.emplace_back();
+    MPIFLOW_MPI(
+        MPI_Isend(data + o * es, static_cast<int>(len), type, right, 0, g.comm, &sends.back()));
+    return Status::OK();
+  };
+  // Rank r owns segment r+1; in step s it receives segment r-s and forwards it.
+  std::vector<MPI_Request> ag;
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> ag_chunks;
+  for (int step = 0; step < p - 1; ++step) {
+    ag_chunks.push_back(Chunks(n, p, r - step, chunk));
+    for (auto [o, len] : ag_chunks.back()) {
+      ag.emplace_back();
+      MPIFLOW_MPI(
+          MPI_Irecv(data + o * es, static_cast<int>(len), type, left, 0, g.comm, &ag.back()));
+    }
+  }
+  for (auto [o, len] : Chunks(n, p, r + 1, chunk)) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
+  size_t k = 0;
+  for (int step = 0; step < p - 1; ++step) {
+    for (auto [o, len] : ag_chunks[step]) {
+      MPIFLOW_RETURN_IF_ERROR(engine->WaitAll(&ag[k++], 1, what));
+      if (step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
+    }
+  }
+  return engine->WaitAll(sends.data(), static_cast<int>(sends.size()), what);
+}
+
+Status HierarchicalAllreduce(Engine* engine, const RingLevels& l, char* data, int64_t n,
+                             DType dtype, ReduceOp op, const std::string& what) {
+  MPIFLOW_RETURN_IF_ERROR(RingReduceScatter(engine, l.node, data, n, dtype, op, what));
+  // This rank now holds segment (node rank + 1) of its node's sum: the same segment as the
+  // ranks of its node-rank on the other nodes, with whom it sums it.
+  const auto [offset, length] = RingSegment(n, l.node.size, (l.node.rank + 1) % l.node.size);
+  char* segment = data + offset * DTypeSize(dtype);
+  MPIFLOW_RETURN_IF_ERROR(RingReduceScatter(engine, l.cross, segment, length, dtype, op, what));
+  MPIFLOW_RETURN_IF_ERROR(RingAllgather(engine, l.cross, segment, length, dtype, what));
+  return RingAllgather(engine, l.node, data, n, dtype, what);
+}
+
+}  // namespace mpi_backend
+}  // namespace mpiflow
