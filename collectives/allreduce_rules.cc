@@ -66,9 +66,10 @@ StatusOr<std::vector<AllreduceRule>> ParseAllreduceRules(const std::string& text
     if (at != std::string::npos) name = item.substr(0, at);
     StatusOr<AllreduceAlgorithm> a = ParseAllreduceAlgorithm(name);
     if (!a.ok() || *a == AllreduceAlgorithm::kAuto) {
-      return InvalidArgument("allreduce rule '", item,
-                             "': the algorithm must be native, ring, hd or rd; rules look like "
-                             "'native:<=65536,hd@>=4,ring'");
+      return InvalidArgument(
+          "allreduce rule '", item,
+          "': the algorithm must be native, ring, hd, rd or hier; rules look like "
+          "'native:<=65536,hd@>=4,ring'");
     }
     rule.algorithm = *a;
     while (at != std::string::npos) {

@@ -280,7 +280,7 @@ class MpiCommunicator : public Communicator {
           MPIFLOW_RETURN_IF_ERROR(Ring(x, o.op, what));
           break;
         case AllreduceAlgorithm::kHierarchical:
-          MPIFLOW_RETURN_IF_ERROR(Hierarchical(x, o.op, what));
+          MPIFLOW_RETURN_IF_ERROR(Hierarchical(x, o.op, what, &alg));
           break;
         case AllreduceAlgorithm::kRecursiveDoubling:
           MPIFLOW_RETURN_IF_ERROR(RecursiveDoubling(x, o.op, what));
@@ -317,10 +317,12 @@ class MpiCommunicator : public Communicator {
     return RingAllgather(engine_, all, data, x.num_elements(), x.dtype(), what);
   }
 
-  // Hierarchical (ring.h): over nodes of one rank count each, else the flat ring. The levels
-  // are made at its first use (every rank runs the same collectives in the same order, so they
-  // all make them here).
-  Status Hierarchical(const Tensor& x, ReduceOp op, const std::string& what) {
+  // Hierarchical (ring.h): over nodes of one rank count each, else the flat ring (`ran` says
+  // which, for the timeline). The levels are made at its first use (every rank runs the same
+  // collectives in the same order, so they all make them here), with blocking calls that the
+  // stall inspector does not watch, as Split's.
+  Status Hierarchical(const Tensor& x, ReduceOp op, const std::string& what,
+                      AllreduceAlgorithm* ran) {
     if (!levels_made_) {
       MPIFLOW_MPI(MPI_Comm_split_type(coll_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL,
                                       &levels_.node.comm));
@@ -335,6 +337,7 @@ class MpiCommunicator : public Communicator {
       levels_made_ = true;
     }
     if (!levels_.uniform || levels_.node.size == 1 || levels_.cross.size == 1) {
+      *ran = AllreduceAlgorithm::kRing;
       return Ring(x, op, what);
     }
     return HierarchicalAllreduce(engine_, levels_, static_cast<char*>(x.raw()), x.num_elements(),

@@ -122,7 +122,13 @@ up() {
     if ip netns list | grep -qw "$(node_ns "$k")"; then
       die "up: namespace $(node_ns "$k") exists and is not ours: 'ip netns del $(node_ns "$k")'"
     fi
+    if ip link show "$name-v$k" > /dev/null 2>&1; then
+      die "up: a link named $name-v$k exists and is not ours: remove it by hand"
+    fi
   done
+  if ip -4 -o addr show | grep -qF " $subnet."; then
+    die "up: $subnet.0/24 is in use on this host: choose another (MPIFLOW_CLUSTER_SUBNET)"
+  fi
   mkdir -p "$state_dir"
   printf 'nodes=%s\nrate=%s\ndelay=%s\nloss=%s\n' "$nodes" "$rate" "$delay" "$loss" > "$state"
   trap 'echo "emulated-cluster.sh: up failed; tearing down" >&2; down > /dev/null' ERR
@@ -177,8 +183,10 @@ agent() {
   n=$(nodes_up)
   for ((k = 1; k <= n; k++)); do
     if [ "$host" = "$(node_addr "$k")" ]; then
+      # $* as one string, as ssh would hand it to a shell (Open MPI quotes for that), and no
+      # exec inside: Open MPI may prefix the command with PATH=...; export PATH; ...
       exec ip netns exec "$(node_ns "$k")" unshare --uts \
-        bash -c "hostname $(node_ns "$k") && exec $*"
+        bash -c "hostname $(node_ns "$k") && $*"
     fi
   done
   die "agent: '$host' is not a node of the emulated cluster (nodes: $n)"

@@ -28,13 +28,16 @@ expect_error() { # expect_error "message part" command...: fails with that messa
 }
 
 [ "$(id -u)" -eq 0 ] || fail "the emulated cluster needs root (network namespaces)"
-"$cluster" status | grep -q "down" || fail "a cluster is up already: scripts/emulated-cluster.sh down"
+# A run of this test killed by its timeout leaves its own cluster (mftest) up: take it down.
+"$cluster" down > /dev/null 2>&1 || true
 expect_error "no cluster is up" "$cluster" run -np 2 true
 expect_error "--nodes must be 1..64" "$cluster" up --nodes 0
 expect_error "--rate must be like" "$cluster" up --rate fast
 
+# Every job under a time limit of its own (a hung one fails here, and the EXIT trap cleans up).
+run() { timeout -k 5 180 "$cluster" run "$@"; }
 train() { # train DIR RUNNER...: 20 steps of the MLP, a checkpoint at the end
-  "${@:2}" "$build/mpiflow-train" --model mlp --max-steps 20 --eval false \
+  timeout -k 5 180 "${@:2}" "$build/mpiflow-train" --model mlp --max-steps 20 --eval false \
     --checkpoint-every 20 --checkpoint-dir "$1" --output-dir "$1" > "$1.log" 2>&1 ||
     fail "training in $1 failed: $(tail -5 "$1.log")"
 }
@@ -59,7 +62,7 @@ train "$work/one_node" mpirun --oversubscribe --bind-to none -np 4
 "$cluster" up --nodes 2 > /dev/null
 expect_error "is up already" "$cluster" up --nodes 2
 # shellcheck disable=SC2016  # expanded by each rank's shell
-where=$("$cluster" run -np 4 bash -c 'echo "$OMPI_COMM_WORLD_RANK $(hostname)"' | sort)
+where=$(run -np 4 bash -c 'echo "$OMPI_COMM_WORLD_RANK $(hostname)"' | sort)
 [ "$where" = "0 mftest-node1
 1 mftest-node1
 2 mftest-node2
@@ -69,11 +72,18 @@ same_weights "$work/one_node" "$work/two_nodes"
 # Every allreduce algorithm across nodes, the hierarchical one on its real path (a ring in each
 # node, then across): closed-form sums, the same bits on every rank and on a rerun; 2 nodes of
 # 2 ranks, then of 3.
-"$cluster" run -np 4 "$build/tests/mpiflow_collectives_tests" --gtest_filter='Algorithms/*' \
+run -np 4 "$build/tests/mpiflow_collectives_tests" --gtest_filter='Algorithms/*' \
   > "$work/collectives.log" 2>&1 || fail "collectives over 2 x 2: $(grep -A5 Failure "$work/collectives.log" | head -20)"
-"$cluster" run -np 6 --ppn 3 "$build/tests/mpiflow_collectives_tests" \
+run -np 6 --ppn 3 "$build/tests/mpiflow_collectives_tests" \
   --gtest_filter='Algorithms/*hier*' > "$work/hier.log" 2>&1 ||
   fail "hierarchical over 2 x 3: $(grep -A5 Failure "$work/hier.log" | head -20)"
+# ... and training by it runs its two levels (the timeline names the algorithm that ran: the
+# flat ring when the nodes are not two levels).
+timeout -k 5 180 "$cluster" run -np 4 "$build/mpiflow-train" --model mlp --max-steps 3 \
+  --eval false --allreduce hier --timeline "$work/tl%r.json" --output-dir "$work/hier_train" \
+  > "$work/hier_train.log" 2>&1 || fail "training with hier: $(tail -5 "$work/hier_train.log")"
+grep -q '"algorithm":"hier"' "$work/tl0.json" ||
+  fail "hier did not run on two levels: $(grep -o '"algorithm":"[a-z]*"' "$work/tl0.json" | sort -u)"
 "$cluster" down > /dev/null
 
 "$cluster" up --nodes 4 --rate 1gbit > /dev/null
@@ -111,12 +121,20 @@ fault() { # fault NAME ACTION SAYS: ACTION cuts or kills node 2; the log must ma
   done
   wait "$pid" || rc=$?
   [ "$rc" -ne 0 ] || fail "$1: the job exited 0 after node 2 failed"
+  # No rank outlives it (a cut-off one ends by its own stall abort): bounded, 20 s.
+  local left=""
+  for _ in $(seq 100); do
+    left=$(pgrep -a -f -- "--checkpoint-dir $dir" || true)
+    [ -n "$left" ] || break
+    sleep 0.2
+  done
+  [ -z "$left" ] || fail "$1: a rank outlived the job by 20 s: $left"
   grep -q "$3" "$dir.log" || fail "$1: the log does not say '$3': $(grep -v '^step' "$dir.log" | tail -8)"
   echo "$1: ended $((SECONDS - t0)) s after the fault (exit code $rc)"
   "$cluster" down > /dev/null
 }
 cut_link() { ip link set mftest-v2 down; }
-kill_ranks() { ip netns pids mftest-node2 | xargs ps -o pid=,comm= -p | awk '$2 == "mpiflow-train" {print $1}' | xargs kill -9; }
+kill_ranks() { ip netns pids mftest-node2 | xargs -r ps -o pid=,comm= -p | awk '$2 == "mpiflow-train" {print $1}' | xargs -r kill -9; }
 # A cut link: rank 0 waits, and its stall report names the checkpoint to resume from.
 fault link_cut cut_link "last checkpoint: '$work/link_cut/ckpt-000.*resume with --resume latest"
 # Killed ranks: mpirun ends the job at once, naming the rank; the checkpoint is the last one
@@ -124,9 +142,6 @@ fault link_cut cut_link "last checkpoint: '$work/link_cut/ckpt-000.*resume with 
 fault ranks_killed kill_ranks "process rank 1 .* on node 10.78.0.12 exited on signal 9"
 grep -q "mpiflow: checkpoint '$work/ranks_killed/ckpt-000" "$work/ranks_killed.log" ||
   fail "ranks_killed: the log names no checkpoint"
-# A rank of these jobs that still runs (by its command line; a zombie has none, and is dead).
-left=$(pgrep -a -f -- "--checkpoint-dir $work/" || true)
-[ -z "$left" ] || fail "a rank outlived its job: $left"
 
 if ip netns list | grep -q mftest-node || ip link show mftest-br0 > /dev/null 2>&1; then
   fail "down left namespaces or the bridge behind"
