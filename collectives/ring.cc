@@ -27,23 +27,46 @@ std::vector<std::pair<int64_t, int64_t>> Chunks(int64_t n, int p, int s, int64_t
   return c;
 }
 
+// What both halves share: the element size and type, the chunk, this rank's neighbours, and
+// its sends to the right in flight.
+struct Side {
+  Side(Engine* engine, const RingGroup& group, char* base, DType dtype)
+      : g(group),
+        data(base),
+        es(DTypeSize(dtype)),
+        type(MpiType(dtype)),
+        chunk(std::max<int64_t>(1, engine->options().ring_chunk_bytes / static_cast<int64_t>(es))),
+        right((group.rank + 1) % group.size),
+        left((group.rank + group.size - 1) % group.size) {}
+  // Sends elements [o, o + len) to the right.
+  Status Send(int64_t o, int64_t len) {
+    sends.emplace_back();
+    MPIFLOW_MPI(
+        MPI_Isend(data + o * es, static_cast<int>(len), type, right, 0, g.comm, &sends.back()));
+    return Status::OK();
+  }
+
+  const RingGroup& g;
+  char* data;
+  size_t es;
+  MPI_Datatype type;
+  int64_t chunk;
+  int right, left;
+  std::vector<MPI_Request> sends;
+};
+
 }  // namespace
 
 Status RingReduceScatter(Engine* engine, const RingGroup& g, char* data, int64_t n, DType dtype,
                          ReduceOp op, const std::string& what) {
   const int p = g.size, r = g.rank;
   if (p == 1 || n == 0) return Status::OK();
-  const size_t es = DTypeSize(dtype);
-  const MPI_Datatype type = MpiType(dtype);
-  const int64_t chunk = std::max<int64_t>(1, engine->options().ring_chunk_bytes / es);
-  const int right = (r + 1) % p, left = (r + p - 1) % p;
-  std::vector<MPI_Request> sends;
-  auto isend = [&](int64_t o, int64_t len) -> Status {
-    sends.emplace_back();
-    MPIFLOW_MPI(
-        MPI_Isend(data + o * es, static_cast<int>(len), type, right, 0, g.comm, &sends.back()));
-    return Status::OK();
-  };
+  Side side(engine, g, data, dtype);
+  const size_t es = side.es;
+  const MPI_Datatype type = side.type;
+  const int64_t chunk = side.chunk;
+  const int left = side.left;
+  auto isend = [&](int64_t o, int64_t len) { return side.Send(o, len); };
   // After step s rank r holds segment r-s-1 reduced over s+2 ranks. Incoming chunks land in a
   // window of kWindow chunk buffers, received just ahead of their reduction, so they are still
   // in cache when added: only the local data goes through memory.
@@ -73,24 +96,19 @@ Status RingReduceScatter(Engine* engine, const RingGroup& g, char* data, int64_t
     if (k + kWindow < in.size()) MPIFLOW_RETURN_IF_ERROR(post(k + kWindow));
     if (in[k].step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(in[k].offset, in[k].length));
   }
-  return engine->WaitAll(sends.data(), static_cast<int>(sends.size()), what);
+  return engine->WaitAll(side.sends.data(), static_cast<int>(side.sends.size()), what);
 }
 
 Status RingAllgather(Engine* engine, const RingGroup& g, char* data, int64_t n, DType dtype,
                      const std::string& what) {
   const int p = g.size, r = g.rank;
   if (p == 1 || n == 0) return Status::OK();
-  const size_t es = DTypeSize(dtype);
-  const MPI_Datatype type = MpiType(dtype);
-  const int64_t chunk = std::max<int64_t>(1, engine->options().ring_chunk_bytes / es);
-  const int right = (r + 1) % p, left = (r + p - 1) % p;
-  std::vector<MPI_Request> sends;
-  auto isend = [&](int64_t o, int64_t len) -> Status {
-    sends.emplace_back();
-    MPIFLOW_MPI(
-        MPI_Isend(data + o * es, static_cast<int>(len), type, right, 0, g.comm, &sends.back()));
-    return Status::OK();
-  };
+  Side side(engine, g, data, dtype);
+  const size_t es = side.es;
+  const MPI_Datatype type = side.type;
+  const int64_t chunk = side.chunk;
+  const int left = side.left;
+  auto isend = [&](int64_t o, int64_t len) { return side.Send(o, len); };
   // Rank r owns segment r+1; in step s it receives segment r-s and forwards it.
   std::vector<MPI_Request> ag;
   std::vector<std::vector<std::pair<int64_t, int64_t>>> ag_chunks;
@@ -110,7 +128,7 @@ Status RingAllgather(Engine* engine, const RingGroup& g, char* data, int64_t n, 
       if (step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
     }
   }
-  return engine->WaitAll(sends.data(), static_cast<int>(sends.size()), what);
+  return engine->WaitAll(side.sends.data(), static_cast<int>(side.sends.size()), what);
 }
 
 Status HierarchicalAllreduce(Engine* engine, const RingLevels& l, char* data, int64_t n,
