@@ -82,6 +82,7 @@ class MpiCommunicator : public Communicator {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  int node_rank() const override { return engine_->node_rank(); }
   Timeline* timeline() override { return engine_->timeline(); }
   void SetReportNote(const std::string& note) override { engine_->SetNote(note); }
   const CollectiveOptions& options() const override { return engine_->options(); }

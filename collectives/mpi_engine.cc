@@ -93,6 +93,8 @@ void Engine::Loop() {
     int local_ranks = 1;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
     MPI_Comm_size(node, &local_ranks);
+    MPI_Comm_rank(node, &node_rank_);
+    node_size_ = local_ranks;
     MPI_Comm_free(&node);
     oversubscribed_ = local_ranks > static_cast<int>(std::thread::hardware_concurrency());
     if (!options_.timeline_path.empty()) {

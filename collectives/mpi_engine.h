@@ -180,6 +180,9 @@ class Engine {
 
   int world_rank() const { return world_rank_; }
   int world_size() const { return world_size_; }
+  // This process among the world's ranks on its node (MPI_COMM_TYPE_SHARED): which GPU it takes.
+  int node_rank() const { return node_rank_; }
+  int node_size() const { return node_size_; }
   const CollectiveOptions& options() const { return options_; }
   Timeline* timeline() { return timeline_.get(); }
 
@@ -237,6 +240,7 @@ class Engine {
   std::string note_;  // SetReportNote's line
 
   int world_rank_ = 0, world_size_ = 1;
+  int node_rank_ = 0, node_size_ = 1;
   bool oversubscribed_ = false;  // more ranks on this node than cores
   MPI_Comm control_ = MPI_COMM_NULL;
   std::deque<P2P> p2p_;

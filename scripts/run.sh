@@ -91,8 +91,9 @@ case "${1:-}" in
     build "$BUILD_DIR" -DMPIFLOW_WERROR=ON
     (cd "$BUILD_DIR" && ctest --output-on-failure -j "$JOBS")
     echo "run.sh: again under AddressSanitizer + UndefinedBehaviorSanitizer"
+    # The CUDA kernels are compiled (and their tests run where a GPU is) in the first build only.
     build "$BUILD_DIR-asan" -DMPIFLOW_WERROR=ON -DMPIFLOW_SANITIZE=ON -DMPIFLOW_BUILD_BENCHMARKS=OFF \
-      -DCMAKE_BUILD_TYPE=RelWithDebInfo
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPIFLOW_WITH_CUDA=OFF
     # Leak checking everywhere but under MPI: Open MPI 4.1 leaves its own allocations behind at
     # MPI_Finalize (in components it has unloaded, so they cannot be suppressed by name).
     # Memory errors are checked in every test.
@@ -105,7 +106,8 @@ case "${1:-}" in
     # and 4 ranks. tests/tsan.supp holds Open MPI's own reports, none of mpiflow's.
     echo "run.sh: again under ThreadSanitizer (thread pool, executor, batch stream, communicator)"
     build_targets "$BUILD_DIR-tsan" "mpiflow_tests mpiflow_collectives_tests" \
-      -DMPIFLOW_WERROR=ON -DMPIFLOW_SANITIZE_THREAD=ON -DMPIFLOW_BUILD_BENCHMARKS=OFF
+      -DMPIFLOW_WERROR=ON -DMPIFLOW_SANITIZE_THREAD=ON -DMPIFLOW_BUILD_BENCHMARKS=OFF \
+      -DMPIFLOW_WITH_CUDA=OFF
     (cd "$BUILD_DIR-tsan" &&
       TSAN_OPTIONS="suppressions=$ROOT/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
         ctest --output-on-failure -j "$JOBS" \
@@ -114,7 +116,7 @@ case "${1:-}" in
     # seed corpus and crash regressions, with a fixed seed (fuzz/run.sh).
     echo "run.sh: fuzzing, ${FUZZ_RUNS:-10000} inputs per target"
     CC=clang CXX=clang++ build_targets "$BUILD_DIR-fuzz" mpiflow_fuzzers -DMPIFLOW_FUZZ=ON \
-      -DMPIFLOW_BUILD_TESTS=OFF
+      -DMPIFLOW_BUILD_TESTS=OFF -DMPIFLOW_WITH_CUDA=OFF
     bash fuzz/run.sh "$BUILD_DIR-fuzz" "${FUZZ_RUNS:-10000}"
     ;;
   *)

@@ -104,6 +104,9 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // This process's rank among the job's processes on its node (MPI_COMM_TYPE_SHARED over the
+  // world, whatever this communicator's group): which of the node's GPUs it uses.
+  virtual int node_rank() const { return 0; }
 
   // In place: every rank passes a tensor of the same dtype and element count.
   virtual std::shared_ptr<Work> Allreduce(Tensor t, AllreduceOptions options) = 0;

@@ -29,6 +29,10 @@ class CommunicatorResource;  // src/runtime/session_resources.h
 struct SessionOptions {
   int inter_op_threads = 1;  // nodes run concurrently (1: in topological order on the caller)
   int intra_op_threads = 1;  // threads one kernel may use (OpenBLAS and ParallelFor)
+  // "cpu", or "cuda": this process's GPU (SelectGpu). On cuda a node runs on the GPU where its
+  // op has a CUDA kernel for its dtype and on the CPU otherwise, the Session copying tensors
+  // across as the nodes need them; floating variables live in GPU memory, integer ones (step
+  // counters) in host memory. Feeds are host tensors; fetches come back as host tensors.
   std::string device = kCpu;
   // For collective ops (gradient synchronisation); must outlive the Session. Null: none.
   Communicator* communicator = nullptr;
@@ -134,12 +138,17 @@ class Session {
   // each Send as its value appears and runs other ready nodes while Recvs are in flight.
   Status RunPartitioned(const Plan& plan, std::vector<Tensor>& values, int64_t step,
                         RunStats* timing, const FetchReady* fetched);
-  // A fetch's value as the caller gets it: a copy when it is a variable's own buffer.
-  Tensor FetchValue(const Tensor& t) const;
+  // A fetch's value as the caller gets it: a copy when it is a variable's own buffer, a host
+  // copy when it is in device memory.
+  StatusOr<Tensor> FetchValue(const Tensor& t) const;
+  // On a device session: whether a variable of this dtype lives in device memory.
+  bool OnDevice(DType dtype) const { return device_ && IsFloating(dtype); }
 
   const Graph* graph_;
   SessionOptions options_;
   std::unique_ptr<VariableStore> variables_;
+  Device* device_ = nullptr;  // options_.device's, null for the host
+  Status device_error_;       // why options_.device cannot be used (every Run returns it)
   std::unique_ptr<CommunicatorResource> collectives_;  // with options_.communicator
   std::unique_ptr<ThreadPool> inter_op_pool_;
   std::unique_ptr<ThreadPool> intra_op_pool_;

@@ -84,6 +84,10 @@ template <typename... Args>
 Status DataLoss(const Args&... a) {
   return Status(Code::kDataLoss, StrCat(a...));
 }
+template <typename... Args>
+Status Unavailable(const Args&... a) {
+  return Status(Code::kUnavailable, StrCat(a...));
+}
 
 // A value or the Status that explains why there is none.
 template <typename T>

@@ -83,17 +83,34 @@ class Shape {
   std::vector<int64_t> dims_;
 };
 
-// A raw allocation from the CPU allocator; freed back to it when the last Tensor lets go.
+// Where a Buffer's memory comes from. The host's (HostAllocator(), every tensor's unless said
+// otherwise) caches freed buffers by size class; an accelerator's (kernels/cuda) hands out
+// memory only its own kernels and copies may touch. Thread-safe.
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual void* Allocate(size_t bytes) = 0;
+  virtual void Free(void* p, size_t bytes) = 0;
+  // False: device memory. Such a tensor's data<T>() is a device address: never dereference it
+  // on the host, and host-side helpers (DeepCopy, FillZero, ToVector, BitEqual) refuse it.
+  virtual bool host() const = 0;
+  virtual const char* name() const = 0;  // "cpu", "cuda:0"
+};
+Allocator* HostAllocator();
+
+// A raw allocation from an allocator; freed back to it when the last Tensor lets go.
 class Buffer {
  public:
-  explicit Buffer(size_t bytes);
+  explicit Buffer(size_t bytes, Allocator* allocator = HostAllocator());
   ~Buffer();
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
+  Allocator* allocator() const { return allocator_; }
 
  private:
+  Allocator* allocator_;
   void* data_;
   size_t bytes_;
 };
@@ -101,7 +118,9 @@ class Buffer {
 class Tensor {
  public:
   Tensor() = default;                       // an empty, invalid tensor (dtype kInvalid)
-  Tensor(DType dtype, const Shape& shape);  // allocates; contents uninitialised
+  Tensor(DType dtype, const Shape& shape);  // allocates host memory; contents uninitialised
+  // Allocates from `allocator` (a device's memory, say); contents uninitialised.
+  Tensor(DType dtype, const Shape& shape, Allocator* allocator);
   // A tensor with a dtype and shape but no storage yet: an uninitialised variable.
   static Tensor Unallocated(DType dtype, const Shape& shape);
 
@@ -120,6 +139,7 @@ class Tensor {
   }
   template <typename T>
   std::vector<T> ToVector() const {
+    MPIFLOW_CHECK(on_host());
     const T* p = data<T>();
     return std::vector<T>(p, p + num_elements());
   }
@@ -131,6 +151,9 @@ class Tensor {
   bool valid() const { return dtype_ != DType::kInvalid; }
   bool allocated() const { return buffer_ != nullptr; }
   const Buffer* buffer() const { return buffer_.get(); }
+  // False when the buffer is device memory (see Allocator::host); an unallocated tensor counts
+  // as host.
+  bool on_host() const { return !buffer_ || buffer_->allocator()->host(); }
 
   template <typename T>
   T* data() const {
@@ -143,9 +166,9 @@ class Tensor {
   // Same buffer: `shape.num_elements()` elements from element `offset` on (no copy), e.g. one
   // gradient of an allreduced bucket.
   Tensor View(int64_t offset, const Shape& shape) const;
-  Tensor DeepCopy() const;
-  void FillZero();
-  std::string DebugString(int max_values = 8) const;
+  Tensor DeepCopy() const;                            // host tensors only
+  void FillZero();                                    // host tensors only
+  std::string DebugString(int max_values = 8) const;  // a device tensor's values are not shown
   // Bit-identical dtype, shape and contents.
   bool BitEqual(const Tensor& other) const;
 

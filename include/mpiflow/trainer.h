@@ -30,6 +30,11 @@ const char* DatasetName(DatasetKind kind);
 // rank loads only its contiguous share (a hyperslab of an HDF5 file) and shuffles within it,
 // for data larger than one node's memory.
 enum class DataSharding { kGlobal, kLocal };
+// Where the Session runs the step: gpu (the node's GPU of this rank's node-local rank, CUDA
+// kernels where an op has one, the CPU's elsewhere), cpu, or auto: gpu where one is visible.
+enum class DeviceChoice { kAuto, kCpu, kGpu };
+StatusOr<DeviceChoice> ParseDeviceChoice(const std::string& name);  // auto, cpu, gpu
+const char* DeviceChoiceName(DeviceChoice d);
 StatusOr<DataSharding> ParseDataSharding(const std::string& name);  // global, local
 const char* DataShardingName(DataSharding s);
 
@@ -58,6 +63,7 @@ struct TrainConfig {
   int64_t eval_batch_size = 1000;
   bool eval = true;  // test accuracy after every epoch
   OptimizerOptions optimizer;
+  DeviceChoice device = DeviceChoice::kAuto;
   int threads = 1;           // intra-op threads
   int inter_op_threads = 1;  // nodes run concurrently
   int64_t seed = 42;

@@ -582,9 +582,12 @@ void RegisterArrayKernels(KernelRegistry& r) {
   RegisterKernel<PlaceholderKernel>(r, "Placeholder", kCpu, any);
   RegisterKernel<ConstKernel>(r, "Const", kCpu, any);
   RegisterKernel<ZerosKernel>(r, "Zeros", kCpu, any);
-  RegisterKernel<IdentityKernel>(r, "Identity", kCpu, any);
-  RegisterKernel<NoOpKernel>(r, "NoOp", kCpu, any);
-  RegisterKernel<ReshapeKernel>(r, "Reshape", kCpu, any);
+  // These three never read their inputs' memory: the same kernel serves every device.
+  for (const char* device : {kCpu, kCuda}) {
+    RegisterKernel<IdentityKernel>(r, "Identity", device, any);
+    RegisterKernel<NoOpKernel>(r, "NoOp", device, any);
+    RegisterKernel<ReshapeKernel>(r, "Reshape", device, any);
+  }
   RegisterKernel<TransposeKernel>(r, "Transpose", kCpu, any);
   RegisterKernel<ConcatKernel>(r, "Concat", kCpu, any);
   RegisterKernel<SliceKernel>(r, "Slice", kCpu, any);

@@ -408,7 +408,9 @@ class LearningRateKernel : public OpKernel {
 
 void RegisterStateKernels(KernelRegistry& r) {
   const DType any = DType::kInvalid;
+  // It outputs the variable's slot wherever the slot's memory is: one kernel for every device.
   RegisterKernel<VariableKernel>(r, "Variable", kCpu, any);
+  RegisterKernel<VariableKernel>(r, "Variable", kCuda, any);
   RegisterKernel<AssignKernel>(r, "Assign", kCpu, any);
   RegisterKernel<LearningRateKernel>(r, "LearningRate", kCpu, any);
   RegisterKernel<AssignUpdateKernel<float, true>>(r, "AssignAdd", kCpu, DType::kFloat32);

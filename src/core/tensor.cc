@@ -144,7 +144,7 @@ namespace {
 // to 4 KiB, then four per doubling (at most 25% slack): tensors whose size changes every step
 // (a sparse gradient's rows, a gathered batch) reuse each other's buffers instead of filling the
 // cache with sizes that never come back.
-class CpuAllocator {
+class CpuAllocator : public Allocator {
  public:
   static constexpr size_t kAlignment = 64;
   static constexpr int64_t kMaxCachedBytes = int64_t{256} << 20;
@@ -158,7 +158,7 @@ class CpuAllocator {
     return (aligned + step - 1) / step * step;
   }
 
-  void* Allocate(size_t bytes) {
+  void* Allocate(size_t bytes) override {
     const size_t rounded = SizeClass(bytes);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -176,7 +176,7 @@ class CpuAllocator {
     return p;
   }
 
-  void Free(void* p, size_t bytes) {
+  void Free(void* p, size_t bytes) override {
     const size_t rounded = SizeClass(bytes);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -189,6 +189,9 @@ class CpuAllocator {
     }
     ::operator delete(p, std::align_val_t(kAlignment));
   }
+
+  bool host() const override { return true; }
+  const char* name() const override { return "cpu"; }
 
   AllocatorStats stats() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -210,13 +213,18 @@ CpuAllocator& GlobalCpuAllocator() {
 
 AllocatorStats CpuAllocatorStats() { return GlobalCpuAllocator().stats(); }
 
-Buffer::Buffer(size_t bytes) : data_(GlobalCpuAllocator().Allocate(bytes)), bytes_(bytes) {}
-Buffer::~Buffer() { GlobalCpuAllocator().Free(data_, bytes_); }
+Allocator* HostAllocator() { return &GlobalCpuAllocator(); }
 
-Tensor::Tensor(DType dtype, const Shape& shape)
+Buffer::Buffer(size_t bytes, Allocator* allocator)
+    : allocator_(allocator), data_(allocator->Allocate(bytes)), bytes_(bytes) {}
+Buffer::~Buffer() { allocator_->Free(data_, bytes_); }
+
+Tensor::Tensor(DType dtype, const Shape& shape) : Tensor(dtype, shape, HostAllocator()) {}
+
+Tensor::Tensor(DType dtype, const Shape& shape, Allocator* allocator)
     : dtype_(dtype), shape_(shape), num_elements_(shape.num_elements()) {
   MPIFLOW_CHECK(shape.IsFullyDefined());
-  buffer_ = std::make_shared<Buffer>(bytes());
+  buffer_ = std::make_shared<Buffer>(bytes(), allocator);
 }
 
 Tensor Tensor::Unallocated(DType dtype, const Shape& shape) {
@@ -247,18 +255,21 @@ Tensor Tensor::View(int64_t offset, const Shape& shape) const {
 
 Tensor Tensor::DeepCopy() const {
   if (!allocated()) return *this;
+  MPIFLOW_CHECK(on_host());
   Tensor t(dtype_, shape_);
   if (bytes()) std::memcpy(t.raw(), raw(), bytes());
   return t;
 }
 
 void Tensor::FillZero() {
+  MPIFLOW_CHECK(on_host());
   if (bytes()) std::memset(raw(), 0, bytes());
 }
 
 bool Tensor::BitEqual(const Tensor& other) const {
   if (dtype_ != other.dtype_ || shape_ != other.shape_) return false;
   if (!allocated() || !other.allocated()) return allocated() == other.allocated();
+  MPIFLOW_CHECK(on_host() && other.on_host());
   return bytes() == 0 || std::memcmp(raw(), other.raw(), bytes()) == 0;
 }
 
@@ -266,6 +277,7 @@ std::string Tensor::DebugString(int max_values) const {
   std::ostringstream os;
   os << DTypeName(dtype_) << shape_.ToString();
   if (!allocated()) return os.str() + " (unallocated)";
+  if (!on_host()) return os.str() + " (on " + buffer_->allocator()->name() + ")";
   os << " {";
   const int64_t n = std::min<int64_t>(num_elements(), max_values);
   for (int64_t i = 0; i < n; ++i) {

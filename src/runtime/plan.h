@@ -19,6 +19,7 @@ struct Session::Plan {
     Kind kind = Kind::kKernel;
     Node* node = nullptr;  // kernel: the node; send/recv: the node whose output crosses
     OpKernel* kernel = nullptr;
+    bool on_device = false;       // kernel: the Session's device kernel (else a CPU kernel)
     int out_base = 0;             // kernel: values[out_base + i] holds output i; recv: its slot
     std::vector<int> in_slots;    // kernel: value slot of each input; send: the tensor's (or none)
     std::vector<int> successors;  // steps that wait on this one

@@ -10,6 +10,7 @@
 #include <queue>
 #include <set>
 
+#include "device_staging.h"
 #include "mpiflow/fault_hooks.h"
 #include "mpiflow/timeline.h"
 #include "plan.h"
@@ -29,6 +30,12 @@ Session::Session(const Graph* graph, SessionOptions options)
     intra_op_pool_ = std::make_unique<ThreadPool>(options_.intra_op_threads - 1);
   }
   SetCpuKernelThreads(options_.intra_op_threads);
+  StatusOr<Device*> device = FindDevice(options_.device);
+  if (device.ok()) {
+    device_ = device.value();
+  } else {
+    device_error_ = device.status();
+  }
   if (options_.communicator)
     collectives_ = std::make_unique<CommunicatorResource>(options_.communicator);
 }
@@ -83,6 +90,7 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::GetPlan(const std::vector<Feed
 StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Feed>& feeds,
                                                             const std::vector<Output>& fetches,
                                                             const std::vector<Node*>& targets) {
+  MPIFLOW_RETURN_IF_ERROR(device_error_);
   const int n = graph_->num_nodes();
   std::map<Output, int> fed;  // output -> feed index
   for (size_t i = 0; i < feeds.size(); ++i) {
@@ -172,6 +180,10 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
   // a Send or Recv step per transfer of the run (rendezvous.h).
   auto plan = std::make_shared<Plan>();
   const Placement* placement = options_.placement.get();
+  if (placement && device_) {
+    return Unimplemented("a partitioned graph (model parallelism) runs on the CPU only for now: ",
+                         "use --device cpu");
+  }
   if (placement && (!options_.rendezvous || options_.rendezvous->size() != placement->ranks())) {
     return InvalidArgument("the session's placement spans ", placement->ranks(),
                            " ranks, but its rendezvous communicator has ",
@@ -250,10 +262,13 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
       if (!fed.count(in)) from.push_back(source_step(in.node));
     }
     for (const Node* c : node->control_inputs()) from.push_back(source_step(c));
+    // On a device: its kernel where the op has one for this dtype, else the CPU's.
+    step.on_device = device_ && KernelRegistry::Global().Has(options_.device, *node);
     auto k = kernels_.find(id);
     if (k == kernels_.end()) {
       StatusOr<std::unique_ptr<OpKernel>> kernel = KernelRegistry::Global().Create(
-          options_.device, KernelInitContext{*node, variables_.get(), collectives_.get()});
+          step.on_device ? options_.device : std::string(kCpu),
+          KernelInitContext{*node, variables_.get(), collectives_.get()});
       if (!kernel.ok()) return kernel.status();
       k = kernels_.emplace(id, std::move(kernel).value()).first;
     }
@@ -301,7 +316,8 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
   return plan;
 }
 
-Tensor Session::FetchValue(const Tensor& t) const {
+StatusOr<Tensor> Session::FetchValue(const Tensor& t) const {
+  if (!t.on_host()) return device_->CopyAcross(t);
   return variables_->OwnsBuffer(t.buffer()) ? t.DeepCopy() : t;
 }
 
@@ -333,10 +349,18 @@ Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& v
     }
     inputs[i] = &t;
   }
+  // On a device session: inputs on the other side of this node's kernel are copied across.
+  std::vector<Tensor> staged;  // the copies, alive through the kernel
+  std::vector<int> staged_input;
+  if (device_) {
+    MPIFLOW_RETURN_IF_ERROR(StageInputs(*device_, *node, *st.kernel, st.on_device, num_in, inputs,
+                                        &staged, &staged_input));
+  }
   Tensor* outputs = values.data() + st.out_base;
   if (options_.hooks)
     MPIFLOW_RETURN_IF_ERROR(options_.hooks->BeforeKernel(node->name(), node->op()));
-  KernelContext ctx(node, inputs, outputs, step, intra_op_pool_.get());
+  KernelContext ctx(node, inputs, outputs, step, intra_op_pool_.get(),
+                    st.on_device ? device_->allocator() : HostAllocator());
   if (timing || options_.timeline) {
     const auto t0 = std::chrono::steady_clock::now();
     MPIFLOW_RETURN_IF_ERROR(st.kernel->Compute(&ctx));
@@ -352,6 +376,10 @@ Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& v
   } else {
     MPIFLOW_RETURN_IF_ERROR(st.kernel->Compute(&ctx));
   }
+  if (!staged.empty()) {
+    MPIFLOW_RETURN_IF_ERROR(
+        WriteBackVariables(*device_, *node, st.in_slots, values, staged, staged_input));
+  }
   for (int o = 0; o < node->num_outputs(); ++o) {
     const Tensor& t = outputs[o];
     if (t.dtype() != node->output_dtype(o) ||
@@ -363,7 +391,9 @@ Status Session::RunNode(const Plan& plan, int step_index, std::vector<Tensor>& v
     }
     if (ready) {
       for (int f : plan.fetches_of_slot[st.out_base + o]) {
-        MPIFLOW_RETURN_IF_ERROR((*ready)(f, FetchValue(t)));
+        StatusOr<Tensor> v = FetchValue(t);
+        if (!v.ok()) return v.status();
+        MPIFLOW_RETURN_IF_ERROR((*ready)(f, v.value()));
       }
     }
   }
@@ -464,7 +494,9 @@ Status Session::Run(const std::vector<Feed>& feeds, const std::vector<Output>& f
                                            : RunSequential(plan, values, step, timing, tell));
   for (size_t i = 0; tell && i < fetches.size(); ++i) {  // fed: no kernel computed it
     if (!plan.fetch_computed[i] && values[plan.fetch_slots[i]].allocated()) {
-      MPIFLOW_RETURN_IF_ERROR(ready(i, FetchValue(values[plan.fetch_slots[i]])));
+      StatusOr<Tensor> v = FetchValue(values[plan.fetch_slots[i]]);
+      if (!v.ok()) return v.status();
+      MPIFLOW_RETURN_IF_ERROR(ready(i, v.value()));
     }
   }
   if (stats) {
@@ -479,7 +511,9 @@ Status Session::Run(const std::vector<Feed>& feeds, const std::vector<Output>& f
         return FailedPrecondition("fetch '", fetches[i].name(),
                                   "' has no value: it is an uninitialized variable");
       }
-      outputs->push_back(FetchValue(t));
+      StatusOr<Tensor> v = FetchValue(t);
+      if (!v.ok()) return v.status();
+      outputs->push_back(std::move(v).value());
     }
   }
   return Status::OK();

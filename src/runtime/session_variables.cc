@@ -20,6 +20,7 @@ StatusOr<Tensor> Session::ReadVariable(const std::string& name) {
   }
   if (!slot->value.allocated())
     return FailedPrecondition("variable '", name, "' is not initialized");
+  if (!slot->value.on_host()) return device_->CopyAcross(slot->value);
   return slot->value.DeepCopy();
 }
 
@@ -35,10 +36,19 @@ Status Session::WriteVariable(const std::string& name, const Tensor& value) {
                            shape.ToString(), "; the value is ", DTypeName(value.dtype()),
                            value.shape().ToString());
   }
+  if (!value.on_host())
+    return InvalidArgument("the value for variable '", name, "' must be a host tensor");
+  if (slot->value.allocated() && !slot->value.on_host()) {
+    return device_->CopyInto(value, slot->value);
+  }
   if (slot->value.allocated()) {
     if (slot->value.raw() != value.raw()) {  // the same memory: ShareVariable's storage
       std::memcpy(slot->value.raw(), value.raw(), value.bytes());
     }
+  } else if (OnDevice(value.dtype())) {
+    StatusOr<Tensor> copy = device_->CopyAcross(value);
+    if (!copy.ok()) return copy.status();
+    slot->value = std::move(copy).value();
   } else {
     slot->value = value.DeepCopy();
   }
@@ -59,6 +69,14 @@ Status CheckRows(const std::string& name, const Shape& shape, const std::vector<
   return Status::OK();
 }
 
+// The row and storage operations work on host memory (parameter servers run on the CPU).
+Status HostOnly(const std::string& name, const Tensor& v, const char* what) {
+  if (v.on_host()) return Status::OK();
+  return Unimplemented(what, " of variable '", name, "', which is in ",
+                       v.buffer()->allocator()->name(),
+                       " memory: parameter-server strategies run with --device cpu for now");
+}
+
 }  // namespace
 
 StatusOr<Tensor> Session::ReadVariableRows(const std::string& name,
@@ -68,6 +86,7 @@ StatusOr<Tensor> Session::ReadVariableRows(const std::string& name,
     return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
   }
   const Tensor& v = slot->value;
+  MPIFLOW_RETURN_IF_ERROR(HostOnly(name, v, "ReadVariableRows"));
   MPIFLOW_RETURN_IF_ERROR(CheckRows(name, v.shape(), rows));
   std::vector<int64_t> dims = v.shape().dims();
   const size_t row_bytes = v.shape().dim(0) > 0 ? v.bytes() / v.shape().dim(0) : 0;
@@ -91,6 +110,7 @@ Status Session::ReadVariableInto(const std::string& name, Tensor out) {
     return InvalidArgument("variable '", name, "' is ", DTypeName(v.dtype()), v.shape().ToString(),
                            "; the destination is ", DTypeName(out.dtype()), out.shape().ToString());
   }
+  if (!v.on_host() || !out.on_host()) return device_->CopyInto(v, out);
   if (out.raw() != v.raw()) std::memcpy(out.raw(), v.raw(), v.bytes());  // else: shared storage
   return Status::OK();
 }
@@ -101,6 +121,7 @@ Status Session::ShareVariable(const std::string& name, Tensor storage) {
     return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
   }
   Tensor& v = slot->value;
+  MPIFLOW_RETURN_IF_ERROR(HostOnly(name, v, "ShareVariable"));
   if (storage.dtype() != v.dtype() || storage.shape() != v.shape()) {
     return InvalidArgument("variable '", name, "' is ", DTypeName(v.dtype()), v.shape().ToString(),
                            "; the storage offered is ", DTypeName(storage.dtype()),
@@ -120,6 +141,7 @@ Status Session::KeepRows(const std::string& name, int64_t begin, int64_t end) {
     return FailedPrecondition("variable '", name, "' keeps some of its rows already");
   }
   const Tensor& v = slot->value;
+  MPIFLOW_RETURN_IF_ERROR(HostOnly(name, v, "KeepRows"));
   if (v.shape().rank() < 1 || begin < 0 || begin > end || end > v.shape().dim(0)) {
     return InvalidArgument("rows [", begin, ", ", end, ") of variable '", name, "' ",
                            v.shape().ToString(), ": not a range of its rows");
@@ -143,6 +165,7 @@ Status Session::WriteVariableRows(const std::string& name, const std::vector<int
     return FailedPrecondition("variable '", name, "' is not initialized (or does not exist)");
   }
   Tensor& v = slot->value;
+  MPIFLOW_RETURN_IF_ERROR(HostOnly(name, v, "WriteVariableRows"));
   MPIFLOW_RETURN_IF_ERROR(CheckRows(name, v.shape(), rows));
   std::vector<int64_t> dims = v.shape().dims();
   dims[0] = static_cast<int64_t>(rows.size());

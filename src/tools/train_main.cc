@@ -38,7 +38,7 @@ struct CommandLine {
   bool print_model = false;
   std::string optimizer = "adam", model = "mlp", dataset = "fashion-mnist", strategy = "auto",
               allreduce = "auto", sparse_sync = "auto", data_sharding = "global", ps_mode = "sync",
-              straggler_ranks;
+              device = "auto", straggler_ranks;
   mpiflow::CollectiveOptions collectives;
 };
 
@@ -79,6 +79,7 @@ mpiflow::Status ParseTyped(const CommandLine& cl, TrainConfig* c) {
   c->model = cl.model;
   MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->dataset, mpiflow::ParseDataset, cl.dataset));
   MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->strategy, mpiflow::ParseStrategy, cl.strategy));
+  MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->device, mpiflow::ParseDeviceChoice, cl.device));
   MPIFLOW_RETURN_IF_ERROR(
       ParseInto(&c->allreduce.algorithm, mpiflow::ParseAllreduceAlgorithm, cl.allreduce));
   MPIFLOW_RETURN_IF_ERROR(
@@ -152,6 +153,9 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
       ("eval", po::value(&c->eval)->default_value(true, "true"), "test accuracy after each epoch")
       ("eval-batch-size", po::value(&c->eval_batch_size)->default_value(c->eval_batch_size),
        "examples per evaluation step")
+      ("device", po::value(&cl->device)->default_value(cl->device),
+       "gpu: each rank uses its node's GPU number (node-local rank mod GPUs), with CUDA kernels "
+       "where an op has one; cpu; or auto: gpu where this build has CUDA and a GPU is visible")
       ("threads", po::value(&c->threads)->default_value(c->threads),
        "threads one kernel may use (OpenBLAS and mpiflow's own); the environment is ignored")
       ("inter-op-threads", po::value(&c->inter_op_threads)->default_value(c->inter_op_threads),

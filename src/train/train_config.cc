@@ -17,7 +17,15 @@ constexpr EnumName<DatasetKind> kDatasets[] = {{DatasetKind::kFashionMnist, "fas
                                                {DatasetKind::kWordnetLexname, "wordnet-lexname"}};
 constexpr EnumName<DataSharding> kShardings[] = {{DataSharding::kGlobal, "global"},
                                                  {DataSharding::kLocal, "local"}};
+constexpr EnumName<DeviceChoice> kDevices[] = {
+    {DeviceChoice::kAuto, "auto"}, {DeviceChoice::kCpu, "cpu"}, {DeviceChoice::kGpu, "gpu"}};
 }  // namespace
+
+StatusOr<DeviceChoice> ParseDeviceChoice(const std::string& name) {
+  return ParseEnum(kDevices, "--device", name);
+}
+
+const char* DeviceChoiceName(DeviceChoice d) { return EnumToName(kDevices, d); }
 
 StatusOr<DatasetKind> ParseDataset(const std::string& name) {
   return ParseEnum(kDatasets, "--dataset", name);

@@ -79,7 +79,7 @@ std::string DimsText(const Shape& s) {
 void LogStart(std::ostream& log, const TrainConfig& cfg, const std::string& model,
               const std::string& source, const OptimizerOptions& opt, const TrainingData& data,
               int64_t per_epoch, const std::vector<Output>& vars, const Strategy& strategy,
-              int64_t global_batch) {
+              int64_t global_batch, const std::string& device) {
   int64_t parameters = 0;
   for (const Output& v : vars) parameters += v.shape().num_elements();
   log << "mpiflow: training " << model << " on " << source << " (" << data.train.count << " train, "
@@ -91,9 +91,37 @@ void LogStart(std::ostream& log, const TrainConfig& cfg, const std::string& mode
               ? ""
               : StrCat(" over ", opt.lr.decay_steps, " steps"))
       << "), " << cfg.threads << " thread(s), " << parameters << " parameters";
+  if (!device.empty() && device != kCpu) {
+    StatusOr<Device*> d = FindDevice(device);
+    if (d.ok() && d.value()) log << ", on " << d.value()->name();
+  }
   const std::string distribution = strategy.Describe(global_batch);
   if (!distribution.empty()) log << "\nmpiflow: " << distribution;
   log << "\n";
+}
+
+// The Session's device for --device: on a GPU, this rank's GPU is chosen by its rank on its
+// node.
+// Parameter servers and pipelines move variables and activations through host memory only:
+// auto keeps them on the CPU, gpu refuses them.
+StatusOr<std::string> ResolveDevice(const TrainConfig& cfg, Communicator* comm) {
+  const DeviceChoice choice = cfg.device;
+  const bool host_only = cfg.strategy == StrategyKind::kParameterServer ||
+                         cfg.strategy == StrategyKind::kPipeline || cfg.pipeline.stages > 1;
+  if (choice == DeviceChoice::kCpu ||
+      (choice == DeviceChoice::kAuto && (GpuCount() == 0 || host_only))) {
+    return std::string(kCpu);
+  }
+  if (host_only) {
+    return Unimplemented(
+        "--device gpu runs the local and allreduce strategies for now; the "
+        "parameter-server and pipeline strategies need --device cpu");
+  }
+  Status s = SelectGpu(comm ? comm->node_rank() : 0);
+  if (!s.ok()) return Status(s.code(), StrCat("--device gpu: ", s.message()));
+  StatusOr<Device*> d = FindDevice(kCuda);
+  if (!d.ok()) return Status(d.status().code(), StrCat("--device gpu: ", d.status().message()));
+  return std::string(kCuda);
 }
 
 ModelInput InputOf(const TrainingData& data) {
@@ -355,7 +383,9 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
   if (comm) {
     MPIFLOW_RETURN_IF_ERROR(CheckSameOnAllRanks(comm, *root.graph(), ConsistencyItems(cfg)));
   }
-  SessionOptions session_options{cfg.inter_op_threads, cfg.threads, kCpu, comm, timeline};
+  StatusOr<std::string> device = ResolveDevice(cfg, comm);
+  if (!device.ok()) return device.status();
+  SessionOptions session_options{cfg.inter_op_threads, cfg.threads, *device, comm, timeline};
   session_options.hooks = hooks;
   strategy.ConfigureSession(&session_options);
   Session session(root.graph(), session_options);
@@ -378,7 +408,7 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
 
   BatchStream stream(&data.train, stream_options);
   LogStart(log, cfg, from.model_name, from.data_name, optimizer, data, per_epoch, vars, strategy,
-           global_batch);
+           global_batch, session_options.device);
 
   r.train_flops_per_example = m.train_flops_per_example;
   r.epochs = start->epoch;  // the epochs finished
