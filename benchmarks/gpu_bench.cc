@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -42,8 +43,8 @@ Tensor RandomBatch(int64_t batch, int64_t width, uint64_t seed) {
 }
 
 // Median seconds per training step of `net` at `batch` on `device` (R repeats of N steps).
-double StepSeconds(const Net& net, int64_t batch, const std::string& device, int steps,
-                   int repeats) {
+double StepSeconds(const Net& net, int64_t batch, const std::string& device, int steps, int repeats,
+                   mpiflow::MathPrecision precision = mpiflow::MathPrecision::kFp32) {
   mpiflow::Scope s = mpiflow::Scope::NewRootScope();
   Output x = ops::Placeholder(s, DType::kFloat32, Shape{-1, net.widths[0]});
   Output y = ops::Placeholder(s, DType::kInt32, Shape{-1});
@@ -67,6 +68,7 @@ double StepSeconds(const Net& net, int64_t batch, const std::string& device, int
   }
   mpiflow::SessionOptions so;
   so.device = device;
+  so.precision = precision;
   mpiflow::Session session(s.graph(), so);
   if (!session.RunTargets({ops::InitOp(s)}).ok()) std::exit(1);
   const Tensor bx = RandomBatch(batch, net.widths[0], 3);
@@ -94,10 +96,35 @@ double StepSeconds(const Net& net, int64_t batch, const std::string& device, int
   return per_step[per_step.size() / 2];
 }
 
+// How GemmSeconds calls cuBLAS: float32 operands in plain float32 (sgemm); bfloat16 operands
+// with float32 output and sums (what a bf16 framework's GEMMs are); float32 operands rounded to
+// bf16 inside cuBLAS (what MatMul at --precision bf16 calls).
+enum class GemmKind { kFp32, kBf16Operands, kFp32RoundedToBf16 };
+
+cublasStatus_t Gemm(cublasHandle_t h, GemmKind kind, cublasOperation_t ta, cublasOperation_t tb,
+                    int m, int n, int k, const void* a, int lda, const void* b, int ldb, float* c,
+                    int ldc) {
+  const float one = 1, zero = 0;
+  switch (kind) {
+    case GemmKind::kFp32:
+      return cublasSgemm(h, ta, tb, m, n, k, &one, static_cast<const float*>(a), lda,
+                         static_cast<const float*>(b), ldb, &zero, c, ldc);
+    case GemmKind::kBf16Operands:
+      return cublasGemmEx(h, ta, tb, m, n, k, &one, a, CUDA_R_16BF, lda, b, CUDA_R_16BF, ldb, &zero,
+                          c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    case GemmKind::kFp32RoundedToBf16:
+      break;
+  }
+  return cublasGemmEx(h, ta, tb, m, n, k, &one, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, &zero, c,
+                      CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT);
+}
+
 // cuBLAS alone, the GEMMs of one training step of `net` at `batch` (row-major shapes as the
 // MatMul kernel calls them): forward x(B,i) w(i,o); backward dW = x^T dy, dx = dy w^T (no dx
-// for the input layer). Median over repeats of seconds per step's GEMMs.
-double GemmSeconds(const Net& net, int64_t batch, int repeats, double* flops) {
+// for the input layer). Median over repeats of seconds per step's GEMMs. Operands hold small
+// random values (not zeros, which run faster than real data).
+double GemmSeconds(const Net& net, int64_t batch, int repeats, double* flops,
+                   GemmKind kind = GemmKind::kFp32) {
   cublasHandle_t h;
   cublasCreate(&h);
   int64_t biggest = 0;
@@ -107,20 +134,32 @@ double GemmSeconds(const Net& net, int64_t batch, int repeats, double* flops) {
   cudaMalloc(&a, biggest * 4 * 4);
   cudaMalloc(&b, biggest * 4 * 4);
   cudaMalloc(&c, biggest * 4 * 4);
-  cudaMemset(a, 0, biggest * 16);
-  cudaMemset(b, 0, biggest * 16);
-  const float one = 1, zero = 0;
+  {
+    std::vector<float> host(biggest * 4);  // as floats, or as pairs of bf16 where kind says so
+    for (size_t i = 0; i < host.size(); ++i)
+      host[i] = static_cast<float>(mpiflow::RandomUniform01(5, 0, i)) * 0.01f;
+    if (kind == GemmKind::kBf16Operands) {  // bf16 bits: the top half of each float's
+      auto* bits = reinterpret_cast<uint16_t*>(host.data());
+      for (size_t i = 0; i < host.size(); ++i) {
+        uint32_t f;
+        std::memcpy(&f, &host[i], 4);
+        bits[i] = static_cast<uint16_t>(f >> 16);
+      }
+    }
+    cudaMemcpy(a, host.data(), biggest * 16, cudaMemcpyHostToDevice);
+    cudaMemcpy(b, host.data(), biggest * 16, cudaMemcpyHostToDevice);
+  }
   *flops = 0;
   auto step = [&]() {
     for (size_t l = 1; l < net.widths.size(); ++l) {
       const int m = static_cast<int>(batch), k = static_cast<int>(net.widths[l - 1]),
                 n = static_cast<int>(net.widths[l]);
       // y(m,n) = x(m,k) w(k,n): column-major y^T = w^T x^T
-      cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &one, b, n, a, k, &zero, c, n);
+      Gemm(h, kind, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, b, n, a, k, c, n);
       // dW(k,n) = x^T(k,m) dy(m,n)
-      cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, n, k, m, &one, b, n, a, k, &zero, c, n);
+      Gemm(h, kind, CUBLAS_OP_N, CUBLAS_OP_T, n, k, m, b, n, a, k, c, n);
       if (l > 1) {  // dx(m,k) = dy(m,n) w^T(n,k)
-        cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, k, m, n, &one, b, n, a, n, &zero, c, k);
+        Gemm(h, kind, CUBLAS_OP_T, CUBLAS_OP_N, k, m, n, b, n, a, n, c, k);
       }
     }
   };
@@ -174,6 +213,19 @@ int main(int argc, char** argv) {
       "throughput; CPU 1 thread %.1f ms (GPU %.0fx)\n",
       static_cast<long long>(batch), gpu * 1e3, flops / gpu / 1e12, gemm * 1e3, 100 * gemm / gpu,
       cpu * 1e3, cpu / gpu);
+  // bf16: the step at --precision bf16 against cuBLAS's own bf16 GEMMs (bf16 operands) and
+  // against the GEMMs as MatMul calls them (float32 operands rounded inside cuBLAS).
+  const double gemm_bf16 = GemmSeconds(wide, batch, repeats, &flops, GemmKind::kBf16Operands);
+  const double gemm_rounded =
+      GemmSeconds(wide, batch, repeats, &flops, GemmKind::kFp32RoundedToBf16);
+  const double bf16 =
+      StepSeconds(wide, batch, mpiflow::kCuda, steps, repeats, mpiflow::MathPrecision::kBf16);
+  std::printf(
+      "wide MLP batch %lld bf16: step %.3f ms (%.1f TFLOP/s in its GEMMs); cuBLAS alone "
+      "%.3f ms with bf16 operands (the step reaches %.0f%% of that throughput), %.3f ms "
+      "with float32 operands rounded to bf16 as MatMul calls it (%.0f%%)\n",
+      static_cast<long long>(batch), bf16 * 1e3, flops / bf16 / 1e12, gemm_bf16 * 1e3,
+      100 * gemm_bf16 / bf16, gemm_rounded * 1e3, 100 * gemm_rounded / bf16);
   const Net mlp{{784, 256, 256, 10}};
   const double mg = StepSeconds(mlp, 64, mpiflow::kCuda, 200, repeats);
   const double mc = StepSeconds(mlp, 64, mpiflow::kCpu, 50, 3);

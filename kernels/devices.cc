@@ -1,9 +1,10 @@
-// Device lookup by name and the choice of a rank's GPU (kernel.h): "cpu" is the host; "cuda" is
-// kernels/cuda's device in a CUDA build and an Unavailable error, saying why, elsewhere. Not the
-// devices themselves.
+// Device lookup by name, the choice of a rank's GPU and the math precision's names (kernel.h):
+// "cpu" is the host; "cuda" is kernels/cuda's device in a CUDA build and an Unavailable error,
+// saying why, elsewhere. Not the devices themselves.
 #include <map>
 #include <mutex>
 
+#include "mpiflow/enum_names.h"
 #include "mpiflow/kernel.h"
 #ifdef MPIFLOW_WITH_CUDA
 #include "cuda/cuda_device.h"
@@ -12,6 +13,11 @@
 namespace mpiflow {
 
 namespace {
+
+constexpr EnumName<MathPrecision> kPrecisions[] = {{MathPrecision::kFp32, "fp32"},
+                                                   {MathPrecision::kTf32, "tf32"},
+                                                   {MathPrecision::kBf16, "bf16"},
+                                                   {MathPrecision::kFp16, "fp16"}};
 
 std::mutex g_devices_mu;
 std::map<std::string, Device*>& Registered() {
@@ -26,6 +32,12 @@ Device* FindRegistered(const std::string& name) {
 }
 
 }  // namespace
+
+StatusOr<MathPrecision> ParseMathPrecision(const std::string& name) {
+  return ParseEnum(kPrecisions, "--precision", name);
+}
+
+const char* MathPrecisionName(MathPrecision p) { return EnumToName(kPrecisions, p); }
 
 Status RegisterDevice(const std::string& name, Device* device) {
   if (name == kCpu || name == kCuda) {

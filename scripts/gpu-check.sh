@@ -66,9 +66,10 @@ run() {
   out=$(cd "$out" && pwd)
   # Programs, libraries and training output go to a scratch folder: OUT holds the report and
   # the logs alone.
-  local work bin data
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
+  local bin data
+  WORK=$(mktemp -d)
+  trap 'rm -rf "$WORK"' EXIT
+  local work=$WORK
   if [ -n "$bundle_dir" ]; then
     bundle_dir=$(cd "$bundle_dir" && pwd)
     if [ -f "$bundle_dir/programs.tar.xz" ]; then
@@ -85,7 +86,10 @@ run() {
     for lib in "$(dirname "$bin")"/lib/*; do
       ldconfig -p | grep -q "$(basename "$lib") " || ln -s "$lib" "$libs/"
     done
-    export LD_LIBRARY_PATH=/usr/local/cuda/lib64:$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    # cuDNN: a Python environment's (as PyTorch images carry it, often newer than the system's).
+    local cudnn
+    cudnn=$(python3 -c 'import nvidia.cudnn as m; print(m.__path__[0] + "/lib")' 2>/dev/null || true)
+    export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${cudnn:+$cudnn:}$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   else
     cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DMPIFLOW_WITH_CUDA=ON >"$out/configure.log"
     cmake --build build-gpu -j "$(nproc)" --target "${PROGRAMS[@]##*/}" >"$out/build.log"
@@ -101,6 +105,7 @@ run() {
     echo
     echo '```'
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+    ldd "$bin/mpiflow-train" | grep -E 'cudart|cublas\.|cudnn\.|not found' || true
     echo '```'
   } >"$report"
 
@@ -126,36 +131,74 @@ run() {
     echo "- GPU benchmark FAILED: $(tail -3 "$out/gpu_bench.log")" >>"$report"
   fi
 
-  echo "== MLP on Fashion-MNIST, 5 epochs on the GPU"
-  local train=(timeout 240 "$bin/mpiflow-train" --device gpu --data-dir "$data" --epochs 5
-               --output-dir "$work/mlp")
-  if "${train[@]}" >"$out/mlp_train.log" 2>&1; then
-    local acc
-    acc=$(grep -o 'test_accuracy=[0-9.]*' "$out/mlp_train.log" | tail -1 | cut -d= -f2)
-    echo "- MLP, 5 epochs on the GPU: test accuracy ${acc:-?} (target >= 0.88);" \
-         "$(grep -E '^summary:' "$out/mlp_train.log" | tail -1)" >>"$report"
-    awk -v a="${acc:-0}" 'BEGIN { exit !(a >= 0.88) }' || status=1
+  echo "== the main job (jobs/fashion_mlp.ini: MLP, 5 epochs) on the GPU and on the CPU"
+  local acc="" cpu_acc="" dev
+  for dev in gpu cpu; do
+    if timeout 240 "$bin/mpiflow-train" --config jobs/fashion_mlp.ini --device $dev \
+        --data-dir "$data" --output-dir "$work/mlp-$dev" >"$work/mlp_$dev.log" 2>&1; then
+      local a
+      a=$(grep -o 'test_accuracy=[0-9.]*' "$work/mlp_$dev.log" | tail -1 | cut -d= -f2)
+      if [ $dev = gpu ]; then acc=$a; else cpu_acc=$a; fi
+      echo "- jobs/fashion_mlp.ini on the $dev: $(grep -E '^summary:' "$work/mlp_$dev.log")" >>"$report"
+    else
+      status=1
+      echo "- jobs/fashion_mlp.ini on the $dev FAILED: $(tail -3 "$work/mlp_$dev.log")" >>"$report"
+    fi
+  done
+  echo "- test accuracy after 5 epochs: GPU ${acc:-?}, CPU ${cpu_acc:-?} (target: GPU >= 0.88)" >>"$report"
+  if timeout 120 "$bin/mpiflow-train" --config jobs/fashion_mlp.ini --device gpu --precision bf16 \
+      --data-dir "$data" --output-dir "$work/mlp-bf16" >"$work/mlp_bf16.log" 2>&1; then
+    echo "- jobs/fashion_mlp.ini on the GPU at --precision bf16: $(grep -E '^summary:' "$work/mlp_bf16.log")" >>"$report"
   else
     status=1
-    echo "- MLP training on the GPU FAILED: $(tail -3 "$out/mlp_train.log")" >>"$report"
+    echo "- jobs/fashion_mlp.ini at --precision bf16 FAILED: $(tail -3 "$work/mlp_bf16.log")" >>"$report"
   fi
+  awk -v a="${acc:-0}" 'BEGIN { exit !(a >= 0.88) }' || status=1
+
+  echo "== the CNN at batch 256 on the GPU and on one CPU thread (target: >= 20x)"
+  local gpu_rate="" cpu_rate=""
+  for dev in gpu cpu; do
+    local steps=200
+    [ $dev = cpu ] && steps=12
+    if timeout 150 "$bin/mpiflow-train" --device $dev --data-dir "$data" --model cnn \
+        --batch-size 256 --max-steps $steps --eval false --epochs 1 --threads 1 \
+        >"$work/cnn_$dev.log" 2>&1; then
+      local r
+      r=$(grep -o 'samples_per_sec=[0-9.]*' "$work/cnn_$dev.log" | tail -1 | cut -d= -f2)
+      if [ $dev = gpu ]; then gpu_rate=$r; else cpu_rate=$r; fi
+    else
+      status=1
+      echo "- the CNN on the $dev FAILED: $(tail -3 "$work/cnn_$dev.log")" >>"$report"
+    fi
+  done
+  echo "- the CNN at batch 256: ${gpu_rate:-?} samples/s on the GPU, ${cpu_rate:-?} on one CPU" \
+       "thread ($(awk -v g="${gpu_rate:-0}" -v c="${cpu_rate:-0}" 'BEGIN { if (c > 0) printf "%.1fx", g / c; else print "?" }'))" >>"$report"
 
   echo "== wide MLP, batch 1024: where a step's time goes (--profile: host time per op type)"
   timeout 120 "$bin/mpiflow-train" --device gpu --data-dir "$data" --model wide_mlp \
-    --batch-size 1024 --max-steps 120 --eval false --profile true >"$out/profile.log" 2>&1 ||
-    echo "- wide MLP profile run FAILED: $(tail -3 "$out/profile.log")" >>"$report"
+    --batch-size 1024 --max-steps 120 --eval false --profile true >"$work/profile.log" 2>&1 ||
+    echo "- wide MLP profile run FAILED: $(tail -3 "$work/profile.log")" >>"$report"
 
   if command -v mpirun >/dev/null; then
     echo "== 2 ranks, allreduce, sharing the GPU"
     if timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 "$bin/mpiflow-train" \
-        --device gpu --data-dir "$data" --epochs 1 >"$out/mlp_2ranks.log" 2>&1; then
+        --device gpu --data-dir "$data" --epochs 1 >"$work/mlp_2ranks.log" 2>&1; then
       echo "- 2 ranks (allreduce over MPI from host memory), 1 epoch:" \
-           "$(grep -E '^summary:' "$out/mlp_2ranks.log" | tail -1)" >>"$report"
+           "$(grep -E '^summary:' "$work/mlp_2ranks.log" | tail -1)" >>"$report"
     else
       status=1
-      echo "- 2 ranks on the GPU FAILED: $(tail -3 "$out/mlp_2ranks.log")" >>"$report"
+      echo "- 2 ranks on the GPU FAILED: $(tail -3 "$work/mlp_2ranks.log")" >>"$report"
     fi
   fi
+  # Every training run's output, in one log beside the report.
+  local log
+  for log in mlp_gpu mlp_cpu mlp_bf16 cnn_gpu cnn_cpu profile mlp_2ranks; do
+    if [ -f "$work/$log.log" ]; then
+      echo "==== $log" >>"$out/train.log"
+      cat "$work/$log.log" >>"$out/train.log"
+    fi
+  done
+
   if command -v compute-sanitizer >/dev/null; then
     echo "== compute-sanitizer memcheck over the CUDA kernel tests"
     if timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \

@@ -34,6 +34,7 @@ struct Case {
   std::string op;  // the op that must have a CUDA kernel
   Init init = Init::kNormal;
   bool grad = true;
+  bool f64 = true;  // the op has a float64 CUDA kernel (the convolutions: float32 only)
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -61,6 +62,16 @@ std::vector<Case> Cases() {
   };
   const auto matmul = [](bool ta, bool tb) {
     return [ta, tb](const Scope& s, const O& x) { return ops::MatMul(s, x[0], x[1], ta, tb); };
+  };
+  const auto conv = [](std::vector<int64_t> strides, std::string pad) {
+    return [strides, pad](const Scope& s, const O& x) {
+      return ops::Conv2D(s, x[0], x[1], strides, pad);
+    };
+  };
+  const auto pool = [](bool max, std::vector<int64_t> k, std::vector<int64_t> st, std::string pad) {
+    return [max, k, st, pad](const Scope& s, const O& x) {
+      return max ? ops::MaxPool(s, x[0], k, st, pad) : ops::AvgPool(s, x[0], k, st, pad);
+    };
   };
   return {
       {"Add", {{64, 33}, {64, 33}}, binary(ops::Add), "Add"},
@@ -108,6 +119,7 @@ std::vector<Case> Cases() {
       {"MatMul_tb", {{64, 96}, {48, 96}}, matmul(false, true), "MatMul"},
       {"MatMul_ta_tb", {{96, 64}, {48, 96}}, matmul(true, true), "MatMul"},
       {"BiasAdd", {{128, 40}, {40}}, binary(ops::BiasAdd), "BiasAdd"},
+      {"BiasAdd_5000_rows", {{5000, 33}, {33}}, binary(ops::BiasAdd), "BiasAdd"},
       {"SparseSoftmaxCrossEntropyWithLogits",
        {{256, 10}},
        [](const Scope& s, const O& x) {
@@ -117,6 +129,35 @@ std::vector<Case> Cases() {
              s, x[0], ops::Const(s, Tensor::FromVector<int32_t>(Shape{256}, labels)))[0];
        },
        "SparseSoftmaxCrossEntropyWithLogits"},
+      // cuDNN: symmetric SAME padding, VALID, and SAME with more padding below (an explicit
+      // pad); the gradients run Conv2DBackpropInput and Conv2DBackpropFilter.
+      {"Conv2D_same_5x5",
+       {{4, 12, 12, 3}, {5, 5, 3, 8}},
+       conv({1, 1}, "SAME"),
+       "Conv2D",
+       Init::kNormal,
+       true,
+       false},
+      {"Conv2D_valid_3x3",
+       {{3, 10, 9, 4}, {3, 3, 4, 16}},
+       conv({1, 1}, "VALID"),
+       "Conv2D",
+       Init::kNormal,
+       true,
+       false},
+      {"Conv2D_same_3x3_stride2_uneven_pad",
+       {{2, 12, 11, 5}, {3, 3, 5, 6}},
+       conv({2, 2}, "SAME"),
+       "Conv2D",
+       Init::kNormal,
+       true,
+       false},
+      {"MaxPool_2x2", {{4, 12, 12, 8}}, pool(true, {2, 2}, {2, 2}, "VALID"), "MaxPool"},
+      {"MaxPool_3x3_stride2_same", {{3, 11, 10, 5}}, pool(true, {3, 3}, {2, 2}, "SAME"), "MaxPool"},
+      {"AvgPool_3x3_stride2_same",
+       {{3, 11, 10, 5}},
+       pool(false, {3, 3}, {2, 2}, "SAME"),
+       "AvgPool"},
   };
 }
 
@@ -173,7 +214,7 @@ TEST_P(CudaOp, MatchesTheCpu) {
   MPIFLOW_NEEDS_GPU();
   const Case& c = GetParam();
   const std::vector<Tensor> ref = Evaluate(c, DType::kFloat64, kCpu);
-  const std::vector<Tensor> gpu64 = Evaluate(c, DType::kFloat64, kCuda);
+  const std::vector<Tensor> gpu64 = c.f64 ? Evaluate(c, DType::kFloat64, kCuda) : ref;
   const std::vector<Tensor> cpu32 = Evaluate(c, DType::kFloat32, kCpu);
   const std::vector<Tensor> gpu32 = Evaluate(c, DType::kFloat32, kCuda);
   ASSERT_EQ(ref.size(), gpu64.size());
@@ -210,6 +251,40 @@ TEST(CudaTest, ALabelOutOfRangeIsTheCpusError) {
               "SparseSoftmaxCrossEntropyWithLogits node 'xent': label 7 at position 2 is out of "
               "range [0, 3)")
         << device;
+  }
+}
+
+// Each precision rounds as it says: its error against float64 is within the format's bound, and
+// above fp32's (so the tensor-core path really ran).
+TEST(CudaTest, MatMulPrecisionsRoundAsTheySay) {
+  MPIFLOW_NEEDS_GPU();
+  const Tensor a64 = Random(DType::kFloat64, Shape{128, 256}, Init::kNormal, 21);
+  const Tensor b64 = Random(DType::kFloat64, Shape{256, 64}, Init::kNormal, 22);
+  auto run = [&](DType dtype, const std::string& device, MathPrecision p) {
+    Scope s = Scope::NewRootScope();
+    Tensor a = Random(dtype, a64.shape(), Init::kNormal, 21);
+    Tensor b = Random(dtype, b64.shape(), Init::kNormal, 22);
+    Output y = ops::MatMul(s, ops::Const(s, a), ops::Const(s, b));
+    SessionOptions so;
+    so.device = device;
+    so.precision = p;
+    Session session(s.graph(), so);
+    std::vector<Tensor> out;
+    Status st = session.Run({y}, &out);
+    EXPECT_TRUE(st.ok()) << st;
+    return st.ok() ? out[0] : Tensor();
+  };
+  const Tensor ref = run(DType::kFloat64, kCpu, MathPrecision::kFp32);
+  struct Bound {
+    MathPrecision p;
+    double lo, hi;
+  };
+  for (const Bound& b :
+       {Bound{MathPrecision::kFp32, 0, 1e-6}, Bound{MathPrecision::kTf32, 1e-5, 3e-3},
+        Bound{MathPrecision::kBf16, 1e-4, 2e-2}, Bound{MathPrecision::kFp16, 1e-5, 5e-3}}) {
+    const double e = RelativeError(run(DType::kFloat32, kCuda, b.p), ref);
+    EXPECT_GT(e, b.lo) << MathPrecisionName(b.p);
+    EXPECT_LE(e, b.hi) << MathPrecisionName(b.p);
   }
 }
 

@@ -52,6 +52,21 @@ TEST(DeviceTest, ASessionOnCudaWithoutAGpuSaysWhatToDo) {
   EXPECT_EQ(SelectGpu(0).code(), Code::kUnavailable);
 }
 
+TEST(DeviceTest, LowPrecisionNeedsADevice) {
+  Scope s = Scope::NewRootScope();
+  Output y = ops::Square(s, ops::Const(s, testing::F32({2}, {1, 2})));
+  SessionOptions o;
+  o.precision = MathPrecision::kBf16;
+  Session session(s.graph(), o);
+  std::vector<Tensor> out;
+  Status st = session.Run({y}, &out);
+  EXPECT_EQ(st.message(),
+            "precision bf16 needs a device (GPU) session; the CPU kernels compute "
+            "in fp32");
+  EXPECT_EQ(ParseMathPrecision("fp8").status().message(),
+            "--precision must be fp32, tf32, bf16 or fp16, got 'fp8'");
+}
+
 // Host memory that says it is not: data<T>() still works, so the fake kernels and copies can
 // compute, while the runtime must treat it as device memory.
 class FakeAllocator : public Allocator {

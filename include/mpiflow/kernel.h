@@ -117,12 +117,21 @@ class OpKernel {
   std::vector<int> host_inputs_;
 };
 
+// The arithmetic a device's matrix products and convolutions may use on float32 tensors (the
+// tensors stay float32: master weights, activations and gradients): fp32 exactly; tf32 tensor
+// cores (10-bit mantissas in, float32 sums); bf16 or fp16: inputs rounded to bfloat16 or half
+// for the tensor cores, float32 sums. The CPU kernels compute in float32 whatever it says.
+enum class MathPrecision { kFp32, kTf32, kBf16, kFp16 };
+StatusOr<MathPrecision> ParseMathPrecision(const std::string& name);  // fp32, tf32, bf16, fp16
+const char* MathPrecisionName(MathPrecision p);
+
 // What a kernel factory gets: the node (attrs already checked by the shape function) and the
 // Session's resources.
 struct KernelInitContext {
   const Node& node;
   VariableResource* variables;
   CollectiveResource* collectives = nullptr;  // null without a communicator
+  MathPrecision precision = MathPrecision::kFp32;
 };
 
 using KernelFactory =

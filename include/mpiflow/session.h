@@ -34,6 +34,8 @@ struct SessionOptions {
   // across as the nodes need them; floating variables live in GPU memory, integer ones (step
   // counters) in host memory. Feeds are host tensors; fetches come back as host tensors.
   std::string device = kCpu;
+  // The device kernels' matrix arithmetic (kernel.h); anything but fp32 needs a device.
+  MathPrecision precision = MathPrecision::kFp32;
   // For collective ops (gradient synchronisation); must outlive the Session. Null: none.
   Communicator* communicator = nullptr;
   // Records every kernel run ("op" events on the compute lane). Null: off.

@@ -64,8 +64,9 @@ struct TrainConfig {
   bool eval = true;  // test accuracy after every epoch
   OptimizerOptions optimizer;
   DeviceChoice device = DeviceChoice::kAuto;
-  int threads = 1;           // intra-op threads
-  int inter_op_threads = 1;  // nodes run concurrently
+  MathPrecision precision = MathPrecision::kFp32;  // a GPU's matrix arithmetic (kernel.h)
+  int threads = 1;                                 // intra-op threads
+  int inter_op_threads = 1;                        // nodes run concurrently
   int64_t seed = 42;
   int prefetch = 2;
   std::string output_dir;  // metrics.jsonl, graph.mpg; empty: write nothing

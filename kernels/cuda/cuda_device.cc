@@ -82,6 +82,13 @@ Status CudaDevice::Init() {
   MPIFLOW_CUBLAS(cublasSetStream(blas_, compute_), where);
   // Plain float32 arithmetic unless a kernel asks for more (TF32 is a precision choice).
   MPIFLOW_CUBLAS(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH), where);
+#ifdef MPIFLOW_WITH_CUDNN
+  const cudnnStatus_t e = cudnnCreate(&dnn_);
+  if (e != CUDNN_STATUS_SUCCESS) {
+    return Internal(where, ": cudnnCreate failed: ", cudnnGetErrorString(e));
+  }
+  cudnnSetStream(dnn_, compute_);
+#endif
   return Status::OK();
 }
 

@@ -7,6 +7,9 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#ifdef MPIFLOW_WITH_CUDNN
+#include <cudnn.h>
+#endif
 
 #include <map>
 #include <mutex>
@@ -52,6 +55,9 @@ class CudaDevice : public Device {
   cudaStream_t compute() const { return compute_; }
   cudaStream_t communication() const { return communication_; }
   cublasHandle_t blas() const { return blas_; }
+#ifdef MPIFLOW_WITH_CUDNN
+  cudnnHandle_t dnn() const { return dnn_; }  // bound to the compute stream
+#endif
   const cudaDeviceProp& properties() const { return props_; }
   AllocatorStats allocator_stats() { return allocator_.stats(); }
 
@@ -64,6 +70,9 @@ class CudaDevice : public Device {
   CudaAllocator allocator_;
   cudaStream_t compute_ = nullptr, communication_ = nullptr;
   cublasHandle_t blas_ = nullptr;
+#ifdef MPIFLOW_WITH_CUDNN
+  cudnnHandle_t dnn_ = nullptr;
+#endif
   cudaDeviceProp props_{};
 };
 

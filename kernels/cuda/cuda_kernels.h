@@ -20,6 +20,8 @@ void RegisterMathKernels(KernelRegistry& r);
 void RegisterNnKernels(KernelRegistry& r);
 void RegisterStateKernels(KernelRegistry& r);
 void RegisterMatMulKernels(KernelRegistry& r);
+void RegisterPoolKernels(KernelRegistry& r);
+void RegisterConvKernels(KernelRegistry& r);  // with cuDNN only
 
 // The device the Session made before creating any CUDA kernel.
 inline CudaDevice& Dev() { return *TheDevice().value(); }
@@ -40,6 +42,13 @@ inline Status LaunchStatus(const KernelContext* ctx) {
                   "': kernel launch failed: ", cudaGetErrorName(e), " (", cudaGetErrorString(e),
                   ")");
 }
+
+// out (cols) = the sum (kMax: the maximum) over the rows of in (rows, cols), divided by divisor,
+// deterministically: rows are cut into fixed chunks summed in parallel (a warp reads a row's
+// neighbouring columns), the chunks' partial sums then summed the same way. For float and double.
+template <typename T, bool kMax = false>
+Status ColumnReduce(const KernelContext* ctx, int64_t rows, int64_t cols, const T* in, T* out,
+                    T divisor);
 
 constexpr int kMaxRank = 8;
 // An index map passed by value to a kernel: row-major `dims` and, per dimension, the stride of

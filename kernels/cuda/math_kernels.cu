@@ -7,6 +7,7 @@
 #include <string>
 
 #include "../cpu/cpu_util.h"
+#include "cuda_check.h"
 #include "cuda_kernels.h"
 
 namespace mpiflow {
@@ -25,6 +26,85 @@ Status MakeStrides(const KernelContext* ctx, const std::vector<int64_t>& dims,
   }
   return Status::OK();
 }
+
+namespace {
+
+constexpr int kColumns = 32, kRowLanes = 8;  // ColumnReduce's block: a warp of columns x 8
+
+template <typename T, bool kMax>
+__device__ inline T Combine(T a, T b) {
+  return kMax ? (b > a ? b : a) : a + b;
+}
+
+// Block (kColumns, kRowLanes) over columns [blockIdx.x * kColumns, ...) and the rows of chunk
+// blockIdx.y: lane ty sums rows ty, ty + kRowLanes, ... of the chunk in order; the lanes are
+// then combined as a fixed tree; out[chunk, col] = the result / divisor.
+template <typename T, bool kMax>
+__global__ void ColumnReduceFn(int64_t rows, int64_t cols, int64_t rows_per_chunk, const T* in,
+                               T* out, T divisor) {
+  __shared__ T part[kRowLanes][kColumns];
+  const int64_t col = blockIdx.x * static_cast<int64_t>(kColumns) + threadIdx.x;
+  const int64_t begin = blockIdx.y * rows_per_chunk;
+  const int64_t end = begin + rows_per_chunk < rows ? begin + rows_per_chunk : rows;
+  T acc = 0;
+  bool any = false;
+  if (col < cols) {
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowLanes) {
+      const T v = in[r * cols + col];
+      acc = any ? Combine<T, kMax>(acc, v) : v;
+      any = true;
+    }
+  }
+  // Lanes without rows (a chunk of fewer than kRowLanes rows) are left out below.
+  part[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < cols) {
+    T total = part[0][threadIdx.x];
+    const int64_t lanes = end - begin < kRowLanes ? end - begin : kRowLanes;
+    for (int64_t l = 1; l < lanes; ++l) total = Combine<T, kMax>(total, part[l][threadIdx.x]);
+    out[blockIdx.y * cols + col] = kMax ? total : total / divisor;
+  }
+}
+
+}  // namespace
+
+template <typename T, bool kMax>
+Status ColumnReduce(const KernelContext* ctx, int64_t rows, int64_t cols, const T* in, T* out,
+                    T divisor) {
+  if (cols == 0) return Status::OK();
+  if (rows == 0) {  // an empty sum: zeros (Max over nothing is refused by its kernel)
+    MPIFLOW_RETURN_IF_ERROR(CheckCuda(cudaMemsetAsync(out, 0, cols * sizeof(T), Stream()),
+                                      "cudaMemsetAsync", ctx->node().name()));
+    return Status::OK();
+  }
+  const unsigned col_blocks = static_cast<unsigned>((cols + kColumns - 1) / kColumns);
+  const dim3 block(kColumns, kRowLanes);
+  // Chunks of at least 64 rows, at most 1024 of them (the second pass sums <= 1024 rows).
+  const int64_t chunks = std::min<int64_t>(1024, (rows + 63) / 64);
+  const int64_t per_chunk = (rows + chunks - 1) / chunks;
+  const int64_t used = (rows + per_chunk - 1) / per_chunk;  // chunks with rows in them
+  if (used == 1) {
+    ColumnReduceFn<T, kMax>
+        <<<dim3(col_blocks, 1), block, 0, Stream()>>>(rows, cols, rows, in, out, divisor);
+    return LaunchStatus(ctx);
+  }
+  Tensor partial(DTypeOf<T>::value, Shape{used, cols}, Dev().allocator());  // (used, cols)
+  ColumnReduceFn<T, kMax><<<dim3(col_blocks, static_cast<unsigned>(used)), block, 0, Stream()>>>(
+      rows, cols, per_chunk, in, partial.data<T>(), T(1));
+  MPIFLOW_RETURN_IF_ERROR(LaunchStatus(ctx));
+  ColumnReduceFn<T, kMax><<<dim3(col_blocks, 1), block, 0, Stream()>>>(
+      used, cols, used, partial.data<T>(), out, divisor);
+  return LaunchStatus(ctx);
+}
+
+template Status ColumnReduce<float, false>(const KernelContext*, int64_t, int64_t, const float*,
+                                           float*, float);
+template Status ColumnReduce<double, false>(const KernelContext*, int64_t, int64_t, const double*,
+                                            double*, double);
+template Status ColumnReduce<float, true>(const KernelContext*, int64_t, int64_t, const float*,
+                                          float*, float);
+template Status ColumnReduce<double, true>(const KernelContext*, int64_t, int64_t, const double*,
+                                           double*, double);
 
 namespace {
 
@@ -357,9 +437,20 @@ __global__ void ReduceTree(ReduceGeom g, const T* x, T* y, T divisor) {
   if (threadIdx.x == 0) y[o] = kMax ? part[0] : part[0] / divisor;
 }
 
+// The reduced dimensions all come before the kept ones: a column reduction of a (n_red, n_out)
+// matrix (a batch's sum, a bias gradient).
+// (The innermost reduced dimension's stride is the product of every dimension after it: n_out
+// exactly when every kept dimension of size > 1 comes after it.)
+bool LeadingReduced(const ReduceGeom& g) {
+  return g.red_rank > 0 && g.red_str[g.red_rank - 1] == g.n_out;
+}
+
 template <typename T, bool kMax>
 Status LaunchReduce(const KernelContext* ctx, const ReduceGeom& g, const T* x, T* y, T divisor) {
   if (g.n_out == 0) return Status::OK();
+  if (LeadingReduced(g) && g.n_red > 64 && g.n_out >= 8) {
+    return ColumnReduce<T, kMax>(ctx, g.n_red, g.n_out, x, y, divisor);
+  }
   // Many outputs, or few elements each: a thread per output. Few outputs of many elements each
   // (a loss's mean over a large batch): a block per output.
   if (g.n_out >= 1024 || g.n_red <= 2048) {

@@ -45,16 +45,6 @@ class BiasAddKernel : public OpKernel {
   }
 };
 
-// A thread per column, rows in order (the CPU kernel's sums); neighbours read neighbours.
-template <typename T>
-__global__ void ColumnSumKernel(int64_t rows, int64_t cols, const T* dy, T* db) {
-  MPIFLOW_GRID_LOOP(j, cols) {
-    T acc = T(0);
-    for (int64_t r = 0; r < rows; ++r) acc += dy[r * cols + j];
-    db[j] = acc;
-  }
-}
-
 template <typename T>
 class BiasAddGradKernel : public OpKernel {
  public:
@@ -64,25 +54,17 @@ class BiasAddGradKernel : public OpKernel {
     int64_t rows, cols;
     RowsCols(dy.shape(), &rows, &cols);
     Tensor* db = ctx->allocate_output(0, Shape{cols});  // (c)
-    if (cols) {
-      ColumnSumKernel<<<Blocks(cols), kThreads, 0, Stream()>>>(rows, cols, dy.data<T>(),
-                                                               db->data<T>());
-    }
-    return LaunchStatus(ctx);
+    return ColumnReduce<T>(ctx, rows, cols, dy.data<T>(), db->data<T>(), T(1));
   }
 };
 
 // A thread per example: loss = log(sum exp(z - max)) + max - z[label]; backprop = softmax -
-// onehot. A label out of range leaves its row alone and records its position (the smallest).
-template <typename T, typename L>
-__global__ void XentKernelFn(int64_t batch, int64_t classes, const T* z, const L* labels, T* loss,
-                             T* back, unsigned long long* bad) {
+// onehot. The labels (checked on the host beforehand) are int64 on the device.
+template <typename T>
+__global__ void XentKernelFn(int64_t batch, int64_t classes, const T* z, const int64_t* labels,
+                             T* loss, T* back) {
   MPIFLOW_GRID_LOOP(i, batch) {
-    const int64_t label = static_cast<int64_t>(labels[i]);
-    if (label < 0 || label >= classes) {
-      atomicMin(bad, static_cast<unsigned long long>(i));
-      continue;
-    }
+    const int64_t label = labels[i];
     const T* zi = z + i * classes;
     T* bi = back + i * classes;
     T mx = zi[0];
@@ -98,56 +80,42 @@ __global__ void XentKernelFn(int64_t batch, int64_t classes, const T* z, const L
   }
 }
 
+// The labels are a host input (they are fed from host memory): checked there, as the CPU
+// kernel checks them and with its error, then copied over; so the step never waits for the GPU.
 template <typename T>
 class XentKernel : public OpKernel {
  public:
-  explicit XentKernel(const KernelInitContext& c)
-      : OpKernel(c.node), bad_(DType::kInt64, Shape{1}, Dev().allocator()) {}
+  explicit XentKernel(const KernelInitContext& c) : OpKernel(c.node) {}
   Status Compute(KernelContext* ctx) override {
-    const Tensor &logits = ctx->input(0), &labels = ctx->input(1);  // (b, k), (b)
+    const Tensor &logits = ctx->input(0), &labels = ctx->input(1);  // (b, k) device, (b) host
     const int64_t batch = logits.shape().dim(0), classes = logits.shape().dim(1);
     if (labels.shape().dim(0) != batch) {
       return ctx->Error("logits ", logits.shape().ToString(), " and labels ",
                         labels.shape().ToString(), " have different batch sizes");
     }
+    Tensor wide(DType::kInt64, Shape{batch});  // (b) host
+    for (int64_t i = 0; i < batch; ++i) {
+      const int64_t label =
+          labels.dtype() == DType::kInt32 ? labels.data<int32_t>()[i] : labels.data<int64_t>()[i];
+      if (label < 0 || label >= classes) {
+        return ctx->Error("label ", label, " at position ", i, " is out of range [0, ", classes,
+                          ")");
+      }
+      wide.data<int64_t>()[i] = label;
+    }
     Tensor* loss = ctx->allocate_output(0, Shape{batch});    // (b)
     Tensor* back = ctx->allocate_output(1, logits.shape());  // (b, k)
     if (!batch) return Status::OK();
-    const std::string where = ctx->node().op() + " node '" + ctx->node().name() + "'";
-    const unsigned long long none = ~0ull;
-    auto* bad = static_cast<unsigned long long*>(bad_.raw());
-    MPIFLOW_CUDA(cudaMemcpyAsync(bad, &none, sizeof(none), cudaMemcpyHostToDevice, Stream()),
-                 where);
-    if (labels.dtype() == DType::kInt32) {
-      XentKernelFn<<<Blocks(batch), kThreads, 0, Stream()>>>(batch, classes, logits.data<T>(),
-                                                             labels.data<int32_t>(),
-                                                             loss->data<T>(), back->data<T>(), bad);
-    } else {
-      XentKernelFn<<<Blocks(batch), kThreads, 0, Stream()>>>(batch, classes, logits.data<T>(),
-                                                             labels.data<int64_t>(),
-                                                             loss->data<T>(), back->data<T>(), bad);
-    }
-    MPIFLOW_RETURN_IF_ERROR(LaunchStatus(ctx));
-    // The labels' check, as the CPU kernel's: this waits for the step so far.
-    unsigned long long first = none;
-    MPIFLOW_CUDA(cudaMemcpyAsync(&first, bad, sizeof(first), cudaMemcpyDeviceToHost, Stream()),
-                 where);
-    MPIFLOW_CUDA(cudaStreamSynchronize(Stream()), where);
-    if (first == none) return Status::OK();
-    const size_t esize = DTypeSize(labels.dtype());
-    int64_t label = 0;
-    int32_t label32 = 0;
-    void* dst = labels.dtype() == DType::kInt32 ? static_cast<void*>(&label32) : &label;
-    MPIFLOW_CUDA(cudaMemcpy(dst, static_cast<const char*>(labels.raw()) + first * esize, esize,
-                            cudaMemcpyDeviceToHost),
-                 where);
-    if (labels.dtype() == DType::kInt32) label = label32;
-    return ctx->Error("label ", label, " at position ", first, " is out of range [0, ", classes,
-                      ")");
+    Tensor device_labels(DType::kInt64, Shape{batch}, ctx->allocator());  // (b)
+    // From pageable memory: returns once the host buffer may be reused.
+    MPIFLOW_CUDA(cudaMemcpyAsync(device_labels.raw(), wide.raw(), wide.bytes(),
+                                 cudaMemcpyHostToDevice, Stream()),
+                 ctx->node().op() + " node '" + ctx->node().name() + "'");
+    XentKernelFn<<<Blocks(batch), kThreads, 0, Stream()>>>(batch, classes, logits.data<T>(),
+                                                           device_labels.data<int64_t>(),
+                                                           loss->data<T>(), back->data<T>());
+    return LaunchStatus(ctx);
   }
-
- private:
-  Tensor bad_;  // (1): the first position of a label out of range, or all ones
 };
 
 }  // namespace
@@ -158,9 +126,9 @@ void RegisterNnKernels(KernelRegistry& r) {
   RegisterKernel<BiasAddGradKernel<float>>(r, "BiasAddGrad", kCuda, DType::kFloat32);
   RegisterKernel<BiasAddGradKernel<double>>(r, "BiasAddGrad", kCuda, DType::kFloat64);
   RegisterKernel<XentKernel<float>>(r, "SparseSoftmaxCrossEntropyWithLogits", kCuda,
-                                    DType::kFloat32);
+                                    DType::kFloat32, {1});
   RegisterKernel<XentKernel<double>>(r, "SparseSoftmaxCrossEntropyWithLogits", kCuda,
-                                     DType::kFloat64);
+                                     DType::kFloat64, {1});
 }
 
 }  // namespace cuda

@@ -91,6 +91,10 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
                                                             const std::vector<Output>& fetches,
                                                             const std::vector<Node*>& targets) {
   MPIFLOW_RETURN_IF_ERROR(device_error_);
+  if (!device_ && options_.precision != MathPrecision::kFp32) {
+    return InvalidArgument("precision ", MathPrecisionName(options_.precision),
+                           " needs a device (GPU) session; the CPU kernels compute in fp32");
+  }
   const int n = graph_->num_nodes();
   std::map<Output, int> fed;  // output -> feed index
   for (size_t i = 0; i < feeds.size(); ++i) {
@@ -268,7 +272,7 @@ StatusOr<std::shared_ptr<Session::Plan>> Session::BuildPlan(const std::vector<Fe
     if (k == kernels_.end()) {
       StatusOr<std::unique_ptr<OpKernel>> kernel = KernelRegistry::Global().Create(
           step.on_device ? options_.device : std::string(kCpu),
-          KernelInitContext{*node, variables_.get(), collectives_.get()});
+          KernelInitContext{*node, variables_.get(), collectives_.get(), options_.precision});
       if (!kernel.ok()) return kernel.status();
       k = kernels_.emplace(id, std::move(kernel).value()).first;
     }

@@ -38,7 +38,7 @@ struct CommandLine {
   bool print_model = false;
   std::string optimizer = "adam", model = "mlp", dataset = "fashion-mnist", strategy = "auto",
               allreduce = "auto", sparse_sync = "auto", data_sharding = "global", ps_mode = "sync",
-              device = "auto", straggler_ranks;
+              device = "auto", precision = "fp32", straggler_ranks;
   mpiflow::CollectiveOptions collectives;
 };
 
@@ -80,6 +80,7 @@ mpiflow::Status ParseTyped(const CommandLine& cl, TrainConfig* c) {
   MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->dataset, mpiflow::ParseDataset, cl.dataset));
   MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->strategy, mpiflow::ParseStrategy, cl.strategy));
   MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->device, mpiflow::ParseDeviceChoice, cl.device));
+  MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->precision, mpiflow::ParseMathPrecision, cl.precision));
   MPIFLOW_RETURN_IF_ERROR(
       ParseInto(&c->allreduce.algorithm, mpiflow::ParseAllreduceAlgorithm, cl.allreduce));
   MPIFLOW_RETURN_IF_ERROR(
@@ -156,6 +157,10 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
       ("device", po::value(&cl->device)->default_value(cl->device),
        "gpu: each rank uses its node's GPU number (node-local rank mod GPUs), with CUDA kernels "
        "where an op has one; cpu; or auto: gpu where this build has CUDA and a GPU is visible")
+      ("precision", po::value(&cl->precision)->default_value(cl->precision),
+       "with --device gpu, the matrix products' and convolutions' arithmetic: fp32, tf32, or "
+       "bf16 / fp16 (inputs rounded for the tensor cores, float32 sums, weights and activations "
+       "kept in float32)")
       ("threads", po::value(&c->threads)->default_value(c->threads),
        "threads one kernel may use (OpenBLAS and mpiflow's own); the environment is ignored")
       ("inter-op-threads", po::value(&c->inter_op_threads)->default_value(c->inter_op_threads),

@@ -93,7 +93,9 @@ void LogStart(std::ostream& log, const TrainConfig& cfg, const std::string& mode
       << "), " << cfg.threads << " thread(s), " << parameters << " parameters";
   if (!device.empty() && device != kCpu) {
     StatusOr<Device*> d = FindDevice(device);
-    if (d.ok() && d.value()) log << ", on " << d.value()->name();
+    if (d.ok() && d.value()) {
+      log << ", on " << d.value()->name() << " (" << MathPrecisionName(cfg.precision) << ")";
+    }
   }
   const std::string distribution = strategy.Describe(global_batch);
   if (!distribution.empty()) log << "\nmpiflow: " << distribution;
@@ -385,7 +387,14 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
   }
   StatusOr<std::string> device = ResolveDevice(cfg, comm);
   if (!device.ok()) return device.status();
-  SessionOptions session_options{cfg.inter_op_threads, cfg.threads, *device, comm, timeline};
+  if (*device == kCpu && cfg.precision != MathPrecision::kFp32) {
+    return InvalidArgument("--precision ", MathPrecisionName(cfg.precision),
+                           " needs --device gpu: the CPU kernels compute in fp32");
+  }
+  SessionOptions session_options{cfg.inter_op_threads, cfg.threads, *device};
+  session_options.precision = cfg.precision;
+  session_options.communicator = comm;
+  session_options.timeline = timeline;
   session_options.hooks = hooks;
   strategy.ConfigureSession(&session_options);
   Session session(root.graph(), session_options);
