@@ -39,6 +39,26 @@ const char* AllreduceAlgorithmName(AllreduceAlgorithm a) {
   return "?";
 }
 
+const char* AllreduceCompressionName(AllreduceCompression c) {
+  switch (c) {
+    case AllreduceCompression::kFp16:
+      return "fp16";
+    case AllreduceCompression::kBf16:
+      return "bf16";
+    case AllreduceCompression::kNone:
+      break;
+  }
+  return "none";
+}
+
+StatusOr<AllreduceCompression> ParseAllreduceCompression(const std::string& name) {
+  for (AllreduceCompression c :
+       {AllreduceCompression::kNone, AllreduceCompression::kFp16, AllreduceCompression::kBf16}) {
+    if (name == AllreduceCompressionName(c)) return c;
+  }
+  return InvalidArgument("unknown allreduce compression '", name, "': use none, fp16 or bf16");
+}
+
 StatusOr<AllreduceAlgorithm> ParseAllreduceAlgorithm(const std::string& name) {
   for (AllreduceAlgorithm a :
        {AllreduceAlgorithm::kAuto, AllreduceAlgorithm::kNative, AllreduceAlgorithm::kRing,

@@ -271,6 +271,24 @@ class MpiCommunicator : public Communicator {
     if (t.num_elements() == 0 || size_ == 1) return Status::OK();
     AllreduceAlgorithm alg = o.algorithm;
     if (alg == AllreduceAlgorithm::kAuto) alg = ChooseAllreduce(rules_, t.bytes(), size_);
+    const AllreduceCompression wire = o.compression;
+    if (wire != AllreduceCompression::kNone) {
+      if (t.dtype() != DType::kFloat32 && t.dtype() != DType::kFloat16) {
+        return InvalidArgument("allreduce compression ", AllreduceCompressionName(wire),
+                               " needs float32 (or float16) data, not ", DTypeName(t.dtype()));
+      }
+      if (o.op != ReduceOp::kSum && o.op != ReduceOp::kAverage) {
+        return InvalidArgument("allreduce compression ", AllreduceCompressionName(wire),
+                               " sums or averages only");
+      }
+      if (o.algorithm == AllreduceAlgorithm::kAuto && alg != AllreduceAlgorithm::kHierarchical) {
+        alg = AllreduceAlgorithm::kRing;  // the algorithms that compress in their chunks
+      } else if (alg != AllreduceAlgorithm::kRing && alg != AllreduceAlgorithm::kHierarchical) {
+        return InvalidArgument("allreduce compression ", AllreduceCompressionName(wire),
+                               " runs in the ring's chunks: use the ring or hier algorithm, not ",
+                               AllreduceAlgorithmName(alg));
+      }
+    }
     const std::string what =
         StrCat(o.name.empty() ? std::string("allreduce") : o.name, " (", t.num_elements(), " x ",
                DTypeName(t.dtype()), ", ", AllreduceAlgorithmName(alg), ")");
@@ -278,10 +296,10 @@ class MpiCommunicator : public Communicator {
     Status s = Staged(t, t, what.c_str(), [&](const Tensor& x, const Tensor&) -> Status {
       switch (alg) {
         case AllreduceAlgorithm::kRing:
-          MPIFLOW_RETURN_IF_ERROR(Ring(x, o.op, what));
+          MPIFLOW_RETURN_IF_ERROR(Ring(x, o.op, what, wire));
           break;
         case AllreduceAlgorithm::kHierarchical:
-          MPIFLOW_RETURN_IF_ERROR(Hierarchical(x, o.op, what, &alg));
+          MPIFLOW_RETURN_IF_ERROR(Hierarchical(x, o.op, what, &alg, wire));
           break;
         case AllreduceAlgorithm::kRecursiveDoubling:
           MPIFLOW_RETURN_IF_ERROR(RecursiveDoubling(x, o.op, what));
@@ -310,12 +328,13 @@ class MpiCommunicator : public Communicator {
 
   // Ring allreduce (ring.h): reduce-scatter then allgather around rank -> rank+1, chunked and
   // pipelined; all ranks hold the same bits.
-  Status Ring(const Tensor& x, ReduceOp op, const std::string& what) {
+  Status Ring(const Tensor& x, ReduceOp op, const std::string& what,
+              AllreduceCompression wire = AllreduceCompression::kNone) {
     const RingGroup all{coll_, rank_, size_};
     char* data = static_cast<char*>(x.raw());
     MPIFLOW_RETURN_IF_ERROR(
-        RingReduceScatter(engine_, all, data, x.num_elements(), x.dtype(), op, what));
-    return RingAllgather(engine_, all, data, x.num_elements(), x.dtype(), what);
+        RingReduceScatter(engine_, all, data, x.num_elements(), x.dtype(), op, what, wire));
+    return RingAllgather(engine_, all, data, x.num_elements(), x.dtype(), what, wire);
   }
 
   // Hierarchical (ring.h): over nodes of one rank count each, else the flat ring (`ran` says
@@ -323,7 +342,7 @@ class MpiCommunicator : public Communicator {
   // collectives in the same order, so they all make them here), with blocking calls that the
   // stall inspector does not watch, as Split's.
   Status Hierarchical(const Tensor& x, ReduceOp op, const std::string& what,
-                      AllreduceAlgorithm* ran) {
+                      AllreduceAlgorithm* ran, AllreduceCompression wire) {
     if (!levels_made_) {
       MPIFLOW_MPI(MPI_Comm_split_type(coll_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL,
                                       &levels_.node.comm));
@@ -339,10 +358,10 @@ class MpiCommunicator : public Communicator {
     }
     if (!levels_.uniform || levels_.node.size == 1 || levels_.cross.size == 1) {
       *ran = AllreduceAlgorithm::kRing;
-      return Ring(x, op, what);
+      return Ring(x, op, what, wire);
     }
     return HierarchicalAllreduce(engine_, levels_, static_cast<char*>(x.raw()), x.num_elements(),
-                                 x.dtype(), op, what);
+                                 x.dtype(), op, what, wire);
   }
 
   // Recursive doubling: in step k every rank swaps its whole buffer with rank ^ 2^k and adds.

@@ -27,41 +27,67 @@ std::vector<std::pair<int64_t, int64_t>> Chunks(int64_t n, int p, int s, int64_t
   return c;
 }
 
+uint16_t Narrow(float f, AllreduceCompression wire) {
+  return wire == AllreduceCompression::kBf16 ? FloatToBf16(f) : FloatToHalf(f).bits;
+}
+float Widen(uint16_t b, AllreduceCompression wire) {
+  return wire == AllreduceCompression::kBf16 ? Bf16ToFloat(b) : HalfToFloat(Half{b});
+}
+
 // What both halves share: the element size and type, the chunk, this rank's neighbours, and
-// its sends to the right in flight.
+// its sends to the right in flight. Compressed (wire fp16/bf16, float32 data): the elements
+// travel as 16-bit values through `narrow`, one slot per element of data (each element is
+// sent at most once per half), so a send's buffer lives until the half ends.
 struct Side {
-  Side(Engine* engine, const RingGroup& group, char* base, DType dtype)
+  Side(Engine* engine, const RingGroup& group, char* base, int64_t n, DType dtype,
+       AllreduceCompression w)
       : g(group),
         data(base),
-        es(DTypeSize(dtype)),
-        type(MpiType(dtype)),
-        chunk(std::max<int64_t>(1, engine->options().ring_chunk_bytes / static_cast<int64_t>(es))),
+        wire(dtype == DType::kFloat32 ? w : AllreduceCompression::kNone),
+        es(compressed() ? 2 : DTypeSize(dtype)),
+        type(compressed() ? MPI_UINT16_T : MpiType(dtype)),
+        // The chunk counts data elements (float32 when compressed): the same cut either way.
+        chunk(std::max<int64_t>(
+            1, engine->options().ring_chunk_bytes / static_cast<int64_t>(DTypeSize(dtype)))),
         right((group.rank + 1) % group.size),
-        left((group.rank + group.size - 1) % group.size) {}
-  // Sends elements [o, o + len) to the right.
+        left((group.rank + group.size - 1) % group.size),
+        narrow(compressed() ? DType::kInt32 : DType::kInvalid,
+               compressed() ? Shape{(n + 1) / 2} : Shape{}) {}
+  bool compressed() const { return wire != AllreduceCompression::kNone; }
+  float* floats() const { return reinterpret_cast<float*>(data); }
+  uint16_t* wire_data() const { return reinterpret_cast<uint16_t*>(narrow.raw()); }
+  // Where elements [o, ...) are sent from and received into.
+  char* at(int64_t o) const {
+    return compressed() ? reinterpret_cast<char*>(wire_data() + o) : data + o * es;
+  }
+  // Sends elements [o, o + len) to the right (compressed: rounded into `narrow` first).
   Status Send(int64_t o, int64_t len) {
+    if (compressed()) {
+      for (int64_t i = o; i < o + len; ++i) wire_data()[i] = Narrow(floats()[i], wire);
+    }
     sends.emplace_back();
-    MPIFLOW_MPI(
-        MPI_Isend(data + o * es, static_cast<int>(len), type, right, 0, g.comm, &sends.back()));
+    MPIFLOW_MPI(MPI_Isend(at(o), static_cast<int>(len), type, right, 0, g.comm, &sends.back()));
     return Status::OK();
   }
 
   const RingGroup& g;
   char* data;
-  size_t es;
+  AllreduceCompression wire;
+  size_t es;  // bytes per element on the wire
   MPI_Datatype type;
   int64_t chunk;
   int right, left;
+  Tensor narrow;  // (n) 16-bit values when compressed (an int32 tensor holding pairs)
   std::vector<MPI_Request> sends;
 };
 
 }  // namespace
 
 Status RingReduceScatter(Engine* engine, const RingGroup& g, char* data, int64_t n, DType dtype,
-                         ReduceOp op, const std::string& what) {
+                         ReduceOp op, const std::string& what, AllreduceCompression wire) {
   const int p = g.size, r = g.rank;
   if (p == 1 || n == 0) return Status::OK();
-  Side side(engine, g, data, dtype);
+  Side side(engine, g, data, n, dtype, wire);
   const size_t es = side.es;
   const MPI_Datatype type = side.type;
   const int64_t chunk = side.chunk;
@@ -79,7 +105,8 @@ Status RingReduceScatter(Engine* engine, const RingGroup& g, char* data, int64_t
     for (auto [o, len] : Chunks(n, p, r - step - 1, chunk)) in.push_back({step, o, len});
   }
   constexpr int kWindow = 4;
-  Tensor window(dtype, Shape{kWindow * chunk});  // (kWindow, chunk) receive buffers
+  // (kWindow, chunk) receive buffers, of wire elements
+  Tensor window(DType::kInt32, Shape{(kWindow * chunk * static_cast<int64_t>(es) + 3) / 4});
   char* wbase = static_cast<char*>(window.raw());
   MPI_Request recv_req[kWindow];
   auto post = [&](size_t k) -> Status {
@@ -91,8 +118,14 @@ Status RingReduceScatter(Engine* engine, const RingGroup& g, char* data, int64_t
   for (auto [o, len] : Chunks(n, p, r, chunk)) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
   for (size_t k = 0; k < in.size(); ++k) {
     MPIFLOW_RETURN_IF_ERROR(engine->WaitAll(&recv_req[k % kWindow], 1, what));
-    collectives::ReduceInto(dtype, data + in[k].offset * es, wbase + (k % kWindow) * chunk * es,
-                            in[k].length, op);
+    char* got = wbase + (k % kWindow) * chunk * es;
+    if (side.compressed()) {  // float32 sums of the widened values
+      const uint16_t* w = reinterpret_cast<const uint16_t*>(got);
+      float* d = side.floats() + in[k].offset;
+      for (int64_t i = 0; i < in[k].length; ++i) d[i] += Widen(w[i], side.wire);
+    } else {
+      collectives::ReduceInto(dtype, data + in[k].offset * es, got, in[k].length, op);
+    }
     if (k + kWindow < in.size()) MPIFLOW_RETURN_IF_ERROR(post(k + kWindow));
     if (in[k].step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(in[k].offset, in[k].length));
   }
@@ -100,15 +133,31 @@ Status RingReduceScatter(Engine* engine, const RingGroup& g, char* data, int64_t
 }
 
 Status RingAllgather(Engine* engine, const RingGroup& g, char* data, int64_t n, DType dtype,
-                     const std::string& what) {
+                     const std::string& what, AllreduceCompression wire) {
   const int p = g.size, r = g.rank;
   if (p == 1 || n == 0) return Status::OK();
-  Side side(engine, g, data, dtype);
-  const size_t es = side.es;
+  Side side(engine, g, data, n, dtype, wire);
   const MPI_Datatype type = side.type;
   const int64_t chunk = side.chunk;
   const int left = side.left;
-  auto isend = [&](int64_t o, int64_t len) { return side.Send(o, len); };
+  // Compressed: this rank's own segment is rounded once (its value becomes what the others
+  // receive: every rank the same bits); received chunks are widened into data and forwarded as
+  // received, not rounded again.
+  auto isend = [&](int64_t o, int64_t len) -> Status {
+    if (!side.compressed()) return side.Send(o, len);
+    side.sends.emplace_back();
+    MPIFLOW_MPI(MPI_Isend(side.at(o), static_cast<int>(len), type, side.right, 0, g.comm,
+                          &side.sends.back()));
+    return Status::OK();
+  };
+  if (side.compressed()) {
+    for (auto [o, len] : Chunks(n, p, r + 1, chunk)) {
+      for (int64_t i = o; i < o + len; ++i) {
+        side.wire_data()[i] = Narrow(side.floats()[i], side.wire);
+        side.floats()[i] = Widen(side.wire_data()[i], side.wire);
+      }
+    }
+  }
   // Rank r owns segment r+1; in step s it receives segment r-s and forwards it.
   std::vector<MPI_Request> ag;
   std::vector<std::vector<std::pair<int64_t, int64_t>>> ag_chunks;
@@ -116,8 +165,7 @@ Status RingAllgather(Engine* engine, const RingGroup& g, char* data, int64_t n, 
     ag_chunks.push_back(Chunks(n, p, r - step, chunk));
     for (auto [o, len] : ag_chunks.back()) {
       ag.emplace_back();
-      MPIFLOW_MPI(
-          MPI_Irecv(data + o * es, static_cast<int>(len), type, left, 0, g.comm, &ag.back()));
+      MPIFLOW_MPI(MPI_Irecv(side.at(o), static_cast<int>(len), type, left, 0, g.comm, &ag.back()));
     }
   }
   for (auto [o, len] : Chunks(n, p, r + 1, chunk)) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
@@ -125,6 +173,11 @@ Status RingAllgather(Engine* engine, const RingGroup& g, char* data, int64_t n, 
   for (int step = 0; step < p - 1; ++step) {
     for (auto [o, len] : ag_chunks[step]) {
       MPIFLOW_RETURN_IF_ERROR(engine->WaitAll(&ag[k++], 1, what));
+      if (side.compressed()) {
+        for (int64_t i = o; i < o + len; ++i) {
+          side.floats()[i] = Widen(side.wire_data()[i], side.wire);
+        }
+      }
       if (step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
     }
   }
@@ -132,15 +185,17 @@ Status RingAllgather(Engine* engine, const RingGroup& g, char* data, int64_t n, 
 }
 
 Status HierarchicalAllreduce(Engine* engine, const RingLevels& l, char* data, int64_t n,
-                             DType dtype, ReduceOp op, const std::string& what) {
-  MPIFLOW_RETURN_IF_ERROR(RingReduceScatter(engine, l.node, data, n, dtype, op, what));
+                             DType dtype, ReduceOp op, const std::string& what,
+                             AllreduceCompression wire) {
+  MPIFLOW_RETURN_IF_ERROR(RingReduceScatter(engine, l.node, data, n, dtype, op, what, wire));
   // This rank now holds segment (node rank + 1) of its node's sum: the same segment as the
   // ranks of its node-rank on the other nodes, with whom it sums it.
   const auto [offset, length] = RingSegment(n, l.node.size, (l.node.rank + 1) % l.node.size);
   char* segment = data + offset * DTypeSize(dtype);
-  MPIFLOW_RETURN_IF_ERROR(RingReduceScatter(engine, l.cross, segment, length, dtype, op, what));
-  MPIFLOW_RETURN_IF_ERROR(RingAllgather(engine, l.cross, segment, length, dtype, what));
-  return RingAllgather(engine, l.node, data, n, dtype, what);
+  MPIFLOW_RETURN_IF_ERROR(
+      RingReduceScatter(engine, l.cross, segment, length, dtype, op, what, wire));
+  MPIFLOW_RETURN_IF_ERROR(RingAllgather(engine, l.cross, segment, length, dtype, what, wire));
+  return RingAllgather(engine, l.node, data, n, dtype, what, wire);
 }
 
 }  // namespace mpi_backend

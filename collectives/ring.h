@@ -33,10 +33,14 @@ std::pair<int64_t, int64_t> RingSegment(int64_t n, int p, int s);
 // r holds segment (r + 1) % p reduced over the group, each segment reduced by one rank in one
 // fixed order. Allgather: every rank's segment (r + 1) % p to every rank, copied, so every
 // rank holds the same bits. Ring allreduce = the two.
+// With `wire` fp16 or bf16 (float32 data, sum or average only): each chunk travels as 16-bit
+// values, converted as it is sent and widened as it is added or stored (AllreduceCompression).
 Status RingReduceScatter(Engine* engine, const RingGroup& g, char* data, int64_t n, DType dtype,
-                         ReduceOp op, const std::string& what);
+                         ReduceOp op, const std::string& what,
+                         AllreduceCompression wire = AllreduceCompression::kNone);
 Status RingAllgather(Engine* engine, const RingGroup& g, char* data, int64_t n, DType dtype,
-                     const std::string& what);
+                     const std::string& what,
+                     AllreduceCompression wire = AllreduceCompression::kNone);
 
 // The two levels of a communicator: `node`, its ranks on this node (MPI_COMM_TYPE_SHARED);
 // `cross`, the ranks with this rank's node-rank on every node. `uniform`: every node has the
@@ -49,7 +53,8 @@ struct RingLevels {
 // allreduce of this rank's segment, node allgather); every rank ends with the same bits, which
 // differ from a flat ring's (another order of additions).
 Status HierarchicalAllreduce(Engine* engine, const RingLevels& l, char* data, int64_t n,
-                             DType dtype, ReduceOp op, const std::string& what);
+                             DType dtype, ReduceOp op, const std::string& what,
+                             AllreduceCompression wire = AllreduceCompression::kNone);
 
 }  // namespace mpi_backend
 }  // namespace mpiflow

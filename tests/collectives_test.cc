@@ -152,6 +152,78 @@ INSTANTIATE_TEST_SUITE_P(
                       AllreduceAlgorithm::kHierarchical, AllreduceAlgorithm::kAuto),
     [](const auto& info) { return std::string(AllreduceAlgorithmName(info.param)); });
 
+// --allreduce-compression: 16-bit values on the wire, float32 sums. Small integers (every partial
+// sum exact in 16 bits) come out exact; random values within the format's rounding of the float64
+// sum; every rank holds the same bits; a rerun gives them again.
+TEST(Collectives, CompressedAllreduceOnTheWire) {
+  const int p = comm->size(), r = comm->rank();
+  for (AllreduceCompression wire : {AllreduceCompression::kFp16, AllreduceCompression::kBf16}) {
+    const double unit = wire == AllreduceCompression::kBf16 ? 1.0 / 256 : 1.0 / 2048;
+    for (AllreduceAlgorithm alg : {AllreduceAlgorithm::kAuto, AllreduceAlgorithm::kRing,
+                                   AllreduceAlgorithm::kHierarchical}) {
+      const std::string what = StrCat(AllreduceCompressionName(wire), " ",
+                                      AllreduceAlgorithmName(alg));
+      AllreduceOptions o;
+      o.algorithm = alg;
+      o.compression = wire;
+      for (int64_t n : kSizes) {
+        Tensor t(DType::kFloat32, Shape{n});
+        for (int64_t i = 0; i < n; ++i) t.data<float>()[i] = static_cast<float>((r + i) % 8);
+        ASSERT_TRUE(comm->Allreduce(t, o)->Wait().ok()) << what;
+        int64_t bad = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          double want = 0;
+          for (int q = 0; q < p; ++q) want += static_cast<double>((q + i) % 8);
+          bad += t.data<float>()[i] != want;
+        }
+        EXPECT_EQ(bad, 0) << what << " n=" << n;
+      }
+      const int64_t n = (1 << 20) / 4 + 5;
+      auto value = [](int rank, int64_t i) {
+        return static_cast<float>(RandomUniform01(99, rank, i) - 0.5);
+      };
+      Tensor t(DType::kFloat32, Shape{n}), exact(DType::kFloat32, Shape{n});
+      for (int64_t i = 0; i < n; ++i) t.data<float>()[i] = exact.data<float>()[i] = value(r, i);
+      Tensor again = t.DeepCopy();
+      ASSERT_TRUE(comm->Allreduce(t, o)->Wait().ok()) << what;
+      AllreduceOptions plain;
+      plain.algorithm = AllreduceAlgorithm::kRing;
+      ASSERT_TRUE(comm->Allreduce(exact, plain)->Wait().ok());
+      double worst = 0;
+      int64_t differ = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        double ref = 0;
+        for (int q = 0; q < p; ++q) ref += value(q, i);
+        worst = std::max(worst, std::fabs(t.data<float>()[i] - ref));
+        differ += t.data<float>()[i] != exact.data<float>()[i];
+      }
+      // p - 1 rounded partial sums (each at most p/2 in size) and the rounded result.
+      EXPECT_LE(worst, p * (p / 2.0) * unit) << what;
+      if (p > 1) {
+        EXPECT_GT(differ, n / 4) << what << ": the values did not travel rounded";
+      }
+      EXPECT_TRUE(SameOnAllRanks(t)) << what;
+      ASSERT_TRUE(comm->Allreduce(again, o)->Wait().ok());
+      EXPECT_TRUE(again.BitEqual(t)) << what;
+    }
+  }
+  if (p == 1) return;  // one rank: nothing goes on the wire, nothing to refuse
+  AllreduceOptions rd;
+  rd.algorithm = AllreduceAlgorithm::kRecursiveDoubling;
+  rd.compression = AllreduceCompression::kBf16;
+  Tensor t = Filled<float>(r, 10);
+  EXPECT_EQ(comm->Allreduce(t, rd)->Wait().message(),
+            "allreduce compression bf16 runs in the ring's chunks: use the ring or hier algorithm, "
+            "not rd");
+  AllreduceOptions f64;
+  f64.compression = AllreduceCompression::kFp16;
+  Tensor d = Filled<double>(r, 10);
+  EXPECT_EQ(comm->Allreduce(d, f64)->Wait().message(),
+            "allreduce compression fp16 needs float32 (or float16) data, not float64");
+  EXPECT_EQ(ParseAllreduceCompression("int8").status().message(),
+            "unknown allreduce compression 'int8': use none, fp16 or bf16");
+}
+
 TEST(Collectives, ReduceScatterEveryOp) {
   const int p = comm->size(), r = comm->rank();
   for (int64_t k : {int64_t{0}, int64_t{1}, int64_t{5}, int64_t{300001}}) {

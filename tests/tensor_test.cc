@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
+#include <limits>
+
 #include "mpiflow/graph.h"
 
 namespace mpiflow {
@@ -58,6 +62,29 @@ TEST(TensorTest, AllocatorReusesABufferOfTheSameSizeClass) {
   }
   Tensor larger(DType::kFloat32, Shape{5000});  // 20,000 bytes: the 20,480 class
   EXPECT_NE(larger.raw(), first);
+}
+
+TEST(Bf16Test, RoundsToNearestEvenAndKeepsSpecials) {
+  for (float f : {0.0f, -0.0f, 1.0f, -2.5f, 3.140625f, 1e30f, -1e-30f}) {
+    EXPECT_EQ(Bf16ToFloat(FloatToBf16(Bf16ToFloat(FloatToBf16(f)))), Bf16ToFloat(FloatToBf16(f)));
+  }
+  EXPECT_EQ(FloatToBf16(1.0f), 0x3f80);
+  EXPECT_EQ(FloatToBf16(-2.0f), 0xc000);
+  // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: to the even one, 1.
+  EXPECT_EQ(FloatToBf16(1.00390625f), 0x3f80);
+  // 1 + 3 * 2^-8 lies halfway between 1 + 2^-7 (odd) and 1 + 2^-6: up to the even one.
+  EXPECT_EQ(FloatToBf16(1.01171875f), 0x3f82);
+  EXPECT_EQ(FloatToBf16(1.0f + 1.0f / 128 + 1.0f / 512), 0x3f81);  // below halfway: down
+  EXPECT_EQ(FloatToBf16(3.4e38f), 0x7f80);                         // above bf16's largest: infinity
+  EXPECT_EQ(FloatToBf16(std::numeric_limits<float>::infinity()), 0x7f80);
+  EXPECT_EQ(FloatToBf16(-std::numeric_limits<float>::infinity()), 0xff80);
+  EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::nanf("")))));
+  // A NaN whose payload sits in the dropped bits stays a NaN (not infinity).
+  uint32_t bits = 0x7f800001u;
+  float low_nan;
+  std::memcpy(&low_nan, &bits, 4);
+  EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(low_nan))));
+  EXPECT_EQ(Bf16ToFloat(FloatToBf16(1e-40f)), Bf16ToFloat(0x0001));  // subnormals round too
 }
 
 TEST(HalfTest, RoundTripsAndRoundsToNearestEven) {

@@ -81,9 +81,18 @@ class Work {
   Status status_;
 };
 
+// What a float32 allreduce puts on the wire: float32 (none), or 16-bit values (fp16, bf16)
+// converted inside the ring's chunks as they are sent (sums stay float32; each hop of the
+// reduce-scatter rounds the partial sum it forwards, the allgather rounds each result once, the
+// same bits on every rank): half the bytes. Ring and hier only; other dtypes are not compressed.
+enum class AllreduceCompression { kNone, kFp16, kBf16 };
+const char* AllreduceCompressionName(AllreduceCompression c);  // none, fp16, bf16
+StatusOr<AllreduceCompression> ParseAllreduceCompression(const std::string& name);
+
 struct AllreduceOptions {
   ReduceOp op = ReduceOp::kSum;
   AllreduceAlgorithm algorithm = AllreduceAlgorithm::kAuto;
+  AllreduceCompression compression = AllreduceCompression::kNone;
   std::string name;  // what this is ("bucket 2"), for stall reports and the timeline
 };
 

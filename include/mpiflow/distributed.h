@@ -46,6 +46,8 @@ struct GradientSyncOptions {
   AllreduceAlgorithm algorithm = AllreduceAlgorithm::kAuto;  // per bucket
   SparseSync sparse = SparseSync::kAuto;
   int ranks = 1;  // the communicator's size, for kAuto's estimate
+  // float32 buckets' wire format (communicator.h); the agreement then has an exact bucket.
+  AllreduceCompression compression = AllreduceCompression::kNone;
 };
 
 struct GradientSync {

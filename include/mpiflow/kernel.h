@@ -41,9 +41,11 @@ class CollectiveResource {
  public:
   virtual ~CollectiveResource() = default;
   // Starts summing `packed` in place over every rank, by `algorithm` (auto, native, ring, hd,
-  // rd); `name` labels it in stall reports and the timeline.
+  // rd, hier) with `compression` on the wire (none, fp16, bf16); `name` labels it in stall
+  // reports and the timeline.
   virtual Status StartAllreduce(const std::string& key, Tensor packed, const std::string& algorithm,
-                                const std::string& name) = 0;
+                                const std::string& name,
+                                const std::string& compression = "none") = 0;
   // Blocks until `key`'s allreduce completes; its status (NotFound: never started).
   virtual Status WaitAllreduce(const std::string& key) = 0;
   // Blocks while `in` (k elements, the same k and dtype on every rank) is gathered from every

@@ -172,9 +172,10 @@ Status ValidateLearningRateOptions(const LearningRateOptions& opts);
 // `algorithm` is "auto", "ring", ...
 // The last `unscaled` of grads are packed as they are (values every rank adds up, such as a
 // loss and a vote count).
+// compression: "none", "fp16" or "bf16" (AllreduceCompression's names).
 Output AllreduceStart(const Scope& s, Output scale, const std::vector<Output>& grads,
-                      const std::string& bucket, const std::string& algorithm,
-                      int64_t unscaled = 0);
+                      const std::string& bucket, const std::string& algorithm, int64_t unscaled = 0,
+                      const std::string& compression = "none");
 // Waits for `bucket`'s allreduce; returns packed[offset, offset + size of grad) shaped like
 // grad. A NaN or Inf there is an error naming `variable` (no check when `variable` is empty).
 Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,

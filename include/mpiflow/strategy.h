@@ -43,6 +43,9 @@ struct AllReduceOptions {
   double bucket_mb = 1.0;                                    // gradient fusion bucket size, MiB
   AllreduceAlgorithm algorithm = AllreduceAlgorithm::kAuto;  // per bucket
   SparseSync sparse = SparseSync::kAuto;                     // sparse gradients (distributed.h)
+  // float32 gradient buckets on the wire as 16-bit values (communicator.h); the step agreement
+  // then travels exactly, in a bucket of its own.
+  AllreduceCompression compression = AllreduceCompression::kNone;
 };
 
 // How parameter servers apply the workers' gradients (the protocols: parameter_server.h).

@@ -27,6 +27,11 @@ struct Half {
 };
 Half FloatToHalf(float f);
 float HalfToFloat(Half h);
+// bfloat16: float32's top 16 bits (8-bit exponent, 7-bit mantissa); a wire format for
+// compressed gradients (--allreduce-compression bf16), not a tensor dtype. Rounds to nearest,
+// ties to even; NaN stays NaN (quiet), overflow rounds to infinity.
+uint16_t FloatToBf16(float f);
+float Bf16ToFloat(uint16_t b);
 
 template <typename T>
 struct DTypeOf;

@@ -42,6 +42,7 @@ class AllreduceStartKernel : public OpKernel {
         state_(c.collectives),
         bucket_(c.node.attr<std::string>("bucket")),
         algorithm_(c.node.attr<std::string>("algorithm")),
+        compression_(c.node.attr_or<std::string>("compression", "none")),
         first_unscaled_(c.node.num_inputs() - c.node.attr<int64_t>("unscaled")) {}
 
   Status Compute(KernelContext* ctx) override {
@@ -69,8 +70,8 @@ class AllreduceStartKernel : public OpKernel {
       std::fill(out + n, base + next, T(0));
       offset = next;
     }
-    MPIFLOW_RETURN_IF_ERROR(state_->StartAllreduce(bucket_, *packed, algorithm_,
-                                                   StrCat(bucket_, " (run ", ctx->step(), ")")));
+    MPIFLOW_RETURN_IF_ERROR(state_->StartAllreduce(
+        bucket_, *packed, algorithm_, StrCat(bucket_, " (run ", ctx->step(), ")"), compression_));
     if (Timeline* tl = state_->timeline()) {
       tl->Add("pack " + bucket_, "bucket", t0, Clock::now(), Timeline::kCompute,
               StrCat("\"bytes\":", packed->bytes(), ",\"gradients\":", ctx->num_inputs() - 1));
@@ -80,7 +81,7 @@ class AllreduceStartKernel : public OpKernel {
 
  private:
   CollectiveResource* state_;
-  std::string bucket_, algorithm_;
+  std::string bucket_, algorithm_, compression_;
   int first_unscaled_;  // inputs from here on are packed without the scale
 };
 

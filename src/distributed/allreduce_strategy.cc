@@ -27,6 +27,7 @@ Status AllReduceStrategy::Build(const Scope& root, Output loss,
   so.algorithm = options_.algorithm;
   so.sparse = options_.sparse;
   so.ranks = ranks_;
+  so.compression = options_.compression;
   StatusOr<GradientSync> added = AddGradientSync(root, loss, grads, variables, so);
   if (!added.ok()) return added.status();
   sync_ = std::move(*added);
@@ -43,6 +44,10 @@ std::string AllReduceStrategy::Describe(int64_t global_batch) const {
                 "): ", gradient_bytes_ / 1024, " KiB of gradients in ", sync_.buckets.size(),
                 " bucket(s) of <= ", options_.bucket_mb, " MiB, allreduce ",
                 AllreduceAlgorithmName(options_.algorithm),
+                options_.compression == AllreduceCompression::kNone
+                    ? std::string()
+                    : StrCat(" with ", AllreduceCompressionName(options_.compression),
+                             " on the wire"),
                 sync_.gathered.empty()
                     ? std::string()
                     : StrCat(", ", sync_.gathered.size(), " sparse gradient(s) by allgather"));

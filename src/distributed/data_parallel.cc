@@ -122,8 +122,9 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
                          ops::Reshape(as, sync.examples, {1}), ops::Reshape(as, sync.stop, {1}),
                          ops::Reshape(as, sync.checkpoint, {1})},
                         0);
-    if (sync.buckets.empty() || gradients[sync.buckets.back()[0]].dtype() != DType::kFloat32) {
-      sync.buckets.emplace_back();  // an agreement-only bucket
+    if (sync.buckets.empty() || gradients[sync.buckets.back()[0]].dtype() != DType::kFloat32 ||
+        o.compression != AllreduceCompression::kNone) {
+      sync.buckets.emplace_back();  // an agreement-only bucket (exact, never compressed)
     }
   }
   // Collectives inside the step (CrossReplicaSum: batch_norm's synchronised statistics, forward
@@ -154,7 +155,10 @@ StatusOr<GradientSync> AddGradientSync(const Scope& scope, Output loss,
     Scope bs = s.NewSubScope(StrCat("bucket_", b));
     Output packed =
         ops::AllreduceStart(previous_start ? bs.WithControlDependencies({previous_start}) : bs,
-                            scale, grads, name, AllreduceAlgorithmName(o.algorithm), last ? 1 : 0);
+                            scale, grads, name, AllreduceAlgorithmName(o.algorithm), last ? 1 : 0,
+                            bucket.empty() || grads[0].dtype() != DType::kFloat32
+                                ? "none"
+                                : AllreduceCompressionName(o.compression));
     MPIFLOW_RETURN_IF_ERROR(s.status());
     previous_start = packed.node;
     int64_t offset = 0;

@@ -131,11 +131,13 @@ int64_t AlignedBucketOffset(int64_t elements, size_t element_size) {
 }
 
 Output AllreduceStart(const Scope& s, Output scale, const std::vector<Output>& grads,
-                      const std::string& bucket, const std::string& algorithm, int64_t unscaled) {
+                      const std::string& bucket, const std::string& algorithm, int64_t unscaled,
+                      const std::string& compression) {
   std::vector<Output> inputs = {scale};
   inputs.insert(inputs.end(), grads.begin(), grads.end());
-  return s.AddOp("AllreduceStart", inputs,
-                 {{"bucket", bucket}, {"algorithm", algorithm}, {"unscaled", unscaled}});
+  AttrMap attrs = {{"bucket", bucket}, {"algorithm", algorithm}, {"unscaled", unscaled}};
+  if (compression != "none") attrs["compression"] = compression;  // absent: none
+  return s.AddOp("AllreduceStart", inputs, attrs);
 }
 
 Output AllreduceWait(const Scope& s, Output packed, Output grad, int64_t offset,

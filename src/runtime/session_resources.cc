@@ -55,10 +55,14 @@ bool VariableStore::IsPartBuffer(const Buffer* b) const {
 }
 
 Status CommunicatorResource::StartAllreduce(const std::string& key, Tensor packed,
-                                            const std::string& algorithm, const std::string& name) {
+                                            const std::string& algorithm, const std::string& name,
+                                            const std::string& compression) {
   AllreduceOptions o;
   o.op = ReduceOp::kSum;
   o.name = name;
+  StatusOr<AllreduceCompression> wire = ParseAllreduceCompression(compression);
+  if (!wire.ok()) return wire.status();
+  o.compression = *wire;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = parsed_.find(algorithm);

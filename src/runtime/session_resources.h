@@ -36,7 +36,7 @@ class CommunicatorResource : public CollectiveResource {
  public:
   explicit CommunicatorResource(Communicator* comm) : comm_(comm) {}
   Status StartAllreduce(const std::string& key, Tensor packed, const std::string& algorithm,
-                        const std::string& name) override;
+                        const std::string& name, const std::string& compression) override;
   Status WaitAllreduce(const std::string& key) override;
   Status Allgather(Tensor in, Tensor out) override;
   int ranks() const override { return comm_->size(); }

@@ -38,7 +38,7 @@ struct CommandLine {
   bool print_model = false;
   std::string optimizer = "adam", model = "mlp", dataset = "fashion-mnist", strategy = "auto",
               allreduce = "auto", sparse_sync = "auto", data_sharding = "global", ps_mode = "sync",
-              device = "auto", precision = "fp32", straggler_ranks;
+              device = "auto", precision = "fp32", allreduce_compression = "none", straggler_ranks;
   mpiflow::CollectiveOptions collectives;
 };
 
@@ -85,6 +85,8 @@ mpiflow::Status ParseTyped(const CommandLine& cl, TrainConfig* c) {
       ParseInto(&c->allreduce.algorithm, mpiflow::ParseAllreduceAlgorithm, cl.allreduce));
   MPIFLOW_RETURN_IF_ERROR(
       ParseInto(&c->allreduce.sparse, mpiflow::ParseSparseSync, cl.sparse_sync));
+  MPIFLOW_RETURN_IF_ERROR(ParseInto(&c->allreduce.compression, mpiflow::ParseAllreduceCompression,
+                                    cl.allreduce_compression));
   c->ps.sparse = c->allreduce.sparse;  // one option for both strategies
   MPIFLOW_RETURN_IF_ERROR(
       ParseInto(&c->data_sharding, mpiflow::ParseDataSharding, cl.data_sharding));
@@ -234,6 +236,10 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
       ("bucket-mb", po::value(&c->allreduce.bucket_mb)->default_value(c->allreduce.bucket_mb, Text(c->allreduce.bucket_mb)),
        "gradient fusion bucket size in MiB: each bucket's allreduce starts as soon as its "
        "gradients exist")
+      ("allreduce-compression",
+       po::value(&cl->allreduce_compression)->default_value(cl->allreduce_compression),
+       "float32 gradients on the wire as none (float32), bf16 or fp16: half the bytes, converted "
+       "inside the ring's chunks (sums stay float32; the ring or hier algorithm)")
       ("allreduce", po::value(&cl->allreduce)->default_value(cl->allreduce),
        "allreduce algorithm for gradient buckets: auto (see --allreduce-rules), native (the MPI "
        "library's MPI_Allreduce), ring, hd (halving-doubling), rd (recursive doubling), hier "

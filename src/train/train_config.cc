@@ -119,6 +119,7 @@ std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainCon
       {"strategy", StrategyName(c.strategy)},
       {"bucket-mb", StrCat(c.allreduce.bucket_mb)},
       {"allreduce", AllreduceAlgorithmName(c.allreduce.algorithm)},
+      {"allreduce-compression", AllreduceCompressionName(c.allreduce.compression)},
       {"sparse-sync", StrCat(SparseSyncName(c.allreduce.sparse), "/", SparseSyncName(c.ps.sparse))},
       {"data-sharding", DataShardingName(c.data_sharding)},
       {"ps-ranks", StrCat(c.ps.servers)},
