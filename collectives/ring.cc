@@ -27,11 +27,27 @@ std::vector<std::pair<int64_t, int64_t>> Chunks(int64_t n, int p, int s, int64_t
   return c;
 }
 
-uint16_t Narrow(float f, AllreduceCompression wire) {
-  return wire == AllreduceCompression::kBf16 ? FloatToBf16(f) : FloatToHalf(f).bits;
+// The conversions over arrays, the format chosen outside the loops (bf16's vectorise).
+void Narrow(const float* in, uint16_t* out, int64_t n, AllreduceCompression wire) {
+  if (wire == AllreduceCompression::kBf16) {
+    for (int64_t i = 0; i < n; ++i) out[i] = FloatToBf16(in[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = FloatToHalf(in[i]).bits;
+  }
 }
-float Widen(uint16_t b, AllreduceCompression wire) {
-  return wire == AllreduceCompression::kBf16 ? Bf16ToFloat(b) : HalfToFloat(Half{b});
+void Widen(const uint16_t* in, float* out, int64_t n, AllreduceCompression wire) {
+  if (wire == AllreduceCompression::kBf16) {
+    for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(in[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(Half{in[i]});
+  }
+}
+void WidenAdd(const uint16_t* in, float* out, int64_t n, AllreduceCompression wire) {
+  if (wire == AllreduceCompression::kBf16) {
+    for (int64_t i = 0; i < n; ++i) out[i] += Bf16ToFloat(in[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] += HalfToFloat(Half{in[i]});
+  }
 }
 
 // What both halves share: the element size and type, the chunk, this rank's neighbours, and
@@ -62,9 +78,7 @@ struct Side {
   }
   // Sends elements [o, o + len) to the right (compressed: rounded into `narrow` first).
   Status Send(int64_t o, int64_t len) {
-    if (compressed()) {
-      for (int64_t i = o; i < o + len; ++i) wire_data()[i] = Narrow(floats()[i], wire);
-    }
+    if (compressed()) Narrow(floats() + o, wire_data() + o, len, wire);
     sends.emplace_back();
     MPIFLOW_MPI(MPI_Isend(at(o), static_cast<int>(len), type, right, 0, g.comm, &sends.back()));
     return Status::OK();
@@ -120,9 +134,8 @@ Status RingReduceScatter(Engine* engine, const RingGroup& g, char* data, int64_t
     MPIFLOW_RETURN_IF_ERROR(engine->WaitAll(&recv_req[k % kWindow], 1, what));
     char* got = wbase + (k % kWindow) * chunk * es;
     if (side.compressed()) {  // float32 sums of the widened values
-      const uint16_t* w = reinterpret_cast<const uint16_t*>(got);
-      float* d = side.floats() + in[k].offset;
-      for (int64_t i = 0; i < in[k].length; ++i) d[i] += Widen(w[i], side.wire);
+      WidenAdd(reinterpret_cast<const uint16_t*>(got), side.floats() + in[k].offset, in[k].length,
+               side.wire);
     } else {
       collectives::ReduceInto(dtype, data + in[k].offset * es, got, in[k].length, op);
     }
@@ -152,10 +165,8 @@ Status RingAllgather(Engine* engine, const RingGroup& g, char* data, int64_t n, 
   };
   if (side.compressed()) {
     for (auto [o, len] : Chunks(n, p, r + 1, chunk)) {
-      for (int64_t i = o; i < o + len; ++i) {
-        side.wire_data()[i] = Narrow(side.floats()[i], side.wire);
-        side.floats()[i] = Widen(side.wire_data()[i], side.wire);
-      }
+      Narrow(side.floats() + o, side.wire_data() + o, len, side.wire);
+      Widen(side.wire_data() + o, side.floats() + o, len, side.wire);
     }
   }
   // Rank r owns segment r+1; in step s it receives segment r-s and forwards it.
@@ -173,11 +184,7 @@ Status RingAllgather(Engine* engine, const RingGroup& g, char* data, int64_t n, 
   for (int step = 0; step < p - 1; ++step) {
     for (auto [o, len] : ag_chunks[step]) {
       MPIFLOW_RETURN_IF_ERROR(engine->WaitAll(&ag[k++], 1, what));
-      if (side.compressed()) {
-        for (int64_t i = o; i < o + len; ++i) {
-          side.floats()[i] = Widen(side.wire_data()[i], side.wire);
-        }
-      }
+      if (side.compressed()) Widen(side.wire_data() + o, side.floats() + o, len, side.wire);
       if (step + 1 < p - 1) MPIFLOW_RETURN_IF_ERROR(isend(o, len));
     }
   }

@@ -30,8 +30,21 @@ float HalfToFloat(Half h);
 // bfloat16: float32's top 16 bits (8-bit exponent, 7-bit mantissa); a wire format for
 // compressed gradients (--allreduce-compression bf16), not a tensor dtype. Rounds to nearest,
 // ties to even; NaN stays NaN (quiet), overflow rounds to infinity.
-uint16_t FloatToBf16(float f);
-float Bf16ToFloat(uint16_t b);
+// Inline and branch-free, so that loops over arrays of them vectorise.
+inline uint16_t FloatToBf16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;  // ties to even (may carry
+                                                                    // into infinity)
+  const uint32_t nan = (x >> 16) | 0x40u;                           // quiet, sign kept
+  return static_cast<uint16_t>((x & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+inline float Bf16ToFloat(uint16_t b) {
+  const uint32_t x = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
 
 template <typename T>
 struct DTypeOf;

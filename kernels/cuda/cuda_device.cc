@@ -2,8 +2,10 @@
 // device memory cache; copies between host and device. Not kernels.
 #include "cuda_device.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "cuda_check.h"
 
@@ -72,6 +74,35 @@ AllocatorStats CudaAllocator::stats() {
   return stats_;
 }
 
+PinnedStaging::~PinnedStaging() {
+  for (Slot& s : slots_) {
+    if (s.done) cudaEventDestroy(s.done);
+    if (s.host) cudaFreeHost(s.host);
+  }
+}
+
+Status PinnedStaging::CopyToDevice(void* device_dst, const void* host_src, size_t bytes,
+                                   cudaStream_t stream, const std::string& where) {
+  if (bytes == 0) return Status::OK();
+  std::lock_guard<std::mutex> lock(mu_);
+  Slot& s = slots_[next_];
+  next_ = (next_ + 1) % kSlots;
+  if (s.done) MPIFLOW_CUDA(cudaEventSynchronize(s.done), where);  // its last copy has left
+  if (s.capacity < bytes) {
+    if (s.host) MPIFLOW_CUDA(cudaFreeHost(s.host), where);
+    s.host = nullptr;
+    s.capacity = 0;
+    const size_t grown = std::max<size_t>(bytes, size_t{1} << 20);
+    MPIFLOW_CUDA(cudaMallocHost(&s.host, grown), where);
+    s.capacity = grown;
+  }
+  if (!s.done) MPIFLOW_CUDA(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming), where);
+  std::memcpy(s.host, host_src, bytes);
+  MPIFLOW_CUDA(cudaMemcpyAsync(device_dst, s.host, bytes, cudaMemcpyHostToDevice, stream), where);
+  MPIFLOW_CUDA(cudaEventRecord(s.done, stream), where);
+  return Status::OK();
+}
+
 Status CudaDevice::Init() {
   const std::string where = name_;
   MPIFLOW_CUDA(cudaSetDevice(gpu_), where);
@@ -97,10 +128,7 @@ StatusOr<Tensor> CudaDevice::CopyAcross(const Tensor& t) {
   const std::string where = name_ + " copy of " + DTypeName(t.dtype()) + t.shape().ToString();
   if (t.on_host()) {
     Tensor d(t.dtype(), t.shape(), &allocator_);
-    if (t.bytes()) {
-      MPIFLOW_CUDA(cudaMemcpyAsync(d.raw(), t.raw(), t.bytes(), cudaMemcpyHostToDevice, compute_),
-                   where + " to the device");
-    }
+    MPIFLOW_RETURN_IF_ERROR(CopyToDevice(d.raw(), t.raw(), t.bytes(), where + " to the device"));
     return d;
   }
   Tensor h(t.dtype(), t.shape());
@@ -119,6 +147,8 @@ Status CudaDevice::CopyInto(const Tensor& src, const Tensor& dst) {
   }
   if (!src.bytes() || src.raw() == dst.raw()) return Status::OK();
   const std::string where = name_ + " copy into " + DTypeName(dst.dtype()) + dst.shape().ToString();
+  if (src.on_host() && !dst.on_host())
+    return CopyToDevice(dst.raw(), src.raw(), src.bytes(), where);
   MPIFLOW_CUDA(cudaMemcpyAsync(dst.raw(), src.raw(), src.bytes(), cudaMemcpyDefault, compute_),
                where);
   if (dst.on_host()) MPIFLOW_CUDA(cudaStreamSynchronize(compute_), where);

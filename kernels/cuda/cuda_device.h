@@ -42,6 +42,29 @@ class CudaAllocator : public Allocator {
   AllocatorStats stats_;
 };
 
+// Pinned host buffers every host-to-device copy goes through: a copy from pageable memory makes
+// the CUDA runtime wait for the stream's earlier work, so a step's input copy would wait for the
+// previous step's kernels; from pinned memory it is queued like a kernel. The host bytes are
+// copied into the next of kSlots buffers (waiting, via the slot's event, only for the copy made
+// from it kSlots copies ago), then queued from there. One thread at a time (a mutex).
+class PinnedStaging {
+ public:
+  static constexpr int kSlots = 4;
+  ~PinnedStaging();
+  Status CopyToDevice(void* device_dst, const void* host_src, size_t bytes, cudaStream_t stream,
+                      const std::string& where);
+
+ private:
+  struct Slot {
+    void* host = nullptr;
+    size_t capacity = 0;
+    cudaEvent_t done = nullptr;  // recorded after the copy from this slot
+  };
+  std::mutex mu_;
+  Slot slots_[kSlots];
+  int next_ = 0;
+};
+
 class CudaDevice : public Device {
  public:
   ~CudaDevice() override = default;
@@ -60,6 +83,12 @@ class CudaDevice : public Device {
 #endif
   const cudaDeviceProp& properties() const { return props_; }
   AllocatorStats allocator_stats() { return allocator_.stats(); }
+  // bytes from host memory (any: pageable or not) to device memory, queued on the compute
+  // stream; `host_src` may be reused once this returns.
+  Status CopyToDevice(void* device_dst, const void* host_src, size_t bytes,
+                      const std::string& where) {
+    return staging_.CopyToDevice(device_dst, host_src, bytes, compute_, where);
+  }
 
  private:
   friend StatusOr<CudaDevice*> TheDevice();
@@ -68,6 +97,7 @@ class CudaDevice : public Device {
   int gpu_;
   std::string name_;
   CudaAllocator allocator_;
+  PinnedStaging staging_;
   cudaStream_t compute_ = nullptr, communication_ = nullptr;
   cublasHandle_t blas_ = nullptr;
 #ifdef MPIFLOW_WITH_CUDNN

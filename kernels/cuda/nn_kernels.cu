@@ -107,10 +107,10 @@ class XentKernel : public OpKernel {
     Tensor* back = ctx->allocate_output(1, logits.shape());  // (b, k)
     if (!batch) return Status::OK();
     Tensor device_labels(DType::kInt64, Shape{batch}, ctx->allocator());  // (b)
-    // From pageable memory: returns once the host buffer may be reused.
-    MPIFLOW_CUDA(cudaMemcpyAsync(device_labels.raw(), wide.raw(), wide.bytes(),
-                                 cudaMemcpyHostToDevice, Stream()),
-                 ctx->node().op() + " node '" + ctx->node().name() + "'");
+    // Through the device's pinned buffers: `wide` may go once this returns.
+    MPIFLOW_RETURN_IF_ERROR(
+        Dev().CopyToDevice(device_labels.raw(), wide.raw(), wide.bytes(),
+                           ctx->node().op() + " node '" + ctx->node().name() + "'"));
     XentKernelFn<<<Blocks(batch), kThreads, 0, Stream()>>>(batch, classes, logits.data<T>(),
                                                            device_labels.data<int64_t>(),
                                                            loss->data<T>(), back->data<T>());

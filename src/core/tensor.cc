@@ -117,21 +117,6 @@ float HalfToFloat(Half h) {
   return f;
 }
 
-uint16_t FloatToBf16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // NaN
-  x += 0x7fffu + ((x >> 16) & 1u);  // to nearest, ties to even (a carry may reach infinity)
-  return static_cast<uint16_t>(x >> 16);
-}
-
-float Bf16ToFloat(uint16_t b) {
-  const uint32_t x = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &x, 4);
-  return f;
-}
-
 bool Shape::IsFullyDefined() const {
   return std::all_of(dims_.begin(), dims_.end(), [](int64_t d) { return d >= 0; });
 }
