@@ -161,8 +161,8 @@ TEST(Collectives, CompressedAllreduceOnTheWire) {
     const double unit = wire == AllreduceCompression::kBf16 ? 1.0 / 256 : 1.0 / 2048;
     for (AllreduceAlgorithm alg : {AllreduceAlgorithm::kAuto, AllreduceAlgorithm::kRing,
                                    AllreduceAlgorithm::kHierarchical}) {
-      const std::string what = StrCat(AllreduceCompressionName(wire), " ",
-                                      AllreduceAlgorithmName(alg));
+      const std::string what =
+          StrCat(AllreduceCompressionName(wire), " ", AllreduceAlgorithmName(alg));
       AllreduceOptions o;
       o.algorithm = alg;
       o.compression = wire;

@@ -40,17 +40,17 @@ Status AllReduceStrategy::Build(const Scope& root, Output loss,
 }
 
 std::string AllReduceStrategy::Describe(int64_t global_batch) const {
-  return StrCat("data parallel over ", ranks_, " ranks (global batch ", global_batch,
-                "): ", gradient_bytes_ / 1024, " KiB of gradients in ", sync_.buckets.size(),
-                " bucket(s) of <= ", options_.bucket_mb, " MiB, allreduce ",
-                AllreduceAlgorithmName(options_.algorithm),
-                options_.compression == AllreduceCompression::kNone
-                    ? std::string()
-                    : StrCat(" with ", AllreduceCompressionName(options_.compression),
-                             " on the wire"),
-                sync_.gathered.empty()
-                    ? std::string()
-                    : StrCat(", ", sync_.gathered.size(), " sparse gradient(s) by allgather"));
+  return StrCat(
+      "data parallel over ", ranks_, " ranks (global batch ", global_batch,
+      "): ", gradient_bytes_ / 1024, " KiB of gradients in ", sync_.buckets.size(),
+      " bucket(s) of <= ", options_.bucket_mb, " MiB, allreduce ",
+      AllreduceAlgorithmName(options_.algorithm),
+      options_.compression == AllreduceCompression::kNone
+          ? std::string()
+          : StrCat(" with ", AllreduceCompressionName(options_.compression), " on the wire"),
+      sync_.gathered.empty()
+          ? std::string()
+          : StrCat(", ", sync_.gathered.size(), " sparse gradient(s) by allgather"));
 }
 
 StatusOr<StepOutcome> AllReduceStrategy::RunStep(Session& session, std::vector<Session::Feed> feeds,
