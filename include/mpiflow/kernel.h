@@ -102,6 +102,9 @@ class OpKernel {
   virtual ~OpKernel() = default;
   virtual Status Compute(KernelContext* ctx) = 0;
   const Node& node() const { return node_; }
+  // False for kernels that pass their inputs on without reading their memory (Identity,
+  // Reshape, NoOp, Variable): they run wherever their inputs are, with no copy across.
+  virtual bool TouchesMemory() const { return true; }
   // A device kernel reads input i from host memory (a scalar such as a learning rate, which it
   // passes to its launch by value); set from the registration.
   bool host_input(int i) const {

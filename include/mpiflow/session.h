@@ -32,7 +32,7 @@ struct SessionOptions {
   // "cpu", or "cuda": this process's GPU (SelectGpu). On cuda a node runs on the GPU where its
   // op has a CUDA kernel for its dtype and on the CPU otherwise, the Session copying tensors
   // across as the nodes need them; floating variables live in GPU memory, integer ones (step
-  // counters) in host memory. Feeds are host tensors; fetches come back as host tensors.
+  // counters, float16) in host memory. Feeds are host tensors; fetches come back as host tensors.
   std::string device = kCpu;
   // The device kernels' matrix arithmetic (kernel.h); anything but fp32 needs a device.
   MathPrecision precision = MathPrecision::kFp32;
@@ -143,8 +143,11 @@ class Session {
   // A fetch's value as the caller gets it: a copy when it is a variable's own buffer, a host
   // copy when it is in device memory.
   StatusOr<Tensor> FetchValue(const Tensor& t) const;
-  // On a device session: whether a variable of this dtype lives in device memory.
-  bool OnDevice(DType dtype) const { return device_ && IsFloating(dtype); }
+  // On a device session: whether a variable of this dtype lives in device memory (float32 and
+  // float64: the dtypes the device's Assign and update kernels take).
+  bool OnDevice(DType dtype) const {
+    return device_ && (dtype == DType::kFloat32 || dtype == DType::kFloat64);
+  }
 
   const Graph* graph_;
   SessionOptions options_;

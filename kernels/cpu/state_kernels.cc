@@ -24,6 +24,7 @@ class VariableKernel : public OpKernel {
     ctx->set_output(0, slot_->value);  // unallocated until first assigned
     return Status::OK();
   }
+  bool TouchesMemory() const override { return false; }
 
  private:
   VariableResource::Slot* slot_;
@@ -44,6 +45,11 @@ class AssignKernel : public OpKernel {
     if (value.shape() != node_.input(0).shape()) {
       return ctx->Error("value shape ", value.shape().ToString(), " does not match variable '",
                         slot_->name, "' of shape ", node_.input(0).shape().ToString());
+    }
+    if (slot_->value.allocated() && !slot_->value.on_host()) {
+      return ctx->Error("variable '", slot_->name, "' is in ",
+                        slot_->value.buffer()->allocator()->name(),
+                        " memory, which the CPU's Assign cannot write");
     }
     if (slot_->value.allocated()) {
       if (value.bytes()) std::memcpy(slot_->value.raw(), value.raw(), value.bytes());  // in place

@@ -3,11 +3,13 @@
 // it is transposed for each call (and the filter gradient back). cuDNN pads symmetrically; a SAME
 // padding with more at the bottom or right (odd total) is done by copying the input into a
 // zero-padded buffer (and cropping the input gradient). Precision fp32: plain float32 arithmetic
-// (CUDNN_FMA_MATH: no TF32); any other: cuDNN's tensor-core math (TF32 for float32 tensors).
+// (CUDNN_FMA_MATH: no TF32); tf32, bf16 and fp16 alike: cuDNN's default math, which is TF32 for
+// float32 tensors (no bf16/fp16 rounding in the convolutions).
 // Only algorithms cuDNN reports deterministic, chosen once per shape.
 #include <cudnn.h>
 
 #include <map>
+#include <mutex>
 #include <tuple>
 
 #include "cuda_check.h"
@@ -178,11 +180,16 @@ class Conv2DKernel : public ConvBase {
  public:
   using ConvBase::ConvBase;
   Status Compute(KernelContext* ctx) override {
+    std::lock_guard<std::mutex> lock(Dev().dnn_mutex());  // one thread in cuDNN's handle
     const Tensor &x = ctx->input(0), &f = ctx->input(1);
     Geom g;
     MPIFLOW_RETURN_IF_ERROR(MakeGeom(ctx, x.shape(), f.shape(), &g));
     Tensor* y = ctx->allocate_output(0, Shape{g.n, g.oh, g.ow, g.oc});  // (n, oh, ow, oc)
     if (y->num_elements() == 0) return Status::OK();
+    if (g.c == 0) {  // no input channels: zeros, as the CPU's (cuDNN takes no empty dimension)
+      MPIFLOW_CUDA(cudaMemsetAsync(y->raw(), 0, y->bytes(), Stream()), where_);
+      return Status::OK();
+    }
     Descriptors d;
     MPIFLOW_RETURN_IF_ERROR(d.Make(g, precision_, where_));
     auto it = algos_.find(KeyOf(g));
@@ -215,6 +222,7 @@ class Conv2DBackpropInputKernel : public ConvBase {
  public:
   using ConvBase::ConvBase;
   Status Compute(KernelContext* ctx) override {
+    std::lock_guard<std::mutex> lock(Dev().dnn_mutex());  // one thread in cuDNN's handle
     const Tensor &x = ctx->input(0), &f = ctx->input(1), &dy = ctx->input(2);
     Geom g;
     MPIFLOW_RETURN_IF_ERROR(MakeGeom(ctx, x.shape(), f.shape(), &g));
@@ -223,6 +231,10 @@ class Conv2DBackpropInputKernel : public ConvBase {
     }
     Tensor* dx = ctx->allocate_output(0, x.shape());
     if (dx->num_elements() == 0) return Status::OK();
+    if (g.oc == 0 || g.oh * g.ow == 0) {  // nothing flows back: zeros, as the CPU's
+      MPIFLOW_CUDA(cudaMemsetAsync(dx->raw(), 0, dx->bytes(), Stream()), where_);
+      return Status::OK();
+    }
     Descriptors d;
     MPIFLOW_RETURN_IF_ERROR(d.Make(g, precision_, where_));
     auto it = algos_.find(KeyOf(g));
@@ -263,6 +275,7 @@ class Conv2DBackpropFilterKernel : public ConvBase {
  public:
   using ConvBase::ConvBase;
   Status Compute(KernelContext* ctx) override {
+    std::lock_guard<std::mutex> lock(Dev().dnn_mutex());  // one thread in cuDNN's handle
     const Tensor &x = ctx->input(0), &f = ctx->input(1), &dy = ctx->input(2);
     Geom g;
     MPIFLOW_RETURN_IF_ERROR(MakeGeom(ctx, x.shape(), f.shape(), &g));
@@ -271,7 +284,7 @@ class Conv2DBackpropFilterKernel : public ConvBase {
     }
     Tensor* df = ctx->allocate_output(0, f.shape());  // (kh, kw, c, oc)
     if (df->num_elements() == 0) return Status::OK();
-    if (g.n == 0) {
+    if (g.n == 0 || g.oh * g.ow == 0) {
       MPIFLOW_CUDA(cudaMemsetAsync(df->raw(), 0, df->bytes(), Stream()), where_);
       return Status::OK();
     }

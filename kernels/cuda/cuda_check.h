@@ -1,6 +1,6 @@
 // Every CUDA runtime and cuBLAS call of the CUDA kernels goes through these: a failure becomes a
 // Status carrying the library's own error string, the call, and where (the op and node, or the
-// device operation). Not error handling for NCCL or cuDNN (not used yet).
+// device operation). cuDNN's check sits with its only user, conv_kernels.cu.
 #pragma once
 
 #include <cublas_v2.h>

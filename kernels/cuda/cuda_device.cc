@@ -12,6 +12,12 @@
 namespace mpiflow {
 namespace cuda {
 
+void MakeCurrent(int gpu) {
+  thread_local int current = -1;
+  if (current == gpu) return;
+  if (cudaSetDevice(gpu) == cudaSuccess) current = gpu;  // else the next CUDA call says why
+}
+
 size_t CudaAllocator::SizeClass(size_t bytes) {
   constexpr size_t kStep = 256, kSmall = size_t{64} << 10;
   const size_t aligned = (std::max<size_t>(bytes, 1) + kStep - 1) / kStep * kStep;
@@ -42,6 +48,7 @@ void* CudaAllocator::Allocate(size_t bytes) {
     return p;
   }
   ++stats_.allocations;
+  MakeCurrent(gpu_);
   void* p = nullptr;
   cudaError_t e = cudaMalloc(&p, rounded);
   if (e != cudaSuccess) {  // the cache may hold what is missing: give it back and try again
@@ -106,6 +113,7 @@ Status PinnedStaging::CopyToDevice(void* device_dst, const void* host_src, size_
 Status CudaDevice::Init() {
   const std::string where = name_;
   MPIFLOW_CUDA(cudaSetDevice(gpu_), where);
+  MakeCurrent(gpu_);
   MPIFLOW_CUDA(cudaGetDeviceProperties(&props_, gpu_), where);
   MPIFLOW_CUDA(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking), where);
   MPIFLOW_CUDA(cudaStreamCreateWithFlags(&communication_, cudaStreamNonBlocking), where);
@@ -118,13 +126,17 @@ Status CudaDevice::Init() {
   if (e != CUDNN_STATUS_SUCCESS) {
     return Internal(where, ": cudnnCreate failed: ", cudnnGetErrorString(e));
   }
-  cudnnSetStream(dnn_, compute_);
+  const cudnnStatus_t bound = cudnnSetStream(dnn_, compute_);
+  if (bound != CUDNN_STATUS_SUCCESS) {
+    return Internal(where, ": cudnnSetStream failed: ", cudnnGetErrorString(bound));
+  }
 #endif
   return Status::OK();
 }
 
 StatusOr<Tensor> CudaDevice::CopyAcross(const Tensor& t) {
   if (!t.allocated()) return t;
+  MakeCurrent(gpu_);
   const std::string where = name_ + " copy of " + DTypeName(t.dtype()) + t.shape().ToString();
   if (t.on_host()) {
     Tensor d(t.dtype(), t.shape(), &allocator_);
@@ -146,6 +158,7 @@ Status CudaDevice::CopyInto(const Tensor& src, const Tensor& dst) {
                     DTypeName(dst.dtype()), dst.shape().ToString());
   }
   if (!src.bytes() || src.raw() == dst.raw()) return Status::OK();
+  MakeCurrent(gpu_);
   const std::string where = name_ + " copy into " + DTypeName(dst.dtype()) + dst.shape().ToString();
   if (src.on_host() && !dst.on_host())
     return CopyToDevice(dst.raw(), src.raw(), src.bytes(), where);
@@ -156,6 +169,7 @@ Status CudaDevice::CopyInto(const Tensor& src, const Tensor& dst) {
 }
 
 Status CudaDevice::Synchronize() {
+  MakeCurrent(gpu_);
   MPIFLOW_CUDA(cudaStreamSynchronize(compute_), name_);
   return Status::OK();
 }

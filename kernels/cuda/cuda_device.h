@@ -1,8 +1,8 @@
 // The CUDA device of this process (kernel.h's Device): one GPU, chosen by the node-local rank
 // (SelectGpu) or GPU 0; a caching allocator of device memory (cudaMalloc, never managed memory);
 // a compute stream every kernel and copy of a Session runs on in order, and a communication
-// stream for collectives (with events between the two); the cuBLAS handle bound to the compute
-// stream. Private to kernels/. Not the kernels (cuda_kernels.h) and not collectives.
+// stream, created for collectives (none uses it yet); the cuBLAS (and cuDNN) handles on the
+// compute stream. Private to kernels/. Not the kernels (cuda_kernels.h) and not collectives.
 #pragma once
 
 #include <cublas_v2.h>
@@ -26,7 +26,7 @@ namespace cuda {
 // are reused by later ones on the same stream without waiting (stream order keeps them apart).
 class CudaAllocator : public Allocator {
  public:
-  explicit CudaAllocator(int gpu) : name_("cuda:" + std::to_string(gpu)) {}
+  explicit CudaAllocator(int gpu) : gpu_(gpu), name_("cuda:" + std::to_string(gpu)) {}
   void* Allocate(size_t bytes) override;
   void Free(void* p, size_t bytes) override;
   bool host() const override { return false; }
@@ -36,6 +36,7 @@ class CudaAllocator : public Allocator {
 
  private:
   void ReleaseCache();  // with mu_ held
+  int gpu_;
   std::string name_;
   std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;
@@ -80,6 +81,9 @@ class CudaDevice : public Device {
   cublasHandle_t blas() const { return blas_; }
 #ifdef MPIFLOW_WITH_CUDNN
   cudnnHandle_t dnn() const { return dnn_; }  // bound to the compute stream
+  // cuDNN's handle must not be used by two threads at once (the parallel executor may run two
+  // convolutions together): hold this while calling cuDNN.
+  std::mutex& dnn_mutex() { return dnn_mu_; }
 #endif
   const cudaDeviceProp& properties() const { return props_; }
   AllocatorStats allocator_stats() { return allocator_.stats(); }
@@ -102,9 +106,14 @@ class CudaDevice : public Device {
   cublasHandle_t blas_ = nullptr;
 #ifdef MPIFLOW_WITH_CUDNN
   cudnnHandle_t dnn_ = nullptr;
+  std::mutex dnn_mu_;
 #endif
   cudaDeviceProp props_{};
 };
+
+// Makes `gpu` the calling thread's current device, once per thread (the CUDA runtime's current
+// device is per thread: the executor's pool threads start on device 0).
+void MakeCurrent(int gpu);
 
 // GPUs the CUDA runtime shows this process (0 where there is no driver or device).
 int VisibleGpus();

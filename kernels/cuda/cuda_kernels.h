@@ -23,8 +23,12 @@ void RegisterMatMulKernels(KernelRegistry& r);
 void RegisterPoolKernels(KernelRegistry& r);
 void RegisterConvKernels(KernelRegistry& r);  // with cuDNN only
 
-// The device the Session made before creating any CUDA kernel.
-inline CudaDevice& Dev() { return *TheDevice().value(); }
+// The device the Session made before creating any CUDA kernel, current on the calling thread.
+inline CudaDevice& Dev() {
+  CudaDevice& d = *TheDevice().value();
+  MakeCurrent(d.gpu());
+  return d;
+}
 inline cudaStream_t Stream() { return Dev().compute(); }
 
 constexpr int kThreads = 256;

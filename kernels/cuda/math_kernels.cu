@@ -31,9 +31,15 @@ namespace {
 
 constexpr int kColumns = 32, kRowLanes = 8;  // ColumnReduce's block: a warp of columns x 8
 
+// kMax as the CPU kernel's: a value replaces the running maximum only when greater (a NaN
+// never does), starting from the lowest finite value.
 template <typename T, bool kMax>
 __device__ inline T Combine(T a, T b) {
   return kMax ? (b > a ? b : a) : a + b;
+}
+template <typename T, bool kMax>
+__device__ inline T Identity() {
+  return kMax ? (sizeof(T) == 4 ? T(-FLT_MAX) : T(-DBL_MAX)) : T(0);
 }
 
 // Block (kColumns, kRowLanes) over columns [blockIdx.x * kColumns, ...) and the rows of chunk
@@ -46,13 +52,10 @@ __global__ void ColumnReduceFn(int64_t rows, int64_t cols, int64_t rows_per_chun
   const int64_t col = blockIdx.x * static_cast<int64_t>(kColumns) + threadIdx.x;
   const int64_t begin = blockIdx.y * rows_per_chunk;
   const int64_t end = begin + rows_per_chunk < rows ? begin + rows_per_chunk : rows;
-  T acc = 0;
-  bool any = false;
+  T acc = Identity<T, kMax>();
   if (col < cols) {
     for (int64_t r = begin + threadIdx.y; r < end; r += kRowLanes) {
-      const T v = in[r * cols + col];
-      acc = any ? Combine<T, kMax>(acc, v) : v;
-      any = true;
+      acc = Combine<T, kMax>(acc, in[r * cols + col]);
     }
   }
   // Lanes without rows (a chunk of fewer than kRowLanes rows) are left out below.

@@ -1,6 +1,7 @@
 // CUDA kernels for the neural-network ops the dense models use, float32 and float64: BiasAdd,
-// BiasAddGrad, SparseSoftmaxCrossEntropyWithLogits. Convolutions, pooling, softmax and dropout
-// stay on the CPU kernels for now (the Session copies their inputs across).
+// BiasAddGrad, SparseSoftmaxCrossEntropyWithLogits. Convolutions: conv_kernels.cu; pooling:
+// pool_kernels.cu. Softmax and dropout stay on the CPU kernels for now (the Session copies
+// their inputs across).
 #include <cstdint>
 
 #include "cuda_check.h"

@@ -6,6 +6,7 @@ namespace mpiflow {
 Status StageInputs(Device& device, const Node& node, const OpKernel& kernel, bool on_device,
                    int num_inputs, const Tensor** inputs, std::vector<Tensor>* staged,
                    std::vector<int>* staged_input) {
+  if (!kernel.TouchesMemory()) return Status::OK();
   for (int i = 0; i < num_inputs; ++i) {
     const Tensor& t = *inputs[i];
     if (!t.allocated()) continue;

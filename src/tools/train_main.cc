@@ -160,9 +160,9 @@ po::options_description Options(TrainConfig* c, CommandLine* cl) {
        "gpu: each rank uses its node's GPU number (node-local rank mod GPUs), with CUDA kernels "
        "where an op has one; cpu; or auto: gpu where this build has CUDA and a GPU is visible")
       ("precision", po::value(&cl->precision)->default_value(cl->precision),
-       "with --device gpu, the matrix products' and convolutions' arithmetic: fp32, tf32, or "
-       "bf16 / fp16 (inputs rounded for the tensor cores, float32 sums, weights and activations "
-       "kept in float32)")
+       "with --device gpu, the matrix products' arithmetic: fp32, tf32, or bf16 / fp16 (inputs "
+       "rounded for the tensor cores, float32 sums; weights and activations stay float32); "
+       "convolutions: fp32, else TF32")
       ("threads", po::value(&c->threads)->default_value(c->threads),
        "threads one kernel may use (OpenBLAS and mpiflow's own); the environment is ignored")
       ("inter-op-threads", po::value(&c->inter_op_threads)->default_value(c->inter_op_threads),

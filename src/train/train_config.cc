@@ -120,6 +120,7 @@ std::vector<std::pair<std::string, std::string>> ConsistencyItems(const TrainCon
       {"bucket-mb", StrCat(c.allreduce.bucket_mb)},
       {"allreduce", AllreduceAlgorithmName(c.allreduce.algorithm)},
       {"allreduce-compression", AllreduceCompressionName(c.allreduce.compression)},
+      {"precision", MathPrecisionName(c.precision)},
       {"sparse-sync", StrCat(SparseSyncName(c.allreduce.sparse), "/", SparseSyncName(c.ps.sparse))},
       {"data-sharding", DataShardingName(c.data_sharding)},
       {"ps-ranks", StrCat(c.ps.servers)},

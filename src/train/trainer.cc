@@ -382,11 +382,13 @@ StatusOr<TrainResult> RunTraining(const TrainConfig& cfg, const Sources& from,
       BuildGraph(root, cfg, from.build, data, optimizer, strategy, &vars, &init);
   if (!model.ok()) return model.status();
   const Model& m = *model;
-  if (comm) {
-    MPIFLOW_RETURN_IF_ERROR(CheckSameOnAllRanks(comm, *root.graph(), ConsistencyItems(cfg)));
-  }
   StatusOr<std::string> device = ResolveDevice(cfg, comm);
   if (!device.ok()) return device.status();
+  if (comm) {  // the device too: replicas on CPUs and GPUs would round apart
+    std::vector<std::pair<std::string, std::string>> items = ConsistencyItems(cfg);
+    items.push_back({"device (resolved)", *device});
+    MPIFLOW_RETURN_IF_ERROR(CheckSameOnAllRanks(comm, *root.graph(), items));
+  }
   if (*device == kCpu && cfg.precision != MathPrecision::kFp32) {
     return InvalidArgument("--precision ", MathPrecisionName(cfg.precision),
                            " needs --device gpu: the CPU kernels compute in fp32");
